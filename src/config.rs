@@ -1,0 +1,195 @@
+//! Typed settings: the embedded `config/default.toml`, an optional file, then `FIRESIGHT__*` env vars.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// A setting that could not be read or does not make sense.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The layered sources could not be parsed into the settings tree.
+    #[error("configuration could not be read: {0}")]
+    Read(#[from] config::ConfigError),
+    /// A value parsed but is out of its allowed range.
+    #[error("configuration key `{key}` is invalid: {reason}")]
+    Invalid {
+        /// Dotted key, e.g. `index.m`.
+        key: &'static str,
+        /// Why the value was refused.
+        reason: String,
+    },
+}
+
+/// The whole settings tree.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// HTTP API.
+    pub api: ApiSettings,
+    /// RocksDB store.
+    pub store: StoreSettings,
+    /// Detection-to-weather correlation.
+    pub correlate: CorrelateSettings,
+    /// Event encoder.
+    pub embed: EmbedSettings,
+    /// Vector index.
+    pub index: IndexSettings,
+    /// Ingest batching.
+    pub ingest: IngestSettings,
+}
+
+/// HTTP API settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Bind address.
+    pub listen: SocketAddr,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest `k` for similarity queries.
+    pub max_k: usize,
+    /// Largest page for listings.
+    pub max_page_size: usize,
+}
+
+/// RocksDB settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Database directory.
+    pub path: PathBuf,
+}
+
+/// Correlation settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorrelateSettings {
+    /// Farthest station a detection may be joined with.
+    pub max_station_distance_km: f64,
+}
+
+/// Event-encoder settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedSettings {
+    /// Path of the model manifest.
+    pub manifest: PathBuf,
+    /// Model name inside the manifest.
+    pub model: String,
+    /// Path of `libonnxruntime.so`; empty means `ORT_DYLIB_PATH`.
+    pub onnxruntime_lib: String,
+    /// Rows per inference call.
+    pub batch_size: usize,
+    /// ONNX Runtime intra-op threads.
+    pub intra_threads: usize,
+}
+
+/// Vector-index settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexSettings {
+    /// Engine name.
+    pub engine: String,
+    /// Graph degree.
+    pub m: usize,
+    /// Build-time candidate list size.
+    pub ef_construction: usize,
+    /// Query-time candidate list size.
+    pub ef_search: usize,
+}
+
+/// Ingest settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSettings {
+    /// Records per pipeline batch.
+    pub batch_size: usize,
+}
+
+impl Settings {
+    /// Layers the defaults, an optional file and the environment, then validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        let env = config::Environment::with_prefix("FIRESIGHT")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true);
+        let settings: Settings = builder.add_source(env).build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The defaults alone, validated; used by tests and tools.
+    pub fn defaults() -> Result<Self, ConfigError> {
+        let settings: Settings = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .build()?
+            .try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks ranges that the types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| ConfigError::Invalid {
+            key,
+            reason: reason.to_owned(),
+        };
+        if !(2..=256).contains(&self.index.m) {
+            return Err(invalid("index.m", "must be between 2 and 256"));
+        }
+        if self.index.engine != "hnsw_rs" {
+            return Err(invalid("index.engine", "only \"hnsw_rs\" is available"));
+        }
+        if self.index.ef_construction < self.index.m {
+            return Err(invalid("index.ef_construction", "must be at least index.m"));
+        }
+        if self.index.ef_search == 0 {
+            return Err(invalid("index.ef_search", "must be positive"));
+        }
+        let radius = self.correlate.max_station_distance_km;
+        if !(radius.is_finite() && radius > 0.0) {
+            return Err(invalid(
+                "correlate.max_station_distance_km",
+                "must be a positive number",
+            ));
+        }
+        if self.embed.batch_size == 0 || self.ingest.batch_size == 0 {
+            return Err(invalid("ingest.batch_size", "batch sizes must be positive"));
+        }
+        if self.api.max_k == 0 || self.api.max_page_size == 0 || self.api.max_body_bytes == 0 {
+            return Err(invalid(
+                "api",
+                "max_k, max_page_size and max_body_bytes must be positive",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_validate() {
+        let settings = Settings::defaults().expect("embedded defaults are valid");
+        assert_eq!(settings.index.m, 64);
+        assert_eq!(settings.api.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn out_of_range_degree_names_the_key() {
+        let mut settings = Settings::defaults().expect("defaults");
+        settings.index.m = 1000;
+        let err = settings.validate().expect_err("m=1000 is refused");
+        assert!(err.to_string().contains("index.m"), "{err}");
+    }
+}

@@ -1,0 +1,150 @@
+//! `FireEventV2`: the enriched record the pipeline stores and serves, shaped by `schemas/fire_event_v2.avsc`.
+
+use serde::{Deserialize, Serialize};
+
+/// The enriched fire event. Field names and types mirror the Avro schema so that
+/// `apache_avro::to_value` of this struct validates against it (a test checks that).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FireEventV2 {
+    /// Content-derived detection id (`fd_…`).
+    pub event_id: String,
+    /// Incident this event belongs to; assigned by the streaming sessions (none yet).
+    pub correlation_id: Option<String>,
+    /// Where the detection came from.
+    pub source: SourceInfo,
+    /// Acquisition time, milliseconds since the Unix epoch (Avro `timestamp-millis`).
+    pub detection_time: i64,
+    /// Pixel centre.
+    pub location: Location,
+    /// Radiometric description of the fire pixel.
+    pub fire_characteristics: FireCharacteristics,
+    /// Outcome of the weather join (`matched`, `no_station_in_range`).
+    pub weather_status: Option<WeatherStatus>,
+    /// The joined observation, when one was in range.
+    pub weather_conditions: Option<WeatherConditions>,
+    /// Nearby IoT sensor readings (not joined in this version).
+    pub sensor_summary: Option<SensorSummary>,
+    /// Rule-based assessment.
+    pub impact_assessment: Option<ImpactAssessment>,
+    /// Model outputs written back by the ML stages.
+    pub ml_predictions: Option<Vec<MlPrediction>>,
+    /// `name@version` of the encoder that produced this event's vector.
+    pub model_version: Option<String>,
+    /// When FireSight first stored the event, ms since the epoch.
+    pub ingested_at: Option<i64>,
+}
+
+/// Provenance of a detection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    /// Data provider, e.g. `NASA FIRMS`.
+    pub provider: String,
+    /// Satellite, normalised.
+    pub satellite: String,
+    /// `MODIS` or `VIIRS`.
+    pub instrument: String,
+    /// Product version as FIRMS writes it.
+    pub version: String,
+}
+
+/// A point on the Earth.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    /// Degrees north.
+    pub latitude: f64,
+    /// Degrees east.
+    pub longitude: f64,
+}
+
+/// Radiometric description of the pixel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FireCharacteristics {
+    /// Fire channel brightness temperature, K.
+    pub brightness_k: f64,
+    /// Background channel brightness temperature, K.
+    pub brightness_background_k: f64,
+    /// Fire radiative power, MW.
+    pub frp_mw: f64,
+    /// Along-scan pixel size, km.
+    pub scan_km: f64,
+    /// Along-track pixel size, km.
+    pub track_km: f64,
+    /// `low`, `nominal` or `high`.
+    pub confidence: String,
+    /// MODIS confidence percentage.
+    pub confidence_percent: Option<f32>,
+    /// Daytime overpass.
+    pub daytime: bool,
+    /// Archive detection type.
+    pub detection_type: Option<i32>,
+}
+
+/// Outcome of the weather join, so that "no weather" is never confused with "not joined".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeatherStatus {
+    /// A station within range had an observation for the detection's local day.
+    Matched,
+    /// No station with an observation for that day lies within the configured radius.
+    NoStationInRange,
+}
+
+/// The observation joined to a detection, with how far and how old it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeatherConditions {
+    /// BOM station number.
+    pub station_id: i64,
+    /// Station name.
+    pub station_name: String,
+    /// Great-circle distance from the detection, km.
+    pub distance_km: f64,
+    /// Observation day (`YYYY-MM-DD`, station local).
+    pub observation_date: String,
+    /// Detection time minus the day's 3 pm observation (local solar time), hours; negative if before.
+    pub age_hours: f64,
+    /// Minimum temperature, °C.
+    pub min_temp_c: Option<f64>,
+    /// Maximum temperature, °C.
+    pub max_temp_c: Option<f64>,
+    /// Rain to 9am, mm.
+    pub rain_mm: Option<f64>,
+    /// Relative humidity at 3pm, %.
+    pub rh_3pm_pct: Option<f64>,
+    /// Wind speed at 3pm, km/h.
+    pub wind_3pm_kmh: Option<f64>,
+    /// Strongest gust, km/h.
+    pub max_gust_kmh: Option<f64>,
+}
+
+/// Summary of nearby IoT sensor readings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SensorSummary {
+    /// Readings that contributed.
+    pub reading_count: i32,
+    /// Mean air temperature, °C.
+    pub mean_temperature_c: Option<f64>,
+    /// Lowest humidity, %.
+    pub min_humidity_pct: Option<f64>,
+    /// Highest PM2.5, µg/m³.
+    pub max_pm25_ugm3: Option<f64>,
+}
+
+/// Rule-based assessment of the event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImpactAssessment {
+    /// Rule anomalies, e.g. `fire_under_high_humidity`, `fire_in_rain`.
+    pub anomalies: Vec<String>,
+}
+
+/// One model output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MlPrediction {
+    /// Model name.
+    pub model: String,
+    /// Model version.
+    pub version: String,
+    /// Output name.
+    pub name: String,
+    /// Output value.
+    pub value: f64,
+}

@@ -1,0 +1,57 @@
+//! Great-circle distance and local solar time, the two pieces of geography the pipeline needs.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+
+/// Mean Earth radius (IUGG), km.
+const EARTH_RADIUS_KM: f64 = 6371.0088;
+
+/// Haversine distance between two points in degrees, km.
+pub fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dp = p2 - p1;
+    let dl = (lon2 - lon1).to_radians();
+    let h = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_KM * h.sqrt().min(1.0).asin()
+}
+
+/// Local mean solar time at `longitude`: UTC shifted by 4 minutes per degree.
+///
+/// Daily weather is reported per local day, and FIRMS times are UTC: an afternoon pass over
+/// eastern Australia is already the next local day. Solar time needs no time-zone database and
+/// is within an hour of civil time almost everywhere fires burn.
+pub fn local_solar_time(at: DateTime<Utc>, longitude: f64) -> chrono::NaiveDateTime {
+    let offset_s = (longitude * 240.0).round() as i64;
+    (at + Duration::seconds(offset_s)).naive_utc()
+}
+
+/// The local solar day of `at` at `longitude`.
+pub fn local_day(at: DateTime<Utc>, longitude: f64) -> NaiveDate {
+    local_solar_time(at, longitude).date()
+}
+
+/// UTC instant of `hour`:00 local solar time on `day` at `longitude`.
+pub fn utc_of_local(day: NaiveDate, hour: u32, longitude: f64) -> DateTime<Utc> {
+    let local = day.and_hms_opt(hour.min(23), 0, 0).unwrap_or_default();
+    let offset_s = (longitude * 240.0).round() as i64;
+    local.and_utc() - Duration::seconds(offset_s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sydney_to_melbourne_is_about_714_km() {
+        let d = distance_km(-33.8688, 151.2093, -37.8136, 144.9631);
+        assert!((d - 713.8).abs() < 2.0, "{d}");
+    }
+
+    #[test]
+    fn afternoon_utc_pass_is_next_local_day_in_queensland() {
+        let at: DateTime<Utc> = "2019-08-01T15:30:00Z".parse().expect("time");
+        assert_eq!(local_day(at, 150.0).to_string(), "2019-08-02");
+        assert_eq!(local_day(at, -120.0).to_string(), "2019-08-01");
+        let three_pm = utc_of_local(local_day(at, 150.0), 15, 150.0);
+        assert_eq!(three_pm.to_rfc3339(), "2019-08-02T05:00:00+00:00");
+    }
+}

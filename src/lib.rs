@@ -1,0 +1,12 @@
+//! FireSight: fire detections correlated with weather, embedded by an ONNX encoder, indexed, and queried over HTTP.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod embed;
+pub mod event;
+pub mod geo;
+pub mod index;
+pub mod metrics;
+pub mod store;
+pub mod stream;

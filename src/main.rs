@@ -1,0 +1,81 @@
+//! The `firesight` binary: parses the command line, loads settings, starts logging and hands over to `app`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Wildfire intelligence: correlate, embed, index and query fire detections.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Settings file layered over the built-in defaults (see config/default.toml).
+    #[arg(long, global = true, env = "FIRESIGHT_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service on the embedded default (RocksDB + local HNSW), optionally loading files first.
+    Serve {
+        /// FIRMS, BOM weather, BOM station or NDJSON event files to load before serving.
+        #[arg(long, num_args = 1..)]
+        load: Vec<PathBuf>,
+    },
+    /// Load files through the pipeline and exit.
+    Load {
+        /// Files to load.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,hnsw_rs=warn,ort=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let settings = firesight::config::Settings::load(cli.config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve { load } => {
+            runtime.block_on(firesight::app::run(settings, load, shutdown_signal()))
+        }
+        Command::Load { files } => runtime.block_on(async move {
+            tokio::task::spawn_blocking(move || {
+                let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+                firesight::app::Service::open(settings, &files, progress).map(drop)
+            })
+            .await?
+        }),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "Ctrl-C handler failed.");
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(error) => tracing::error!(%error, "SIGTERM handler failed."),
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("Shutdown requested; finishing in-flight requests.");
+}

@@ -1,0 +1,121 @@
+//! Prometheus metrics: names as constants, bounded labels, one registry per service.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// Records through ingest, by kind (`firms`, `weather`, `stations`, `sensors`) and outcome.
+pub const INGEST_RECORDS: &str = "firesight_ingest_records_total";
+/// Weather joins, by result (`hit`, `miss`).
+pub const CORRELATE_JOINS: &str = "firesight_correlate_joins_total";
+/// Encoder calls.
+pub const EMBED_BATCHES: &str = "firesight_embed_batches_total";
+/// Encoder rows.
+pub const EMBED_ROWS: &str = "firesight_embed_rows_total";
+/// Encoder call latency.
+pub const EMBED_BATCH_SECONDS: &str = "firesight_embed_batch_duration_seconds";
+/// Points in the vector index.
+pub const INDEX_VECTORS: &str = "firesight_index_vectors";
+/// Stored events.
+pub const STORE_EVENTS: &str = "firesight_store_events";
+/// HTTP requests, by route template, method and status.
+pub const HTTP_REQUESTS: &str = "firesight_http_requests_total";
+/// HTTP latency, by route template.
+pub const HTTP_REQUEST_SECONDS: &str = "firesight_http_request_duration_seconds";
+
+/// The service's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// See [`INGEST_RECORDS`].
+    pub ingest_records: IntCounterVec,
+    /// See [`CORRELATE_JOINS`].
+    pub correlate_joins: IntCounterVec,
+    /// See [`EMBED_BATCHES`].
+    pub embed_batches: IntCounter,
+    /// See [`EMBED_ROWS`].
+    pub embed_rows: IntCounter,
+    /// See [`EMBED_BATCH_SECONDS`].
+    pub embed_seconds: Histogram,
+    /// See [`INDEX_VECTORS`].
+    pub index_vectors: IntGauge,
+    /// See [`STORE_EVENTS`].
+    pub store_events: IntGauge,
+    /// See [`HTTP_REQUESTS`].
+    pub http_requests: IntCounterVec,
+    /// See [`HTTP_REQUEST_SECONDS`].
+    pub http_seconds: HistogramVec,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let metrics = Self {
+            ingest_records: IntCounterVec::new(
+                Opts::new(INGEST_RECORDS, "Records through ingest."),
+                &["kind", "outcome"],
+            )?,
+            correlate_joins: IntCounterVec::new(
+                Opts::new(CORRELATE_JOINS, "Detection-weather joins."),
+                &["result"],
+            )?,
+            embed_batches: IntCounter::new(EMBED_BATCHES, "Encoder calls.")?,
+            embed_rows: IntCounter::new(EMBED_ROWS, "Rows embedded.")?,
+            embed_seconds: Histogram::with_opts(
+                HistogramOpts::new(EMBED_BATCH_SECONDS, "Encoder call latency.")
+                    .buckets(prometheus::exponential_buckets(0.0001, 4.0, 10)?),
+            )?,
+            index_vectors: IntGauge::new(INDEX_VECTORS, "Points in the vector index.")?,
+            store_events: IntGauge::new(STORE_EVENTS, "Events in the store.")?,
+            http_requests: IntCounterVec::new(
+                Opts::new(HTTP_REQUESTS, "HTTP requests."),
+                &["route", "method", "status"],
+            )?,
+            http_seconds: HistogramVec::new(
+                HistogramOpts::new(HTTP_REQUEST_SECONDS, "HTTP latency.")
+                    .buckets(prometheus::exponential_buckets(0.0001, 4.0, 10)?),
+                &["route"],
+            )?,
+            registry,
+        };
+        metrics
+            .registry
+            .register(Box::new(metrics.ingest_records.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.correlate_joins.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.embed_batches.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.embed_rows.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.embed_seconds.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.index_vectors.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.store_events.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.http_requests.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.http_seconds.clone()))?;
+        Ok(metrics)
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::warn!(%error, "Metrics could not be encoded.");
+        }
+        String::from_utf8_lossy(&buffer).into_owned()
+    }
+}
