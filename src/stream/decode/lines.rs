@@ -1,0 +1,193 @@
+//! Incremental splitting of a byte stream into CSV records, with line numbers.
+
+use super::{Decoded, Rejected};
+use crate::event::FieldError;
+
+/// A CSV format: built from the header line, then decodes one record at a time.
+pub trait RecordDecoder: Sized {
+    /// What one line becomes.
+    type Item;
+    /// Recognises the header; an unusable header refuses the whole input.
+    fn from_header(header: &csv::StringRecord) -> Result<Self, FieldError>;
+    /// Decodes one record (`line` is 1-based, the header being line 1).
+    fn decode(&self, line: u64, record: &csv::StringRecord) -> Result<Self::Item, FieldError>;
+}
+
+/// Anything that turns a byte stream into decoded items: CSV formats and NDJSON.
+pub trait StreamDecoder {
+    /// What one line becomes.
+    type Item;
+    /// Feeds a chunk; complete lines are decoded into `out`. A header error stops the input.
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<Decoded<Self::Item>>) -> Result<(), FieldError>;
+    /// Flushes the last line when the input did not end with a newline.
+    fn finish(&mut self, out: &mut Vec<Decoded<Self::Item>>) -> Result<(), FieldError>;
+    /// Lines seen so far, header included.
+    fn lines_seen(&self) -> u64;
+}
+
+/// Splits bytes into lines (LF or CRLF) across chunk boundaries.
+#[derive(Default)]
+pub(crate) struct LineSplitter {
+    pending: Vec<u8>,
+    line: u64,
+}
+
+impl LineSplitter {
+    /// Calls `each(line_no, text)` for every complete line in `chunk`.
+    pub(crate) fn push(&mut self, chunk: &[u8], mut each: impl FnMut(u64, &str)) {
+        let mut rest = chunk;
+        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+            self.pending.extend_from_slice(&rest[..pos]);
+            self.emit(&mut each);
+            rest = &rest[pos + 1..];
+        }
+        self.pending.extend_from_slice(rest);
+    }
+
+    /// Emits a final line that had no newline.
+    pub(crate) fn finish(&mut self, mut each: impl FnMut(u64, &str)) {
+        if !self.pending.is_empty() {
+            self.emit(&mut each);
+        }
+    }
+
+    /// Lines emitted so far.
+    pub(crate) fn lines(&self) -> u64 {
+        self.line
+    }
+
+    fn emit(&mut self, each: &mut impl FnMut(u64, &str)) {
+        self.line += 1;
+        if self.pending.last() == Some(&b'\r') {
+            self.pending.pop();
+        }
+        let text = String::from_utf8_lossy(&self.pending);
+        each(self.line, &text);
+        self.pending.clear();
+    }
+}
+
+/// A CSV input decoded line by line with the format `D` chosen by its header.
+pub struct CsvStream<D: RecordDecoder> {
+    splitter: LineSplitter,
+    decoder: Option<D>,
+    header_error: Option<FieldError>,
+}
+
+impl<D: RecordDecoder> Default for CsvStream<D> {
+    fn default() -> Self {
+        Self {
+            splitter: LineSplitter::default(),
+            decoder: None,
+            header_error: None,
+        }
+    }
+}
+
+impl<D: RecordDecoder> CsvStream<D> {
+    /// A decoder waiting for its header line.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn handle(&mut self, line: u64, text: &str, out: &mut Vec<Decoded<D::Item>>) {
+        if self.header_error.is_some() || text.trim().is_empty() {
+            return;
+        }
+        let record = match parse_record(line, text) {
+            Ok(record) => record,
+            Err(error) => {
+                if self.decoder.is_none() {
+                    self.header_error = Some(error);
+                } else {
+                    out.push(Err(Rejected {
+                        error,
+                        raw: text.to_owned(),
+                    }));
+                }
+                return;
+            }
+        };
+        match &self.decoder {
+            None => match D::from_header(&record) {
+                Ok(decoder) => self.decoder = Some(decoder),
+                Err(error) => self.header_error = Some(error),
+            },
+            Some(decoder) => out.push(
+                decoder
+                    .decode(line, &record)
+                    .map(|item| (line, item))
+                    .map_err(|error| Rejected {
+                        error,
+                        raw: text.to_owned(),
+                    }),
+            ),
+        }
+    }
+
+    fn status(&self) -> Result<(), FieldError> {
+        self.header_error.clone().map_or(Ok(()), Err)
+    }
+}
+
+impl<D: RecordDecoder> StreamDecoder for CsvStream<D> {
+    type Item = D::Item;
+
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<Decoded<D::Item>>) -> Result<(), FieldError> {
+        let mut splitter = std::mem::take(&mut self.splitter);
+        splitter.push(chunk, |line, text| self.handle(line, text, out));
+        self.splitter = splitter;
+        self.status()
+    }
+
+    fn finish(&mut self, out: &mut Vec<Decoded<D::Item>>) -> Result<(), FieldError> {
+        let mut splitter = std::mem::take(&mut self.splitter);
+        splitter.finish(|line, text| self.handle(line, text, out));
+        self.splitter = splitter;
+        self.status()?;
+        if self.decoder.is_none() {
+            return Err(FieldError::new(
+                1,
+                "header",
+                "the input is empty: no header line",
+            ));
+        }
+        Ok(())
+    }
+
+    fn lines_seen(&self) -> u64 {
+        self.splitter.lines()
+    }
+}
+
+/// Parses one physical line as a CSV record.
+fn parse_record(line: u64, text: &str) -> Result<csv::StringRecord, FieldError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let mut record = csv::StringRecord::new();
+    match reader.read_record(&mut record) {
+        Ok(true) => Ok(record),
+        Ok(false) => Err(FieldError::new(line, "line", "no CSV record on the line")),
+        Err(e) => Err(FieldError::new(line, "line", format!("not valid CSV: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_split_across_chunks_and_crlf() {
+        let mut splitter = LineSplitter::default();
+        let mut seen = Vec::new();
+        splitter.push(b"a,b\r\nc,", |n, t| seen.push((n, t.to_owned())));
+        splitter.push(b"d\r\ne", |n, t| seen.push((n, t.to_owned())));
+        splitter.finish(|n, t| seen.push((n, t.to_owned())));
+        assert_eq!(
+            seen,
+            vec![(1, "a,b".into()), (2, "c,d".into()), (3, "e".into())]
+        );
+    }
+}
