@@ -1,0 +1,510 @@
+//! RocksDB, the source of truth: events, the time index, vectors, the id map, weather, stations, dead letters.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{Datelike, NaiveDate};
+use rocksdb::{
+    ColumnFamilyDescriptor, DB, DBCompressionType, Direction, IteratorMode, Options, WriteBatch,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::event::{FieldError, FireEventV2, SensorReading, Station, WeatherObservation};
+
+/// Column family: event id → `FireEventV2` (JSON).
+pub const CF_EVENTS: &str = "events";
+/// Column family: (inverted detection time, event id) → nothing; newest-first listing.
+pub const CF_EVENTS_BY_TIME: &str = "events_by_time";
+/// Column family: event id → vector sequence number (u64 BE).
+pub const CF_ID_MAP: &str = "id_map";
+/// Column family: sequence number → (model version, event id, vector).
+pub const CF_VECTORS: &str = "vectors";
+/// Column family: station number → `Station`.
+pub const CF_STATIONS: &str = "stations";
+/// Column family: (station, day) → `WeatherObservation`.
+pub const CF_WEATHER: &str = "weather";
+/// Column family: (sensor, time) → `SensorReading`.
+pub const CF_SENSORS: &str = "sensors";
+/// Column family: sequence → refused record with its reason.
+pub const CF_DEAD_LETTERS: &str = "dead_letters";
+/// Column family: counters.
+pub const CF_META: &str = "meta";
+
+const ALL_CFS: [&str; 9] = [
+    CF_EVENTS,
+    CF_EVENTS_BY_TIME,
+    CF_ID_MAP,
+    CF_VECTORS,
+    CF_STATIONS,
+    CF_WEATHER,
+    CF_SENSORS,
+    CF_DEAD_LETTERS,
+    CF_META,
+];
+const META_NEXT_SEQ: &[u8] = b"next_seq";
+const META_EVENT_COUNT: &[u8] = b"event_count";
+const META_NEXT_DEAD_LETTER: &[u8] = b"next_dead_letter";
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// RocksDB refused an operation.
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// A stored value could not be decoded.
+    #[error("corrupt value in column family `{cf}`: {reason}")]
+    Corrupt {
+        /// Column family.
+        cf: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A value could not be encoded.
+    #[error("encoding a value failed: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// One stored vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredVector {
+    /// Sequence number, the index's point id.
+    pub seq: u64,
+    /// Owning event.
+    pub event_id: String,
+    /// `name@version` of the encoder.
+    pub model_version: String,
+    /// The embedding.
+    pub vector: Vec<f32>,
+}
+
+/// A new event with its vector, written in one batch.
+pub struct NewEvent {
+    /// The record.
+    pub event: FireEventV2,
+    /// Its embedding.
+    pub vector: Vec<f32>,
+}
+
+/// A refused record kept with its reason (the embedded default's dead-letter place).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Where it came from, e.g. `http:/v1/events/firms` or a file path.
+    pub source: String,
+    /// Field and reason.
+    pub error: FieldError,
+    /// The original text.
+    pub raw: String,
+    /// When it was refused, ms since the epoch.
+    pub at_ms: i64,
+}
+
+/// One page of events, newest first.
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    /// The events.
+    pub events: Vec<FireEventV2>,
+    /// Opaque cursor for the next page, if there is one.
+    pub next_cursor: Option<String>,
+}
+
+/// The RocksDB store.
+pub struct Store {
+    db: DB,
+    next_seq: AtomicU64,
+    event_count: AtomicU64,
+    next_dead_letter: AtomicU64,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_compression_type(DBCompressionType::Zstd);
+        let cfs = ALL_CFS.iter().map(|name| {
+            let mut cf = Options::default();
+            cf.set_compression_type(DBCompressionType::Zstd);
+            ColumnFamilyDescriptor::new(*name, cf)
+        });
+        let db = DB::open_cf_descriptors(&options, path, cfs)?;
+        let read = |key| -> Result<u64, StoreError> {
+            let cf = db.cf_handle(CF_META).ok_or_else(|| missing_cf(CF_META))?;
+            db.get_cf(cf, key)?
+                .map_or(Ok(0), |v| decode_u64(CF_META, &v))
+        };
+        let (next_seq, event_count, next_dead_letter) = (
+            read(META_NEXT_SEQ)?,
+            read(META_EVENT_COUNT)?,
+            read(META_NEXT_DEAD_LETTER)?,
+        );
+        Ok(Self {
+            db,
+            next_seq: AtomicU64::new(next_seq),
+            event_count: AtomicU64::new(event_count),
+            next_dead_letter: AtomicU64::new(next_dead_letter),
+        })
+    }
+
+    fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db.cf_handle(name).ok_or_else(|| missing_cf(name))
+    }
+
+    /// Number of stored events.
+    pub fn event_count(&self) -> u64 {
+        self.event_count.load(Ordering::Acquire)
+    }
+
+    /// True when an event with this id is stored.
+    pub fn contains_event(&self, event_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(CF_ID_MAP)?, event_id.as_bytes())?
+            .is_some())
+    }
+
+    /// The stored record.
+    pub fn event(&self, event_id: &str) -> Result<Option<FireEventV2>, StoreError> {
+        let Some(bytes) = self
+            .db
+            .get_pinned_cf(self.cf(CF_EVENTS)?, event_id.as_bytes())?
+        else {
+            return Ok(None);
+        };
+        decode_json(CF_EVENTS, &bytes).map(Some)
+    }
+
+    /// The vector sequence number of an event.
+    pub fn seq_of(&self, event_id: &str) -> Result<Option<u64>, StoreError> {
+        self.db
+            .get_pinned_cf(self.cf(CF_ID_MAP)?, event_id.as_bytes())?
+            .map(|v| decode_u64(CF_ID_MAP, &v))
+            .transpose()
+    }
+
+    /// The stored vector for a sequence number.
+    pub fn vector(&self, seq: u64) -> Result<Option<StoredVector>, StoreError> {
+        self.db
+            .get_pinned_cf(self.cf(CF_VECTORS)?, seq.to_be_bytes())?
+            .map(|v| decode_vector(seq, &v))
+            .transpose()
+    }
+
+    /// Writes new events, their time-index entries, ids and vectors in one atomic batch.
+    ///
+    /// Callers serialise writers (the pipeline holds one lock), so sequence numbers are dense.
+    /// Returns the sequence numbers given to the events, in order.
+    pub fn write_events(&self, events: &[NewEvent]) -> Result<Vec<u64>, StoreError> {
+        let first = self.next_seq.load(Ordering::Acquire);
+        let mut batch = WriteBatch::default();
+        let mut seqs = Vec::with_capacity(events.len());
+        for (offset, new) in events.iter().enumerate() {
+            let seq = first + offset as u64;
+            let id = new.event.event_id.as_bytes();
+            batch.put_cf(self.cf(CF_EVENTS)?, id, serde_json::to_vec(&new.event)?);
+            batch.put_cf(
+                self.cf(CF_EVENTS_BY_TIME)?,
+                time_key(new.event.detection_time, &new.event.event_id),
+                [],
+            );
+            batch.put_cf(self.cf(CF_ID_MAP)?, id, seq.to_be_bytes());
+            let model = new.event.model_version.as_deref().unwrap_or_default();
+            batch.put_cf(
+                self.cf(CF_VECTORS)?,
+                seq.to_be_bytes(),
+                encode_vector(model, &new.event.event_id, &new.vector),
+            );
+            seqs.push(seq);
+        }
+        let next = first + events.len() as u64;
+        let count = self.event_count() + events.len() as u64;
+        batch.put_cf(self.cf(CF_META)?, META_NEXT_SEQ, next.to_be_bytes());
+        batch.put_cf(self.cf(CF_META)?, META_EVENT_COUNT, count.to_be_bytes());
+        self.db.write(batch)?;
+        self.next_seq.store(next, Ordering::Release);
+        self.event_count.store(count, Ordering::Release);
+        Ok(seqs)
+    }
+
+    /// Every stored vector in sequence order, for rebuilding the index.
+    pub fn vectors(&self) -> impl Iterator<Item = Result<StoredVector, StoreError>> + '_ {
+        let cf = self.cf(CF_VECTORS);
+        let iter = cf.map(|cf| self.db.iterator_cf(cf, IteratorMode::Start));
+        let (iter, error) = match iter {
+            Ok(iter) => (Some(iter), None),
+            Err(e) => (None, Some(Err(e))),
+        };
+        error
+            .into_iter()
+            .chain(iter.into_iter().flatten().map(|item| {
+                let (key, value) = item?;
+                decode_vector(decode_u64(CF_VECTORS, &key)?, &value)
+            }))
+    }
+
+    /// Events with `from_ms <= detection_time <= to_ms`, newest first, `limit` per page.
+    pub fn list_events(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<EventPage, StoreError> {
+        let start = match cursor {
+            Some(c) => {
+                let mut key = hex::decode(c).map_err(|_| StoreError::Corrupt {
+                    cf: CF_EVENTS_BY_TIME,
+                    reason: "bad cursor".into(),
+                })?;
+                key.push(0); // strictly after the last key returned
+                key
+            }
+            None => time_key(to_ms, "").to_vec(),
+        };
+        let mode = IteratorMode::From(&start, Direction::Forward);
+        let mut events = Vec::with_capacity(limit);
+        let mut last_key = None;
+        for item in self.db.iterator_cf(self.cf(CF_EVENTS_BY_TIME)?, mode) {
+            let (key, _) = item?;
+            if key.len() < 8 || decode_time(&key[..8]) < from_ms {
+                break;
+            }
+            if events.len() == limit {
+                return Ok(EventPage {
+                    events,
+                    next_cursor: last_key.map(hex::encode),
+                });
+            }
+            let id = std::str::from_utf8(&key[8..]).map_err(|e| StoreError::Corrupt {
+                cf: CF_EVENTS_BY_TIME,
+                reason: e.to_string(),
+            })?;
+            if let Some(event) = self.event(id)? {
+                events.push(event);
+            }
+            last_key = Some(key.to_vec());
+        }
+        Ok(EventPage {
+            events,
+            next_cursor: None,
+        })
+    }
+
+    /// Stores or replaces stations.
+    pub fn put_stations(&self, stations: &[Station]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for station in stations {
+            batch.put_cf(
+                self.cf(CF_STATIONS)?,
+                station.id.to_be_bytes(),
+                serde_json::to_vec(station)?,
+            );
+        }
+        Ok(self.db.write(batch)?)
+    }
+
+    /// Every stored station.
+    pub fn stations(&self) -> Result<Vec<Station>, StoreError> {
+        self.db
+            .iterator_cf(self.cf(CF_STATIONS)?, IteratorMode::Start)
+            .map(|item| decode_json(CF_STATIONS, &item?.1))
+            .collect()
+    }
+
+    /// Stores observations (callers have checked them against what is stored).
+    pub fn put_weather(&self, observations: &[WeatherObservation]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for obs in observations {
+            batch.put_cf(
+                self.cf(CF_WEATHER)?,
+                weather_key(obs.station_id, obs.date),
+                serde_json::to_vec(obs)?,
+            );
+        }
+        Ok(self.db.write(batch)?)
+    }
+
+    /// The observation of `station` for `date`.
+    pub fn weather(
+        &self,
+        station: u32,
+        date: NaiveDate,
+    ) -> Result<Option<WeatherObservation>, StoreError> {
+        self.db
+            .get_pinned_cf(self.cf(CF_WEATHER)?, weather_key(station, date))?
+            .map(|v| decode_json(CF_WEATHER, &v))
+            .transpose()
+    }
+
+    /// Every stored observation, for building the correlator's day index.
+    pub fn all_weather(&self) -> Result<Vec<WeatherObservation>, StoreError> {
+        self.db
+            .iterator_cf(self.cf(CF_WEATHER)?, IteratorMode::Start)
+            .map(|item| decode_json(CF_WEATHER, &item?.1))
+            .collect()
+    }
+
+    /// Stores sensor readings keyed by sensor and time (a replay overwrites, never duplicates).
+    pub fn put_sensor_readings(&self, readings: &[SensorReading]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for r in readings {
+            let mut key = r.sensor_id.as_bytes().to_vec();
+            key.push(0);
+            key.extend_from_slice(&r.observed_at.timestamp_millis().to_be_bytes());
+            batch.put_cf(self.cf(CF_SENSORS)?, key, serde_json::to_vec(r)?);
+        }
+        Ok(self.db.write(batch)?)
+    }
+
+    /// Keeps refused records with their reasons.
+    pub fn put_dead_letters(&self, letters: &[DeadLetter]) -> Result<(), StoreError> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        let first = self
+            .next_dead_letter
+            .fetch_add(letters.len() as u64, Ordering::AcqRel);
+        let mut batch = WriteBatch::default();
+        for (offset, letter) in letters.iter().enumerate() {
+            batch.put_cf(
+                self.cf(CF_DEAD_LETTERS)?,
+                (first + offset as u64).to_be_bytes(),
+                serde_json::to_vec(letter)?,
+            );
+        }
+        batch.put_cf(
+            self.cf(CF_META)?,
+            META_NEXT_DEAD_LETTER,
+            (first + letters.len() as u64).to_be_bytes(),
+        );
+        Ok(self.db.write(batch)?)
+    }
+
+    /// The most recent `limit` dead letters, newest first.
+    pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        self.db
+            .iterator_cf(self.cf(CF_DEAD_LETTERS)?, IteratorMode::End)
+            .take(limit)
+            .map(|item| decode_json(CF_DEAD_LETTERS, &item?.1))
+            .collect()
+    }
+}
+
+fn missing_cf(name: &'static str) -> StoreError {
+    StoreError::Corrupt {
+        cf: name,
+        reason: "column family missing".into(),
+    }
+}
+
+/// Newest-first ordering: the key starts with `u64::MAX - (time + 2^63)` big-endian.
+fn time_key(detection_ms: i64, event_id: &str) -> Vec<u8> {
+    let shifted = (detection_ms as u64) ^ (1 << 63); // order-preserving i64 → u64
+    let mut key = (u64::MAX - shifted).to_be_bytes().to_vec();
+    key.extend_from_slice(event_id.as_bytes());
+    key
+}
+
+fn decode_time(prefix: &[u8]) -> i64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(prefix);
+    ((u64::MAX - u64::from_be_bytes(bytes)) ^ (1 << 63)) as i64
+}
+
+fn weather_key(station: u32, date: NaiveDate) -> [u8; 8] {
+    let mut key = [0u8; 8];
+    key[..4].copy_from_slice(&station.to_be_bytes());
+    key[4..].copy_from_slice(&date.num_days_from_ce().to_be_bytes());
+    key
+}
+
+fn decode_u64(cf: &'static str, bytes: &[u8]) -> Result<u64, StoreError> {
+    let array: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt {
+        cf,
+        reason: format!("expected 8 bytes, found {}", bytes.len()),
+    })?;
+    Ok(u64::from_be_bytes(array))
+}
+
+fn decode_json<T: for<'de> Deserialize<'de>>(
+    cf: &'static str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        cf,
+        reason: e.to_string(),
+    })
+}
+
+/// `[model len u16][model][id len u16][id][f32 LE …]`.
+fn encode_vector(model: &str, event_id: &str, vector: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + model.len() + event_id.len() + vector.len() * 4);
+    for text in [model, event_id] {
+        out.extend_from_slice(&(text.len() as u16).to_le_bytes());
+        out.extend_from_slice(text.as_bytes());
+    }
+    for x in vector {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out
+}
+
+fn decode_vector(seq: u64, bytes: &[u8]) -> Result<StoredVector, StoreError> {
+    let corrupt = |reason: &str| StoreError::Corrupt {
+        cf: CF_VECTORS,
+        reason: format!("seq {seq}: {reason}"),
+    };
+    let mut rest = bytes;
+    let mut texts = [String::new(), String::new()];
+    for text in &mut texts {
+        let (len, tail) = rest
+            .split_at_checked(2)
+            .ok_or_else(|| corrupt("truncated length"))?;
+        let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
+        let (body, tail) = tail
+            .split_at_checked(len)
+            .ok_or_else(|| corrupt("truncated text"))?;
+        *text = String::from_utf8(body.to_vec()).map_err(|_| corrupt("text is not UTF-8"))?;
+        rest = tail;
+    }
+    if rest.len() % 4 != 0 {
+        return Err(corrupt("vector length is not a multiple of 4"));
+    }
+    let vector = rest
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let [model_version, event_id] = texts;
+    Ok(StoredVector {
+        seq,
+        event_id,
+        model_version,
+        vector,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_keys_sort_newest_first_and_round_trip() {
+        let older = time_key(1_564_620_960_000, "a");
+        let newer = time_key(1_564_620_960_001, "a");
+        assert!(newer < older);
+        assert_eq!(decode_time(&older[..8]), 1_564_620_960_000);
+        assert_eq!(decode_time(&time_key(-5, "")[..8]), -5);
+    }
+
+    #[test]
+    fn vector_encoding_round_trips() {
+        let bytes = encode_vector("event-encoder@1", "fd_x", &[1.5, -2.0]);
+        let v = decode_vector(7, &bytes).expect("decodes");
+        assert_eq!(
+            (v.seq, v.model_version.as_str(), v.event_id.as_str()),
+            (7, "event-encoder@1", "fd_x")
+        );
+        assert_eq!(v.vector, vec![1.5, -2.0]);
+        assert!(decode_vector(7, &bytes[..bytes.len() - 1]).is_err());
+    }
+}
