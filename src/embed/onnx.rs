@@ -1,0 +1,156 @@
+//! The event encoder on ONNX Runtime (`ort`, loaded dynamically from the onnxruntime wheel).
+
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use super::{EmbedError, Embedder, FEATURE_COUNT, Manifest};
+
+/// The process-wide ONNX Runtime environment; `ort` can load one library per process.
+static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+
+/// The encoder session. `Session::run` needs `&mut`, so calls are serialised; batching keeps that cheap.
+pub struct OnnxEmbedder {
+    session: Mutex<Session>,
+    input: String,
+    output: String,
+    dim: usize,
+    model_version: String,
+}
+
+impl OnnxEmbedder {
+    /// Loads ONNX Runtime, verifies the model against the manifest, and opens a session.
+    ///
+    /// `runtime_lib` empty means the `ORT_DYLIB_PATH` environment variable.
+    pub fn load(
+        manifest: &Path,
+        model: &str,
+        runtime_lib: &str,
+        threads: usize,
+    ) -> Result<Self, EmbedError> {
+        let manifest = Manifest::load(manifest)?;
+        let entry = manifest.model(model)?;
+        if entry.input_width != FEATURE_COUNT {
+            return Err(EmbedError::Contract {
+                model: entry.name.clone(),
+                reason: format!(
+                    "manifest input width {} but this build computes {FEATURE_COUNT} features",
+                    entry.input_width
+                ),
+            });
+        }
+        let bytes = manifest.verified_bytes(entry)?;
+        let environment = environment(runtime_lib)?;
+        let open_error = |e: &dyn std::fmt::Display| {
+            EmbedError::Inference(format!("could not open model {}: {e}", entry.file))
+        };
+        let builder = Session::builder(environment).map_err(|e| open_error(&e))?;
+        let mut builder = builder
+            .with_intra_threads(threads.max(1))
+            .map_err(|e| open_error(&e))?;
+        let session = builder
+            .commit_from_memory(&bytes)
+            .map_err(|e| open_error(&e))?;
+        let embedder = Self {
+            session: Mutex::new(session),
+            input: entry.input.clone(),
+            output: entry.output.clone(),
+            dim: entry.output_dim,
+            model_version: format!("{}@{}", entry.name, entry.version),
+        };
+        embedder.check_contract()?;
+        Ok(embedder)
+    }
+
+    /// Runs one zero row to prove the named tensors and the output width are what the manifest says.
+    fn check_contract(&self) -> Result<(), EmbedError> {
+        let out = self
+            .embed(&[[0.0; FEATURE_COUNT]])
+            .map_err(|e| EmbedError::Contract {
+                model: self.model_version.clone(),
+                reason: e.to_string(),
+            })?;
+        match out.first() {
+            Some(v) if v.len() == self.dim => Ok(()),
+            other => Err(EmbedError::Contract {
+                model: self.model_version.clone(),
+                reason: format!(
+                    "expected output width {}, got {:?}",
+                    self.dim,
+                    other.map(Vec::len)
+                ),
+            }),
+        }
+    }
+}
+
+fn environment(runtime_lib: &str) -> Result<&'static ort::environment::Environment, EmbedError> {
+    let path = if runtime_lib.is_empty() {
+        std::env::var("ORT_DYLIB_PATH").unwrap_or_default()
+    } else {
+        runtime_lib.to_owned()
+    };
+    let result = ENVIRONMENT.get_or_init(|| {
+        if path.is_empty() {
+            return Err("no library given: set embed.onnxruntime_lib or ORT_DYLIB_PATH (scripts/env.sh does)".into());
+        }
+        if !Path::new(&path).is_file() {
+            return Err(format!("{path} does not exist; run scripts/setup.sh to install the onnxruntime wheel"));
+        }
+        ort::init_from(&path).map_err(|e| e.to_string())?.with_name("firesight").build().map_err(|e| e.to_string())
+    });
+    result.as_ref().map_err(|reason| EmbedError::Runtime {
+        path,
+        reason: reason.clone(),
+    })
+}
+
+impl Embedder for OnnxEmbedder {
+    fn model_version(&self) -> &str {
+        &self.model_version
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn embed(&self, rows: &[[f32; FEATURE_COUNT]]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+        let tensor = TensorRef::from_array_view(([rows.len(), FEATURE_COUNT], flat.as_slice()))
+            .map_err(|e| EmbedError::Inference(e.to_string()))?;
+        let mut session = self
+            .session
+            .lock()
+            .map_err(|_| EmbedError::Inference("session lock poisoned".into()))?;
+        let outputs = session
+            .run(ort::inputs![self.input.as_str() => tensor])
+            .map_err(|e| EmbedError::Inference(e.to_string()))?;
+        let value = outputs.get(&self.output).ok_or_else(|| {
+            EmbedError::Inference(format!("model has no output `{}`", self.output))
+        })?;
+        let (shape, data) = value
+            .try_extract_tensor::<f32>()
+            .map_err(|e| EmbedError::Inference(e.to_string()))?;
+        let width = shape.last().copied().unwrap_or(0) as usize;
+        if width == 0 || data.len() != rows.len() * width {
+            return Err(EmbedError::Inference(format!(
+                "unexpected output shape {shape:?}"
+            )));
+        }
+        data.chunks_exact(width)
+            .enumerate()
+            .map(|(row, v)| {
+                if v.iter().all(|x| x.is_finite()) {
+                    Ok(v.to_vec())
+                } else {
+                    Err(EmbedError::NonFinite { row })
+                }
+            })
+            .collect()
+    }
+}
