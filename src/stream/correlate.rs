@@ -1,0 +1,146 @@
+//! The weather join: each detection meets the nearest station that observed its local day.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+
+use crate::event::{FireDetection, Station, WeatherConditions, WeatherObservation, WeatherStatus};
+use crate::geo;
+use crate::store::{Store, StoreError};
+
+/// Hour of the BOM afternoon observation; `age_hours` is measured from it.
+const OBSERVATION_HOUR: u32 = 15;
+
+/// Stations and which of them reported on which day; observations themselves stay in RocksDB.
+#[derive(Debug, Default)]
+pub struct Correlator {
+    stations: HashMap<u32, Station>,
+    reporting: HashMap<NaiveDate, Vec<u32>>,
+    max_distance_km: f64,
+}
+
+/// The join's outcome for one detection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Correlation {
+    /// Whether weather was found.
+    pub status: WeatherStatus,
+    /// The joined observation.
+    pub conditions: Option<WeatherConditions>,
+}
+
+impl Correlator {
+    /// Builds the station table and day index from the store.
+    pub fn load(store: &Store, max_distance_km: f64) -> Result<Self, StoreError> {
+        let mut correlator = Self {
+            max_distance_km,
+            ..Self::default()
+        };
+        correlator.add_stations(store.stations()?);
+        for obs in store.all_weather()? {
+            correlator.add_observation(&obs);
+        }
+        Ok(correlator)
+    }
+
+    /// Adds or replaces stations.
+    pub fn add_stations(&mut self, stations: impl IntoIterator<Item = Station>) {
+        for station in stations {
+            self.stations.insert(station.id, station);
+        }
+    }
+
+    /// Records that a station reported on a day.
+    pub fn add_observation(&mut self, obs: &WeatherObservation) {
+        let ids = self.reporting.entry(obs.date).or_default();
+        if !ids.contains(&obs.station_id) {
+            ids.push(obs.station_id);
+        }
+    }
+
+    /// The station with this number.
+    pub fn station(&self, id: u32) -> Option<&Station> {
+        self.stations.get(&id)
+    }
+
+    /// The one station whose name matches, ignoring case and spacing (BOM files sometimes
+    /// carry a wrong number beside the right name).
+    pub fn station_named(&self, name: &str) -> Option<&Station> {
+        let wanted = normalise_name(name);
+        let mut matches = self
+            .stations
+            .values()
+            .filter(|s| normalise_name(&s.name) == wanted);
+        let first = matches.next()?;
+        matches.next().is_none().then_some(first)
+    }
+
+    /// Joins a detection with the nearest station that reported on its local day.
+    pub fn correlate(
+        &self,
+        store: &Store,
+        detection: &FireDetection,
+    ) -> Result<Correlation, StoreError> {
+        let day = geo::local_day(detection.acquired_at, detection.longitude);
+        let Some((station, distance_km)) =
+            self.nearest_reporting(day, detection.latitude, detection.longitude)
+        else {
+            return Ok(Correlation {
+                status: WeatherStatus::NoStationInRange,
+                conditions: None,
+            });
+        };
+        let Some(obs) = store.weather(station.id, day)? else {
+            return Ok(Correlation {
+                status: WeatherStatus::NoStationInRange,
+                conditions: None,
+            });
+        };
+        let observed_at = geo::utc_of_local(day, OBSERVATION_HOUR, station.longitude);
+        let age_hours = (detection.acquired_at - observed_at).num_seconds() as f64 / 3600.0;
+        Ok(Correlation {
+            status: WeatherStatus::Matched,
+            conditions: Some(conditions(station, &obs, distance_km, age_hours)),
+        })
+    }
+
+    fn nearest_reporting(&self, day: NaiveDate, lat: f64, lon: f64) -> Option<(&Station, f64)> {
+        // One degree of latitude is ~111 km: a cheap bound before the haversine.
+        let lat_window = self.max_distance_km / 110.0;
+        self.reporting
+            .get(&day)?
+            .iter()
+            .filter_map(|id| self.stations.get(id))
+            .filter(|s| (s.latitude - lat).abs() <= lat_window)
+            .map(|s| (s, geo::distance_km(lat, lon, s.latitude, s.longitude)))
+            .filter(|(_, d)| *d <= self.max_distance_km)
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+    }
+}
+
+fn conditions(
+    station: &Station,
+    obs: &WeatherObservation,
+    distance_km: f64,
+    age_hours: f64,
+) -> WeatherConditions {
+    WeatherConditions {
+        station_id: i64::from(station.id),
+        station_name: obs.station_name.clone(),
+        distance_km: (distance_km * 1000.0).round() / 1000.0,
+        observation_date: obs.date.to_string(),
+        age_hours: (age_hours * 100.0).round() / 100.0,
+        min_temp_c: obs.min_temp_c,
+        max_temp_c: obs.max_temp_c,
+        rain_mm: obs.rain_mm,
+        rh_3pm_pct: obs.rh_3pm_pct,
+        wind_3pm_kmh: obs.wind_3pm_kmh,
+        max_gust_kmh: obs.max_gust_kmh,
+    }
+}
+
+fn normalise_name(name: &str) -> String {
+    name.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_uppercase()
+}

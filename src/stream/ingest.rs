@@ -1,0 +1,193 @@
+//! An ingest session: bytes in (from a file or an HTTP body), batches through the pipeline, a tally out.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::decode::{Decoded, StreamDecoder};
+use super::pipeline::{Pipeline, PipelineError};
+use crate::event::{FieldError, FireDetection, SensorReading, Station, WeatherObservation};
+
+/// Rejections listed in a response; all of them are in the dead-letter store regardless.
+pub const MAX_REPORTED_REJECTIONS: usize = 10_000;
+
+/// What happened to an input.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct IngestOutcome {
+    /// New records stored.
+    pub accepted: u64,
+    /// Records already stored (same content id), not stored again.
+    pub duplicates: u64,
+    /// Refused records with line, field and reason (the first `MAX_REPORTED_REJECTIONS`).
+    pub rejected: Vec<FieldError>,
+    /// All refused records, including any beyond the list above.
+    pub rejected_total: u64,
+}
+
+impl IngestOutcome {
+    /// Counts a refusal and lists it while the list has room.
+    pub fn reject(&mut self, error: FieldError) {
+        self.rejected_total += 1;
+        if self.rejected.len() < MAX_REPORTED_REJECTIONS {
+            self.rejected.push(error);
+        }
+    }
+
+    /// Adds another tally.
+    pub fn absorb(&mut self, other: IngestOutcome) {
+        self.accepted += other.accepted;
+        self.duplicates += other.duplicates;
+        let unlisted = other.rejected_total - other.rejected.len() as u64;
+        for error in other.rejected {
+            self.reject(error);
+        }
+        self.rejected_total += unlisted;
+    }
+}
+
+/// An event kind the pipeline knows how to take in.
+pub trait Ingestible: Sized + Send + 'static {
+    /// Label for metrics and dead letters.
+    const KIND: &'static str;
+    /// Sends decoded records through the pipeline.
+    fn ingest(
+        pipeline: &Pipeline,
+        source: &str,
+        batch: Vec<(u64, Self)>,
+    ) -> Result<IngestOutcome, PipelineError>;
+}
+
+impl Ingestible for FireDetection {
+    const KIND: &'static str = "firms";
+    fn ingest(
+        pipeline: &Pipeline,
+        _source: &str,
+        batch: Vec<(u64, Self)>,
+    ) -> Result<IngestOutcome, PipelineError> {
+        pipeline.ingest_detections(batch)
+    }
+}
+
+impl Ingestible for WeatherObservation {
+    const KIND: &'static str = "weather";
+    fn ingest(
+        pipeline: &Pipeline,
+        source: &str,
+        batch: Vec<(u64, Self)>,
+    ) -> Result<IngestOutcome, PipelineError> {
+        pipeline.ingest_weather(source, batch)
+    }
+}
+
+impl Ingestible for Station {
+    const KIND: &'static str = "stations";
+    fn ingest(
+        pipeline: &Pipeline,
+        _source: &str,
+        batch: Vec<(u64, Self)>,
+    ) -> Result<IngestOutcome, PipelineError> {
+        pipeline.ingest_stations(batch)
+    }
+}
+
+impl Ingestible for SensorReading {
+    const KIND: &'static str = "sensors";
+    fn ingest(
+        pipeline: &Pipeline,
+        _source: &str,
+        batch: Vec<(u64, Self)>,
+    ) -> Result<IngestOutcome, PipelineError> {
+        pipeline.ingest_sensors(batch)
+    }
+}
+
+/// Why a session stopped before the end of its input.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The header (or the whole input) is not of the expected format.
+    #[error("{0}")]
+    Format(FieldError),
+    /// The pipeline failed.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+}
+
+/// Feeds one input through a decoder and the pipeline in batches. Not async: callers on an
+/// async runtime move it into `spawn_blocking` per chunk.
+pub struct IngestSession<D: StreamDecoder> {
+    pipeline: Arc<Pipeline>,
+    decoder: D,
+    source: String,
+    batch_size: usize,
+    pending: Vec<Decoded<D::Item>>,
+    outcome: IngestOutcome,
+}
+
+impl<D> IngestSession<D>
+where
+    D: StreamDecoder,
+    D::Item: Ingestible,
+{
+    /// A session reading from `source` (a file path or a route, for dead letters and logs).
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        decoder: D,
+        source: impl Into<String>,
+        batch_size: usize,
+    ) -> Self {
+        Self {
+            pipeline,
+            decoder,
+            source: source.into(),
+            batch_size,
+            pending: Vec::new(),
+            outcome: IngestOutcome::default(),
+        }
+    }
+
+    /// Decodes a chunk and runs full batches.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), IngestError> {
+        self.decoder
+            .push(chunk, &mut self.pending)
+            .map_err(IngestError::Format)?;
+        if self.pending.len() >= self.batch_size {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Runs the last batch and returns the tally.
+    pub fn finish(mut self) -> Result<IngestOutcome, IngestError> {
+        self.decoder
+            .finish(&mut self.pending)
+            .map_err(IngestError::Format)?;
+        self.flush()?;
+        Ok(self.outcome)
+    }
+
+    /// Lines read so far.
+    pub fn lines_seen(&self) -> u64 {
+        self.decoder.lines_seen()
+    }
+
+    fn flush(&mut self) -> Result<(), IngestError> {
+        let mut good = Vec::with_capacity(self.pending.len());
+        let mut bad = Vec::new();
+        for decoded in self.pending.drain(..) {
+            match decoded {
+                Ok(item) => good.push(item),
+                Err(rejected) => bad.push(rejected),
+            }
+        }
+        if !bad.is_empty() {
+            self.pipeline
+                .dead_letter(&self.source, D::Item::KIND, &bad)?;
+            bad.into_iter().for_each(|r| self.outcome.reject(r.error));
+        }
+        if !good.is_empty() {
+            let done = D::Item::ingest(&self.pipeline, &self.source, good)?;
+            self.outcome.absorb(done);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,12 @@
+//! Ingestion: decoders, the weather join, and the pipeline stages decode → correlate → features → embed → store + index.
+
+mod correlate;
+pub mod decode;
+mod ingest;
+mod load;
+mod pipeline;
+
+pub use correlate::{Correlation, Correlator};
+pub use ingest::{IngestError, IngestOutcome, IngestSession, Ingestible, MAX_REPORTED_REJECTIONS};
+pub use load::{FileKind, LoadError, load_files, sniff};
+pub use pipeline::{Pipeline, PipelineError};

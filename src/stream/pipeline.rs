@@ -1,0 +1,413 @@
+//! The pipeline stages as plain functions over a batch; one lock serialises writers.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::NaiveDate;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use super::correlate::Correlator;
+use super::decode::Rejected;
+use super::ingest::IngestOutcome;
+use crate::embed::{EmbedError, Embedder, event_features};
+use crate::event::{
+    FieldError, FireCharacteristics, FireDetection, FireEventV2, ImpactAssessment, Location,
+    SensorReading, SourceInfo, Station, WeatherConditions, WeatherObservation,
+};
+use crate::index::{IndexError, VectorIndex};
+use crate::metrics::Metrics;
+use crate::store::{DeadLetter, NewEvent, Store, StoreError};
+
+/// Relative humidity at or above which a detection is flagged (seed rule).
+const HIGH_HUMIDITY_PCT: f64 = 70.0;
+/// Rain at or above which a detection is flagged (seed rule).
+const RAIN_MM: f64 = 1.0;
+
+/// What to do with one observation.
+enum WeatherVerdict {
+    New,
+    Duplicate,
+}
+
+/// A failure that stops a whole batch (bad records do not: they are rejected one by one).
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The encoder failed.
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    /// The index refused a vector.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// A lock was poisoned by an earlier panic.
+    #[error("pipeline lock poisoned")]
+    Poisoned,
+}
+
+/// The stages and the components they write to.
+pub struct Pipeline {
+    store: Arc<Store>,
+    correlator: RwLock<Correlator>,
+    embedder: Arc<dyn Embedder>,
+    /// `None` while bulk-loading: vectors go to the store and the graph is built once afterwards.
+    index: Option<Arc<dyn VectorIndex>>,
+    metrics: Metrics,
+    writer: Mutex<()>,
+    embed_batch: usize,
+}
+
+impl Pipeline {
+    /// Wires the stages. Without an index, detections are stored with their vectors and the
+    /// caller builds the graph from the store afterwards (the bulk-load path).
+    pub fn new(
+        store: Arc<Store>,
+        correlator: Correlator,
+        embedder: Arc<dyn Embedder>,
+        index: Option<Arc<dyn VectorIndex>>,
+        metrics: Metrics,
+        embed_batch: usize,
+    ) -> Self {
+        Self {
+            store,
+            correlator: RwLock::new(correlator),
+            embedder,
+            index,
+            metrics,
+            writer: Mutex::new(()),
+            embed_batch,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Correlates a detection and applies the rules, without storing anything.
+    pub fn enrich(&self, detection: &FireDetection) -> Result<FireEventV2, PipelineError> {
+        let correlator = self
+            .correlator
+            .read()
+            .map_err(|_| PipelineError::Poisoned)?;
+        let correlation = correlator.correlate(&self.store, detection)?;
+        let result = if correlation.conditions.is_some() {
+            "hit"
+        } else {
+            "miss"
+        };
+        self.metrics
+            .correlate_joins
+            .with_label_values(&[result])
+            .inc();
+        Ok(build_event(
+            detection,
+            correlation.status,
+            correlation.conditions,
+            self.embedder.model_version(),
+        ))
+    }
+
+    /// Embeds events in encoder-sized chunks.
+    pub fn embed(&self, events: &[FireEventV2]) -> Result<Vec<Vec<f32>>, PipelineError> {
+        let mut vectors = Vec::with_capacity(events.len());
+        for chunk in events.chunks(self.embed_batch) {
+            let rows: Vec<_> = chunk.iter().map(event_features).collect();
+            let started = Instant::now();
+            vectors.extend(self.embedder.embed(&rows)?);
+            self.metrics
+                .embed_seconds
+                .observe(started.elapsed().as_secs_f64());
+            self.metrics.embed_batches.inc();
+            self.metrics.embed_rows.inc_by(rows.len() as u64);
+        }
+        Ok(vectors)
+    }
+
+    /// Decode has happened; this runs correlate → features → embed → store → index for new detections.
+    pub fn ingest_detections(
+        &self,
+        batch: Vec<(u64, FireDetection)>,
+    ) -> Result<IngestOutcome, PipelineError> {
+        let _writer = self.writer.lock().map_err(|_| PipelineError::Poisoned)?;
+        let mut outcome = IngestOutcome::default();
+        let mut seen = HashSet::with_capacity(batch.len());
+        let mut events = Vec::with_capacity(batch.len());
+        for (_, detection) in &batch {
+            let id = detection.event_id();
+            if !seen.insert(id.clone()) || self.store.contains_event(&id)? {
+                outcome.duplicates += 1;
+                continue;
+            }
+            events.push(self.enrich(detection)?);
+        }
+        let vectors = self.embed(&events)?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let new: Vec<NewEvent> = events
+            .into_iter()
+            .zip(vectors)
+            .map(|(mut event, vector)| {
+                event.ingested_at = Some(now);
+                NewEvent { event, vector }
+            })
+            .collect();
+        let seqs = self.store.write_events(&new)?;
+        if let Some(index) = &self.index {
+            let points: Vec<(u64, &[f32])> = seqs
+                .iter()
+                .copied()
+                .zip(new.iter().map(|n| n.vector.as_slice()))
+                .collect();
+            index.insert(&points)?;
+            self.metrics.index_vectors.set(index.len() as i64);
+        }
+        outcome.accepted = new.len() as u64;
+        self.count("firms", &outcome);
+        self.metrics
+            .store_events
+            .set(self.store.event_count() as i64);
+        Ok(outcome)
+    }
+
+    /// Stores observations whose station is known; a wrong number beside a known name is resolved
+    /// by the name. An observation that contradicts one already given for the same station and day
+    /// is refused, never silently overwritten.
+    pub fn ingest_weather(
+        &self,
+        source: &str,
+        batch: Vec<(u64, WeatherObservation)>,
+    ) -> Result<IngestOutcome, PipelineError> {
+        let _writer = self.writer.lock().map_err(|_| PipelineError::Poisoned)?;
+        let mut outcome = IngestOutcome::default();
+        let mut fresh: HashMap<(u32, NaiveDate), (u64, WeatherObservation)> =
+            HashMap::with_capacity(batch.len());
+        let mut refused = Vec::new();
+        {
+            let correlator = self
+                .correlator
+                .read()
+                .map_err(|_| PipelineError::Poisoned)?;
+            for (line, mut obs) in batch {
+                let verdict = match resolve_station(&correlator, line, &obs) {
+                    Ok(id) => {
+                        obs.station_id = id;
+                        self.weather_verdict(line, &obs, &fresh)?
+                    }
+                    Err(error) => Err(error),
+                };
+                match verdict {
+                    Ok(WeatherVerdict::New) => {
+                        fresh.insert((obs.station_id, obs.date), (line, obs));
+                    }
+                    Ok(WeatherVerdict::Duplicate) => outcome.duplicates += 1,
+                    Err(error) => refused.push(Rejected {
+                        error,
+                        raw: serde_json::to_string(&obs).unwrap_or_default(),
+                    }),
+                }
+            }
+        }
+        self.dead_letter(source, "weather", &refused)?;
+        refused.into_iter().for_each(|r| outcome.reject(r.error));
+        let observations: Vec<WeatherObservation> =
+            fresh.into_values().map(|(_, obs)| obs).collect();
+        self.store.put_weather(&observations)?;
+        let mut correlator = self
+            .correlator
+            .write()
+            .map_err(|_| PipelineError::Poisoned)?;
+        observations
+            .iter()
+            .for_each(|obs| correlator.add_observation(obs));
+        outcome.accepted = observations.len() as u64;
+        self.count("weather", &outcome);
+        Ok(outcome)
+    }
+
+    fn weather_verdict(
+        &self,
+        line: u64,
+        obs: &WeatherObservation,
+        fresh: &HashMap<(u32, NaiveDate), (u64, WeatherObservation)>,
+    ) -> Result<Result<WeatherVerdict, FieldError>, StoreError> {
+        let conflict = |previous: String| {
+            FieldError::new(
+                line,
+                "Date",
+                format!(
+                    "station {:06} already has a different observation for {} ({previous})",
+                    obs.station_id, obs.date
+                ),
+            )
+        };
+        if let Some((earlier, seen)) = fresh.get(&(obs.station_id, obs.date)) {
+            return Ok(if seen == obs {
+                Ok(WeatherVerdict::Duplicate)
+            } else {
+                Err(conflict(format!("line {earlier}")))
+            });
+        }
+        Ok(match self.store.weather(obs.station_id, obs.date)? {
+            None => Ok(WeatherVerdict::New),
+            Some(stored) if &stored == obs => Ok(WeatherVerdict::Duplicate),
+            Some(_) => Err(conflict("stored earlier".into())),
+        })
+    }
+
+    /// Stores stations; an identical station already stored counts as a duplicate.
+    pub fn ingest_stations(
+        &self,
+        batch: Vec<(u64, Station)>,
+    ) -> Result<IngestOutcome, PipelineError> {
+        let _writer = self.writer.lock().map_err(|_| PipelineError::Poisoned)?;
+        let mut outcome = IngestOutcome::default();
+        let mut correlator = self
+            .correlator
+            .write()
+            .map_err(|_| PipelineError::Poisoned)?;
+        let mut fresh: Vec<Station> = Vec::with_capacity(batch.len());
+        for (_, station) in batch {
+            let known =
+                correlator.station(station.id) == Some(&station) || fresh.contains(&station);
+            if known {
+                outcome.duplicates += 1;
+            } else {
+                fresh.push(station);
+            }
+        }
+        self.store.put_stations(&fresh)?;
+        outcome.accepted = fresh.len() as u64;
+        correlator.add_stations(fresh);
+        self.count("stations", &outcome);
+        Ok(outcome)
+    }
+
+    /// Stores sensor readings (they join detections in the streaming issue).
+    pub fn ingest_sensors(
+        &self,
+        batch: Vec<(u64, SensorReading)>,
+    ) -> Result<IngestOutcome, PipelineError> {
+        let readings: Vec<SensorReading> = batch.into_iter().map(|(_, r)| r).collect();
+        self.store.put_sensor_readings(&readings)?;
+        let outcome = IngestOutcome {
+            accepted: readings.len() as u64,
+            ..IngestOutcome::default()
+        };
+        self.count("sensors", &outcome);
+        Ok(outcome)
+    }
+
+    /// Keeps refused records with their reasons and counts them.
+    pub fn dead_letter(
+        &self,
+        source: &str,
+        kind: &str,
+        rejected: &[Rejected],
+    ) -> Result<(), PipelineError> {
+        let at_ms = chrono::Utc::now().timestamp_millis();
+        let letters: Vec<DeadLetter> = rejected
+            .iter()
+            .map(|r| DeadLetter {
+                source: source.to_owned(),
+                error: r.error.clone(),
+                raw: r.raw.clone(),
+                at_ms,
+            })
+            .collect();
+        self.store.put_dead_letters(&letters)?;
+        self.metrics
+            .ingest_records
+            .with_label_values(&[kind, "rejected"])
+            .inc_by(rejected.len() as u64);
+        Ok(())
+    }
+
+    fn count(&self, kind: &str, outcome: &IngestOutcome) {
+        let records = &self.metrics.ingest_records;
+        records
+            .with_label_values(&[kind, "accepted"])
+            .inc_by(outcome.accepted);
+        records
+            .with_label_values(&[kind, "duplicate"])
+            .inc_by(outcome.duplicates);
+    }
+}
+
+fn resolve_station(
+    correlator: &Correlator,
+    line: u64,
+    obs: &WeatherObservation,
+) -> Result<u32, FieldError> {
+    if correlator.station(obs.station_id).is_some() {
+        return Ok(obs.station_id);
+    }
+    if let Some(station) = correlator.station_named(&obs.station_name) {
+        return Ok(station.id);
+    }
+    Err(FieldError::new(
+        line,
+        "Station",
+        format!(
+            "station {:06} is not in the station list and no listed station is named `{}` (load the BOM station file first)",
+            obs.station_id, obs.station_name
+        ),
+    ))
+}
+
+/// Assembles the record from a detection and its weather join, applying the seed's rule anomalies.
+fn build_event(
+    detection: &FireDetection,
+    status: crate::event::WeatherStatus,
+    weather: Option<WeatherConditions>,
+    model_version: &str,
+) -> FireEventV2 {
+    let impact_assessment = weather.as_ref().map(|w| {
+        let mut anomalies = Vec::new();
+        if w.rh_3pm_pct.is_some_and(|rh| rh >= HIGH_HUMIDITY_PCT) {
+            anomalies.push("fire_under_high_humidity".to_owned());
+        }
+        if w.rain_mm.is_some_and(|mm| mm >= RAIN_MM) {
+            anomalies.push("fire_in_rain".to_owned());
+        }
+        ImpactAssessment { anomalies }
+    });
+    FireEventV2 {
+        event_id: detection.event_id(),
+        correlation_id: None,
+        source: SourceInfo {
+            provider: "NASA FIRMS".into(),
+            satellite: detection.satellite.clone(),
+            instrument: detection.instrument.as_str().into(),
+            version: detection.version.clone(),
+        },
+        detection_time: detection.acquired_at.timestamp_millis(),
+        location: Location {
+            latitude: detection.latitude,
+            longitude: detection.longitude,
+        },
+        fire_characteristics: FireCharacteristics {
+            brightness_k: detection.brightness_k,
+            brightness_background_k: detection.brightness_background_k,
+            frp_mw: detection.frp_mw,
+            scan_km: detection.scan_km,
+            track_km: detection.track_km,
+            confidence: detection.confidence.as_str().into(),
+            confidence_percent: detection.confidence_percent,
+            daytime: detection.daytime,
+            detection_type: detection.detection_type.map(i32::from),
+        },
+        weather_status: Some(status),
+        weather_conditions: weather,
+        sensor_summary: None,
+        impact_assessment,
+        ml_predictions: None,
+        model_version: Some(model_version.to_owned()),
+        ingested_at: None,
+    }
+}
