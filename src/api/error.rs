@@ -1,0 +1,176 @@
+//! One error type for every route; each variant maps to a status with no catch-all arm.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::event::FieldError;
+use crate::index::IndexError;
+use crate::store::StoreError;
+use crate::stream::{IngestError, PipelineError};
+
+/// An API failure. Client errors name the field and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A parameter or body field is invalid.
+    #[error("{field}: {reason}")]
+    BadRequest {
+        /// Parameter or field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// The body is well-formed but not of the format the route takes (e.g. a CSV header).
+    #[error("{field}: {reason}")]
+    Unprocessable {
+        /// Field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// No such resource.
+    #[error("{what} `{id}` not found")]
+    NotFound {
+        /// Kind of resource.
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// Body over the configured limit.
+    #[error("body exceeds {limit} bytes{detail}")]
+    PayloadTooLarge {
+        /// Limit in bytes.
+        limit: usize,
+        /// What was done before the limit was hit.
+        detail: String,
+    },
+    /// Content type the route cannot read.
+    #[error("content type `{content_type}` is not accepted here; use {accepted}")]
+    UnsupportedMediaType {
+        /// What was sent.
+        content_type: String,
+        /// What is accepted.
+        accepted: &'static str,
+    },
+    /// A server-side failure; details go to the log, not the client.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    reason: String,
+}
+
+impl ApiError {
+    /// A 400 for `field`.
+    pub fn bad(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::BadRequest {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, Option<&str>) {
+        match self {
+            Self::BadRequest { field, .. } => (StatusCode::BAD_REQUEST, "bad_request", Some(field)),
+            Self::Unprocessable { field, .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unprocessable",
+                Some(field),
+            ),
+            Self::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", None),
+            Self::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None)
+            }
+            Self::UnsupportedMediaType { .. } => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                Some("content-type"),
+            ),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, field) = self.parts();
+        let reason = match &self {
+            Self::BadRequest { reason, .. } | Self::Unprocessable { reason, .. } => reason.clone(),
+            Self::Internal(detail) => {
+                tracing::error!(detail, "Request failed.");
+                "the server could not complete the request; see its log".to_owned()
+            }
+            Self::NotFound { .. }
+            | Self::PayloadTooLarge { .. }
+            | Self::UnsupportedMediaType { .. } => self.to_string(),
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                field,
+                reason,
+            },
+        };
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        Self::BadRequest {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl From<PipelineError> for ApiError {
+    fn from(e: PipelineError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl From<IndexError> for ApiError {
+    fn from(e: IndexError) -> Self {
+        match e {
+            IndexError::Dimension { .. } | IndexError::NonFinite { .. } => {
+                Self::bad("vector", e.to_string())
+            }
+            IndexError::Poisoned => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::Format(f) => Self::Unprocessable {
+                field: f.field,
+                reason: f.reason,
+            },
+            IngestError::Pipeline(p) => p.into(),
+        }
+    }
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Self::Internal(format!("worker task failed: {e}"))
+    }
+}

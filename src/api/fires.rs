@@ -1,0 +1,264 @@
+//! Reading events and querying by similarity.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use serde::{Deserialize, Serialize};
+
+use super::params::Params;
+use super::{ApiError, AppState};
+use crate::event::{FireDetection, FireEventV2};
+use crate::index::Neighbour;
+use crate::store::DeadLetter;
+use crate::stream::decode::{JsonDecoder, json_error};
+
+const DEFAULT_PAGE: usize = 50;
+const DEFAULT_K: usize = 10;
+
+/// A page of events, newest first.
+#[derive(Serialize)]
+pub struct FirePage {
+    /// Events on this page.
+    pub items: Vec<FireEventV2>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/fires?limit=&from=&to=&cursor=`.
+pub async fn list(
+    State(state): State<AppState>,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Result<Json<FirePage>, ApiError> {
+    let params = Params::new(raw, &["limit", "from", "to", "cursor"])?;
+    let limit = params.bounded("limit", DEFAULT_PAGE, 1, state.settings.max_page_size)?;
+    let from = params
+        .time("from", false)?
+        .map_or(i64::MIN, |t| t.timestamp_millis());
+    let to = params
+        .time("to", true)?
+        .map_or(i64::MAX, |t| t.timestamp_millis());
+    if from > to {
+        return Err(ApiError::bad("from", "must not be after `to`"));
+    }
+    let cursor = params.text("cursor").map(str::to_owned);
+    if let Some(c) = &cursor
+        && (c.is_empty()
+            || c.len() % 2 != 0
+            || !c.bytes().all(|b| b.is_ascii_hexdigit())
+            || c.len() < 16)
+    {
+        return Err(ApiError::bad(
+            "cursor",
+            "not a cursor returned by this endpoint",
+        ));
+    }
+    let store = state.store.clone();
+    let page =
+        tokio::task::spawn_blocking(move || store.list_events(from, to, cursor.as_deref(), limit))
+            .await??;
+    Ok(Json(FirePage {
+        items: page.events,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// `GET /v1/fires/{id}`: the stored `FireEventV2`.
+pub async fn get_one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<FireEventV2>, ApiError> {
+    let store = state.store.clone();
+    let lookup = id.clone();
+    let event = tokio::task::spawn_blocking(move || store.event(&lookup)).await??;
+    event.map(Json).ok_or(ApiError::NotFound {
+        what: "fire event",
+        id,
+    })
+}
+
+/// The answer to a similarity query.
+#[derive(Serialize)]
+pub struct SimilarResponse {
+    /// Encoder of the vectors compared.
+    pub model_version: String,
+    /// The query event, when the query was an event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_event_id: Option<String>,
+    /// Nearest first.
+    pub neighbours: Vec<SimilarFire>,
+}
+
+/// One neighbour with a summary of its event.
+#[derive(Serialize)]
+pub struct SimilarFire {
+    /// Event id.
+    pub event_id: String,
+    /// L2 distance in embedding space.
+    pub distance: f32,
+    /// What the event is, in brief.
+    pub summary: FireSummary,
+}
+
+/// A short description of an event.
+#[derive(Serialize)]
+pub struct FireSummary {
+    /// Detection time, RFC 3339.
+    pub detection_time: String,
+    /// Latitude.
+    pub latitude: f64,
+    /// Longitude.
+    pub longitude: f64,
+    /// Satellite.
+    pub satellite: String,
+    /// Fire radiative power, MW.
+    pub frp_mw: f64,
+    /// Confidence class.
+    pub confidence: String,
+    /// Weather station joined, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weather_station: Option<String>,
+    /// Max temperature that day, °C.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_temp_c: Option<f64>,
+}
+
+impl From<&FireEventV2> for FireSummary {
+    fn from(e: &FireEventV2) -> Self {
+        let time = chrono::DateTime::from_timestamp_millis(e.detection_time).unwrap_or_default();
+        Self {
+            detection_time: time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            latitude: e.location.latitude,
+            longitude: e.location.longitude,
+            satellite: e.source.satellite.clone(),
+            frp_mw: e.fire_characteristics.frp_mw,
+            confidence: e.fire_characteristics.confidence.clone(),
+            weather_station: e
+                .weather_conditions
+                .as_ref()
+                .map(|w| w.station_name.clone()),
+            max_temp_c: e.weather_conditions.as_ref().and_then(|w| w.max_temp_c),
+        }
+    }
+}
+
+/// `GET /v1/fires/{id}/similar?k=10`: the events nearest to a stored event, itself excluded.
+pub async fn similar_to_event(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Result<Json<SimilarResponse>, ApiError> {
+    let params = Params::new(raw, &["k"])?;
+    let k = params.bounded("k", DEFAULT_K, 1, state.settings.max_k)?;
+    let response = tokio::task::spawn_blocking(move || {
+        let seq = state.store.seq_of(&id)?.ok_or_else(|| ApiError::NotFound {
+            what: "fire event",
+            id: id.clone(),
+        })?;
+        let stored = state
+            .store
+            .vector(seq)?
+            .ok_or_else(|| ApiError::Internal(format!("vector {seq} missing for {id}")))?;
+        let hits = state.index.search(&stored.vector, k + 1)?;
+        let hits: Vec<Neighbour> = hits.into_iter().filter(|n| n.seq != seq).take(k).collect();
+        Ok::<_, ApiError>(SimilarResponse {
+            model_version: stored.model_version,
+            query_event_id: Some(id),
+            neighbours: describe(&state, &hits)?,
+        })
+    })
+    .await??;
+    Ok(Json(response))
+}
+
+/// Body of `POST /v1/similar`: exactly one of `vector` and `detection`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimilarRequest {
+    /// Neighbours wanted (default 10).
+    pub k: Option<usize>,
+    /// A vector in the current model's space.
+    pub vector: Option<Vec<f32>>,
+    /// A detection's fields (the JSON form of a FIRMS row); it is correlated and embedded.
+    pub detection: Option<serde_json::Value>,
+}
+
+/// `POST /v1/similar`.
+pub async fn similar(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<SimilarResponse>, ApiError> {
+    let request: SimilarRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::from(json_error(0, &e)))?;
+    let k = request.k.unwrap_or(DEFAULT_K);
+    if k == 0 || k > state.settings.max_k {
+        return Err(ApiError::bad(
+            "k",
+            format!("{k} is outside [1, {}]", state.settings.max_k),
+        ));
+    }
+    let response = tokio::task::spawn_blocking(move || {
+        let vector = match (request.vector, request.detection) {
+            (Some(v), None) => v,
+            (None, Some(d)) => embed_detection(&state, &d)?,
+            _ => {
+                return Err(ApiError::bad(
+                    "vector",
+                    "give exactly one of `vector` and `detection`",
+                ));
+            }
+        };
+        let hits = state.index.search(&vector, k)?;
+        Ok(SimilarResponse {
+            model_version: state.embedder.model_version().to_owned(),
+            query_event_id: None,
+            neighbours: describe(&state, &hits)?,
+        })
+    })
+    .await??;
+    Ok(Json(response))
+}
+
+fn embed_detection(state: &AppState, value: &serde_json::Value) -> Result<Vec<f32>, ApiError> {
+    let text = value.to_string();
+    let detection: FireDetection = JsonDecoder::<FireDetection>::decode_line(0, &text)
+        .map_err(|e| ApiError::bad(format!("detection.{}", e.field), e.reason))?;
+    let event = state.pipeline.enrich(&detection)?;
+    let mut vectors = state.pipeline.embed(std::slice::from_ref(&event))?;
+    vectors
+        .pop()
+        .ok_or_else(|| ApiError::Internal("encoder returned no vector".into()))
+}
+
+fn describe(state: &AppState, hits: &[Neighbour]) -> Result<Vec<SimilarFire>, ApiError> {
+    let mut out = Vec::with_capacity(hits.len());
+    for hit in hits {
+        let Some(stored) = state.store.vector(hit.seq)? else {
+            continue;
+        };
+        let Some(event) = state.store.event(&stored.event_id)? else {
+            continue;
+        };
+        out.push(SimilarFire {
+            event_id: stored.event_id,
+            distance: hit.distance,
+            summary: FireSummary::from(&event),
+        });
+    }
+    Ok(out)
+}
+
+/// `GET /v1/dead-letters?limit=`: the most recent refused records with their reasons.
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<DeadLetter>>, ApiError> {
+    let params = Params::new(raw, &["limit"])?;
+    let limit = params.bounded("limit", DEFAULT_PAGE, 1, state.settings.max_page_size)?;
+    let store = state.store.clone();
+    Ok(Json(
+        tokio::task::spawn_blocking(move || store.dead_letters(limit)).await??,
+    ))
+}

@@ -1,0 +1,199 @@
+//! Ingest routes: CSV or NDJSON bodies, streamed through the pipeline in batches.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use futures_util::StreamExt;
+
+use super::{ApiError, AppState};
+use crate::event::{FireDetection, SensorReading, Station, WeatherObservation};
+use crate::stream::decode::{
+    CsvStream, FirmsDecoder, JsonDecoder, StationDecoder, StreamDecoder, WeatherDecoder,
+};
+use crate::stream::{IngestOutcome, IngestSession, Ingestible};
+
+/// How a body is encoded.
+enum BodyFormat {
+    Csv,
+    NdJson,
+}
+
+fn body_format(headers: &HeaderMap, csv_allowed: bool) -> Result<BodyFormat, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/x-ndjson" | "application/json" => Ok(BodyFormat::NdJson),
+        "" | "text/csv" | "text/plain" | "application/csv" if csv_allowed => Ok(BodyFormat::Csv),
+        _ => Err(ApiError::UnsupportedMediaType {
+            content_type: content_type.to_owned(),
+            accepted: if csv_allowed {
+                "text/csv or application/x-ndjson"
+            } else {
+                "application/x-ndjson"
+            },
+        }),
+    }
+}
+
+/// `POST /v1/events/firms`: FIRMS CSV (MODIS or VIIRS columns) or detection NDJSON.
+pub async fn firms(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<IngestOutcome>, ApiError> {
+    let route = "http:/v1/events/firms";
+    match body_format(&headers, true)? {
+        BodyFormat::Csv => {
+            run(
+                state,
+                &headers,
+                body,
+                CsvStream::<FirmsDecoder>::new(),
+                route,
+            )
+            .await
+        }
+        BodyFormat::NdJson => {
+            run(
+                state,
+                &headers,
+                body,
+                JsonDecoder::<FireDetection>::new(),
+                route,
+            )
+            .await
+        }
+    }
+}
+
+/// `POST /v1/events/weather`: BOM daily-observation CSV or observation NDJSON.
+pub async fn weather(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<IngestOutcome>, ApiError> {
+    let route = "http:/v1/events/weather";
+    match body_format(&headers, true)? {
+        BodyFormat::Csv => {
+            run(
+                state,
+                &headers,
+                body,
+                CsvStream::<WeatherDecoder>::new(),
+                route,
+            )
+            .await
+        }
+        BodyFormat::NdJson => {
+            run(
+                state,
+                &headers,
+                body,
+                JsonDecoder::<WeatherObservation>::new(),
+                route,
+            )
+            .await
+        }
+    }
+}
+
+/// `POST /v1/stations`: the BOM station list CSV or station NDJSON.
+pub async fn stations(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<IngestOutcome>, ApiError> {
+    let route = "http:/v1/stations";
+    match body_format(&headers, true)? {
+        BodyFormat::Csv => {
+            run(
+                state,
+                &headers,
+                body,
+                CsvStream::<StationDecoder>::new(),
+                route,
+            )
+            .await
+        }
+        BodyFormat::NdJson => {
+            run(state, &headers, body, JsonDecoder::<Station>::new(), route).await
+        }
+    }
+}
+
+/// `POST /v1/events/sensors`: sensor-reading NDJSON.
+pub async fn sensors(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<IngestOutcome>, ApiError> {
+    body_format(&headers, false)?;
+    run(
+        state,
+        &headers,
+        body,
+        JsonDecoder::<SensorReading>::new(),
+        "http:/v1/events/sensors",
+    )
+    .await
+}
+
+/// Streams the body through a session; CPU work runs on the blocking pool one chunk at a time.
+async fn run<D>(
+    state: AppState,
+    headers: &HeaderMap,
+    body: Body,
+    decoder: D,
+    source: &str,
+) -> Result<Json<IngestOutcome>, ApiError>
+where
+    D: StreamDecoder + Send + 'static,
+    D::Item: Ingestible,
+{
+    let limit = state.settings.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge {
+            limit,
+            detail: String::new(),
+        });
+    }
+    let mut session = IngestSession::new(
+        Arc::clone(&state.pipeline),
+        decoder,
+        source,
+        state.ingest_batch,
+    );
+    let mut stream = body.into_data_stream();
+    let mut received = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad("body", format!("could not be read: {e}")))?;
+        received += chunk.len();
+        if received > limit {
+            return Err(ApiError::PayloadTooLarge {
+                limit,
+                detail: format!(
+                    "; the first {} lines were read and complete batches among them were stored. Re-sending is safe: ids are derived from content",
+                    session.lines_seen()
+                ),
+            });
+        }
+        session =
+            tokio::task::spawn_blocking(move || session.push(&chunk).map(|()| session)).await??;
+    }
+    let outcome = tokio::task::spawn_blocking(move || session.finish()).await??;
+    Ok(Json(outcome))
+}

@@ -1,0 +1,117 @@
+//! The HTTP API (axum): ingest, listing, similarity, health and metrics.
+
+mod error;
+mod fires;
+mod health;
+mod ingest;
+mod params;
+
+pub use error::ApiError;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tower_http::trace::TraceLayer;
+
+use crate::config::ApiSettings;
+use crate::embed::Embedder;
+use crate::index::VectorIndexRead;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::stream::Pipeline;
+
+/// Body limit for the small JSON routes (ingest routes enforce `api.max_body_bytes` themselves).
+const QUERY_BODY_LIMIT: usize = 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Pipeline for ingest.
+    pub pipeline: Arc<Pipeline>,
+    /// Store for reads.
+    pub store: Arc<Store>,
+    /// Index for queries (read side only).
+    pub index: Arc<dyn VectorIndexRead>,
+    /// Encoder for ad-hoc detections.
+    pub embedder: Arc<dyn Embedder>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// API limits.
+    pub settings: ApiSettings,
+    /// Records per pipeline batch for ingest routes.
+    pub ingest_batch: usize,
+    /// Set once start-up (index rebuild, file loads) is done.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// The router with every route, the request span and the HTTP metrics.
+pub fn router(state: AppState) -> Router {
+    let ingest_routes = Router::new()
+        .route("/v1/events/firms", post(ingest::firms))
+        .route("/v1/events/weather", post(ingest::weather))
+        .route("/v1/events/sensors", post(ingest::sensors))
+        .route("/v1/stations", post(ingest::stations))
+        .layer(DefaultBodyLimit::disable());
+    let query_routes = Router::new()
+        .route("/v1/fires", get(fires::list))
+        .route("/v1/fires/{id}", get(fires::get_one))
+        .route("/v1/fires/{id}/similar", get(fires::similar_to_event))
+        .route("/v1/similar", post(fires::similar))
+        .route("/v1/dead-letters", get(fires::dead_letters))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .layer(DefaultBodyLimit::max(QUERY_BODY_LIMIT));
+    Router::new()
+        .merge(ingest_routes)
+        .merge(query_routes)
+        .fallback(no_route)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or("unmatched", |p| p.as_str())
+                .to_owned();
+            tracing::info_span!("request", method = %req.method(), route)
+        }))
+        .with_state(state)
+}
+
+/// Unknown paths get the same JSON error shape as everything else.
+async fn no_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound {
+        what: "route",
+        id: uri.path().to_owned(),
+    }
+}
+
+/// Counts requests by route template (never the raw path: ids would make labels unbounded).
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    state
+        .metrics
+        .http_requests
+        .with_label_values(&[&route, &method, &status])
+        .inc();
+    state
+        .metrics
+        .http_seconds
+        .with_label_values(&[&route])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
