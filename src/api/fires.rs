@@ -46,7 +46,7 @@ pub async fn list(
     let cursor = params.text("cursor").map(str::to_owned);
     if let Some(c) = &cursor
         && (c.is_empty()
-            || c.len() % 2 != 0
+            || !c.len().is_multiple_of(2)
             || !c.bytes().all(|b| b.is_ascii_hexdigit())
             || c.len() < 16)
     {

@@ -11,7 +11,8 @@ use futures_util::StreamExt;
 use super::{ApiError, AppState};
 use crate::event::{FireDetection, SensorReading, Station, WeatherObservation};
 use crate::stream::decode::{
-    CsvStream, FirmsDecoder, JsonDecoder, StationDecoder, StreamDecoder, WeatherDecoder,
+    CsvStream, FirmsDecoder, JsonDecoder, JsonEvent, RecordDecoder, StationDecoder, StreamDecoder,
+    WeatherDecoder,
 };
 use crate::stream::{IngestOutcome, IngestSession, Ingestible};
 
@@ -52,29 +53,8 @@ pub async fn firms(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestOutcome>, ApiError> {
-    let route = "http:/v1/events/firms";
-    match body_format(&headers, true)? {
-        BodyFormat::Csv => {
-            run(
-                state,
-                &headers,
-                body,
-                CsvStream::<FirmsDecoder>::new(),
-                route,
-            )
-            .await
-        }
-        BodyFormat::NdJson => {
-            run(
-                state,
-                &headers,
-                body,
-                JsonDecoder::<FireDetection>::new(),
-                route,
-            )
-            .await
-        }
-    }
+    csv_or_ndjson::<FirmsDecoder, FireDetection>(state, headers, body, "http:/v1/events/firms")
+        .await
 }
 
 /// `POST /v1/events/weather`: BOM daily-observation CSV or observation NDJSON.
@@ -83,29 +63,13 @@ pub async fn weather(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestOutcome>, ApiError> {
-    let route = "http:/v1/events/weather";
-    match body_format(&headers, true)? {
-        BodyFormat::Csv => {
-            run(
-                state,
-                &headers,
-                body,
-                CsvStream::<WeatherDecoder>::new(),
-                route,
-            )
-            .await
-        }
-        BodyFormat::NdJson => {
-            run(
-                state,
-                &headers,
-                body,
-                JsonDecoder::<WeatherObservation>::new(),
-                route,
-            )
-            .await
-        }
-    }
+    csv_or_ndjson::<WeatherDecoder, WeatherObservation>(
+        state,
+        headers,
+        body,
+        "http:/v1/events/weather",
+    )
+    .await
 }
 
 /// `POST /v1/stations`: the BOM station list CSV or station NDJSON.
@@ -114,22 +78,7 @@ pub async fn stations(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestOutcome>, ApiError> {
-    let route = "http:/v1/stations";
-    match body_format(&headers, true)? {
-        BodyFormat::Csv => {
-            run(
-                state,
-                &headers,
-                body,
-                CsvStream::<StationDecoder>::new(),
-                route,
-            )
-            .await
-        }
-        BodyFormat::NdJson => {
-            run(state, &headers, body, JsonDecoder::<Station>::new(), route).await
-        }
-    }
+    csv_or_ndjson::<StationDecoder, Station>(state, headers, body, "http:/v1/stations").await
 }
 
 /// `POST /v1/events/sensors`: sensor-reading NDJSON.
@@ -147,6 +96,24 @@ pub async fn sensors(
         "http:/v1/events/sensors",
     )
     .await
+}
+
+/// Picks the CSV format `C` or the NDJSON form of `J` from the content type.
+async fn csv_or_ndjson<C, J>(
+    state: AppState,
+    headers: HeaderMap,
+    body: Body,
+    source: &str,
+) -> Result<Json<IngestOutcome>, ApiError>
+where
+    C: RecordDecoder + Send + 'static,
+    C::Item: Ingestible,
+    J: JsonEvent + Ingestible,
+{
+    match body_format(&headers, true)? {
+        BodyFormat::Csv => run(state, &headers, body, CsvStream::<C>::new(), source).await,
+        BodyFormat::NdJson => run(state, &headers, body, JsonDecoder::<J>::new(), source).await,
+    }
 }
 
 /// Streams the body through a session; CPU work runs on the blocking pool one chunk at a time.

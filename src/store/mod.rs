@@ -467,7 +467,7 @@ fn decode_vector(seq: u64, bytes: &[u8]) -> Result<StoredVector, StoreError> {
         *text = String::from_utf8(body.to_vec()).map_err(|_| corrupt("text is not UTF-8"))?;
         rest = tail;
     }
-    if rest.len() % 4 != 0 {
+    if !rest.len().is_multiple_of(4) {
         return Err(corrupt("vector length is not a multiple of 4"));
     }
     let vector = rest
