@@ -1,0 +1,370 @@
+//! The HTTP API over a real socket.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use firesight::app::Service;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use super::support::{loaded, sample, settings};
+
+/// Serves `service` on an ephemeral loopback port; returns the base URL.
+async fn serve(service: &Service) -> String {
+    let app = firesight::api::router(service.api_state(Arc::new(AtomicBool::new(true))));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    format!("http://{addr}")
+}
+
+async fn get(url: &str) -> (StatusCode, Value) {
+    let response = reqwest::get(url).await.expect("request");
+    let status = response.status();
+    (status, response.json().await.expect("json body"))
+}
+
+fn assert_field_error(body: &Value, field: &str) {
+    assert_eq!(body["error"]["field"], field, "{body}");
+    assert!(
+        body["error"]["reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_paginates_newest_first() {
+    let base = serve(&loaded().service).await;
+    let (status, first) = get(&format!("{base}/v1/fires?limit=5")).await;
+    assert_eq!(status, StatusCode::OK);
+    let cursor = first["next_cursor"].as_str().expect("cursor");
+    let (_, second) = get(&format!("{base}/v1/fires?limit=5&cursor={cursor}")).await;
+    let times: Vec<i64> = [&first, &second]
+        .iter()
+        .flat_map(|page| {
+            page["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|e| e["detection_time"].as_i64().expect("t"))
+        })
+        .collect();
+    assert_eq!(times.len(), 10);
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
+    let ids: std::collections::HashSet<_> = [&first, &second]
+        .iter()
+        .flat_map(|p| {
+            p["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|e| e["event_id"].clone())
+        })
+        .collect();
+    assert_eq!(ids.len(), 10, "pages do not overlap");
+
+    let (_, day) = get(&format!(
+        "{base}/v1/fires?from=2019-08-01&to=2019-08-01&limit=1000"
+    ))
+    .await;
+    let items = day["items"].as_array().expect("items");
+    assert!(
+        !items.is_empty()
+            && items
+                .iter()
+                .all(|e| e["detection_time"].as_i64().expect("t") < 1_564_704_000_000)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn similar_returns_ten_neighbours_with_summaries() {
+    let base = serve(&loaded().service).await;
+    let (_, page) = get(&format!("{base}/v1/fires?limit=1")).await;
+    let id = page["items"][0]["event_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (status, event) = get(&format!("{base}/v1/fires/{id}")).await;
+    assert_eq!(
+        (status, event["event_id"].as_str()),
+        (StatusCode::OK, Some(id.as_str()))
+    );
+
+    let (status, similar) = get(&format!("{base}/v1/fires/{id}/similar?k=10")).await;
+    assert_eq!(status, StatusCode::OK);
+    let neighbours = similar["neighbours"].as_array().expect("neighbours");
+    assert_eq!(neighbours.len(), 10);
+    assert!(
+        neighbours
+            .iter()
+            .all(|n| n["event_id"] != id.as_str() && n["summary"]["detection_time"].is_string())
+    );
+    let distances: Vec<f64> = neighbours
+        .iter()
+        .map(|n| n["distance"].as_f64().expect("distance"))
+        .collect();
+    assert!(distances.windows(2).all(|w| w[0] <= w[1]));
+
+    let detection = json!({
+        "latitude": -12.5966, "longitude": 131.1589, "acquired_at": "2019-09-15T14:19:00Z",
+        "satellite": "Terra", "instrument": "MODIS", "brightness_k": 320.0, "brightness_background_k": 295.0,
+        "scan_km": 1.0, "track_km": 1.0, "confidence_percent": 70.0, "confidence": "nominal", "frp_mw": 12.0,
+        "daytime": false, "version": "6.3", "detection_type": 0
+    });
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{base}/v1/similar"))
+        .json(&json!({"k": 10, "detection": detection}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["neighbours"].as_array().expect("n").len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_queries_get_json_errors_naming_the_field() {
+    let base = serve(&loaded().service).await;
+    let (_, page) = get(&format!("{base}/v1/fires?limit=1")).await;
+    let id = page["items"][0]["event_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    for (url, field) in [
+        (format!("{base}/v1/fires/{id}/similar?k=0"), "k"),
+        (format!("{base}/v1/fires/{id}/similar?k=5000"), "k"),
+        (format!("{base}/v1/fires/{id}/similar?k=ten"), "k"),
+        (format!("{base}/v1/fires/{id}/similar?kk=3"), "kk"),
+        (
+            format!("{base}/v1/fires?from=2019-09-01&to=2019-08-01"),
+            "from",
+        ),
+        (format!("{base}/v1/fires?from=yesterday"), "from"),
+        (format!("{base}/v1/fires?cursor=zz"), "cursor"),
+    ] {
+        let (status, body) = get(&url).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}");
+        assert_field_error(&body, field);
+    }
+    let (status, _) = get(&format!("{base}/v1/fires/fd_nope/similar")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let client = reqwest::Client::new();
+    for (body, field) in [
+        (json!({"vector": [1.0, 2.0]}), "vector"),
+        (json!({"k": 3}), "vector"),
+        (
+            json!({"detection": {"latitude": 123.0}}),
+            "detection.longitude",
+        ),
+        (json!({"vectr": []}), "vectr"),
+    ] {
+        let response = client
+            .post(format!("{base}/v1/similar"))
+            .json(&body)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+        assert_field_error(&response.json().await.expect("json"), field);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_and_metrics() {
+    let service = &loaded().service;
+    let base = serve(service).await;
+    let (status, ready) = get(&format!("{base}/readyz")).await;
+    assert_eq!(
+        (status, ready["indexed"].as_u64()),
+        (StatusCode::OK, Some(36_011))
+    );
+    let (_, page) = get(&format!("{base}/v1/fires?limit=1")).await;
+    let id = page["items"][0]["event_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    get(&format!("{base}/v1/fires/{id}/similar")).await;
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for needle in [
+        "firesight_ingest_records_total{kind=\"firms\",outcome=\"accepted\"}",
+        "firesight_correlate_joins_total{result=\"hit\"}",
+        "firesight_embed_batch_duration_seconds_bucket",
+        "firesight_index_vectors 36011",
+        "route=\"/v1/fires/{id}/similar\"",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}");
+    }
+    assert!(!text.contains(&id), "ids never become labels");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_over_http_reports_lines_and_refuses_oversize_bodies() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let mut config = settings(dir.path());
+    config.api.max_body_bytes = 64 * 1024;
+    let service = Service::open(config, &[], false).expect("service");
+    let base = serve(&service).await;
+    let client = reqwest::Client::new();
+    let text = std::fs::read_to_string(sample("fire_archive_M6_96619.csv")).expect("archive");
+    let mut lines: Vec<&str> = text.lines().take(101).collect();
+    lines[9] = "-11.8,142.0,313,1,1,2019-08-01,0056,Terra,MODIS,48,6.3,297.3,NaN,D,0";
+    let body = lines.join("\n");
+    let post = |body: String| {
+        client
+            .post(format!("{base}/v1/events/firms"))
+            .header("content-type", "text/csv")
+            .body(body)
+            .send()
+    };
+
+    let first: Value = post(body.clone())
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (first["accepted"].as_u64(), first["duplicates"].as_u64()),
+        (Some(99), Some(0)),
+        "{first}"
+    );
+    assert_eq!(
+        first["rejected"],
+        json!([{"line": 10, "field": "frp", "reason": "must be a finite number, got NaN"}])
+    );
+    let again: Value = post(body).await.expect("post").json().await.expect("json");
+    assert_eq!(
+        (again["accepted"].as_u64(), again["duplicates"].as_u64()),
+        (Some(0), Some(99))
+    );
+
+    let big = text.lines().take(3000).collect::<Vec<_>>().join("\n");
+    let response = post(big.clone()).await.expect("post");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Without a declared length (chunked), the limit is enforced while streaming.
+    let chunks: Vec<Result<String, std::io::Error>> =
+        big.lines().map(|l| Ok(format!("{l}\n"))).collect();
+    let streamed = client
+        .post(format!("{base}/v1/events/firms"))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(streamed.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    // The server closes a connection whose body it stopped reading; start a fresh pool.
+    let client = reqwest::Client::new();
+    let post = |body: String| {
+        client
+            .post(format!("{base}/v1/events/firms"))
+            .header("content-type", "text/csv")
+            .body(body)
+            .send()
+    };
+    let wrong = client
+        .post(format!("{base}/v1/events/firms"))
+        .header("content-type", "image/png")
+        .body("x")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(wrong.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let not_firms = post("a,b,c\n1,2,3\n".into()).await.expect("post");
+    assert_eq!(not_firms.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_field_error(&not_firms.json().await.expect("json"), "brightness");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stations_weather_and_ndjson_detections_over_http_join() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let service = Service::open(settings(dir.path()), &[], false).expect("service");
+    let base = serve(&service).await;
+    let client = reqwest::Client::new();
+    let upload = |route: &str, file: &str| {
+        let body = std::fs::read(sample(file)).expect("sample");
+        client
+            .post(format!("{base}{route}"))
+            .header("content-type", "text/csv")
+            .body(body)
+            .send()
+    };
+    let stations: Value = upload("/v1/stations", "australia_bom_weather_stations.csv")
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (
+            stations["accepted"].as_u64(),
+            stations["duplicates"].as_u64()
+        ),
+        (Some(714), Some(2)),
+        "{stations}"
+    );
+    let weather: Value = upload(
+        "/v1/events/weather",
+        "australia_bom_daily_weather_2019-05_2020-06.csv",
+    )
+    .await
+    .expect("post")
+    .json()
+    .await
+    .expect("json");
+    let total = weather["accepted"].as_u64().expect("accepted")
+        + weather["rejected_total"].as_u64().expect("rejected");
+    assert_eq!(
+        total, 11_848,
+        "every row is accepted or rejected: {}",
+        weather["rejected_total"]
+    );
+
+    // The Darwin detection of line 29430, in its JSON form.
+    let detection = json!({
+        "latitude": -12.5966, "longitude": 131.1589, "acquired_at": "2019-09-15T14:19:00Z",
+        "satellite": "Terra", "instrument": "MODIS", "brightness_k": 312.3, "brightness_background_k": 292.1,
+        "scan_km": 1.1, "track_km": 1.0, "confidence_percent": 60.0, "confidence": "nominal", "frp_mw": 9.1,
+        "daytime": false, "version": "6.3", "detection_type": 0
+    });
+    let ndjson = format!("{detection}\n{{\"latitude\": 1}}\n");
+    let response = client
+        .post(format!("{base}/v1/events/firms"))
+        .header("content-type", "application/x-ndjson")
+        .body(ndjson)
+        .send()
+        .await
+        .expect("post");
+    let outcome: Value = response.json().await.expect("json");
+    assert_eq!(outcome["accepted"], 1, "{outcome}");
+    assert_eq!(
+        (
+            outcome["rejected"][0]["line"].as_u64(),
+            outcome["rejected"][0]["field"].as_str()
+        ),
+        (Some(2), Some("longitude"))
+    );
+
+    let (_, page) = get(&format!("{base}/v1/fires?limit=1")).await;
+    let event = &page["items"][0];
+    assert_eq!(event["weather_status"], "matched");
+    assert_eq!(event["weather_conditions"]["station_id"], 14_015);
+    assert_eq!(
+        event["weather_conditions"]["observation_date"],
+        "2019-09-15"
+    );
+}

@@ -1,0 +1,8 @@
+//! Integration tests on real components (RocksDB, ONNX Runtime, HTTP) and the real shared data.
+
+mod api;
+mod avro;
+mod decode;
+mod golden;
+mod pipeline;
+mod support;

@@ -1,0 +1,92 @@
+//! Shared fixtures: paths to the real data, services in temporary directories, one loaded sample.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use firesight::app::Service;
+use firesight::config::Settings;
+use firesight::stream::decode::{CsvStream, Decoded, RecordDecoder, StreamDecoder};
+use tempfile::TempDir;
+
+/// Detections in the bundled Australian MODIS archive.
+pub const ARCHIVE_ROWS: u64 = 36_011;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A file of the sample bundled in `data/sample`.
+pub fn sample(name: &str) -> PathBuf {
+    repo().join("data/sample").join(name)
+}
+
+/// A file under `../shared/data`; fails loudly when the shared data is not beside the clone.
+pub fn shared(relative: &str) -> PathBuf {
+    let path = repo().join("../shared/data").join(relative);
+    assert!(
+        path.is_file(),
+        "{} is missing: these tests read the shared data set beside the repository",
+        path.display()
+    );
+    path
+}
+
+/// The three bundled sample files, stations first.
+pub fn sample_files() -> Vec<PathBuf> {
+    vec![
+        sample("australia_bom_weather_stations.csv"),
+        sample("australia_bom_daily_weather_2019-05_2020-06.csv"),
+        sample("fire_archive_M6_96619.csv"),
+    ]
+}
+
+/// Default settings with the store in `dir` and the repository's model manifest.
+pub fn settings(dir: &Path) -> Settings {
+    assert!(
+        std::env::var_os("ORT_DYLIB_PATH").is_some(),
+        "ORT_DYLIB_PATH is not set: run the tests through scripts/test.sh, which installs ONNX Runtime"
+    );
+    let mut settings = Settings::defaults().expect("defaults");
+    settings.store.path = dir.join("db");
+    settings.embed.manifest = repo().join("models/manifest.json");
+    settings
+}
+
+/// Opens a service on `dir`, bulk-loading `files` first.
+pub fn open(dir: &Path, files: &[PathBuf]) -> Service {
+    Service::open(settings(dir), files, false).expect("service opens")
+}
+
+/// A service with the whole bundled sample loaded, shared by read-only tests.
+pub struct Loaded {
+    /// Keeps the directory alive.
+    pub _dir: TempDir,
+    /// The service.
+    pub service: Arc<Service>,
+}
+
+/// The shared loaded service (built once per test binary).
+pub fn loaded() -> &'static Loaded {
+    static LOADED: OnceLock<Loaded> = OnceLock::new();
+    LOADED.get_or_init(|| {
+        let dir = TempDir::new().expect("tempdir");
+        let service = open(dir.path(), &sample_files());
+        Loaded {
+            _dir: dir,
+            service: Arc::new(service),
+        }
+    })
+}
+
+/// Decodes a whole file with a CSV format.
+pub fn decode_file<D: RecordDecoder>(path: &Path) -> Vec<Decoded<D::Item>> {
+    let bytes = std::fs::read(path).expect("read");
+    let mut stream = CsvStream::<D>::new();
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(64 * 1024) {
+        stream.push(chunk, &mut out).expect("header recognised");
+    }
+    stream.finish(&mut out).expect("finish");
+    out
+}
