@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what FireSight needs on a fresh Debian machine, idempotently:
+#   - Debian packages for building RocksDB (libclang-dev for bindgen, a C++ toolchain);
+#   - ONNX Runtime 1.31.1 from its PyPI wheel (hash-pinned) into a virtualenv outside the clone.
+# Sourced by run.sh and test.sh; prints ORT_DYLIB_PATH for scripts/env.sh.
+set -euo pipefail
+
+APT_PACKAGES=(libclang-dev g++ pkg-config)
+CACHE="${FIRESIGHT_CACHE:-$HOME/.cache/firesight}"
+VENV="$CACHE/venv-onnxruntime-1.31.1"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+# Debian's own python3 needs python3-venv for virtualenvs; interpreters built elsewhere ship it.
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo is not on PATH; install Rust (rustup) first" >&2
+  exit 1
+fi
+
+lib_path() { find "$VENV" -path '*onnxruntime/capi/libonnxruntime.so*' -name 'libonnxruntime.so.*' 2>/dev/null | head -n 1; }
+if [ -z "$(lib_path)" ]; then
+  echo "setup: installing the onnxruntime 1.31.1 wheel into $VENV" >&2
+  mkdir -p "$CACHE"
+  python3 -m venv "$VENV"
+  # --no-deps: only the shared library inside the wheel is used, not its Python API.
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --require-hashes -r "$HERE/requirements-onnxruntime.txt"
+fi
+lib="$(lib_path)"
+[ -n "$lib" ] || { echo "setup: libonnxruntime.so not found in $VENV" >&2; exit 1; }
+echo "$lib"

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The README's test command: install what is missing, check formatting and lints, run every test.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ORT_DYLIB_PATH="$(scripts/setup.sh)"
+export ORT_DYLIB_PATH
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings
+# Benches are type-checked by clippy above and run by scripts/bench.sh, not here.
+cargo test --locked --lib --bins --tests
