@@ -76,6 +76,13 @@ fn main() -> anyhow::Result<()> {
         false,
     )?;
     let bulk_secs = started.elapsed().as_secs_f64();
+    let embed_secs = bulk.metrics.embed_seconds.get_sample_sum();
+    let embed_rows = bulk.metrics.embed_rows.get() as f64;
+    drop(bulk);
+    // A restart: open the same store and rebuild the graph from its vectors.
+    let started = Instant::now();
+    let bulk = Service::open(settings(bulk_dir.path())?, &[], false)?;
+    let restart_secs = started.elapsed().as_secs_f64();
 
     // Live path (HTTP ingest): every batch is indexed as it is stored.
     let live_dir = tempfile::TempDir::new()?;
@@ -114,6 +121,14 @@ fn main() -> anyhow::Result<()> {
             100.0 * events / secs / decode_rate
         );
     }
+    println!(
+        "  of which the ONNX encoder                      {:>9.0} events/s  ({embed_rows} rows in {embed_secs:.2} s)",
+        embed_rows / embed_secs
+    );
+    println!(
+        "  restart: open the store, rebuild HNSW from it  {restart_secs:>9.2} s for {} vectors",
+        bulk.index.len()
+    );
     query_latency(&bulk, &exact, &queries)
 }
 
