@@ -26,6 +26,15 @@ async fn get(url: &str) -> (StatusCode, Value) {
     (status, response.json().await.expect("json body"))
 }
 
+/// The id of the newest stored event.
+async fn newest_id(base: &str) -> String {
+    let (_, page) = get(&format!("{base}/v1/fires?limit=1")).await;
+    page["items"][0]["event_id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
 fn assert_field_error(body: &Value, field: &str) {
     assert_eq!(body["error"]["field"], field, "{body}");
     assert!(
@@ -86,11 +95,7 @@ async fn listing_paginates_newest_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn similar_returns_ten_neighbours_with_summaries() {
     let base = serve(&loaded().service).await;
-    let (_, page) = get(&format!("{base}/v1/fires?limit=1")).await;
-    let id = page["items"][0]["event_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = newest_id(&base).await;
     let (status, event) = get(&format!("{base}/v1/fires/{id}")).await;
     assert_eq!(
         (status, event["event_id"].as_str()),
@@ -133,11 +138,7 @@ async fn similar_returns_ten_neighbours_with_summaries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_queries_get_json_errors_naming_the_field() {
     let base = serve(&loaded().service).await;
-    let (_, page) = get(&format!("{base}/v1/fires?limit=1")).await;
-    let id = page["items"][0]["event_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = newest_id(&base).await;
     for (url, field) in [
         (format!("{base}/v1/fires/{id}/similar?k=0"), "k"),
         (format!("{base}/v1/fires/{id}/similar?k=5000"), "k"),
@@ -186,11 +187,7 @@ async fn health_readiness_and_metrics() {
         (status, ready["indexed"].as_u64()),
         (StatusCode::OK, Some(36_011))
     );
-    let (_, page) = get(&format!("{base}/v1/fires?limit=1")).await;
-    let id = page["items"][0]["event_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = newest_id(&base).await;
     get(&format!("{base}/v1/fires/{id}/similar")).await;
     let text = reqwest::get(format!("{base}/metrics"))
         .await

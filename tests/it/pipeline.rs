@@ -26,6 +26,21 @@ fn event_at(lat: f64, lon: f64, date: &str, time: &str) -> firesight::event::Fir
         .expect("event stored")
 }
 
+/// The ten nearest sequence numbers for each probe vector.
+fn neighbour_ids(index: &dyn VectorIndexRead, probes: &[Vec<f32>]) -> Vec<Vec<u64>> {
+    probes
+        .iter()
+        .map(|q| {
+            index
+                .search(q, 10)
+                .expect("search")
+                .iter()
+                .map(|n| n.seq)
+                .collect()
+        })
+        .collect()
+}
+
 #[test]
 fn the_whole_archive_is_stored_and_indexed() {
     let service = &loaded().service;
@@ -206,18 +221,7 @@ fn a_restart_keeps_every_event_and_gives_the_same_neighbours() {
             .step_by(700)
             .map(|v| v.vector.clone())
             .collect();
-        before = probe
-            .iter()
-            .map(|q| {
-                service
-                    .index
-                    .search(q, 10)
-                    .expect("search")
-                    .iter()
-                    .map(|n| n.seq)
-                    .collect()
-            })
-            .collect();
+        before = neighbour_ids(service.index.as_ref(), &probe);
         assert_eq!(service.store.event_count(), ARCHIVE_ROWS);
     }
     let service = open(dir.path(), &[]);
@@ -225,18 +229,7 @@ fn a_restart_keeps_every_event_and_gives_the_same_neighbours() {
         (service.store.event_count(), service.index.len() as u64),
         (ARCHIVE_ROWS, ARCHIVE_ROWS)
     );
-    let after: Vec<Vec<u64>> = probe
-        .iter()
-        .map(|q| {
-            service
-                .index
-                .search(q, 10)
-                .expect("search")
-                .iter()
-                .map(|n| n.seq)
-                .collect()
-        })
-        .collect();
+    let after: Vec<Vec<u64>> = neighbour_ids(service.index.as_ref(), &probe);
     assert_eq!(before, after);
 }
 
