@@ -2,7 +2,7 @@
 # Installs what FireSight needs on a fresh Debian machine, idempotently:
 #   - Debian packages for building RocksDB (libclang-dev for bindgen, a C++ toolchain);
 #   - ONNX Runtime 1.31.1 from its PyPI wheel (hash-pinned) into a virtualenv outside the clone.
-# Sourced by run.sh and test.sh; prints ORT_DYLIB_PATH for scripts/env.sh.
+# Called by run.sh, test.sh and bench.sh; prints the libonnxruntime path they export as ORT_DYLIB_PATH.
 set -euo pipefail
 
 APT_PACKAGES=(libclang-dev g++ pkg-config)

@@ -94,15 +94,29 @@ fn environment(runtime_lib: &str) -> Result<&'static ort::environment::Environme
     };
     let result = ENVIRONMENT.get_or_init(|| {
         if path.is_empty() {
-            return Err("no library given: set embed.onnxruntime_lib or ORT_DYLIB_PATH (scripts/env.sh does)".into());
+            return Err(
+                "no library given: set embed.onnxruntime_lib or ORT_DYLIB_PATH \
+                        (scripts/run.sh and scripts/test.sh set it from scripts/setup.sh)"
+                    .into(),
+            );
         }
         if !Path::new(&path).is_file() {
-            return Err(format!("{path} does not exist; run scripts/setup.sh to install the onnxruntime wheel"));
+            return Err(format!(
+                "{path} does not exist; run scripts/setup.sh to install the onnxruntime wheel"
+            ));
         }
-        ort::init_from(&path).map_err(|e| e.to_string())?.with_name("firesight").build().map_err(|e| e.to_string())
+        ort::init_from(&path)
+            .map_err(|e| e.to_string())?
+            .with_name("firesight")
+            .build()
+            .map_err(|e| e.to_string())
     });
     result.as_ref().map_err(|reason| EmbedError::Runtime {
-        path,
+        path: if path.is_empty() {
+            "(no path)".into()
+        } else {
+            path
+        },
         reason: reason.clone(),
     })
 }
