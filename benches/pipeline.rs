@@ -4,8 +4,6 @@
 //! the same run: decode-only throughput for ingest, exact search for recall and query latency.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use firesight::app::Service;
@@ -197,7 +195,7 @@ fn query_latency(
         .enable_all()
         .build()?;
     let ids: Vec<String> = queries.iter().map(|q| q.event_id.clone()).collect();
-    let app = firesight::api::router(service.api_state(Arc::new(AtomicBool::new(true))));
+    let app = firesight::api::router(service.api_state());
     let http = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);

@@ -1,9 +1,9 @@
 //! Wiring: open the store, load the encoder, rebuild the index, load files, serve until shutdown.
 
 use std::future::Future;
+use std::future::IntoFuture;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -96,7 +96,7 @@ impl Service {
     }
 
     /// The API state for this service.
-    pub fn api_state(&self, ready: Arc<AtomicBool>) -> AppState {
+    pub fn api_state(&self) -> AppState {
         AppState {
             pipeline: Arc::clone(&self.pipeline),
             store: Arc::clone(&self.store),
@@ -105,7 +105,6 @@ impl Service {
             metrics: self.metrics.clone(),
             settings: self.settings.api.clone(),
             ingest_batch: self.settings.ingest.batch_size,
-            ready,
         }
     }
 }
@@ -187,19 +186,33 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let listen = settings.api.listen;
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let service =
-        tokio::task::spawn_blocking(move || Service::open(settings, &files, progress)).await??;
-    let ready = Arc::new(AtomicBool::new(false));
-    let app = api::router(service.api_state(Arc::clone(&ready)));
+    // Bind first, so a bad address fails at once and liveness answers while we load.
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    ready.store(true, Ordering::Release);
-    tracing::info!(%listen, events = service.store.event_count(), indexed = service.index.len(), "FireSight is serving.");
-    axum::serve(listener, app)
+    let slot = Arc::new(OnceLock::new());
+    let server = axum::serve(listener, api::starting_router(Arc::clone(&slot)))
         .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")?;
+        .into_future();
+    let server = tokio::spawn(server);
+    tracing::info!(%listen, "Listening; /healthz answers, the API opens when loading is done.");
+    let opened =
+        tokio::task::spawn_blocking(move || Service::open(settings, &files, progress)).await?;
+    let service = match opened {
+        Ok(service) => service,
+        Err(error) => {
+            server.abort();
+            return Err(error);
+        }
+    };
+    // This is the only place the slot is filled, once, so `set` cannot find it taken.
+    let _ = slot.set(api::router(service.api_state()));
+    tracing::info!(
+        events = service.store.event_count(),
+        indexed = service.index.len(),
+        "FireSight is serving."
+    );
+    server.await?.context("serving HTTP")?;
     tracing::info!("Shut down cleanly.");
     Ok(())
 }

@@ -52,6 +52,9 @@ pub enum ApiError {
         /// What is accepted.
         accepted: &'static str,
     },
+    /// The service is still loading files and rebuilding its index.
+    #[error("FireSight is starting: loading files and rebuilding the index; retry shortly")]
+    Starting,
     /// A server-side failure; details go to the log, not the client.
     #[error("internal error: {0}")]
     Internal(String),
@@ -96,6 +99,7 @@ impl ApiError {
                 "unsupported_media_type",
                 Some("content-type"),
             ),
+            Self::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting", None),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         }
     }
@@ -111,6 +115,7 @@ impl IntoResponse for ApiError {
                 "the server could not complete the request; see its log".to_owned()
             }
             Self::NotFound { .. }
+            | Self::Starting
             | Self::PayloadTooLarge { .. }
             | Self::UnsupportedMediaType { .. } => self.to_string(),
         };

@@ -1,10 +1,8 @@
 //! Liveness, readiness and the Prometheus endpoint.
 
-use std::sync::atomic::Ordering;
-
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::IntoResponse;
 use serde_json::json;
 
@@ -15,21 +13,15 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// Start-up is done: the index is rebuilt and requested files are loaded.
+/// Start-up is done: the index is rebuilt and requested files are loaded. (Before that,
+/// `starting_router` answers this route with 503.)
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let ready = state.ready.load(Ordering::Acquire);
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let body = json!({
-        "ready": ready,
+    Json(json!({
+        "ready": true,
         "events": state.store.event_count(),
         "indexed": state.index.len(),
         "model_version": state.embedder.model_version(),
-    });
-    (status, Json(body))
+    }))
 }
 
 /// Prometheus text exposition.

@@ -8,15 +8,18 @@ mod params;
 
 pub use error::ApiError;
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use serde_json::json;
+use tower::ServiceExt;
 use tower_http::trace::TraceLayer;
 
 use crate::config::ApiSettings;
@@ -46,8 +49,6 @@ pub struct AppState {
     pub settings: ApiSettings,
     /// Records per pipeline batch for ingest routes.
     pub ingest_batch: usize,
-    /// Set once start-up (index rebuild, file loads) is done.
-    pub ready: Arc<AtomicBool>,
 }
 
 /// The router with every route, the request span and the HTTP metrics.
@@ -82,6 +83,38 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("request", method = %req.method(), route)
         }))
         .with_state(state)
+}
+
+/// The router served from the moment the port is bound: liveness at once, `/readyz` 503 and every
+/// other route 503 `starting` until `slot` holds the full router, which then answers everything.
+///
+/// Start-up (loading files, rebuilding the index) can take minutes at scale; answering liveness
+/// meanwhile keeps an orchestrator from killing a healthy instance that is still loading.
+pub fn starting_router(slot: Arc<OnceLock<Router>>) -> Router {
+    Router::new().fallback(move |request: Request| {
+        let slot = Arc::clone(&slot);
+        async move {
+            let Some(app) = slot.get() else {
+                return while_starting(request.uri().path());
+            };
+            match app.clone().oneshot(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
+    })
+}
+
+fn while_starting(path: &str) -> Response {
+    match path {
+        "/healthz" => Json(json!({"status": "ok"})).into_response(),
+        "/readyz" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false})),
+        )
+            .into_response(),
+        _ => ApiError::Starting.into_response(),
+    }
 }
 
 /// Unknown paths get the same JSON error shape as everything else.

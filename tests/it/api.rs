@@ -1,7 +1,6 @@
 //! The HTTP API over a real socket.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
 
 use firesight::app::Service;
 use reqwest::StatusCode;
@@ -11,7 +10,11 @@ use super::support::{loaded, sample, settings};
 
 /// Serves `service` on an ephemeral loopback port; returns the base URL.
 async fn serve(service: &Service) -> String {
-    let app = firesight::api::router(service.api_state(Arc::new(AtomicBool::new(true))));
+    serve_router(firesight::api::router(service.api_state())).await
+}
+
+/// Serves a router on an ephemeral loopback port; returns the base URL.
+async fn serve_router(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -363,5 +366,38 @@ async fn stations_weather_and_ndjson_detections_over_http_join() {
     assert_eq!(
         event["weather_conditions"]["observation_date"],
         "2019-09-15"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_starting_liveness_answers_and_the_api_says_503() {
+    let slot = Arc::new(OnceLock::new());
+    let base = serve_router(firesight::api::starting_router(Arc::clone(&slot))).await;
+    let (status, _) = get(&format!("{base}/healthz")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = get(&format!("{base}/readyz")).await;
+    assert_eq!(
+        (status, body["ready"].as_bool()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some(false))
+    );
+    let (status, body) = get(&format!("{base}/v1/fires?limit=1")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("starting"))
+    );
+
+    assert!(
+        slot.set(firesight::api::router(loaded().service.api_state()))
+            .is_ok()
+    );
+    let (status, body) = get(&format!("{base}/readyz")).await;
+    assert_eq!(
+        (status, body["indexed"].as_u64()),
+        (StatusCode::OK, Some(36_011))
+    );
+    assert_eq!(
+        newest_id(&base).await.len(),
+        27,
+        "the full API answers through the same listener"
     );
 }
