@@ -1,5 +1,6 @@
 //! RocksDB, the source of truth: events, the time index, vectors, the id map, weather, stations, dead letters.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -8,6 +9,7 @@ use rocksdb::{
     ColumnFamilyDescriptor, DB, DBCompressionType, Direction, IteratorMode, Options, WriteBatch,
 };
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::event::{FieldError, FireEventV2, SensorReading, Station, WeatherObservation};
 
@@ -27,10 +29,12 @@ pub const CF_WEATHER: &str = "weather";
 pub const CF_SENSORS: &str = "sensors";
 /// Column family: sequence → refused record with its reason.
 pub const CF_DEAD_LETTERS: &str = "dead_letters";
+/// Column family: digest of a dead letter → its sequence number, so replays do not repeat it.
+pub const CF_DEAD_LETTER_DIGESTS: &str = "dead_letter_digests";
 /// Column family: counters.
 pub const CF_META: &str = "meta";
 
-const ALL_CFS: [&str; 9] = [
+const ALL_CFS: [&str; 10] = [
     CF_EVENTS,
     CF_EVENTS_BY_TIME,
     CF_ID_MAP,
@@ -39,11 +43,11 @@ const ALL_CFS: [&str; 9] = [
     CF_WEATHER,
     CF_SENSORS,
     CF_DEAD_LETTERS,
+    CF_DEAD_LETTER_DIGESTS,
     CF_META,
 ];
 const META_NEXT_SEQ: &[u8] = b"next_seq";
 const META_EVENT_COUNT: &[u8] = b"event_count";
-const META_NEXT_DEAD_LETTER: &[u8] = b"next_dead_letter";
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -133,11 +137,16 @@ impl Store {
             db.get_cf(cf, key)?
                 .map_or(Ok(0), |v| decode_u64(CF_META, &v))
         };
-        let (next_seq, event_count, next_dead_letter) = (
-            read(META_NEXT_SEQ)?,
-            read(META_EVENT_COUNT)?,
-            read(META_NEXT_DEAD_LETTER)?,
-        );
+        let (next_seq, event_count) = (read(META_NEXT_SEQ)?, read(META_EVENT_COUNT)?);
+        // Derived from the last key, not a stored counter: concurrent dead-letter batches may
+        // commit out of order, and a counter written by the earlier one would run backwards.
+        let letters = db
+            .cf_handle(CF_DEAD_LETTERS)
+            .ok_or_else(|| missing_cf(CF_DEAD_LETTERS))?;
+        let next_dead_letter = match db.iterator_cf(letters, IteratorMode::End).next() {
+            Some(item) => decode_u64(CF_DEAD_LETTERS, &item?.0)? + 1,
+            None => 0,
+        };
         Ok(Self {
             db,
             next_seq: AtomicU64::new(next_seq),
@@ -356,28 +365,36 @@ impl Store {
         Ok(self.db.write(batch)?)
     }
 
-    /// Keeps refused records with their reasons.
-    pub fn put_dead_letters(&self, letters: &[DeadLetter]) -> Result<(), StoreError> {
-        if letters.is_empty() {
-            return Ok(());
-        }
-        let first = self
-            .next_dead_letter
-            .fetch_add(letters.len() as u64, Ordering::AcqRel);
+    /// Keeps refused records with their reasons, once: the same line of the same source refused
+    /// on the same field (a file loaded again at every start) is not stored twice.
+    /// Returns how many were new.
+    pub fn put_dead_letters(&self, letters: &[DeadLetter]) -> Result<usize, StoreError> {
         let mut batch = WriteBatch::default();
-        for (offset, letter) in letters.iter().enumerate() {
+        let mut in_batch = HashSet::new();
+        for letter in letters {
+            let digest = dead_letter_digest(letter);
+            let known = self
+                .db
+                .get_pinned_cf(self.cf(CF_DEAD_LETTER_DIGESTS)?, digest)?
+                .is_some();
+            if known || !in_batch.insert(digest) {
+                continue;
+            }
+            let seq = self.next_dead_letter.fetch_add(1, Ordering::AcqRel);
             batch.put_cf(
                 self.cf(CF_DEAD_LETTERS)?,
-                (first + offset as u64).to_be_bytes(),
+                seq.to_be_bytes(),
                 serde_json::to_vec(letter)?,
             );
+            batch.put_cf(self.cf(CF_DEAD_LETTER_DIGESTS)?, digest, seq.to_be_bytes());
         }
-        batch.put_cf(
-            self.cf(CF_META)?,
-            META_NEXT_DEAD_LETTER,
-            (first + letters.len() as u64).to_be_bytes(),
-        );
-        Ok(self.db.write(batch)?)
+        self.db.write(batch)?;
+        Ok(in_batch.len())
+    }
+
+    /// Dead letters stored.
+    pub fn dead_letter_count(&self) -> u64 {
+        self.next_dead_letter.load(Ordering::Acquire)
     }
 
     /// The most recent `limit` dead letters, newest first.
@@ -388,6 +405,23 @@ impl Store {
             .map(|item| decode_json(CF_DEAD_LETTERS, &item?.1))
             .collect()
     }
+}
+
+/// Identity of a refusal: where, which line and field, and the text — not when, and not the
+/// reason's wording, which may name context that changed (an earlier line, now stored).
+fn dead_letter_digest(letter: &DeadLetter) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    let line = letter.error.line.to_string();
+    for part in [
+        letter.source.as_str(),
+        &line,
+        &letter.error.field,
+        &letter.raw,
+    ] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    hasher.finalize().into()
 }
 
 fn missing_cf(name: &'static str) -> StoreError {
@@ -494,6 +528,41 @@ mod tests {
         assert!(newer < older);
         assert_eq!(decode_time(&older[..8]), 1_564_620_960_000);
         assert_eq!(decode_time(&time_key(-5, "")[..8]), -5);
+    }
+
+    #[test]
+    fn dead_letters_are_kept_once_and_counted_after_reopen() {
+        let dir = tempfile::TempDir::new().expect("tempdir");
+        let letter = |line, at_ms| DeadLetter {
+            source: "a.csv".into(),
+            error: FieldError::new(line, "frp", "is empty"),
+            raw: "x".into(),
+            at_ms,
+        };
+        {
+            let store = Store::open(dir.path()).expect("open");
+            assert_eq!(
+                store
+                    .put_dead_letters(&[letter(2, 1), letter(2, 1), letter(3, 1)])
+                    .expect("put"),
+                2
+            );
+            assert_eq!(
+                store.put_dead_letters(&[letter(2, 99)]).expect("replay"),
+                0,
+                "a replay is not new"
+            );
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(store.dead_letter_count(), 2);
+        assert_eq!(store.put_dead_letters(&[letter(4, 5)]).expect("put"), 1);
+        let lines: Vec<u64> = store
+            .dead_letters(10)
+            .expect("list")
+            .iter()
+            .map(|d| d.error.line)
+            .collect();
+        assert_eq!(lines, vec![4, 3, 2], "newest first, nothing overwritten");
     }
 
     #[test]

@@ -161,7 +161,11 @@ fn recall_at_10_against_brute_force_on_the_loaded_vectors() {
 #[test]
 fn ingesting_the_files_again_changes_nothing() {
     let service = &loaded().service;
-    let before = (service.store.event_count(), service.index.len());
+    let before = (
+        service.store.event_count(),
+        service.index.len(),
+        service.store.dead_letter_count(),
+    );
     let results = firesight::stream::load_files(&service.pipeline, &sample_files(), 4096, false)
         .expect("reload");
     let firms = &results
@@ -179,7 +183,16 @@ fn ingesting_the_files_again_changes_nothing() {
         .expect("weather")
         .1;
     assert_eq!(weather.accepted, 0, "weather re-ingest stores nothing new");
-    assert_eq!(before, (service.store.event_count(), service.index.len()));
+    // The weather file's refused rows are refused again, but not stored a second time.
+    assert!(weather.rejected_total > 0);
+    assert_eq!(
+        before,
+        (
+            service.store.event_count(),
+            service.index.len(),
+            service.store.dead_letter_count()
+        )
+    );
 }
 
 #[test]
