@@ -97,15 +97,6 @@ impl Pipeline {
             .read()
             .map_err(|_| PipelineError::Poisoned)?;
         let correlation = correlator.correlate(&self.store, detection)?;
-        let result = if correlation.conditions.is_some() {
-            "hit"
-        } else {
-            "miss"
-        };
-        self.metrics
-            .correlate_joins
-            .with_label_values(&[result])
-            .inc();
         Ok(build_event(
             detection,
             correlation.status,
@@ -145,7 +136,18 @@ impl Pipeline {
                 outcome.duplicates += 1;
                 continue;
             }
-            events.push(self.enrich(detection)?);
+            let event = self.enrich(detection)?;
+            // Counted here, not in `enrich`: ad-hoc similarity queries also enrich.
+            let result = if event.weather_conditions.is_some() {
+                "hit"
+            } else {
+                "miss"
+            };
+            self.metrics
+                .correlate_joins
+                .with_label_values(&[result])
+                .inc();
+            events.push(event);
         }
         let vectors = self.embed(&events)?;
         let now = chrono::Utc::now().timestamp_millis();
