@@ -89,7 +89,7 @@ fn main() -> anyhow::Result<()> {
     live.load(std::slice::from_ref(&archive), false)?;
     let live_secs = started.elapsed().as_secs_f64();
 
-    let vectors: Vec<StoredVector> = bulk.store.vectors().collect::<Result<_, _>>()?;
+    let vectors: Vec<StoredVector> = bulk.store.vectors()?.collect::<Result<_, _>>()?;
     let exact = FlatIndex::new(bulk.index.dim());
     let points: Vec<(u64, &[f32])> = vectors
         .iter()

@@ -50,28 +50,28 @@ impl Service {
                 .context("loading the event encoder")?,
         );
         let metrics = Metrics::new().context("registering metrics")?;
-        let radius = settings.correlate.max_station_distance_km;
-        let pipeline = |index| -> anyhow::Result<Pipeline> {
-            let correlator = Correlator::load(&store, radius)?;
-            Ok(Pipeline::new(
-                Arc::clone(&store),
-                correlator,
-                Arc::clone(&embedder),
-                index,
-                metrics.clone(),
-                e.batch_size,
-            ))
-        };
+        let correlator = Correlator::load(&store, settings.correlate.max_station_distance_km)?;
+        let bulk = Arc::new(Pipeline::new(
+            Arc::clone(&store),
+            correlator,
+            Arc::clone(&embedder),
+            metrics.clone(),
+            e.batch_size,
+        ));
         if !files.is_empty() {
             report(load_files(
-                &Arc::new(pipeline(None)?),
+                &bulk,
                 files,
                 settings.ingest.batch_size,
                 progress,
             )?);
         }
         let index = rebuild_index(&settings, &store, embedder.as_ref(), progress)?;
-        let pipeline = Arc::new(pipeline(Some(Arc::clone(&index)))?);
+        // The loads have returned, so nothing else holds the pipeline: keep its correlator
+        // rather than reading every stored observation a second time.
+        let pipeline = Arc::try_unwrap(bulk)
+            .map_err(|_| anyhow::anyhow!("the bulk-load pipeline is still shared after loading"))?;
+        let pipeline = Arc::new(pipeline.with_index(Arc::clone(&index)));
         metrics.index_vectors.set(index.len() as i64);
         metrics.store_events.set(store.event_count() as i64);
         Ok(Self {
@@ -146,7 +146,7 @@ fn rebuild_index(
     );
     let mut vectors = Vec::with_capacity(total as usize);
     let mut skipped = 0u64;
-    for stored in store.vectors() {
+    for stored in store.vectors()? {
         let stored = stored?;
         if stored.model_version == embedder.model_version() {
             vectors.push(stored);

@@ -236,19 +236,16 @@ impl Store {
     }
 
     /// Every stored vector in sequence order, for rebuilding the index.
-    pub fn vectors(&self) -> impl Iterator<Item = Result<StoredVector, StoreError>> + '_ {
-        let cf = self.cf(CF_VECTORS);
-        let iter = cf.map(|cf| self.db.iterator_cf(cf, IteratorMode::Start));
-        let (iter, error) = match iter {
-            Ok(iter) => (Some(iter), None),
-            Err(e) => (None, Some(Err(e))),
-        };
-        error
-            .into_iter()
-            .chain(iter.into_iter().flatten().map(|item| {
-                let (key, value) = item?;
-                decode_vector(decode_u64(CF_VECTORS, &key)?, &value)
-            }))
+    pub fn vectors(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<StoredVector, StoreError>> + '_, StoreError> {
+        let iter = self
+            .db
+            .iterator_cf(self.cf(CF_VECTORS)?, IteratorMode::Start);
+        Ok(iter.map(|item| {
+            let (key, value) = item?;
+            decode_vector(decode_u64(CF_VECTORS, &key)?, &value)
+        }))
     }
 
     /// Events with `from_ms <= detection_time <= to_ms`, newest first, `limit` per page.

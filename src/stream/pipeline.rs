@@ -59,13 +59,12 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Wires the stages. Without an index, detections are stored with their vectors and the
-    /// caller builds the graph from the store afterwards (the bulk-load path).
+    /// Wires the stages, without an index yet: detections are stored with their vectors, and
+    /// the caller builds the graph from the store (the bulk-load path), then attaches it.
     pub fn new(
         store: Arc<Store>,
         correlator: Correlator,
         embedder: Arc<dyn Embedder>,
-        index: Option<Arc<dyn VectorIndex>>,
         metrics: Metrics,
         embed_batch: usize,
     ) -> Self {
@@ -73,11 +72,17 @@ impl Pipeline {
             store,
             correlator: RwLock::new(correlator),
             embedder,
-            index,
+            index: None,
             metrics,
             writer: Mutex::new(()),
             embed_batch,
         }
+    }
+
+    /// From now on every stored batch is also inserted into `index`.
+    pub fn with_index(mut self, index: Arc<dyn VectorIndex>) -> Self {
+        self.index = Some(index);
+        self
     }
 
     /// The store.

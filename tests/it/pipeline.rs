@@ -133,6 +133,7 @@ fn recall_at_10_against_brute_force_on_the_loaded_vectors() {
     let vectors: Vec<_> = service
         .store
         .vectors()
+        .expect("vectors")
         .map(|v| v.expect("vector"))
         .collect();
     let exact = FlatIndex::new(service.index.dim());
@@ -227,6 +228,7 @@ fn a_restart_keeps_every_event_and_gives_the_same_neighbours() {
         let vectors: Vec<_> = service
             .store
             .vectors()
+            .expect("vectors")
             .map(|v| v.expect("vector"))
             .collect();
         probe = vectors
