@@ -38,6 +38,16 @@ async fn newest_id(base: &str) -> String {
         .to_owned()
 }
 
+/// Archive line 29430 (near Darwin, joined with station 014015) in the JSON form of a detection.
+fn darwin_detection() -> Value {
+    json!({
+        "latitude": -12.5966, "longitude": 131.1589, "acquired_at": "2019-09-15T14:19:00Z",
+        "satellite": "Terra", "instrument": "MODIS", "brightness_k": 375.9, "brightness_background_k": 296.9,
+        "scan_km": 2.3, "track_km": 1.5, "confidence_percent": 100.0, "confidence": "high", "frp_mw": 452.0,
+        "daytime": false, "version": "6.3", "detection_type": 0
+    })
+}
+
 fn assert_field_error(body: &Value, field: &str) {
     assert_eq!(body["error"]["field"], field, "{body}");
     assert!(
@@ -120,12 +130,7 @@ async fn similar_returns_ten_neighbours_with_summaries() {
         .collect();
     assert!(distances.windows(2).all(|w| w[0] <= w[1]));
 
-    let detection = json!({
-        "latitude": -12.5966, "longitude": 131.1589, "acquired_at": "2019-09-15T14:19:00Z",
-        "satellite": "Terra", "instrument": "MODIS", "brightness_k": 320.0, "brightness_background_k": 295.0,
-        "scan_km": 1.0, "track_km": 1.0, "confidence_percent": 70.0, "confidence": "nominal", "frp_mw": 12.0,
-        "daytime": false, "version": "6.3", "detection_type": 0
-    });
+    let detection = darwin_detection();
     let client = reqwest::Client::new();
     let response = client
         .post(format!("{base}/v1/similar"))
@@ -334,13 +339,7 @@ async fn stations_weather_and_ndjson_detections_over_http_join() {
         weather["rejected_total"]
     );
 
-    // The Darwin detection of line 29430, in its JSON form.
-    let detection = json!({
-        "latitude": -12.5966, "longitude": 131.1589, "acquired_at": "2019-09-15T14:19:00Z",
-        "satellite": "Terra", "instrument": "MODIS", "brightness_k": 312.3, "brightness_background_k": 292.1,
-        "scan_km": 1.1, "track_km": 1.0, "confidence_percent": 60.0, "confidence": "nominal", "frp_mw": 9.1,
-        "daytime": false, "version": "6.3", "detection_type": 0
-    });
+    let detection = darwin_detection();
     let ndjson = format!("{detection}\n{{\"latitude\": 1}}\n");
     let response = client
         .post(format!("{base}/v1/events/firms"))
