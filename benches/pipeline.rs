@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use firesight::app::Service;
 use firesight::config::Settings;
-use firesight::index::{FlatIndex, VectorIndex, VectorIndexRead};
+use firesight::index::{FlatIndex, IndexPoint, PointAttrs, VectorIndex, VectorIndexRead};
 use firesight::store::StoredVector;
 use firesight::stream::decode::{CsvStream, FirmsDecoder, StreamDecoder};
 
@@ -91,9 +91,13 @@ fn main() -> anyhow::Result<()> {
 
     let vectors: Vec<StoredVector> = bulk.store.vectors()?.collect::<Result<_, _>>()?;
     let exact = FlatIndex::new(bulk.index.dim());
-    let points: Vec<(u64, &[f32])> = vectors
+    let points: Vec<IndexPoint<'_>> = vectors
         .iter()
-        .map(|v| (v.seq, v.vector.as_slice()))
+        .map(|v| IndexPoint {
+            seq: v.seq,
+            vector: &v.vector,
+            attrs: PointAttrs::default(),
+        })
         .collect();
     exact.insert(&points)?;
     let queries: Vec<&StoredVector> = vectors.iter().step_by(QUERY_STRIDE).collect();

@@ -99,6 +99,12 @@ pub struct IndexSettings {
     pub ef_construction: usize,
     /// Query-time candidate list size.
     pub ef_search: usize,
+    /// Native engine: filtered searches expected to match at most this many points scan exactly.
+    pub flat_search_cutoff: usize,
+    /// Native engine: threads for bulk builds; 0 means one per core.
+    pub build_threads: usize,
+    /// Native engine: load the graph snapshot at start and write it at shutdown.
+    pub snapshot: bool,
 }
 
 /// Ingest settings.
@@ -145,8 +151,8 @@ impl Settings {
         if !(2..=256).contains(&self.index.m) {
             return Err(invalid("index.m", "must be between 2 and 256"));
         }
-        if self.index.engine != "hnsw_rs" {
-            return Err(invalid("index.engine", "only \"hnsw_rs\" is available"));
+        if !["native", "hnsw_rs"].contains(&self.index.engine.as_str()) {
+            return Err(invalid("index.engine", "must be \"native\" or \"hnsw_rs\""));
         }
         if self.index.ef_construction < self.index.m {
             return Err(invalid("index.ef_construction", "must be at least index.m"));

@@ -157,7 +157,9 @@ impl From<IndexError> for ApiError {
             IndexError::Dimension { .. } | IndexError::NonFinite { .. } => {
                 Self::bad("vector", e.to_string())
             }
-            IndexError::Poisoned => Self::Internal(e.to_string()),
+            IndexError::Poisoned | IndexError::Unsupported { .. } | IndexError::Snapshot { .. } => {
+                Self::Internal(e.to_string())
+            }
         }
     }
 }

@@ -1,13 +1,18 @@
-//! Exact search by scanning every vector: the ground truth for recall checks.
+//! Exact search by scanning every vector: the ground truth for recall checks and the model the
+//! graph engines are tested against.
 
+use std::collections::BTreeMap;
 use std::sync::RwLock;
 
-use super::{IndexError, Neighbour, VectorIndex, VectorIndexRead, check_vector};
+use super::{
+    IndexError, IndexPoint, Neighbour, PointAttrs, SearchFilter, VectorIndex, VectorIndexRead,
+    check_vector,
+};
 
-/// Brute-force index.
+/// Brute-force index (L2).
 pub struct FlatIndex {
     dim: usize,
-    points: RwLock<(Vec<u64>, Vec<f32>)>,
+    points: RwLock<BTreeMap<u64, (Vec<f32>, PointAttrs)>>,
 }
 
 impl FlatIndex {
@@ -15,7 +20,7 @@ impl FlatIndex {
     pub fn new(dim: usize) -> Self {
         Self {
             dim,
-            points: RwLock::new((Vec::new(), Vec::new())),
+            points: RwLock::new(BTreeMap::new()),
         }
     }
 }
@@ -26,14 +31,18 @@ pub(crate) fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
 }
 
 impl VectorIndexRead for FlatIndex {
-    fn search(&self, query: &[f32], k: usize) -> Result<Vec<Neighbour>, IndexError> {
+    fn search_filtered(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&SearchFilter>,
+    ) -> Result<Vec<Neighbour>, IndexError> {
         check_vector(self.dim, query)?;
         let points = self.points.read().map_err(|_| IndexError::Poisoned)?;
-        let (ids, data) = &*points;
-        let mut all: Vec<Neighbour> = ids
+        let mut all: Vec<Neighbour> = points
             .iter()
-            .zip(data.chunks_exact(self.dim))
-            .map(|(&seq, v)| Neighbour {
+            .filter(|(_, (_, attrs))| filter.is_none_or(|f| f.matches(attrs)))
+            .map(|(&seq, (v, _))| Neighbour {
                 seq,
                 distance: l2_squared(query, v).sqrt(),
             })
@@ -42,14 +51,17 @@ impl VectorIndexRead for FlatIndex {
         if k == 0 {
             return Ok(Vec::new());
         }
-        all.select_nth_unstable_by(k - 1, |a, b| a.distance.total_cmp(&b.distance));
+        let order = |a: &Neighbour, b: &Neighbour| {
+            a.distance.total_cmp(&b.distance).then(a.seq.cmp(&b.seq))
+        };
+        all.select_nth_unstable_by(k - 1, order);
         all.truncate(k);
-        all.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.seq.cmp(&b.seq)));
+        all.sort_by(order);
         Ok(all)
     }
 
     fn len(&self) -> usize {
-        self.points.read().map_or(0, |p| p.0.len())
+        self.points.read().map_or(0, |p| p.len())
     }
 
     fn dim(&self) -> usize {
@@ -58,15 +70,23 @@ impl VectorIndexRead for FlatIndex {
 }
 
 impl VectorIndex for FlatIndex {
-    fn insert(&self, points: &[(u64, &[f32])]) -> Result<(), IndexError> {
-        for (_, v) in points {
-            check_vector(self.dim, v)?;
+    fn insert(&self, points: &[IndexPoint<'_>]) -> Result<(), IndexError> {
+        for p in points {
+            check_vector(self.dim, p.vector)?;
         }
         let mut guard = self.points.write().map_err(|_| IndexError::Poisoned)?;
-        for (seq, v) in points {
-            guard.0.push(*seq);
-            guard.1.extend_from_slice(v);
+        for p in points {
+            guard.insert(p.seq, (p.vector.to_vec(), p.attrs));
         }
         Ok(())
+    }
+
+    fn delete(&self, seqs: &[u64]) -> Result<usize, IndexError> {
+        let mut guard = self.points.write().map_err(|_| IndexError::Poisoned)?;
+        Ok(seqs.iter().filter(|s| guard.remove(s).is_some()).count())
+    }
+
+    fn engine(&self) -> &'static str {
+        "flat"
     }
 }

@@ -1,20 +1,30 @@
 //! HNSW through the `hnsw_rs` crate (M = 64 by default).
 
+use std::collections::HashMap;
 use std::sync::RwLock;
 
 use hnsw_rs::prelude::{DistL2, Hnsw};
 
-use super::{IndexError, Neighbour, VectorIndex, VectorIndexRead, check_vector};
+use super::{
+    IndexError, IndexPoint, Neighbour, PointAttrs, SearchFilter, VectorIndex, VectorIndexRead,
+    check_vector,
+};
 
 /// Layers in the graph; 16 is ample for M = 64 up to billions of points.
 const MAX_LAYERS: usize = 16;
 
 /// HNSW graph over L2. `hnsw_rs` is not safe to insert into while searching, so writes take
-/// the lock exclusively; our own engine (the index issue) replaces this with fine-grained locks.
+/// the lock exclusively, and it can neither delete nor replace a point: those calls fail with
+/// [`IndexError::Unsupported`]. Kept as a second engine and a cross-check for our own.
 pub struct HnswIndex {
     dim: usize,
     ef_search: usize,
-    graph: RwLock<Hnsw<'static, f32, DistL2>>,
+    graph: RwLock<Graph>,
+}
+
+struct Graph {
+    hnsw: Hnsw<'static, f32, DistL2>,
+    attrs: HashMap<u64, PointAttrs>,
 }
 
 impl HnswIndex {
@@ -36,7 +46,10 @@ impl HnswIndex {
         Self {
             dim,
             ef_search,
-            graph: RwLock::new(graph),
+            graph: RwLock::new(Graph {
+                hnsw: graph,
+                attrs: HashMap::new(),
+            }),
         }
     }
 }
@@ -53,16 +66,29 @@ pub fn insertion_key(seq: u64) -> u64 {
 }
 
 impl VectorIndexRead for HnswIndex {
-    fn search(&self, query: &[f32], k: usize) -> Result<Vec<Neighbour>, IndexError> {
+    fn search_filtered(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&SearchFilter>,
+    ) -> Result<Vec<Neighbour>, IndexError> {
         check_vector(self.dim, query)?;
         if k == 0 {
             return Ok(Vec::new());
         }
         let graph = self.graph.read().map_err(|_| IndexError::Poisoned)?;
-        if graph.get_nb_point() == 0 {
+        if graph.hnsw.get_nb_point() == 0 {
             return Ok(Vec::new());
         }
-        let found = graph.search(query, k, self.ef_search.max(k));
+        let ef = self.ef_search.max(k);
+        let found = match filter.filter(|f| !f.is_empty()) {
+            None => graph.hnsw.search(query, k, ef),
+            Some(f) => {
+                let pass =
+                    |id: &usize| graph.attrs.get(&(*id as u64)).is_some_and(|a| f.matches(a));
+                graph.hnsw.search_filter(query, k, ef, Some(&pass))
+            }
+        };
         Ok(found
             .into_iter()
             .map(|n| Neighbour {
@@ -73,7 +99,7 @@ impl VectorIndexRead for HnswIndex {
     }
 
     fn len(&self) -> usize {
-        self.graph.read().map_or(0, |g| g.get_nb_point())
+        self.graph.read().map_or(0, |g| g.hnsw.get_nb_point())
     }
 
     fn dim(&self) -> usize {
@@ -82,18 +108,36 @@ impl VectorIndexRead for HnswIndex {
 }
 
 impl VectorIndex for HnswIndex {
-    fn insert(&self, points: &[(u64, &[f32])]) -> Result<(), IndexError> {
-        for (_, v) in points {
-            check_vector(self.dim, v)?;
+    fn insert(&self, points: &[IndexPoint<'_>]) -> Result<(), IndexError> {
+        for p in points {
+            check_vector(self.dim, p.vector)?;
         }
-        let mut ordered: Vec<&(u64, &[f32])> = points.iter().collect();
-        ordered.sort_by_key(|(seq, _)| insertion_key(*seq));
-        let graph = self.graph.write().map_err(|_| IndexError::Poisoned)?;
+        let mut ordered: Vec<&IndexPoint<'_>> = points.iter().collect();
+        ordered.sort_by_key(|p| insertion_key(p.seq));
+        let mut graph = self.graph.write().map_err(|_| IndexError::Poisoned)?;
+        if ordered.iter().any(|p| graph.attrs.contains_key(&p.seq)) {
+            return Err(IndexError::Unsupported {
+                engine: "hnsw_rs",
+                operation: "replace a point",
+            });
+        }
         // Serial inserts: hnsw_rs draws levels from a seeded RNG, so the same points in the same
         // order give the same graph (rayon's parallel insert would not).
-        for (seq, v) in ordered {
-            graph.insert_slice((v, *seq as usize));
+        for p in ordered {
+            graph.hnsw.insert_slice((p.vector, p.seq as usize));
+            graph.attrs.insert(p.seq, p.attrs);
         }
         Ok(())
+    }
+
+    fn delete(&self, _seqs: &[u64]) -> Result<usize, IndexError> {
+        Err(IndexError::Unsupported {
+            engine: "hnsw_rs",
+            operation: "delete a point",
+        })
+    }
+
+    fn engine(&self) -> &'static str {
+        "hnsw_rs"
     }
 }

@@ -1,12 +1,16 @@
 //! Vector index behind a read/write trait pair, so the engine under it can change.
 
+mod filter;
 mod flat;
 mod hnsw;
+pub mod native;
 #[cfg(test)]
 mod tests;
 
+pub use filter::{BBox, PointAttrs, SearchFilter};
 pub use flat::FlatIndex;
 pub use hnsw::{HnswIndex, insertion_key};
+pub use native::{Metric, NativeHnsw, NativeParams};
 
 /// A neighbour: the point id (the store's vector sequence number) and its L2 distance.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -37,12 +41,49 @@ pub enum IndexError {
     /// The engine's lock was poisoned by a panic elsewhere.
     #[error("index lock poisoned")]
     Poisoned,
+    /// The engine cannot do this (e.g. `hnsw_rs` cannot delete or replace a point).
+    #[error("the {engine} engine cannot {operation}")]
+    Unsupported {
+        /// Engine name.
+        engine: &'static str,
+        /// What was asked.
+        operation: &'static str,
+    },
+    /// A snapshot could not be written or read.
+    #[error("snapshot {path}: {reason}")]
+    Snapshot {
+        /// Snapshot file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// A point to index: its id (the store's vector sequence number), vector and filterable attributes.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexPoint<'a> {
+    /// Point id.
+    pub seq: u64,
+    /// The vector.
+    pub vector: &'a [f32],
+    /// What filters look at.
+    pub attrs: PointAttrs,
 }
 
 /// Read side: what queries need.
 pub trait VectorIndexRead: Send + Sync {
     /// The `k` nearest points to `query`, nearest first.
-    fn search(&self, query: &[f32], k: usize) -> Result<Vec<Neighbour>, IndexError>;
+    fn search(&self, query: &[f32], k: usize) -> Result<Vec<Neighbour>, IndexError> {
+        self.search_filtered(query, k, None)
+    }
+    /// The `k` nearest points that pass `filter`, nearest first. The filter is applied while
+    /// searching, so fewer than `k` come back only when fewer than `k` points match.
+    fn search_filtered(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&SearchFilter>,
+    ) -> Result<Vec<Neighbour>, IndexError>;
     /// Points held.
     fn len(&self) -> usize;
     /// True when empty.
@@ -55,8 +96,12 @@ pub trait VectorIndexRead: Send + Sync {
 
 /// Write side: what the pipeline needs.
 pub trait VectorIndex: VectorIndexRead {
-    /// Adds points; ids must be new.
-    fn insert(&self, points: &[(u64, &[f32])]) -> Result<(), IndexError>;
+    /// Adds points; a point whose id is already held replaces it (delete, then insert).
+    fn insert(&self, points: &[IndexPoint<'_>]) -> Result<(), IndexError>;
+    /// Removes points; returns how many were held. Unknown ids are ignored.
+    fn delete(&self, seqs: &[u64]) -> Result<usize, IndexError>;
+    /// Engine name, for logs and metrics.
+    fn engine(&self) -> &'static str;
 }
 
 /// Refuses vectors of the wrong width or with non-finite components.

@@ -1,4 +1,9 @@
-//! Conformance suite run against every index implementation, and recall of HNSW against exact search.
+//! Conformance suite run against every engine, recall against exact search, filters, deletes,
+//! concurrency and snapshots.
+
+use std::sync::Arc;
+
+use proptest::prelude::*;
 
 use super::*;
 
@@ -14,81 +19,520 @@ fn vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
     (0..n).map(|_| (0..dim).map(|_| next()).collect()).collect()
 }
 
+/// Attributes that vary with the id, so filters cut the data in known ways.
+fn attrs(seq: u64) -> PointAttrs {
+    PointAttrs {
+        time: seq as i64 * 60,
+        lat: -10.0 - (seq % 30) as f32,
+        lon: 115.0 + (seq % 40) as f32,
+        source: (seq % 5) as u8,
+        confidence: (seq % 3) as u8,
+        incident: seq / 100,
+    }
+}
+
+fn points(data: &[Vec<f32>], first: u64) -> Vec<IndexPoint<'_>> {
+    data.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let seq = first + i as u64;
+            IndexPoint {
+                seq,
+                vector: v,
+                attrs: attrs(seq),
+            }
+        })
+        .collect()
+}
+
 fn fill(index: &dyn VectorIndex, data: &[Vec<f32>]) {
-    let points: Vec<(u64, &[f32])> = data
+    index.insert(&points(data, 0)).expect("insert");
+}
+
+fn native(dim: usize) -> NativeHnsw {
+    NativeHnsw::new(NativeParams::new(dim))
+}
+
+fn engines(dim: usize) -> Vec<Box<dyn VectorIndex>> {
+    vec![
+        Box::new(FlatIndex::new(dim)),
+        Box::new(HnswIndex::new(dim, 64, 200, 64, 1000)),
+        Box::new(native(dim)),
+    ]
+}
+
+fn ids(found: &[Neighbour]) -> Vec<u64> {
+    found.iter().map(|n| n.seq).collect()
+}
+
+/// Mean share of the exact top `k` that `index` returns.
+fn recall(
+    index: &dyn VectorIndexRead,
+    exact: &FlatIndex,
+    queries: &[Vec<f32>],
+    k: usize,
+    filter: Option<&SearchFilter>,
+) -> f64 {
+    let mut found = 0;
+    let mut wanted = 0;
+    for q in queries {
+        let truth = ids(&exact.search_filtered(q, k, filter).expect("exact"));
+        let got = ids(&index.search_filtered(q, k, filter).expect("search"));
+        wanted += truth.len();
+        found += got.iter().filter(|s| truth.contains(s)).count();
+    }
+    found as f64 / wanted.max(1) as f64
+}
+
+#[test]
+fn every_engine_conforms() {
+    for index in engines(8) {
+        let name = index.engine();
+        assert!(
+            index.search(&[0.0; 8], 5).expect("empty search").is_empty(),
+            "{name}"
+        );
+        let data = vectors(500, 8, 7);
+        fill(index.as_ref(), &data);
+        assert_eq!(index.len(), 500, "{name}");
+        let hits = index.search(&data[42], 3).expect("search");
+        assert_eq!(
+            hits[0].seq, 42,
+            "{name}: a stored vector is its own nearest neighbour"
+        );
+        assert!(hits[0].distance.abs() < 1e-5, "{name}");
+        assert!(
+            hits.windows(2).all(|w| w[0].distance <= w[1].distance),
+            "{name}: nearest first"
+        );
+        assert!(
+            index.search(&data[1], 0).expect("k = 0").is_empty(),
+            "{name}"
+        );
+        assert_eq!(
+            index.search(&data[1], 10_000).expect("k > len").len(),
+            500,
+            "{name}"
+        );
+        assert!(
+            matches!(
+                index.search(&[0.0; 3], 1),
+                Err(IndexError::Dimension {
+                    expected: 8,
+                    found: 3
+                })
+            ),
+            "{name}"
+        );
+        let mut bad = vec![0.0; 8];
+        bad[2] = f32::NAN;
+        let bad_point = IndexPoint {
+            seq: 999,
+            vector: &bad,
+            attrs: attrs(999),
+        };
+        assert!(
+            matches!(
+                index.insert(&[bad_point]),
+                Err(IndexError::NonFinite { position: 2 })
+            ),
+            "{name}"
+        );
+        assert!(
+            matches!(
+                index.search(&bad, 1),
+                Err(IndexError::NonFinite { position: 2 })
+            ),
+            "{name}"
+        );
+        let only_aqua = SearchFilter {
+            sources: Some(1 << 1),
+            ..SearchFilter::default()
+        };
+        let hits = index
+            .search_filtered(&data[42], 10, Some(&only_aqua))
+            .expect("filtered");
+        assert_eq!(hits.len(), 10, "{name}: a filter still returns k results");
+        assert!(
+            hits.iter().all(|n| n.seq % 5 == 1),
+            "{name}: only matching points"
+        );
+        let nothing = SearchFilter {
+            incident: Some(1_000_000),
+            ..SearchFilter::default()
+        };
+        assert!(
+            index
+                .search_filtered(&data[42], 10, Some(&nothing))
+                .expect("filtered")
+                .is_empty(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn engines_that_delete_forget_points_and_replace_on_reinsert() {
+    let data = vectors(300, 8, 5);
+    for index in engines(8) {
+        let name = index.engine();
+        fill(index.as_ref(), &data);
+        match index.delete(&[42, 43, 10_000]) {
+            Err(IndexError::Unsupported { .. }) => {
+                assert_eq!(name, "hnsw_rs");
+                continue;
+            }
+            Ok(removed) => assert_eq!(removed, 2, "{name}: unknown ids are not counted"),
+            Err(e) => panic!("{name}: {e}"),
+        }
+        assert_eq!(index.len(), 298, "{name}");
+        assert!(
+            !ids(&index.search(&data[42], 20).expect("search")).contains(&42),
+            "{name}"
+        );
+        // Update: id 7 moves to where 100 is.
+        let moved = IndexPoint {
+            seq: 7,
+            vector: &data[100],
+            attrs: attrs(7),
+        };
+        index.insert(&[moved]).expect("replace");
+        assert_eq!(index.len(), 298, "{name}: a replacement adds nothing");
+        let near_100 = ids(&index.search(&data[100], 2).expect("search"));
+        assert!(
+            near_100.contains(&7) && near_100.contains(&100),
+            "{name}: {near_100:?}"
+        );
+        let near_old_7 = index.search(&data[7], 1).expect("search");
+        assert!(
+            near_old_7[0].seq != 7 || near_old_7[0].distance > 0.0,
+            "{name}: the old vector is gone"
+        );
+    }
+}
+
+#[test]
+fn graph_engines_reach_recall_at_10_of_exact_search() {
+    let data = vectors(5000, 16, 11);
+    let queries = vectors(200, 16, 99);
+    let exact = FlatIndex::new(16);
+    fill(&exact, &data);
+    for index in engines(16).into_iter().skip(1) {
+        fill(index.as_ref(), &data);
+        let r = recall(index.as_ref(), &exact, &queries, 10, None);
+        assert!(r >= 0.99, "{}: recall@10 = {r}", index.engine());
+    }
+}
+
+#[test]
+fn filtered_graph_search_keeps_recall_and_selective_filters_go_exact() {
+    let data = vectors(6000, 16, 13);
+    let queries = vectors(100, 16, 3);
+    let exact = FlatIndex::new(16);
+    fill(&exact, &data);
+    // Cut-off 0: every filter takes the graph walk, however selective.
+    let walk = NativeHnsw::new(NativeParams {
+        flat_search_cutoff: 0,
+        ..NativeParams::new(16)
+    });
+    let default = native(16);
+    fill(&walk, &data);
+    fill(&default, &data);
+    let half = SearchFilter {
+        min_confidence: Some(1),
+        ..SearchFilter::default()
+    };
+    let fifth = SearchFilter {
+        sources: Some(1 << 3),
+        ..SearchFilter::default()
+    };
+    let boxed = SearchFilter {
+        bbox: Some(BBox {
+            min_lon: 120.0,
+            min_lat: -30.0,
+            max_lon: 140.0,
+            max_lat: -15.0,
+        }),
+        time: Some((0, 4000 * 60)),
+        ..SearchFilter::default()
+    };
+    for f in [&half, &fifth, &boxed] {
+        let r = recall(&walk, &exact, &queries, 10, Some(f));
+        assert!(r >= 0.98, "graph walk, {f:?}: recall@10 = {r}");
+    }
+    let one_incident = SearchFilter {
+        incident: Some(17),
+        ..SearchFilter::default()
+    };
+    let r = recall(&default, &exact, &queries, 10, Some(&one_incident));
+    assert_eq!(r, 1.0, "100 matching points are scanned exactly");
+}
+
+#[test]
+fn every_vector_finds_itself_after_a_build_of_tight_clusters() {
+    // 60 clusters of 100 near-identical points, like one fire's detections. Handed over
+    // cluster by cluster, in time order as they arrive; the engine scrambles each call's order
+    // (`insertion_key`): inserted strictly cluster by cluster, whole clusters are left with so
+    // few links from outside that a search with ef = 64 cannot reach them (700 of 6,000 lost).
+    let centres = vectors(60, 16, 21);
+    let jitter = vectors(6000, 16, 22);
+    let data: Vec<Vec<f32>> = jitter
         .iter()
         .enumerate()
-        .map(|(i, v)| (i as u64, v.as_slice()))
-        .collect();
-    index.insert(&points).expect("insert");
-}
-
-fn conformance(index: &dyn VectorIndex) {
-    assert!(index.search(&[0.0; 8], 5).expect("empty search").is_empty());
-    let data = vectors(500, 8, 7);
-    fill(index, &data);
-    assert_eq!(index.len(), 500);
-    let hits = index.search(&data[42], 3).expect("search");
-    assert_eq!(
-        hits[0].seq, 42,
-        "a stored vector is its own nearest neighbour"
-    );
-    assert!(hits[0].distance.abs() < 1e-5);
-    assert!(
-        hits.windows(2).all(|w| w[0].distance <= w[1].distance),
-        "nearest first"
-    );
-    assert!(matches!(
-        index.search(&[0.0; 3], 1),
-        Err(IndexError::Dimension {
-            expected: 8,
-            found: 3
+        .map(|(i, j)| {
+            centres[i / 100]
+                .iter()
+                .zip(j)
+                .map(|(c, x)| c + x * 0.01)
+                .collect()
         })
-    ));
-    let mut bad = vec![0.0; 8];
-    bad[2] = f32::NAN;
-    assert!(matches!(
-        index.insert(&[(999, &bad)]),
-        Err(IndexError::NonFinite { position: 2 })
-    ));
-    assert!(matches!(
-        index.search(&bad, 1),
-        Err(IndexError::NonFinite { position: 2 })
-    ));
+        .collect();
+    let index = native(16);
+    fill(&index, &data);
+    let lost: Vec<usize> = (0..data.len())
+        .filter(|&i| index.search(&data[i], 1).expect("search")[0].distance > 0.0)
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} points cannot find themselves: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
 }
 
 #[test]
-fn flat_conforms() {
-    conformance(&FlatIndex::new(8));
-}
-
-#[test]
-fn hnsw_conforms() {
-    conformance(&HnswIndex::new(8, 64, 200, 64, 500));
-}
-
-#[test]
-fn hnsw_recall_at_10_against_exact() {
-    let data = vectors(5000, 16, 11);
-    let (hnsw, flat) = (HnswIndex::new(16, 64, 200, 64, 5000), FlatIndex::new(16));
-    fill(&hnsw, &data);
-    fill(&flat, &data);
-    let queries = vectors(200, 16, 99);
-    let mut found = 0;
-    for q in &queries {
-        let truth: Vec<u64> = flat
-            .search(q, 10)
-            .expect("exact")
-            .iter()
-            .map(|n| n.seq)
-            .collect();
-        found += hnsw
-            .search(q, 10)
-            .expect("hnsw")
-            .iter()
-            .filter(|n| truth.contains(&n.seq))
-            .count();
+fn churn_keeps_memory_bounded_and_recall_high() {
+    let dim = 16;
+    let index = native(dim);
+    let exact = FlatIndex::new(dim);
+    let mut next = 0u64;
+    let mut live: std::collections::VecDeque<u64> = Default::default();
+    for round in 0..12u64 {
+        let batch = vectors(500, dim, 1000 + round);
+        let pts = points(&batch, next);
+        index.insert(&pts).expect("insert");
+        exact.insert(&pts).expect("insert");
+        live.extend(next..next + 500);
+        next += 500;
+        if live.len() > 2000 {
+            let gone: Vec<u64> = live.drain(..500).collect();
+            assert_eq!(index.delete(&gone).expect("delete"), 500);
+            exact.delete(&gone).expect("delete");
+        }
+        if index.needs_compaction() {
+            index.compact().expect("compact");
+            assert_eq!(index.tombstones(), 0);
+        }
     }
-    let recall = found as f64 / (queries.len() * 10) as f64;
-    assert!(recall >= 0.99, "recall@10 = {recall}");
+    assert_eq!(index.len(), 2000);
+    assert!(
+        index.slots() <= 2500 + 500,
+        "slots {} for 2,000 live points",
+        index.slots()
+    );
+    let r = recall(&index, &exact, &vectors(100, dim, 5), 10, None);
+    assert!(r >= 0.98, "recall@10 after churn = {r}");
+}
+
+#[test]
+fn searches_run_while_other_threads_insert() {
+    let dim = 16;
+    let index = Arc::new(native(dim));
+    let data = Arc::new(vectors(8000, dim, 31));
+    fill(index.as_ref(), &data[..1000]);
+    std::thread::scope(|s| {
+        for w in 0..2u64 {
+            let (index, data) = (Arc::clone(&index), Arc::clone(&data));
+            s.spawn(move || {
+                for chunk in (1000 + w as usize * 3500..1000 + (w as usize + 1) * 3500).step_by(50)
+                {
+                    index
+                        .insert(&points(&data[chunk..chunk + 50], chunk as u64))
+                        .expect("insert");
+                }
+            });
+        }
+        let (index, data) = (Arc::clone(&index), Arc::clone(&data));
+        s.spawn(move || {
+            for i in 0..3000 {
+                let hits = index.search(&data[i % 1000], 5).expect("search");
+                assert_eq!(
+                    hits[0].seq,
+                    (i % 1000) as u64,
+                    "points present before stay findable"
+                );
+            }
+        });
+    });
+    assert_eq!(index.len(), 8000);
+    let missing = (0..8000)
+        .filter(|&i| index.search(&data[i], 1).expect("search")[0].seq != i as u64)
+        .count();
+    assert!(
+        missing <= 8,
+        "{missing} of 8,000 points not found after concurrent inserts"
+    );
+}
+
+#[test]
+fn parallel_build_matches_serial_recall_and_serial_builds_repeat_exactly() {
+    let data = vectors(4000, 16, 41);
+    let exact = FlatIndex::new(16);
+    fill(&exact, &data);
+    // Levels come from ids, not from a shared RNG, so one thread building twice repeats itself.
+    let serial = [native(16), native(16)];
+    for s in &serial {
+        fill(s, &data);
+    }
+    for seq in [0u64, 17, 3999] {
+        assert_eq!(
+            serial[0].neighbour_ids(seq).expect("a"),
+            serial[1].neighbour_ids(seq).expect("b")
+        );
+    }
+    let parallel = NativeHnsw::new(NativeParams {
+        build_threads: 2,
+        ..NativeParams::new(16)
+    });
+    fill(&parallel, &data);
+    let queries = vectors(100, 16, 43);
+    let r = recall(&parallel, &exact, &queries, 10, None);
+    assert!(r >= 0.99, "two-thread build recall@10 = {r}");
+}
+
+#[test]
+fn snapshots_round_trip_and_refuse_damage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("graph.snap");
+    let data = vectors(3000, 16, 51);
+    let index = native(16);
+    fill(&index, &data);
+    index.delete(&[5, 6, 7]).expect("delete");
+    index.save(&path, b"through=2999").expect("save");
+    let (loaded, meta) = NativeHnsw::load(&path, NativeParams::new(16)).expect("load");
+    assert_eq!(meta, b"through=2999");
+    assert_eq!((loaded.len(), loaded.tombstones()), (2997, 3));
+    for q in vectors(50, 16, 52).iter().chain(&data[..50]) {
+        assert_eq!(
+            index.search(q, 10).expect("a"),
+            loaded.search(q, 10).expect("b")
+        );
+    }
+    // The loaded graph keeps working: inserts and compaction.
+    loaded
+        .insert(&points(&vectors(10, 16, 53), 5000))
+        .expect("insert after load");
+    assert_eq!(loaded.compact().expect("compact"), 3);
+    assert_eq!(loaded.len(), 3007);
+
+    let wrong = NativeHnsw::load(
+        &path,
+        NativeParams {
+            m: 32,
+            ..NativeParams::new(16)
+        },
+    );
+    assert!(
+        matches!(wrong, Err(IndexError::Snapshot { ref reason, .. }) if reason.contains("M 32")),
+        "{:?}",
+        wrong.err()
+    );
+    let mut bytes = std::fs::read(&path).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&path, &bytes).expect("write");
+    let damaged = NativeHnsw::load(&path, NativeParams::new(16));
+    assert!(
+        matches!(damaged, Err(IndexError::Snapshot { .. })),
+        "a flipped bit is caught"
+    );
+    std::fs::write(&path, &bytes[..100]).expect("truncate");
+    assert!(
+        NativeHnsw::load(&path, NativeParams::new(16)).is_err(),
+        "a short file is refused"
+    );
+}
+
+#[test]
+fn cosine_and_inner_product_rank_by_angle_and_by_product() {
+    let cos = NativeHnsw::new(NativeParams {
+        metric: Metric::Cosine,
+        ..NativeParams::new(2)
+    });
+    let ip = NativeHnsw::new(NativeParams {
+        metric: Metric::InnerProduct,
+        ..NativeParams::new(2)
+    });
+    let data = [vec![10.0, 0.0], vec![0.7, 0.7], vec![0.0, 1.0]];
+    for index in [&cos, &ip] {
+        fill(index, &data);
+    }
+    let by_angle = cos.search(&[1.0, 0.1], 3).expect("cosine");
+    assert_eq!(ids(&by_angle), vec![0, 1, 2]);
+    assert!(
+        by_angle[0].distance < 0.01,
+        "cosine distance of near-parallel vectors"
+    );
+    assert_eq!(ids(&ip.search(&[0.0, 1.0], 3).expect("ip")), vec![2, 1, 0]);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Upsert(u64, u64),
+    Delete(u64),
+    Compact,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u64..60, any::<u64>()).prop_map(|(id, seed)| Op::Upsert(id, seed)),
+        3 => (0u64..60).prop_map(Op::Delete),
+        1 => Just(Op::Compact),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Any sequence of upserts, deletes and compactions leaves the engine holding exactly the
+    /// model's points, each findable, and small enough to compare search results exactly.
+    #[test]
+    fn native_engine_matches_a_map_model(ops in prop::collection::vec(op(), 1..120)) {
+        let index = native(4);
+        let mut model: std::collections::HashMap<u64, Vec<f32>> = Default::default();
+        let mut peak = 0;
+        for op in &ops {
+            match *op {
+                Op::Upsert(id, seed) => {
+                    let v = vectors(1, 4, seed | 1).remove(0);
+                    index.insert(&[IndexPoint { seq: id, vector: &v, attrs: attrs(id) }]).expect("upsert");
+                    model.insert(id, v);
+                }
+                Op::Delete(id) => {
+                    let removed = index.delete(&[id]).expect("delete");
+                    prop_assert_eq!(removed, usize::from(model.remove(&id).is_some()));
+                }
+                Op::Compact => {
+                    index.compact().expect("compact");
+                }
+            }
+            prop_assert_eq!(index.len(), model.len());
+            peak = peak.max(index.len() + index.tombstones());
+            prop_assert!(index.slots() <= peak, "slots {} above the peak {} of points held", index.slots(), peak);
+        }
+        let exact = FlatIndex::new(4);
+        for (id, v) in &model {
+            exact.insert(&[IndexPoint { seq: *id, vector: v, attrs: attrs(*id) }]).expect("model");
+        }
+        for v in model.values() {
+            let got = index.search(v, model.len()).expect("search");
+            let want = exact.search(v, model.len()).expect("exact");
+            prop_assert_eq!(ids(&got).len(), model.len());
+            let (mut a, mut b) = (ids(&got), ids(&want));
+            a.sort_unstable();
+            b.sort_unstable();
+            prop_assert_eq!(a, b, "every live point and no other");
+            prop_assert!(got[0].distance <= 1e-6, "each point finds itself first or ties at zero");
+        }
+    }
 }

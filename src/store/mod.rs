@@ -235,13 +235,28 @@ impl Store {
         Ok(seqs)
     }
 
+    /// The sequence number the next stored event will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq.load(Ordering::Acquire)
+    }
+
     /// Every stored vector in sequence order, for rebuilding the index.
     pub fn vectors(
         &self,
     ) -> Result<impl Iterator<Item = Result<StoredVector, StoreError>> + '_, StoreError> {
-        let iter = self
-            .db
-            .iterator_cf(self.cf(CF_VECTORS)?, IteratorMode::Start);
+        self.vectors_from(0)
+    }
+
+    /// Stored vectors from sequence number `first` on, in order (replay after a snapshot).
+    pub fn vectors_from(
+        &self,
+        first: u64,
+    ) -> Result<impl Iterator<Item = Result<StoredVector, StoreError>> + '_, StoreError> {
+        let start = first.to_be_bytes();
+        let iter = self.db.iterator_cf(
+            self.cf(CF_VECTORS)?,
+            IteratorMode::From(&start, rocksdb::Direction::Forward),
+        );
         Ok(iter.map(|item| {
             let (key, value) = item?;
             decode_vector(decode_u64(CF_VECTORS, &key)?, &value)

@@ -14,7 +14,7 @@ use crate::event::{
     FieldError, FireCharacteristics, FireDetection, FireEventV2, ImpactAssessment, Location,
     SensorReading, SourceInfo, Station, WeatherConditions, WeatherObservation,
 };
-use crate::index::{IndexError, VectorIndex};
+use crate::index::{IndexError, IndexPoint, PointAttrs, VectorIndex};
 use crate::metrics::Metrics;
 use crate::store::{DeadLetter, NewEvent, Store, StoreError};
 
@@ -126,6 +126,12 @@ impl Pipeline {
         Ok(vectors)
     }
 
+    /// Runs `f` while no batch is being written, so the store and the index agree throughout.
+    pub fn quiesce<T>(&self, f: impl FnOnce() -> T) -> Result<T, PipelineError> {
+        let _writer = self.writer.lock().map_err(|_| PipelineError::Poisoned)?;
+        Ok(f())
+    }
+
     /// Decode has happened; this runs correlate → features → embed → store → index for new detections.
     pub fn ingest_detections(
         &self,
@@ -166,10 +172,14 @@ impl Pipeline {
             .collect();
         let seqs = self.store.write_events(&new)?;
         if let Some(index) = &self.index {
-            let points: Vec<(u64, &[f32])> = seqs
+            let points: Vec<IndexPoint<'_>> = seqs
                 .iter()
-                .copied()
-                .zip(new.iter().map(|n| n.vector.as_slice()))
+                .zip(&new)
+                .map(|(&seq, n)| IndexPoint {
+                    seq,
+                    vector: &n.vector,
+                    attrs: PointAttrs::of(&n.event),
+                })
                 .collect();
             index.insert(&points)?;
             self.metrics.index_vectors.set(index.len() as i64);

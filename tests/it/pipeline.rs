@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use firesight::event::WeatherStatus;
-use firesight::index::{FlatIndex, VectorIndex, VectorIndexRead};
+use firesight::index::{FlatIndex, IndexPoint, PointAttrs, VectorIndex, VectorIndexRead};
 use firesight::stream::IngestSession;
 use firesight::stream::decode::{CsvStream, FirmsDecoder};
 
@@ -137,9 +137,13 @@ fn recall_at_10_against_brute_force_on_the_loaded_vectors() {
         .map(|v| v.expect("vector"))
         .collect();
     let exact = FlatIndex::new(service.index.dim());
-    let points: Vec<(u64, &[f32])> = vectors
+    let points: Vec<IndexPoint<'_>> = vectors
         .iter()
-        .map(|v| (v.seq, v.vector.as_slice()))
+        .map(|v| IndexPoint {
+            seq: v.seq,
+            vector: &v.vector,
+            attrs: PointAttrs::default(),
+        })
         .collect();
     exact.insert(&points).expect("exact index");
     let (mut hits, mut wanted) = (0usize, 0usize);

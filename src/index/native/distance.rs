@@ -1,0 +1,289 @@
+//! Distance kernels: a scalar version everywhere, AVX2+FMA on x86-64 when the CPU has it.
+//!
+//! The kernel is chosen once, when an index is created, and called through a function pointer.
+//! This is the only module of the crate that uses `unsafe`: the intrinsics themselves, and the
+//! calls into functions compiled for a CPU feature the running CPU was checked to have.
+#![allow(unsafe_code)]
+
+/// A distance between two vectors of the same width; smaller is nearer.
+pub type Kernel = fn(&[f32], &[f32]) -> f32;
+
+/// How nearness is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Euclidean; the graph works on squared distances and reports the root.
+    L2,
+    /// Cosine: vectors are normalised on the way in and compared by `1 - dot`.
+    Cosine,
+    /// Inner product, compared by `-dot` (larger products are nearer).
+    InnerProduct,
+}
+
+impl Metric {
+    /// Stable code for snapshots.
+    pub fn code(self) -> u8 {
+        match self {
+            Metric::L2 => 0,
+            Metric::Cosine => 1,
+            Metric::InnerProduct => 2,
+        }
+    }
+
+    /// Inverse of [`Metric::code`].
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Metric::L2),
+            1 => Some(Metric::Cosine),
+            2 => Some(Metric::InnerProduct),
+            _ => None,
+        }
+    }
+
+    /// The internal distance turned into the one callers see.
+    pub fn report(self, internal: f32) -> f32 {
+        match self {
+            Metric::L2 => internal.max(0.0).sqrt(),
+            Metric::Cosine => (1.0 + internal).max(0.0),
+            Metric::InnerProduct => internal,
+        }
+    }
+}
+
+/// Which instruction set the chosen kernel uses, for logs and benchmark reports.
+pub fn kernel_name() -> &'static str {
+    if avx2_available() {
+        "avx2+fma"
+    } else {
+        "scalar"
+    }
+}
+
+/// The fastest kernel for `metric` on this CPU.
+pub fn kernel(metric: Metric) -> Kernel {
+    match (metric, avx2_available()) {
+        (Metric::L2, true) => l2_avx2_entry,
+        (Metric::L2, false) => l2_scalar,
+        (_, true) => neg_dot_avx2_entry,
+        (_, false) => neg_dot_scalar,
+    }
+}
+
+/// The scalar kernel for `metric`, for cross-checks.
+pub fn scalar_kernel(metric: Metric) -> Kernel {
+    match metric {
+        Metric::L2 => l2_scalar,
+        _ => neg_dot_scalar,
+    }
+}
+
+/// Cosine distances need unit vectors; the others take vectors as they are.
+pub fn prepare(metric: Metric, v: &[f32]) -> Vec<f32> {
+    let mut out = v.to_vec();
+    if metric == Metric::Cosine {
+        let norm = out.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            out.iter_mut().for_each(|x| *x /= norm);
+        }
+    }
+    out
+}
+
+/// Squared Euclidean distance, four independent accumulators so the compiler can vectorise.
+pub fn l2_scalar(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..4 {
+            let d = x[i] - y[i];
+            acc[i] += d * d;
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| (x - y) * (x - y)).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Negated dot product (so that smaller is nearer); for unit vectors `1 - dot` is the cosine
+/// distance, and the constant does not change any ordering, so the graph uses `-dot` for both.
+pub fn neg_dot_scalar(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..4 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    -(acc.iter().sum::<f32>() + tail)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2_available() -> bool {
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx2_available() -> bool {
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+fn l2_avx2_entry(a: &[f32], b: &[f32]) -> f32 {
+    // SAFETY: this function is only handed out by `kernel` after `avx2_available` said yes.
+    unsafe { x86::l2(a, b) }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn neg_dot_avx2_entry(a: &[f32], b: &[f32]) -> f32 {
+    // SAFETY: as above.
+    unsafe { -x86::dot(a, b) }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn l2_avx2_entry(a: &[f32], b: &[f32]) -> f32 {
+    l2_scalar(a, b)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn neg_dot_avx2_entry(a: &[f32], b: &[f32]) -> f32 {
+    neg_dot_scalar(a, b)
+}
+
+/// Asks the CPU to start loading the cache line holding `v`'s start.
+#[inline]
+pub fn prefetch(v: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: prefetch is a hint; it never faults, and SSE is part of x86-64's baseline.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(v.as_ptr().cast::<i8>()) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// Sum of the eight lanes.
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps::<1>(v);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// Squared L2 over 16 lanes a step (two accumulators), then 8, then a scalar tail.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA. `a` and `b` must have the same length.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn l2(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        // SAFETY (all loads below): i + 8 or i + 16 <= n, within both slices.
+        while i + 16 <= n {
+            let d0 =
+                unsafe { _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
+            let d1 = unsafe {
+                _mm256_sub_ps(
+                    _mm256_loadu_ps(pa.add(i + 8)),
+                    _mm256_loadu_ps(pb.add(i + 8)),
+                )
+            };
+            s0 = _mm256_fmadd_ps(d0, d0, s0);
+            s1 = _mm256_fmadd_ps(d1, d1, s1);
+            i += 16;
+        }
+        if i + 8 <= n {
+            let d0 =
+                unsafe { _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
+            s0 = _mm256_fmadd_ps(d0, d0, s0);
+            i += 8;
+        }
+        let mut sum = hsum(_mm256_add_ps(s0, s1));
+        while i < n {
+            let d = a[i] - b[i];
+            sum += d * d;
+            i += 1;
+        }
+        sum
+    }
+
+    /// Dot product, same shape as [`l2`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA. `a` and `b` must have the same length.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        // SAFETY (all loads below): i + 8 or i + 16 <= n, within both slices.
+        while i + 16 <= n {
+            unsafe {
+                s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
+                s1 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(pa.add(i + 8)),
+                    _mm256_loadu_ps(pb.add(i + 8)),
+                    s1,
+                );
+            }
+            i += 16;
+        }
+        if i + 8 <= n {
+            unsafe {
+                s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
+            }
+            i += 8;
+        }
+        let mut sum = hsum(_mm256_add_ps(s0, s1));
+        while i < n {
+            sum += a[i] * b[i];
+            i += 1;
+        }
+        sum
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simd_kernels_agree_with_scalar_at_every_width() {
+        for dim in [1, 3, 7, 8, 9, 15, 16, 17, 31, 32, 100, 128, 384] {
+            let a: Vec<f32> = (0..dim)
+                .map(|i| ((i * 7919) % 23) as f32 * 0.37 - 4.0)
+                .collect();
+            let b: Vec<f32> = (0..dim)
+                .map(|i| ((i * 104729) % 19) as f32 * 0.29 - 2.5)
+                .collect();
+            for metric in [Metric::L2, Metric::InnerProduct] {
+                let (fast, slow) = (kernel(metric)(&a, &b), scalar_kernel(metric)(&a, &b));
+                let tolerance = 1e-4 * slow.abs().max(1.0);
+                assert!(
+                    (fast - slow).abs() <= tolerance,
+                    "{metric:?} dim {dim}: {fast} vs {slow}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn cosine_preparation_makes_unit_vectors_and_leaves_zero_alone() {
+        let v = prepare(Metric::Cosine, &[3.0, 4.0]);
+        assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
+        assert_eq!(prepare(Metric::Cosine, &[0.0, 0.0]), vec![0.0, 0.0]);
+        assert_eq!(prepare(Metric::L2, &[3.0, 4.0]), vec![3.0, 4.0]);
+    }
+}

@@ -1,0 +1,840 @@
+//! FireSight's own HNSW engine.
+//!
+//! Layout: vectors in one contiguous array, level-0 neighbour lists in one flat array of
+//! `1 + 2M` words per slot (count, then ids), upper-level lists per slot. Lists are atomics: a
+//! search reads them without locking, while a writer holding the list's stripe lock rewrites
+//! entries and then the count. Every id ever written into a list names an allocated slot, so a
+//! search that catches a list mid-rewrite still walks valid points.
+//!
+//! Locks: `core` is read-locked by searches and by the linking phase of inserts, and
+//! write-locked only to allocate a slot, to delete, and at the end of a compaction.
+//! `maintenance` lets inserts and deletes run together but keeps them out while a compaction
+//! rewrites the lists that point at deleted points.
+//!
+//! Neighbours are chosen with the heuristic of Malkov & Yashunin (2018, algorithm 4), both for a
+//! new point and when a full list of an existing point has to drop a link.
+
+mod distance;
+mod snapshot;
+mod visited;
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
+
+pub use distance::{Kernel, Metric, kernel, kernel_name, prefetch, scalar_kernel};
+
+use super::{
+    IndexError, IndexPoint, Neighbour, PointAttrs, SearchFilter, VectorIndex, VectorIndexRead,
+    check_vector,
+};
+use visited::{Visited, VisitedPool};
+
+/// Stripes of the list locks; a slot's lists share the stripe `slot % LOCK_STRIPES`.
+const LOCK_STRIPES: usize = 4096;
+
+/// Slots sampled to estimate how many points a filter lets through.
+const SELECTIVITY_SAMPLE: usize = 1024;
+
+/// Highest level a point can be given.
+const MAX_LEVEL: u8 = 15;
+
+/// Engine settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NativeParams {
+    /// Vector width.
+    pub dim: usize,
+    /// Links per point on upper levels; level 0 allows `2 * m`.
+    pub m: usize,
+    /// Candidate list size while inserting.
+    pub ef_construction: usize,
+    /// Candidate list size while searching (raised to `k` when `k` is larger).
+    pub ef_search: usize,
+    /// Distance.
+    pub metric: Metric,
+    /// A filtered search that is expected to match at most this many points scans them exactly.
+    pub flat_search_cutoff: usize,
+    /// Threads used by one `insert` call with many points (1 = serial and reproducible).
+    pub build_threads: usize,
+    /// Pruning slack (L2 only): a candidate is dropped only when a kept neighbour is nearer to
+    /// it by this factor than the base point is. 1.0 is the paper's heuristic; above 1 keeps
+    /// the long links that join tight clusters (FIRMS detections of one fire are such a
+    /// cluster), as DiskANN's robust prune does.
+    pub prune_alpha: f32,
+}
+
+impl NativeParams {
+    /// Defaults for `dim`-wide vectors: M = 64, efConstruction = 200, ef = 64, L2.
+    pub fn new(dim: usize) -> Self {
+        Self {
+            dim,
+            m: 64,
+            ef_construction: 200,
+            ef_search: 64,
+            metric: Metric::L2,
+            flat_search_cutoff: 10_000,
+            build_threads: 1,
+            prune_alpha: 1.2,
+        }
+    }
+}
+
+/// What a slot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum SlotState {
+    Live = 0,
+    /// Deleted: still walked through, never returned, not linked to by new points.
+    Deleted = 1,
+    /// Unlinked by a compaction and ready for reuse.
+    Free = 2,
+}
+
+/// A distance and a slot, ordered by distance (then slot, so ties are deterministic).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Scored {
+    dist: f32,
+    slot: u32,
+}
+
+impl Eq for Scored {}
+
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.dist
+            .total_cmp(&other.dist)
+            .then(self.slot.cmp(&other.slot))
+    }
+}
+
+/// Everything behind the `core` lock.
+struct Core {
+    vectors: Vec<f32>,
+    ids: Vec<u64>,
+    attrs: Vec<PointAttrs>,
+    levels: Vec<u8>,
+    states: Vec<SlotState>,
+    /// Level 0: `stride0` words per slot: count, then up to `2M` ids.
+    links0: Vec<AtomicU32>,
+    /// Levels 1..=level: `M + 1` words per level per slot.
+    upper: Vec<Box<[AtomicU32]>>,
+    by_id: HashMap<u64, u32>,
+    free: Vec<u32>,
+    entry: Option<u32>,
+    max_level: u8,
+    deleted: usize,
+}
+
+impl Core {
+    fn empty() -> Self {
+        Self {
+            vectors: Vec::new(),
+            ids: Vec::new(),
+            attrs: Vec::new(),
+            levels: Vec::new(),
+            states: Vec::new(),
+            links0: Vec::new(),
+            upper: Vec::new(),
+            by_id: HashMap::new(),
+            free: Vec::new(),
+            entry: None,
+            max_level: 0,
+            deleted: 0,
+        }
+    }
+
+    fn slots(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn live(&self) -> usize {
+        self.by_id.len()
+    }
+}
+
+/// The engine. See the module documentation for its layout and locking.
+pub struct NativeHnsw {
+    params: NativeParams,
+    kernel: Kernel,
+    /// Words per slot in `links0`.
+    stride0: usize,
+    /// Level multiplier, 1 / ln(M).
+    level_mult: f64,
+    /// `prune_alpha` squared (the graph compares squared L2), 1 for other metrics.
+    slack: f32,
+    core: RwLock<Core>,
+    stripes: Box<[Mutex<()>]>,
+    maintenance: RwLock<()>,
+    visited: VisitedPool,
+}
+
+/// A read-locked view of the graph, with the helpers a walk needs.
+struct View<'a> {
+    engine: &'a NativeHnsw,
+    core: RwLockReadGuard<'a, Core>,
+}
+
+impl View<'_> {
+    #[inline]
+    fn vector(&self, slot: u32) -> &[f32] {
+        let dim = self.engine.params.dim;
+        let at = slot as usize * dim;
+        &self.core.vectors[at..at + dim]
+    }
+
+    #[inline]
+    fn dist(&self, q: &[f32], slot: u32) -> f32 {
+        (self.engine.kernel)(q, self.vector(slot))
+    }
+
+    #[inline]
+    fn list(&self, slot: u32, level: u8) -> &[AtomicU32] {
+        if level == 0 {
+            let at = slot as usize * self.engine.stride0;
+            &self.core.links0[at..at + self.engine.stride0]
+        } else {
+            let stride = self.engine.params.m + 1;
+            let at = (level as usize - 1) * stride;
+            &self.core.upper[slot as usize][at..at + stride]
+        }
+    }
+
+    /// Copies a list's ids into `out` (cleared first).
+    #[inline]
+    fn neighbours(&self, slot: u32, level: u8, out: &mut Vec<u32>) {
+        out.clear();
+        let list = self.list(slot, level);
+        let count = (list[0].load(AtomicOrdering::Acquire) as usize).min(list.len() - 1);
+        out.extend(
+            list[1..=count]
+                .iter()
+                .map(|a| a.load(AtomicOrdering::Relaxed)),
+        );
+    }
+
+    fn write_list(&self, slot: u32, level: u8, ids: &[u32]) {
+        let list = self.list(slot, level);
+        let n = ids.len().min(list.len() - 1);
+        for (cell, id) in list[1..=n].iter().zip(ids) {
+            cell.store(*id, AtomicOrdering::Relaxed);
+        }
+        list[0].store(n as u32, AtomicOrdering::Release);
+    }
+
+    fn live(&self, slot: u32) -> bool {
+        self.core.states[slot as usize] == SlotState::Live
+    }
+
+    /// Greedy descent on one level: follows the nearest neighbour until none is nearer.
+    fn greedy(&self, q: &[f32], mut best: Scored, level: u8, scratch: &mut Vec<u32>) -> Scored {
+        loop {
+            let mut moved = false;
+            self.neighbours(best.slot, level, scratch);
+            for &n in scratch.iter() {
+                let d = self.dist(q, n);
+                if d < best.dist {
+                    best = Scored { dist: d, slot: n };
+                    moved = true;
+                }
+            }
+            if !moved {
+                return best;
+            }
+        }
+    }
+
+    /// The beam search of one level. Every visited point steers the walk; only points that
+    /// `accept` lets through are kept as results. Returns up to `ef` results, nearest first.
+    fn search_level(
+        &self,
+        q: &[f32],
+        entry: Scored,
+        ef: usize,
+        level: u8,
+        visited: &mut Visited,
+        accept: &dyn Fn(u32) -> bool,
+    ) -> Vec<Scored> {
+        let mut candidates: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(ef * 4);
+        let mut results: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef + 1);
+        visited.test_and_set(entry.slot);
+        candidates.push(Reverse(entry));
+        if accept(entry.slot) {
+            results.push(entry);
+        }
+        let mut bound = if results.len() >= ef {
+            entry.dist
+        } else {
+            f32::INFINITY
+        };
+        let mut scratch = Vec::with_capacity(self.engine.stride0);
+        while let Some(Reverse(c)) = candidates.pop() {
+            if c.dist > bound {
+                break;
+            }
+            self.neighbours(c.slot, level, &mut scratch);
+            for &n in &scratch {
+                if !visited.seen(n) {
+                    prefetch(self.vector(n));
+                }
+            }
+            for &n in &scratch {
+                if visited.test_and_set(n) {
+                    continue;
+                }
+                let d = self.dist(q, n);
+                if d < bound || results.len() < ef {
+                    let s = Scored { dist: d, slot: n };
+                    candidates.push(Reverse(s));
+                    if accept(n) {
+                        results.push(s);
+                        if results.len() > ef {
+                            results.pop();
+                        }
+                        if results.len() >= ef {
+                            bound = results.peek().map_or(f32::INFINITY, |w| w.dist);
+                        }
+                    }
+                }
+            }
+        }
+        results.into_sorted_vec()
+    }
+
+    /// The paper's heuristic: walking candidates nearest first, keep one only if it is nearer
+    /// to the base point than to every point already kept (with `prune_alpha`'s slack).
+    /// `candidates` must be sorted.
+    fn select(&self, candidates: &[Scored], m: usize) -> Vec<Scored> {
+        let slack = self.engine.slack;
+        let mut kept: Vec<Scored> = Vec::with_capacity(m);
+        for c in candidates {
+            if kept.len() >= m {
+                break;
+            }
+            let cv = self.vector(c.slot);
+            if kept.iter().all(|k| slack * self.dist(cv, k.slot) >= c.dist) {
+                kept.push(*c);
+            }
+        }
+        kept
+    }
+
+    /// Links `from` → `to` on `level`; a full list is re-chosen by the heuristic.
+    fn add_link(&self, from: u32, to: u32, dist: f32, level: u8) {
+        let _stripe = self.engine.stripe(from);
+        let cap = self.engine.capacity(level);
+        let list = self.list(from, level);
+        let count = list[0].load(AtomicOrdering::Acquire) as usize;
+        if count < cap {
+            list[count + 1].store(to, AtomicOrdering::Relaxed);
+            list[0].store(count as u32 + 1, AtomicOrdering::Release);
+            return;
+        }
+        let base = self.vector(from);
+        let mut pool: Vec<Scored> = list[1..=count]
+            .iter()
+            .map(|a| {
+                let slot = a.load(AtomicOrdering::Relaxed);
+                Scored {
+                    dist: self.dist(base, slot),
+                    slot,
+                }
+            })
+            .collect();
+        pool.push(Scored { dist, slot: to });
+        pool.sort_unstable();
+        let kept: Vec<u32> = self.select(&pool, cap).iter().map(|s| s.slot).collect();
+        self.write_list(from, level, &kept);
+    }
+}
+
+impl Core {
+    /// Points the entry at a live slot of the highest level when the current one is not live.
+    fn repair_entry(&mut self) {
+        if self
+            .entry
+            .is_some_and(|e| self.states[e as usize] != SlotState::Live)
+        {
+            let best = (0..self.slots())
+                .filter(|&s| self.states[s] == SlotState::Live)
+                .max_by_key(|&s| (self.levels[s], Reverse(s)));
+            self.entry = best.map(|s| s as u32);
+            self.max_level = best.map_or(0, |s| self.levels[s]);
+        }
+    }
+}
+
+impl NativeHnsw {
+    /// An empty index.
+    pub fn new(params: NativeParams) -> Self {
+        let m = params.m.max(2);
+        let params = NativeParams {
+            m,
+            ef_construction: params.ef_construction.max(m),
+            ef_search: params.ef_search.max(1),
+            build_threads: params.build_threads.max(1),
+            ..params
+        };
+        Self {
+            kernel: kernel(params.metric),
+            stride0: 2 * m + 1,
+            level_mult: 1.0 / (m as f64).ln(),
+            slack: if params.metric == Metric::L2 {
+                params.prune_alpha.max(1.0).powi(2)
+            } else {
+                1.0
+            },
+            params,
+            core: RwLock::new(Core::empty()),
+            stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            maintenance: RwLock::new(()),
+            visited: VisitedPool::default(),
+        }
+    }
+
+    /// The settings in force.
+    pub fn params(&self) -> NativeParams {
+        self.params
+    }
+
+    fn view(&self) -> Result<View<'_>, IndexError> {
+        Ok(View {
+            engine: self,
+            core: self.core.read().map_err(|_| IndexError::Poisoned)?,
+        })
+    }
+
+    fn stripe(&self, slot: u32) -> std::sync::MutexGuard<'_, ()> {
+        let m = &self.stripes[slot as usize % LOCK_STRIPES];
+        m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn capacity(&self, level: u8) -> usize {
+        if level == 0 {
+            2 * self.params.m
+        } else {
+            self.params.m
+        }
+    }
+
+    /// A point's level, drawn from its id: the same id gets the same level in any insert
+    /// order, so a serial rebuild reproduces the graph exactly.
+    fn level_of(&self, seq: u64) -> u8 {
+        let mut h = seq.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        h ^= h >> 31;
+        // A uniform draw in (0, 1]; never 0, so the logarithm is finite.
+        let u = ((h >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        ((-u.ln() * self.level_mult).floor() as u64).min(MAX_LEVEL as u64) as u8
+    }
+
+    /// Deleted points not yet unlinked.
+    pub fn tombstones(&self) -> usize {
+        self.core.read().map_or(0, |c| c.deleted)
+    }
+
+    /// Slots allocated (live, deleted and free); bounded by the peak number of points held.
+    pub fn slots(&self) -> usize {
+        self.core.read().map_or(0, |c| c.slots())
+    }
+
+    /// Bytes held by vectors, attributes, ids and lists (not counting the id map's overhead).
+    pub fn memory_bytes(&self) -> usize {
+        let Ok(c) = self.core.read() else { return 0 };
+        c.vectors.capacity() * 4
+            + c.links0.capacity() * 4
+            + c.upper.iter().map(|u| u.len() * 4 + 16).sum::<usize>()
+            + c.ids.capacity() * 8
+            + c.attrs.capacity() * std::mem::size_of::<PointAttrs>()
+            + c.levels.capacity()
+            + c.states.capacity()
+            + c.by_id.capacity() * 16
+    }
+
+    /// Puts a point in a slot (reusing a free one) and links nothing yet.
+    fn allocate(&self, core: &mut Core, seq: u64, vector: &[f32], attrs: PointAttrs) -> u32 {
+        let level = self.level_of(seq);
+        let upper = || -> Box<[AtomicU32]> {
+            (0..level as usize * (self.params.m + 1))
+                .map(|_| AtomicU32::new(0))
+                .collect()
+        };
+        let slot = if let Some(slot) = core.free.pop() {
+            let s = slot as usize;
+            let dim = self.params.dim;
+            core.vectors[s * dim..(s + 1) * dim].copy_from_slice(vector);
+            core.ids[s] = seq;
+            core.attrs[s] = attrs;
+            core.levels[s] = level;
+            core.states[s] = SlotState::Live;
+            core.links0[s * self.stride0].store(0, AtomicOrdering::Relaxed);
+            core.upper[s] = upper();
+            slot
+        } else {
+            let slot = core.ids.len() as u32;
+            core.vectors.extend_from_slice(vector);
+            core.ids.push(seq);
+            core.attrs.push(attrs);
+            core.levels.push(level);
+            core.states.push(SlotState::Live);
+            core.links0
+                .extend((0..self.stride0).map(|_| AtomicU32::new(0)));
+            core.upper.push(upper());
+            slot
+        };
+        core.by_id.insert(seq, slot);
+        slot
+    }
+
+    /// Inserts one point: allocate (write lock), link (read lock), maybe raise the entry point.
+    fn insert_one(&self, seq: u64, vector: &[f32], attrs: PointAttrs) -> Result<(), IndexError> {
+        let (slot, entry, top) = {
+            let mut core = self.core.write().map_err(|_| IndexError::Poisoned)?;
+            if let Some(old) = core.by_id.remove(&seq) {
+                core.states[old as usize] = SlotState::Deleted;
+                core.deleted += 1;
+                core.repair_entry();
+            }
+            let slot = self.allocate(&mut core, seq, vector, attrs);
+            match core.entry {
+                Some(entry) => (slot, entry, core.max_level),
+                None => {
+                    core.entry = Some(slot);
+                    core.max_level = core.levels[slot as usize];
+                    return Ok(());
+                }
+            }
+        };
+        let level = {
+            let view = self.view()?;
+            let level = view.core.levels[slot as usize];
+            let q = view.vector(slot);
+            let mut scratch = Vec::with_capacity(self.stride0);
+            let mut best = Scored {
+                dist: view.dist(q, entry),
+                slot: entry,
+            };
+            for l in (level + 1..=top).rev() {
+                best = view.greedy(q, best, l, &mut scratch);
+            }
+            let mut visited = self.visited.take(view.core.slots());
+            let accept = |s: u32| s != slot && view.live(s);
+            for l in (0..=level.min(top)).rev() {
+                let found = view.search_level(
+                    q,
+                    best,
+                    self.params.ef_construction,
+                    l,
+                    &mut visited,
+                    &accept,
+                );
+                visited.reset(view.core.slots());
+                if let Some(first) = found.first() {
+                    best = *first;
+                }
+                let chosen = view.select(&found, self.params.m);
+                let ids: Vec<u32> = chosen.iter().map(|s| s.slot).collect();
+                {
+                    let _stripe = self.stripe(slot);
+                    view.write_list(slot, l, &ids);
+                }
+                for s in &chosen {
+                    view.add_link(s.slot, slot, s.dist, l);
+                }
+            }
+            self.visited.give(visited);
+            level
+        };
+        if level > top {
+            let mut core = self.core.write().map_err(|_| IndexError::Poisoned)?;
+            if level > core.max_level && core.states[slot as usize] == SlotState::Live {
+                core.max_level = level;
+                core.entry = Some(slot);
+            }
+        }
+        Ok(())
+    }
+
+    /// Unlinks deleted points: every list that names one is re-chosen from its live entries and
+    /// the live neighbours of the deleted ones, then deleted slots become free for reuse.
+    /// Searches run throughout; inserts and deletes wait. Returns the slots freed.
+    pub fn compact(&self) -> Result<usize, IndexError> {
+        let _exclusive = self.maintenance.write().map_err(|_| IndexError::Poisoned)?;
+        {
+            let view = self.view()?;
+            if view.core.deleted == 0 {
+                return Ok(0);
+            }
+            let mut list = Vec::new();
+            let mut second = Vec::new();
+            for slot in 0..view.core.slots() as u32 {
+                if !view.live(slot) {
+                    continue;
+                }
+                for level in 0..=view.core.levels[slot as usize] {
+                    view.neighbours(slot, level, &mut list);
+                    if list.iter().all(|&n| view.live(n)) {
+                        continue;
+                    }
+                    let base = view.vector(slot);
+                    let mut pool: Vec<u32> = Vec::with_capacity(list.len() * 2);
+                    for &n in &list {
+                        if view.live(n) {
+                            pool.push(n);
+                        } else if view.core.levels[n as usize] >= level {
+                            view.neighbours(n, level, &mut second);
+                            pool.extend(second.iter().filter(|&&s| s != slot && view.live(s)));
+                        }
+                    }
+                    pool.sort_unstable();
+                    pool.dedup();
+                    let mut scored: Vec<Scored> = pool
+                        .into_iter()
+                        .map(|s| Scored {
+                            dist: view.dist(base, s),
+                            slot: s,
+                        })
+                        .collect();
+                    scored.sort_unstable();
+                    let kept: Vec<u32> = view
+                        .select(&scored, self.capacity(level))
+                        .iter()
+                        .map(|s| s.slot)
+                        .collect();
+                    let _stripe = self.stripe(slot);
+                    view.write_list(slot, level, &kept);
+                }
+            }
+        }
+        let mut core = self.core.write().map_err(|_| IndexError::Poisoned)?;
+        core.repair_entry();
+        let mut freed = 0;
+        for s in 0..core.slots() {
+            if core.states[s] == SlotState::Deleted {
+                core.states[s] = SlotState::Free;
+                core.links0[s * self.stride0].store(0, AtomicOrdering::Relaxed);
+                core.upper[s] = Box::new([]);
+                core.levels[s] = 0;
+                core.free.push(s as u32);
+                freed += 1;
+            }
+        }
+        core.deleted = 0;
+        Ok(freed)
+    }
+
+    /// True when deleted points make up more than a tenth of the graph.
+    pub fn needs_compaction(&self) -> bool {
+        self.core
+            .read()
+            .is_ok_and(|c| c.deleted > 0 && c.deleted * 10 > c.live() + c.deleted)
+    }
+
+    /// Exact search over the points a filter lets through.
+    fn exact(&self, view: &View<'_>, q: &[f32], k: usize, filter: &SearchFilter) -> Vec<Scored> {
+        let mut best: BinaryHeap<Scored> = BinaryHeap::with_capacity(k + 1);
+        for slot in 0..view.core.slots() as u32 {
+            if !view.live(slot) || !filter.matches(&view.core.attrs[slot as usize]) {
+                continue;
+            }
+            let s = Scored {
+                dist: view.dist(q, slot),
+                slot,
+            };
+            if best.len() < k {
+                best.push(s);
+            } else if best.peek().is_some_and(|w| s < *w) {
+                best.pop();
+                best.push(s);
+            }
+        }
+        best.into_sorted_vec()
+    }
+
+    /// Estimated number of live points `filter` lets through, from an even sample of slots.
+    fn estimate_matches(&self, view: &View<'_>, filter: &SearchFilter) -> usize {
+        let slots = view.core.slots();
+        let step = (slots / SELECTIVITY_SAMPLE).max(1);
+        let (mut sampled, mut matched) = (0usize, 0usize);
+        for s in (0..slots).step_by(step) {
+            if view.core.states[s] == SlotState::Live {
+                sampled += 1;
+                matched += usize::from(filter.matches(&view.core.attrs[s]));
+            }
+        }
+        (matched * view.core.live())
+            .checked_div(sampled)
+            .unwrap_or(0)
+    }
+
+    /// Search with an explicit `ef`, for benchmarks that sweep it.
+    pub fn search_with_ef(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        filter: Option<&SearchFilter>,
+    ) -> Result<Vec<Neighbour>, IndexError> {
+        check_vector(self.params.dim, query)?;
+        let view = self.view()?;
+        let (Some(entry), true) = (view.core.entry, k > 0) else {
+            return Ok(Vec::new());
+        };
+        let prepared;
+        let q = if self.params.metric == Metric::Cosine {
+            prepared = distance::prepare(Metric::Cosine, query);
+            prepared.as_slice()
+        } else {
+            query
+        };
+        let filter = filter.filter(|f| !f.is_empty());
+        let found = match filter {
+            Some(f) if self.estimate_matches(&view, f) <= self.params.flat_search_cutoff => {
+                self.exact(&view, q, k, f)
+            }
+            _ => {
+                let mut scratch = Vec::with_capacity(self.stride0);
+                let mut best = Scored {
+                    dist: view.dist(q, entry),
+                    slot: entry,
+                };
+                for l in (1..=view.core.max_level).rev() {
+                    best = view.greedy(q, best, l, &mut scratch);
+                }
+                let mut visited = self.visited.take(view.core.slots());
+                let attrs = &view.core.attrs;
+                let accept =
+                    |s: u32| view.live(s) && filter.is_none_or(|f| f.matches(&attrs[s as usize]));
+                let mut found = view.search_level(q, best, ef.max(k), 0, &mut visited, &accept);
+                self.visited.give(visited);
+                found.truncate(k);
+                found
+            }
+        };
+        Ok(found
+            .into_iter()
+            .map(|s| Neighbour {
+                seq: view.core.ids[s.slot as usize],
+                distance: self.params.metric.report(s.dist),
+            })
+            .collect())
+    }
+
+    /// Every live id with its vector, in slot order (for tests and re-indexing).
+    pub fn points(&self) -> Result<Vec<(u64, Vec<f32>)>, IndexError> {
+        let view = self.view()?;
+        Ok((0..view.core.slots() as u32)
+            .filter(|&s| view.live(s))
+            .map(|s| (view.core.ids[s as usize], view.vector(s).to_vec()))
+            .collect())
+    }
+
+    /// The level-0 neighbour ids of a point, for tests that compare graphs.
+    pub fn neighbour_ids(&self, seq: u64) -> Result<Option<Vec<u64>>, IndexError> {
+        let view = self.view()?;
+        let Some(&slot) = view.core.by_id.get(&seq) else {
+            return Ok(None);
+        };
+        let mut list = Vec::new();
+        view.neighbours(slot, 0, &mut list);
+        Ok(Some(
+            list.iter().map(|&s| view.core.ids[s as usize]).collect(),
+        ))
+    }
+}
+
+impl VectorIndexRead for NativeHnsw {
+    fn search_filtered(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&SearchFilter>,
+    ) -> Result<Vec<Neighbour>, IndexError> {
+        self.search_with_ef(query, k, self.params.ef_search, filter)
+    }
+
+    fn len(&self) -> usize {
+        self.core.read().map_or(0, |c| c.live())
+    }
+
+    fn dim(&self) -> usize {
+        self.params.dim
+    }
+}
+
+impl VectorIndex for NativeHnsw {
+    fn insert(&self, points: &[IndexPoint<'_>]) -> Result<(), IndexError> {
+        let prepared: Vec<Vec<f32>> = points
+            .iter()
+            .map(|p| {
+                check_vector(self.params.dim, p.vector)?;
+                Ok(distance::prepare(self.params.metric, p.vector))
+            })
+            .collect::<Result<_, IndexError>>()?;
+        // Points of one call go in scrambled order: a batch arrives in time order, one fire's
+        // near-identical detections back to back, and inserted so they form a cluster the rest
+        // of the graph barely links into. The sort is stable, so repeated ids keep their order.
+        let mut order: Vec<usize> = (0..points.len()).collect();
+        order.sort_by_key(|&i| super::insertion_key(points[i].seq));
+        let _shared = self.maintenance.read().map_err(|_| IndexError::Poisoned)?;
+        let threads = self.params.build_threads.min(points.len() / 256).max(1);
+        if threads == 1 {
+            for &i in &order {
+                self.insert_one(points[i].seq, &prepared[i], points[i].attrs)?;
+            }
+            return Ok(());
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| -> Result<(), IndexError> {
+                        loop {
+                            let at = next.fetch_add(1, AtomicOrdering::Relaxed);
+                            let Some(&i) = order.get(at) else {
+                                return Ok(());
+                            };
+                            self.insert_one(points[i].seq, &prepared[i], points[i].attrs)?;
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .try_for_each(|w| w.join().unwrap_or(Err(IndexError::Poisoned)))
+        })
+    }
+
+    fn delete(&self, seqs: &[u64]) -> Result<usize, IndexError> {
+        let _shared = self.maintenance.read().map_err(|_| IndexError::Poisoned)?;
+        let mut core = self.core.write().map_err(|_| IndexError::Poisoned)?;
+        let mut removed = 0;
+        for seq in seqs {
+            if let Some(slot) = core.by_id.remove(seq) {
+                core.states[slot as usize] = SlotState::Deleted;
+                core.deleted += 1;
+                removed += 1;
+            }
+        }
+        core.repair_entry();
+        if core.by_id.is_empty() {
+            // Nothing left to walk to: start afresh so the next insert seeds a new graph.
+            let dim = self.params.dim;
+            let kept_capacity = core.vectors.capacity() / dim.max(1);
+            *core = Core::empty();
+            core.vectors.reserve(kept_capacity * dim);
+        }
+        Ok(removed)
+    }
+
+    fn engine(&self) -> &'static str {
+        "native"
+    }
+}
