@@ -54,6 +54,31 @@ impl HnswIndex {
     }
 }
 
+impl HnswIndex {
+    /// Search with an explicit `ef`, for benchmarks that sweep it.
+    pub fn search_with_ef(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+    ) -> Result<Vec<Neighbour>, IndexError> {
+        check_vector(self.dim, query)?;
+        let graph = self.graph.read().map_err(|_| IndexError::Poisoned)?;
+        if k == 0 || graph.hnsw.get_nb_point() == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(graph
+            .hnsw
+            .search(query, k, ef.max(k))
+            .into_iter()
+            .map(|n| Neighbour {
+                seq: n.d_id as u64,
+                distance: n.distance,
+            })
+            .collect())
+    }
+}
+
 /// Order in which points enter the graph: a fixed scramble of their sequence numbers.
 ///
 /// Events arrive in time order, so one fire's near-identical detections come back to back.

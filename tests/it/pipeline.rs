@@ -4,7 +4,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use firesight::event::WeatherStatus;
-use firesight::index::{FlatIndex, IndexPoint, PointAttrs, VectorIndex, VectorIndexRead};
+use firesight::index::{
+    BBox, FlatIndex, IndexPoint, PointAttrs, SearchFilter, VectorIndex, VectorIndexRead,
+};
 use firesight::stream::IngestSession;
 use firesight::stream::decode::{CsvStream, FirmsDecoder};
 
@@ -127,40 +129,94 @@ fn join_count_equals_the_independent_implementation() {
     assert_eq!(matched, 5_779);
 }
 
-#[test]
-fn recall_at_10_against_brute_force_on_the_loaded_vectors() {
+/// Recall@10 of the service's index against brute force over the same vectors and attributes,
+/// counted by distance so ties among identical vectors are not misread as misses.
+fn recall_on_loaded(filter: Option<&SearchFilter>) -> (f64, usize) {
     let service = &loaded().service;
-    let vectors: Vec<_> = service
+    let stored: Vec<_> = service
         .store
         .vectors()
         .expect("vectors")
         .map(|v| v.expect("vector"))
         .collect();
-    let exact = FlatIndex::new(service.index.dim());
-    let points: Vec<IndexPoint<'_>> = vectors
+    let attrs: Vec<PointAttrs> = stored
         .iter()
-        .map(|v| IndexPoint {
+        .map(|v| {
+            PointAttrs::of(
+                &service
+                    .store
+                    .event(&v.event_id)
+                    .expect("read")
+                    .expect("event"),
+            )
+        })
+        .collect();
+    let exact = FlatIndex::new(service.index.dim());
+    let points: Vec<IndexPoint<'_>> = stored
+        .iter()
+        .zip(&attrs)
+        .map(|(v, a)| IndexPoint {
             seq: v.seq,
             vector: &v.vector,
-            attrs: PointAttrs::default(),
+            attrs: *a,
         })
         .collect();
     exact.insert(&points).expect("exact index");
     let (mut hits, mut wanted) = (0usize, 0usize);
-    for query in vectors.iter().step_by(36) {
-        let truth = exact.search(&query.vector, 10).expect("exact");
-        // Count by distance, so ties among identical vectors are not misread as misses.
-        let cutoff = truth.last().expect("ten").distance + 1e-6;
-        let got = service.index.search(&query.vector, 10).expect("hnsw");
-        hits += got.iter().filter(|n| n.distance <= cutoff).count().min(10);
-        wanted += 10;
+    for query in stored.iter().step_by(36) {
+        let truth = exact
+            .search_filtered(&query.vector, 10, filter)
+            .expect("exact");
+        let Some(last) = truth.last() else { continue };
+        let cutoff = last.distance + 1e-6;
+        let got = service
+            .index
+            .search_filtered(&query.vector, 10, filter)
+            .expect("index");
+        assert!(got.len() <= truth.len());
+        hits += got
+            .iter()
+            .filter(|n| n.distance <= cutoff)
+            .count()
+            .min(truth.len());
+        wanted += truth.len();
     }
-    let recall = hits as f64 / wanted as f64;
+    (hits as f64 / wanted as f64, wanted)
+}
+
+#[test]
+fn recall_at_10_against_brute_force_on_the_loaded_vectors() {
+    let (recall, wanted) = recall_on_loaded(None);
     assert!(
-        recall >= 0.99,
+        recall >= 0.995,
         "recall@10 = {recall:.4} over {} queries",
         wanted / 10
     );
+}
+
+#[test]
+fn filtered_recall_at_10_on_the_loaded_vectors() {
+    // Nominal or high confidence (most of the archive: the graph walk, far above the
+    // exact-scan cut-off) and New South Wales in September 2019 (a few thousand: scanned exactly).
+    let high = SearchFilter {
+        min_confidence: Some(1),
+        ..SearchFilter::default()
+    };
+    let nsw_september = SearchFilter {
+        bbox: Some(BBox {
+            min_lon: 141.0,
+            min_lat: -37.5,
+            max_lon: 154.0,
+            max_lat: -28.0,
+        }),
+        time: Some((1_567_296_000, 1_569_887_999)), // 2019-09-01 to 2019-09-30, UTC
+        ..SearchFilter::default()
+    };
+    for filter in [high, nsw_september] {
+        let (recall, wanted) = recall_on_loaded(Some(&filter));
+        assert!(wanted > 1000, "{filter:?} leaves too little to measure");
+        assert!(recall >= 0.995, "{filter:?}: recall@10 = {recall:.4}");
+    }
 }
 
 #[test]
@@ -227,6 +283,7 @@ fn a_restart_keeps_every_event_and_gives_the_same_neighbours() {
     let dir = tempfile::TempDir::new().expect("tempdir");
     let probe: Vec<Vec<f32>>;
     let before: Vec<Vec<u64>>;
+    let (model, total);
     {
         let service = open(dir.path(), &sample_files());
         let vectors: Vec<_> = service
@@ -242,14 +299,80 @@ fn a_restart_keeps_every_event_and_gives_the_same_neighbours() {
             .collect();
         before = neighbour_ids(service.index.as_ref(), &probe);
         assert_eq!(service.store.event_count(), ARCHIVE_ROWS);
+        assert!(
+            service.save_index().expect("snapshot"),
+            "the native engine writes one"
+        );
     }
+    // The snapshot holds the very graph: the same neighbours, in the same order.
+    {
+        let service = open(dir.path(), &[]);
+        assert_eq!(
+            (service.store.event_count(), service.index.len() as u64),
+            (ARCHIVE_ROWS, ARCHIVE_ROWS)
+        );
+        assert_eq!(before, neighbour_ids(service.index.as_ref(), &probe));
+        // Events stored after the snapshot, then a stop without writing a new one (a crash).
+        let us = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/data/firms/MODIS_C6_USA_contiguous_and_Hawaii_24h.2020-10-01.csv");
+        service.load(&[us], false).expect("extra detections");
+        model = service.embedder.model_version().to_owned();
+        total = service.store.event_count();
+        assert!(
+            total > ARCHIVE_ROWS + 2000,
+            "{total} events after the US file"
+        );
+    }
+    // The old snapshot plus a replay of what came after it.
     let service = open(dir.path(), &[]);
-    assert_eq!(
-        (service.store.event_count(), service.index.len() as u64),
-        (ARCHIVE_ROWS, ARCHIVE_ROWS)
+    assert_eq!(service.index.len() as u64, total);
+    let extra: Vec<_> = service
+        .store
+        .vectors_from(ARCHIVE_ROWS)
+        .expect("replayed")
+        .map(|v| v.expect("vector"))
+        .collect();
+    let missed: Vec<&str> = extra
+        .iter()
+        .filter(|v| service.index.search(&v.vector, 1).expect("search")[0].distance > 0.0)
+        .map(|v| v.event_id.as_str())
+        .collect();
+    let native = service.native.as_ref().expect("native engine");
+    let missed_256 = extra
+        .iter()
+        .filter(|v| {
+            native
+                .search_with_ef(&v.vector, 1, 256, None)
+                .expect("search")[0]
+                .distance
+                > 0.0
+        })
+        .count();
+    eprintln!(
+        "replayed {} events; {} not found by their own vector, {missed_256} at ef 256",
+        extra.len(),
+        missed.len()
     );
-    let after: Vec<Vec<u64>> = neighbour_ids(service.index.as_ref(), &probe);
-    assert_eq!(before, after);
+    // Serial builds (the default) leave none; parallel ones left 16-40 of these 2,575 unreachable.
+    assert!(
+        missed.is_empty(),
+        "{} of {} replayed events not found, e.g. {:?}",
+        missed.len(),
+        extra.len(),
+        &missed[..missed.len().min(5)]
+    );
+    // A damaged snapshot is refused and the index rebuilt from the store.
+    drop(service);
+    let snap = firesight::app::snapshot_path(&super::support::settings(dir.path()), &model);
+    let mut bytes = std::fs::read(&snap).expect("snapshot file");
+    let at = bytes.len() / 3;
+    bytes[at] ^= 1;
+    std::fs::write(&snap, bytes).expect("damage");
+    let service = open(dir.path(), &[]);
+    assert_eq!(service.index.len() as u64, total);
+    for p in &probe {
+        assert_eq!(service.index.search(p, 1).expect("search")[0].distance, 0.0);
+    }
 }
 
 #[test]

@@ -325,6 +325,40 @@ impl View<'_> {
         kept
     }
 
+    /// Writes a new point's list on `level`. Another insert may already have linked to it
+    /// there (it can start a level's search from this point before the list exists), so links
+    /// found in the list are kept beside the chosen ones, re-chosen by the heuristic if they
+    /// do not all fit. Overwriting them would leave that other point without an incoming link.
+    fn set_own_links(&self, slot: u32, level: u8, chosen: &[Scored]) {
+        let _stripe = self.engine.stripe(slot);
+        let mut present = Vec::new();
+        self.neighbours(slot, level, &mut present);
+        if present.is_empty() {
+            let ids: Vec<u32> = chosen.iter().map(|s| s.slot).collect();
+            self.write_list(slot, level, &ids);
+            return;
+        }
+        let base = self.vector(slot);
+        let mut pool: Vec<Scored> = chosen.to_vec();
+        pool.extend(
+            present
+                .iter()
+                .filter(|p| !chosen.iter().any(|c| c.slot == **p))
+                .map(|&p| Scored {
+                    dist: self.dist(base, p),
+                    slot: p,
+                }),
+        );
+        pool.sort_unstable();
+        let cap = self.engine.capacity(level);
+        let ids: Vec<u32> = if pool.len() <= cap {
+            pool.iter().map(|s| s.slot).collect()
+        } else {
+            self.select(&pool, cap).iter().map(|s| s.slot).collect()
+        };
+        self.write_list(slot, level, &ids);
+    }
+
     /// Links `from` → `to` on `level`; a full list is re-chosen by the heuristic.
     fn add_link(&self, from: u32, to: u32, dist: f32, level: u8) {
         let _stripe = self.engine.stripe(from);
@@ -493,27 +527,48 @@ impl NativeHnsw {
         slot
     }
 
-    /// Inserts one point: allocate (write lock), link (read lock), maybe raise the entry point.
-    fn insert_one(&self, seq: u64, vector: &[f32], attrs: PointAttrs) -> Result<(), IndexError> {
-        let (slot, entry, top) = {
-            let mut core = self.core.write().map_err(|_| IndexError::Poisoned)?;
-            if let Some(old) = core.by_id.remove(&seq) {
+    /// Puts the points of one call in slots, under one write lock, in the given order; a point
+    /// whose id is held replaces it. Returns the slots still to be linked (the first point of
+    /// an empty graph becomes its entry and has nothing to link to).
+    fn place(&self, points: &[IndexPoint<'_>], order: &[usize]) -> Result<Vec<u32>, IndexError> {
+        let mut core = self.core.write().map_err(|_| IndexError::Poisoned)?;
+        let fresh = points.len().saturating_sub(core.free.len());
+        core.vectors.reserve(fresh * self.params.dim);
+        core.links0.reserve(fresh * self.stride0);
+        let mut slots = Vec::with_capacity(points.len());
+        for &i in order {
+            let p = &points[i];
+            if let Some(old) = core.by_id.remove(&p.seq) {
                 core.states[old as usize] = SlotState::Deleted;
                 core.deleted += 1;
                 core.repair_entry();
             }
-            let slot = self.allocate(&mut core, seq, vector, attrs);
-            match core.entry {
-                Some(entry) => (slot, entry, core.max_level),
-                None => {
-                    core.entry = Some(slot);
-                    core.max_level = core.levels[slot as usize];
-                    return Ok(());
+            let vector = match self.params.metric {
+                Metric::Cosine => {
+                    std::borrow::Cow::Owned(distance::prepare(Metric::Cosine, p.vector))
                 }
+                _ => std::borrow::Cow::Borrowed(p.vector),
+            };
+            let slot = self.allocate(&mut core, p.seq, &vector, p.attrs);
+            if core.entry.is_none() {
+                core.entry = Some(slot);
+                core.max_level = core.levels[slot as usize];
+            } else {
+                slots.push(slot);
             }
-        };
-        let level = {
+        }
+        Ok(slots)
+    }
+
+    /// Links a placed point into the graph (read lock), then raises the entry point if the
+    /// point sits above it (write lock, rare).
+    fn link(&self, slot: u32) -> Result<(), IndexError> {
+        let (level, top) = {
             let view = self.view()?;
+            let (Some(entry), true) = (view.core.entry, view.live(slot)) else {
+                return Ok(());
+            };
+            let top = view.core.max_level;
             let level = view.core.levels[slot as usize];
             let q = view.vector(slot);
             let mut scratch = Vec::with_capacity(self.stride0);
@@ -540,17 +595,13 @@ impl NativeHnsw {
                     best = *first;
                 }
                 let chosen = view.select(&found, self.params.m);
-                let ids: Vec<u32> = chosen.iter().map(|s| s.slot).collect();
-                {
-                    let _stripe = self.stripe(slot);
-                    view.write_list(slot, l, &ids);
-                }
+                view.set_own_links(slot, l, &chosen);
                 for s in &chosen {
                     view.add_link(s.slot, slot, s.dist, l);
                 }
             }
             self.visited.give(visited);
-            level
+            (level, top)
         };
         if level > top {
             let mut core = self.core.write().map_err(|_| IndexError::Poisoned)?;
@@ -771,38 +822,31 @@ impl VectorIndexRead for NativeHnsw {
 
 impl VectorIndex for NativeHnsw {
     fn insert(&self, points: &[IndexPoint<'_>]) -> Result<(), IndexError> {
-        let prepared: Vec<Vec<f32>> = points
-            .iter()
-            .map(|p| {
-                check_vector(self.params.dim, p.vector)?;
-                Ok(distance::prepare(self.params.metric, p.vector))
-            })
-            .collect::<Result<_, IndexError>>()?;
+        for p in points {
+            check_vector(self.params.dim, p.vector)?;
+        }
         // Points of one call go in scrambled order: a batch arrives in time order, one fire's
         // near-identical detections back to back, and inserted so they form a cluster the rest
         // of the graph barely links into. The sort is stable, so repeated ids keep their order.
         let mut order: Vec<usize> = (0..points.len()).collect();
         order.sort_by_key(|&i| super::insertion_key(points[i].seq));
         let _shared = self.maintenance.read().map_err(|_| IndexError::Poisoned)?;
-        let threads = self.params.build_threads.min(points.len() / 256).max(1);
+        let slots = self.place(points, &order)?;
+        let threads = self.params.build_threads.min(slots.len() / 256).max(1);
         if threads == 1 {
-            for &i in &order {
-                self.insert_one(points[i].seq, &prepared[i], points[i].attrs)?;
-            }
-            return Ok(());
+            return slots.iter().try_for_each(|&slot| self.link(slot));
         }
         let next = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
                 .map(|_| {
                     scope.spawn(|| -> Result<(), IndexError> {
-                        loop {
-                            let at = next.fetch_add(1, AtomicOrdering::Relaxed);
-                            let Some(&i) = order.get(at) else {
-                                return Ok(());
-                            };
-                            self.insert_one(points[i].seq, &prepared[i], points[i].attrs)?;
+                        while let Some(&slot) =
+                            slots.get(next.fetch_add(1, AtomicOrdering::Relaxed))
+                        {
+                            self.link(slot)?;
                         }
+                        Ok(())
                     })
                 })
                 .collect();

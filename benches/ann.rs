@@ -1,0 +1,335 @@
+//! Vector-index benchmark: FireSight's native HNSW and `hnsw_rs`, on siftsmall and on 108K
+//! event-encoder vectors. Writes the data sets and results to `target/ann/` so that
+//! `benches/ann_peers.py` runs hnswlib and FAISS on the very same files; `scripts/bench-ann.sh`
+//! runs both and prints one table.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use firesight::app::Service;
+use firesight::config::Settings;
+use firesight::index::{
+    FlatIndex, HnswIndex, IndexPoint, NativeHnsw, NativeParams, PointAttrs, VectorIndex,
+    VectorIndexRead, native,
+};
+
+const K: usize = 10;
+const EFS: [usize; 12] = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512];
+const EVENT_QUERIES: usize = 1000;
+
+fn read_vecs(path: &Path) -> anyhow::Result<Vec<Vec<f32>>> {
+    let mut bytes = Vec::new();
+    BufReader::new(File::open(path)?).read_to_end(&mut bytes)?;
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 4 <= bytes.len() {
+        let dim = i32::from_le_bytes(bytes[at..at + 4].try_into()?) as usize;
+        at += 4;
+        let row = bytes[at..at + dim * 4]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        out.push(row);
+        at += dim * 4;
+    }
+    Ok(out)
+}
+
+/// `.ivecs` holds i32s in the same framing; read them as f32 bit patterns, then convert.
+fn read_ivecs(path: &Path) -> anyhow::Result<Vec<Vec<u64>>> {
+    Ok(read_vecs(path)?
+        .into_iter()
+        .map(|row| row.iter().map(|x| x.to_bits() as u64).collect())
+        .collect())
+}
+
+fn write_vecs(path: &Path, rows: &[Vec<f32>]) -> anyhow::Result<()> {
+    let mut w = BufWriter::new(File::create(path)?);
+    for row in rows {
+        w.write_all(&(row.len() as i32).to_le_bytes())?;
+        for x in row {
+            w.write_all(&x.to_le_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+fn write_ivecs(path: &Path, rows: &[Vec<u64>]) -> anyhow::Result<()> {
+    let mut w = BufWriter::new(File::create(path)?);
+    for row in rows {
+        w.write_all(&(row.len() as i32).to_le_bytes())?;
+        for x in row {
+            w.write_all(&(*x as i32).to_le_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// Resident memory, bytes (Linux).
+fn rss() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// The Australian archive through the real pipeline; its vectors, plus two noisy copies of
+/// each (σ = 5 % of each dimension's spread) to pass 100K: repeated passes over the same fires.
+/// A base set and its queries.
+type VectorSet = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+
+/// A search over one engine: query and ef in, ids nearest first out.
+type SearchFn<'a> = Box<dyn Fn(&[f32], usize) -> Vec<u64> + Sync + 'a>;
+
+fn event_vectors(out: &Path) -> anyhow::Result<VectorSet> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::TempDir::new()?;
+    let mut settings = Settings::defaults()?;
+    settings.store.path = dir.path().join("db");
+    settings.index.snapshot = false;
+    settings.embed.manifest = root.join("models/manifest.json");
+    let files: Vec<PathBuf> = [
+        "australia_bom_weather_stations.csv",
+        "australia_bom_daily_weather_2019-05_2020-06.csv",
+        "fire_archive_M6_96619.csv",
+    ]
+    .iter()
+    .map(|f| root.join("data/sample").join(f))
+    .collect();
+    let service = Service::open(settings, &files, false)?;
+    let real: Vec<Vec<f32>> = service
+        .store
+        .vectors()?
+        .map(|v| v.map(|v| v.vector))
+        .collect::<Result<_, _>>()?;
+    let dim = real[0].len();
+    let n = real.len() as f32;
+    let spread: Vec<f32> = (0..dim)
+        .map(|d| {
+            let mean = real.iter().map(|v| v[d]).sum::<f32>() / n;
+            (real.iter().map(|v| (v[d] - mean).powi(2)).sum::<f32>() / n).sqrt()
+        })
+        .collect();
+    let mut state = 0x0005_DEEC_E66D_u64;
+    let mut gauss = move || {
+        // Box–Muller over a xorshift stream: reproducible without an RNG crate.
+        let mut uniform = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        let (u, v) = (uniform(), uniform());
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+    };
+    let mut all = real.clone();
+    for _ in 0..2 {
+        for v in &real {
+            all.push(
+                v.iter()
+                    .zip(&spread)
+                    .map(|(x, s)| x + 0.05 * s * gauss())
+                    .collect(),
+            );
+        }
+    }
+    // Queries: real vectors with fresh noise, held out of the base.
+    let queries: Vec<Vec<f32>> = real
+        .iter()
+        .step_by(real.len() / EVENT_QUERIES)
+        .take(EVENT_QUERIES)
+        .map(|v| {
+            v.iter()
+                .zip(&spread)
+                .map(|(x, s)| x + 0.05 * s * gauss())
+                .collect()
+        })
+        .collect();
+    write_vecs(&out.join("events_base.fvecs"), &all)?;
+    write_vecs(&out.join("events_query.fvecs"), &queries)?;
+    Ok((all, queries))
+}
+
+fn exact_truth(base: &[Vec<f32>], queries: &[Vec<f32>]) -> anyhow::Result<Vec<Vec<u64>>> {
+    let flat = FlatIndex::new(base[0].len());
+    let points: Vec<IndexPoint<'_>> = base
+        .iter()
+        .enumerate()
+        .map(|(i, v)| IndexPoint {
+            seq: i as u64,
+            vector: v,
+            attrs: PointAttrs::default(),
+        })
+        .collect();
+    flat.insert(&points)?;
+    queries
+        .iter()
+        .map(|q| Ok(flat.search(q, 100)?.iter().map(|n| n.seq).collect()))
+        .collect()
+}
+
+struct Engine<'a> {
+    name: &'static str,
+    search: SearchFn<'a>,
+}
+
+/// Recall@10 and queries/s for one ef, with `threads` threads splitting the queries.
+fn measure(
+    engine: &Engine<'_>,
+    queries: &[Vec<f32>],
+    truth: &[Vec<u64>],
+    ef: usize,
+    threads: usize,
+) -> (f64, f64) {
+    let started = Instant::now();
+    let results: Vec<Vec<u64>> = if threads == 1 {
+        queries.iter().map(|q| (engine.search)(q, ef)).collect()
+    } else {
+        let chunk = queries.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let parts: Vec<_> = queries
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|q| (engine.search)(q, ef))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|p| p.join().unwrap_or_default())
+                .collect()
+        })
+    };
+    let qps = queries.len() as f64 / started.elapsed().as_secs_f64();
+    let hits: usize = results
+        .iter()
+        .zip(truth)
+        .map(|(got, want)| got.iter().filter(|id| want[..K].contains(id)).count())
+        .sum();
+    (hits as f64 / (queries.len() * K) as f64, qps)
+}
+
+fn run_set(
+    name: &str,
+    base: &[Vec<f32>],
+    queries: &[Vec<f32>],
+    truth: &[Vec<u64>],
+    report: &mut Vec<serde_json::Value>,
+) -> anyhow::Result<()> {
+    let dim = base[0].len();
+    let points: Vec<IndexPoint<'_>> = base
+        .iter()
+        .enumerate()
+        .map(|(i, v)| IndexPoint {
+            seq: i as u64,
+            vector: v,
+            attrs: PointAttrs::default(),
+        })
+        .collect();
+    // Repeat the query set so each timing covers enough work.
+    let reps = (20_000 / queries.len()).max(1);
+    let many: Vec<Vec<f32>> = (0..reps).flat_map(|_| queries.iter().cloned()).collect();
+    let many_truth: Vec<Vec<u64>> = (0..reps).flat_map(|_| truth.iter().cloned()).collect();
+
+    for build_threads in [1usize, 2] {
+        let before = rss();
+        let started = Instant::now();
+        let index = NativeHnsw::new(NativeParams {
+            build_threads,
+            ..NativeParams::new(dim)
+        });
+        index.insert(&points)?;
+        let build = base.len() as f64 / started.elapsed().as_secs_f64();
+        let memory = (rss().saturating_sub(before)) as f64 / base.len() as f64;
+        println!(
+            "{name}: native build, {build_threads} thread(s): {build:.0} vectors/s, {memory:.0} B/vector (RSS), kernel {}",
+            native::kernel_name()
+        );
+        report.push(serde_json::json!({"set": name, "engine": "firesight-native", "kind": "build", "threads": build_threads, "vectors_per_s": build, "bytes_per_vector": memory}));
+        if build_threads == 2 {
+            continue;
+        }
+        let engine = Engine {
+            name: "firesight-native",
+            search: Box::new(|q, ef| {
+                index
+                    .search_with_ef(q, K, ef, None)
+                    .map(|r| r.iter().map(|n| n.seq).collect())
+                    .unwrap_or_default()
+            }),
+        };
+        sweep(name, &engine, &many, &many_truth, report);
+    }
+    {
+        let before = rss();
+        let started = Instant::now();
+        let index = HnswIndex::new(dim, 64, 200, 64, base.len());
+        index.insert(&points)?;
+        let build = base.len() as f64 / started.elapsed().as_secs_f64();
+        let memory = (rss().saturating_sub(before)) as f64 / base.len() as f64;
+        println!(
+            "{name}: hnsw_rs build, 1 thread: {build:.0} vectors/s, {memory:.0} B/vector (RSS)"
+        );
+        report.push(serde_json::json!({"set": name, "engine": "hnsw_rs", "kind": "build", "threads": 1, "vectors_per_s": build, "bytes_per_vector": memory}));
+        let engine = Engine {
+            name: "hnsw_rs",
+            search: Box::new(|q, ef| {
+                index
+                    .search_with_ef(q, K, ef)
+                    .map(|r| r.iter().map(|n| n.seq).collect())
+                    .unwrap_or_default()
+            }),
+        };
+        sweep(name, &engine, &many, &many_truth, report);
+    }
+    Ok(())
+}
+
+fn sweep(
+    set: &str,
+    engine: &Engine<'_>,
+    queries: &[Vec<f32>],
+    truth: &[Vec<u64>],
+    report: &mut Vec<serde_json::Value>,
+) {
+    for threads in [1usize, 2] {
+        for ef in EFS {
+            let (recall, qps) = measure(engine, queries, truth, ef, threads);
+            println!(
+                "{set}: {} ef {ef:>3} threads {threads}: recall@10 {recall:.4}  {qps:>8.0} QPS",
+                engine.name
+            );
+            report.push(serde_json::json!({"set": set, "engine": engine.name, "kind": "query", "threads": threads, "ef": ef, "recall": recall, "qps": qps}));
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), PathBuf::from)
+        .join("ann");
+    std::fs::create_dir_all(&out)?;
+    let sift = root.join("../shared/data/ann/siftsmall");
+    let mut report = Vec::new();
+
+    let base = read_vecs(&sift.join("siftsmall_base.fvecs"))?;
+    let queries = read_vecs(&sift.join("siftsmall_query.fvecs"))?;
+    let truth = read_ivecs(&sift.join("siftsmall_groundtruth.ivecs"))?;
+    run_set("siftsmall", &base, &queries, &truth, &mut report)?;
+
+    let (base, queries) = event_vectors(&out)?;
+    let truth = exact_truth(&base, &queries)?;
+    write_ivecs(&out.join("events_groundtruth.ivecs"), &truth)?;
+    run_set("events108k", &base, &queries, &truth, &mut report)?;
+
+    let path = out.join("ours.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
+    println!("results: {}", path.display());
+    Ok(())
+}
