@@ -90,7 +90,7 @@ fn main() -> anyhow::Result<()> {
     let live_secs = started.elapsed().as_secs_f64();
 
     let vectors: Vec<StoredVector> = bulk.store.vectors()?.collect::<Result<_, _>>()?;
-    let exact = FlatIndex::new(bulk.index.dim());
+    let exact = FlatIndex::new(bulk.index().dim());
     let points: Vec<IndexPoint<'_>> = vectors
         .iter()
         .map(|v| IndexPoint {
@@ -116,7 +116,7 @@ fn main() -> anyhow::Result<()> {
             &live,
         ),
     ] {
-        let recall = recall(service.index.as_ref(), &exact, &queries)?;
+        let recall = recall(service.index().as_ref(), &exact, &queries)?;
         println!(
             "  {name:<46} {:>9.0} events/s  ({:>4.1}% of decode-only)  recall@10 {recall:.4}",
             events / secs,
@@ -129,7 +129,7 @@ fn main() -> anyhow::Result<()> {
     );
     println!(
         "  restart: open the store, rebuild HNSW from it  {restart_secs:>9.2} s for {} vectors",
-        bulk.index.len()
+        bulk.index().len()
     );
     query_latency(&bulk, &exact, &queries)
 }
@@ -176,11 +176,11 @@ fn query_latency(
     queries: &[&StoredVector],
 ) -> anyhow::Result<()> {
     let flat = time_queries(exact, queries)?;
-    let hnsw = time_queries(service.index.as_ref(), queries)?;
+    let hnsw = time_queries(service.index().as_ref(), queries)?;
     println!(
         "\nsimilar query in process (k={K}, {} queries, {} vectors)",
         queries.len(),
-        service.index.len()
+        service.index().len()
     );
     println!(
         "  exact scan (baseline)    p50 {:>7.3} ms   p99 {:>7.3} ms",

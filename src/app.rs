@@ -18,76 +18,90 @@ use crate::index::{
 };
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::stream::{Correlator, Pipeline, load_files};
+use crate::stream::{Correlator, Pipeline, Space, load_files};
 
 /// Vectors per insert call while building the index from the store.
 const REBUILD_BATCH: usize = 8192;
+
+/// Meta key naming the encoder (`name@version`) whose space serves; set by the re-index job.
+pub const META_ACTIVE_MODEL: &[u8] = b"active_model";
 
 /// The assembled service: every component, ready to ingest and answer.
 pub struct Service {
     /// Settings it was built from.
     pub settings: Settings,
-    /// The pipeline (owns the write path).
+    /// The pipeline (owns the write path and the active space).
     pub pipeline: Arc<Pipeline>,
     /// The store.
     pub store: Arc<Store>,
-    /// The index.
-    pub index: Arc<dyn VectorIndex>,
-    /// The same index when it is the native engine (for snapshots and maintenance).
-    pub native: Option<Arc<NativeHnsw>>,
-    /// The encoder.
-    pub embedder: Arc<dyn Embedder>,
     /// Metrics.
     pub metrics: Metrics,
 }
 
 impl Service {
-    /// Opens RocksDB and the encoder, bulk-loads `files` into the store, then builds the index
-    /// once from every stored vector — the same path as a restart, so both give the same graph.
+    /// Opens RocksDB, the active encoder and its index (from a snapshot when one matches),
+    /// bulk-loads `files` into the store, then indexes every stored vector the index lacks:
+    /// a fresh start, a restart and a load after a crash all take this one path.
     pub fn open(settings: Settings, files: &[PathBuf], progress: bool) -> anyhow::Result<Self> {
         let path = &settings.store.path;
         let store = Arc::new(
             Store::open(path).with_context(|| format!("opening store {}", path.display()))?,
         );
-        let e = &settings.embed;
-        let embedder: Arc<dyn Embedder> = Arc::new(
-            OnnxEmbedder::load(&e.manifest, &e.model, &e.onnxruntime_lib, e.intra_threads)
-                .context("loading the event encoder")?,
-        );
+        let model = match store.meta(META_ACTIVE_MODEL)? {
+            Some(bytes) => String::from_utf8(bytes).context("active model name is not UTF-8")?,
+            None => settings.embed.model.clone(),
+        };
+        let embedder = load_embedder(&settings, &model)?;
         let metrics = Metrics::new().context("registering metrics")?;
+        let (space, through) = open_space(&settings, &store, embedder)?;
         let correlator = Correlator::load(&store, settings.correlate.max_station_distance_km)?;
-        let bulk = Arc::new(Pipeline::new(
+        let pipeline = Arc::new(Pipeline::new(
             Arc::clone(&store),
             correlator,
-            Arc::clone(&embedder),
+            space.clone(),
             metrics.clone(),
-            e.batch_size,
+            settings.embed.batch_size,
         ));
         if !files.is_empty() {
             report(load_files(
-                &bulk,
+                &pipeline,
                 files,
                 settings.ingest.batch_size,
                 progress,
             )?);
         }
-        let (index, native) = open_index(&settings, &store, embedder.as_ref(), progress)?;
-        // The loads have returned, so nothing else holds the pipeline: keep its correlator
-        // rather than reading every stored observation a second time.
-        let pipeline = Arc::try_unwrap(bulk)
-            .map_err(|_| anyhow::anyhow!("the bulk-load pipeline is still shared after loading"))?;
-        let pipeline = Arc::new(pipeline.with_index(Arc::clone(&index)));
-        metrics.index_vectors.set(index.len() as i64);
+        let started = Instant::now();
+        let loaded = space.index.len();
+        let model = space.embedder.model_version();
+        let replayed = replay(space.index.as_ref(), &store, model, through, progress)?;
+        pipeline.go_live();
+        tracing::info!(
+            engine = space.index.engine(),
+            model,
+            from_snapshot = loaded,
+            replayed,
+            vectors = space.index.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "Index ready."
+        );
+        metrics.index_vectors.set(space.index.len() as i64);
         metrics.store_events.set(store.event_count() as i64);
         Ok(Self {
             settings,
             pipeline,
             store,
-            index,
-            native,
-            embedder,
             metrics,
         })
+    }
+
+    /// The active index.
+    pub fn index(&self) -> Arc<dyn VectorIndex> {
+        Arc::clone(&self.pipeline.space().index)
+    }
+
+    /// The active encoder.
+    pub fn embedder(&self) -> Arc<dyn Embedder> {
+        Arc::clone(&self.pipeline.space().embedder)
     }
 
     /// Loads files through the live pipeline (each batch is indexed as it is stored).
@@ -107,10 +121,11 @@ impl Service {
         if !self.settings.index.snapshot {
             return Ok(false);
         }
-        let Some(native) = self.native.as_ref() else {
+        let space = self.pipeline.space();
+        let Some(native) = space.native.as_ref() else {
             return Ok(false);
         };
-        let model = self.embedder.model_version();
+        let model = space.embedder.model_version();
         let path = snapshot_path(&self.settings, model);
         // The pipeline's writer lock keeps batches out while the covered range is read.
         let started = Instant::now();
@@ -131,8 +146,6 @@ impl Service {
         AppState {
             pipeline: Arc::clone(&self.pipeline),
             store: Arc::clone(&self.store),
-            index: Arc::clone(&self.index) as Arc<dyn VectorIndexRead>,
-            embedder: Arc::clone(&self.embedder),
             metrics: self.metrics.clone(),
             settings: self.settings.api.clone(),
             ingest_batch: self.settings.ingest.batch_size,
@@ -165,61 +178,56 @@ pub fn snapshot_path(settings: &Settings, model_version: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The index behind its trait, and the same index as the native engine when it is one.
-type OpenedIndex = (Arc<dyn VectorIndex>, Option<Arc<NativeHnsw>>);
+/// Loads the encoder `model` names (`name`, or `name@version`) from the manifest.
+pub fn load_embedder(settings: &Settings, model: &str) -> anyhow::Result<Arc<dyn Embedder>> {
+    let e = &settings.embed;
+    let embedder = OnnxEmbedder::load(&e.manifest, model, &e.onnxruntime_lib, e.intra_threads)
+        .with_context(|| format!("loading the encoder {model}"))?;
+    Ok(Arc::new(embedder))
+}
 
-/// The index for `embedder`'s vectors: the native engine from its snapshot plus the events
-/// stored after it, or any engine rebuilt from RocksDB, the source of truth.
-fn open_index(
+/// An index for `embedder`'s space: the native engine from its snapshot when one matches
+/// this store and model, else an empty one of the configured engine. Returns it with the last
+/// sequence number it already holds; the caller replays the stored vectors after that.
+pub fn open_space(
     settings: &Settings,
     store: &Store,
-    embedder: &dyn Embedder,
-    progress: bool,
-) -> anyhow::Result<OpenedIndex> {
-    let started = Instant::now();
+    embedder: Arc<dyn Embedder>,
+) -> anyhow::Result<(Space, Option<u64>)> {
     let s = &settings.index;
-    let model = embedder.model_version();
-    let (index, native, through): (Arc<dyn VectorIndex>, _, _) = match s.engine.as_str() {
-        "hnsw_rs" => {
-            let capacity = store.event_count() as usize;
-            let index = HnswIndex::new(
-                embedder.dim(),
-                s.m,
-                s.ef_construction,
-                s.ef_search,
-                capacity,
-            );
-            (Arc::new(index), None, None)
-        }
-        _ => {
-            let params = native_params(settings, embedder.dim());
-            let path = snapshot_path(settings, model);
-            let (native, through) = match s
-                .snapshot
-                .then(|| load_snapshot(&path, params, model, store))
-                .flatten()
-            {
-                Some((index, through)) => (Arc::new(index), through),
-                None => (Arc::new(NativeHnsw::new(params)), None),
-            };
-            (
-                Arc::clone(&native) as Arc<dyn VectorIndex>,
-                Some(native),
-                through,
-            )
-        }
+    let model = embedder.model_version().to_owned();
+    if s.engine == "hnsw_rs" {
+        let capacity = store.event_count() as usize;
+        let index = HnswIndex::new(
+            embedder.dim(),
+            s.m,
+            s.ef_construction,
+            s.ef_search,
+            capacity,
+        );
+        let space = Space {
+            embedder,
+            index: Arc::new(index),
+            native: None,
+        };
+        return Ok((space, None));
+    }
+    let params = native_params(settings, embedder.dim());
+    let path = snapshot_path(settings, &model);
+    let (native, through) = match s
+        .snapshot
+        .then(|| load_snapshot(&path, params, &model, store))
+        .flatten()
+    {
+        Some((index, through)) => (Arc::new(index), through),
+        None => (Arc::new(NativeHnsw::new(params)), None),
     };
-    let loaded = index.len();
-    let replayed = replay(index.as_ref(), store, model, through, progress)?;
-    tracing::info!(
-        engine = index.engine(),
-        from_snapshot = loaded,
-        replayed,
-        vectors = index.len(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "Index ready."
-    );
-    Ok((index, native))
+    let space = Space {
+        embedder,
+        index: Arc::clone(&native) as Arc<dyn VectorIndex>,
+        native: Some(native),
+    };
+    Ok((space, through))
 }
 
 /// The native engine's settings from the configuration.
@@ -277,7 +285,7 @@ fn load_snapshot(
 }
 
 /// Inserts the stored vectors of `model` after `through` (all of them when `None`).
-fn replay(
+pub fn replay(
     index: &dyn VectorIndex,
     store: &Store,
     model: &str,
@@ -367,10 +375,12 @@ pub async fn run(
         }
     };
     // This is the only place the slot is filled, once, so `set` cannot find it taken.
-    let _ = slot.set(api::router(service.api_state()));
+    let service = Arc::new(service);
+    let app = api::router(service.api_state()).merge(api::admin::routes(Arc::clone(&service)));
+    let _ = slot.set(app);
     tracing::info!(
         events = service.store.event_count(),
-        indexed = service.index.len(),
+        indexed = service.index().len(),
         "FireSight is serving."
     );
     server.await?.context("serving HTTP")?;

@@ -8,5 +8,6 @@ pub mod event;
 pub mod geo;
 pub mod index;
 pub mod metrics;
+pub mod reindex;
 pub mod store;
 pub mod stream;

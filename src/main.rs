@@ -30,6 +30,14 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Re-embed every stored event with another encoder, index it, and make it the serving
+    /// model. Resumes where an interrupted run stopped. Run it while the service is stopped
+    /// (RocksDB admits one process); `POST /v1/admin/reindex` does the same in a running one.
+    Reindex {
+        /// The encoder, `NAME@VERSION` as listed in the model manifest.
+        #[arg(long)]
+        model: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,6 +58,23 @@ fn main() -> anyhow::Result<()> {
         Command::Serve { load } => {
             runtime.block_on(firesight::app::run(settings, load, shutdown_signal()))
         }
+        Command::Reindex { model } => runtime.block_on(async move {
+            tokio::task::spawn_blocking(move || {
+                let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+                let service = firesight::app::Service::open(settings, &[], progress)?;
+                let report = firesight::reindex::reindex(&service, &model, progress)?;
+                println!(
+                    "re-indexed {} events into {} ({} vectors indexed, resumed from {}) in {:.1} s",
+                    report.embedded,
+                    report.model,
+                    report.indexed,
+                    report.resumed_from,
+                    report.seconds
+                );
+                anyhow::Ok(())
+            })
+            .await?
+        }),
         Command::Load { files } => runtime.block_on(async move {
             tokio::task::spawn_blocking(move || {
                 let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -52,6 +52,9 @@ pub enum ApiError {
         /// What is accepted.
         accepted: &'static str,
     },
+    /// The request clashes with work in progress (e.g. a second re-index).
+    #[error("{0}")]
+    Conflict(String),
     /// The service is still loading files and rebuilding its index.
     #[error("FireSight is starting: loading files and rebuilding the index; retry shortly")]
     Starting,
@@ -99,6 +102,7 @@ impl ApiError {
                 "unsupported_media_type",
                 Some("content-type"),
             ),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             Self::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting", None),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         }
@@ -115,6 +119,7 @@ impl IntoResponse for ApiError {
                 "the server could not complete the request; see its log".to_owned()
             }
             Self::NotFound { .. }
+            | Self::Conflict(_)
             | Self::Starting
             | Self::PayloadTooLarge { .. }
             | Self::UnsupportedMediaType { .. } => self.to_string(),

@@ -157,16 +157,18 @@ pub async fn similar_to_event(
             what: "fire event",
             id: id.clone(),
         })?;
+        let space = state.pipeline.space();
+        let model = space.embedder.model_version();
         let stored = state
             .store
-            .vector(seq)?
-            .ok_or_else(|| ApiError::Internal(format!("vector {seq} missing for {id}")))?;
-        let hits = state.index.search(&stored.vector, k + 1)?;
+            .vector(seq, model)?
+            .ok_or_else(|| ApiError::Internal(format!("no {model} vector for {id} (seq {seq})")))?;
+        let hits = space.index.search(&stored.vector, k + 1)?;
         let hits: Vec<Neighbour> = hits.into_iter().filter(|n| n.seq != seq).take(k).collect();
         Ok::<_, ApiError>(SimilarResponse {
             model_version: stored.model_version,
             query_event_id: Some(id),
-            neighbours: describe(&state, &hits)?,
+            neighbours: describe(&state, model, &hits)?,
         })
     })
     .await??;
@@ -200,6 +202,7 @@ pub async fn similar(
         ));
     }
     let response = tokio::task::spawn_blocking(move || {
+        let space = state.pipeline.space();
         let vector = match (request.vector, request.detection) {
             (Some(v), None) => v,
             (None, Some(d)) => embed_detection(&state, &d)?,
@@ -210,11 +213,12 @@ pub async fn similar(
                 ));
             }
         };
-        let hits = state.index.search(&vector, k)?;
+        let hits = space.index.search(&vector, k)?;
+        let model = space.embedder.model_version();
         Ok(SimilarResponse {
-            model_version: state.embedder.model_version().to_owned(),
+            model_version: model.to_owned(),
             query_event_id: None,
-            neighbours: describe(&state, &hits)?,
+            neighbours: describe(&state, model, &hits)?,
         })
     })
     .await??;
@@ -232,10 +236,14 @@ fn embed_detection(state: &AppState, value: &serde_json::Value) -> Result<Vec<f3
         .ok_or_else(|| ApiError::Internal("encoder returned no vector".into()))
 }
 
-fn describe(state: &AppState, hits: &[Neighbour]) -> Result<Vec<SimilarFire>, ApiError> {
+fn describe(
+    state: &AppState,
+    model: &str,
+    hits: &[Neighbour],
+) -> Result<Vec<SimilarFire>, ApiError> {
     let mut out = Vec::with_capacity(hits.len());
     for hit in hits {
-        let Some(stored) = state.store.vector(hit.seq)? else {
+        let Some(stored) = state.store.vector(hit.seq, model)? else {
             continue;
         };
         let Some(event) = state.store.event(&stored.event_id)? else {

@@ -16,17 +16,20 @@ pub async fn healthz() -> impl IntoResponse {
 /// Start-up is done: the index is rebuilt and requested files are loaded. (Before that,
 /// `starting_router` answers this route with 503.)
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let space = state.pipeline.space();
     Json(json!({
         "ready": true,
         "events": state.store.event_count(),
-        "indexed": state.index.len(),
-        "model_version": state.embedder.model_version(),
+        "indexed": space.index.len(),
+        "model_version": space.embedder.model_version(),
+        "engine": space.index.engine(),
     }))
 }
 
 /// Prometheus text exposition.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    state.metrics.index_vectors.set(state.index.len() as i64);
+    let indexed = state.pipeline.space().index.len();
+    state.metrics.index_vectors.set(indexed as i64);
     state
         .metrics
         .store_events

@@ -1,5 +1,6 @@
 //! The HTTP API (axum): ingest, listing, similarity, health and metrics.
 
+pub mod admin;
 mod error;
 mod fires;
 mod health;
@@ -23,8 +24,6 @@ use tower::ServiceExt;
 use tower_http::trace::TraceLayer;
 
 use crate::config::ApiSettings;
-use crate::embed::Embedder;
-use crate::index::VectorIndexRead;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::stream::Pipeline;
@@ -39,10 +38,6 @@ pub struct AppState {
     pub pipeline: Arc<Pipeline>,
     /// Store for reads.
     pub store: Arc<Store>,
-    /// Index for queries (read side only).
-    pub index: Arc<dyn VectorIndexRead>,
-    /// Encoder for ad-hoc detections.
-    pub embedder: Arc<dyn Embedder>,
     /// Metrics.
     pub metrics: Metrics,
     /// API limits.

@@ -55,15 +55,22 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// The entry named `name` (highest version if several are listed).
+    /// The entry `name@version`, or for a bare `name` its highest version.
     pub fn model(&self, name: &str) -> Result<&ModelEntry, EmbedError> {
+        let (name, version) = match name.split_once('@') {
+            Some((n, v)) => (n, Some(v)),
+            None => (name, None),
+        };
         self.models
             .iter()
-            .filter(|m| m.name == name)
+            .filter(|m| m.name == name && version.is_none_or(|v| m.version == v))
             .max_by(|a, b| a.version.cmp(&b.version))
             .ok_or_else(|| EmbedError::Manifest {
                 path: self.dir.join("manifest.json").display().to_string(),
-                reason: format!("no model named `{name}`"),
+                reason: match version {
+                    Some(v) => format!("no model `{name}` at version `{v}`"),
+                    None => format!("no model named `{name}`"),
+                },
             })
     }
 

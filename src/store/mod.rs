@@ -192,11 +192,48 @@ impl Store {
     }
 
     /// The stored vector for a sequence number.
-    pub fn vector(&self, seq: u64) -> Result<Option<StoredVector>, StoreError> {
-        self.db
-            .get_pinned_cf(self.cf(CF_VECTORS)?, seq.to_be_bytes())?
+    pub fn vector(&self, seq: u64, model: &str) -> Result<Option<StoredVector>, StoreError> {
+        let cf = self.cf(CF_VECTORS)?;
+        if let Some(v) = self.db.get_pinned_cf(cf, vector_key(seq, model))? {
+            return decode_vector(seq, &v).map(Some);
+        }
+        // Stores written before vectors were keyed by model hold one vector under the bare seq.
+        let legacy = self.db.get_pinned_cf(cf, seq.to_be_bytes())?;
+        Ok(legacy
             .map(|v| decode_vector(seq, &v))
-            .transpose()
+            .transpose()?
+            .filter(|v| v.model_version == model))
+    }
+
+    /// Writes vectors of `model` for stored events and the meta entries that record the
+    /// progress, in one atomic batch (the re-index job's unit of work). `None` deletes a key.
+    pub fn write_vectors(
+        &self,
+        model: &str,
+        rows: &[(u64, &str, &[f32])],
+        meta: &[(&[u8], Option<&[u8]>)],
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for (seq, event_id, vector) in rows {
+            batch.put_cf(
+                self.cf(CF_VECTORS)?,
+                vector_key(*seq, model),
+                encode_vector(model, event_id, vector),
+            );
+        }
+        for (key, value) in meta {
+            match value {
+                Some(v) => batch.put_cf(self.cf(CF_META)?, key, v),
+                None => batch.delete_cf(self.cf(CF_META)?, key),
+            }
+        }
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// A value from the meta column family.
+    pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(CF_META)?, key)?)
     }
 
     /// Writes new events, their time-index entries, ids and vectors in one atomic batch.
@@ -220,7 +257,7 @@ impl Store {
             let model = new.event.model_version.as_deref().unwrap_or_default();
             batch.put_cf(
                 self.cf(CF_VECTORS)?,
-                seq.to_be_bytes(),
+                vector_key(seq, model),
                 encode_vector(model, &new.event.event_id, &new.vector),
             );
             seqs.push(seq);
@@ -240,7 +277,7 @@ impl Store {
         self.next_seq.load(Ordering::Acquire)
     }
 
-    /// Every stored vector in sequence order, for rebuilding the index.
+    /// Every stored vector in sequence order (all models), for rebuilding the index.
     pub fn vectors(
         &self,
     ) -> Result<impl Iterator<Item = Result<StoredVector, StoreError>> + '_, StoreError> {
@@ -259,7 +296,11 @@ impl Store {
         );
         Ok(iter.map(|item| {
             let (key, value) = item?;
-            decode_vector(decode_u64(CF_VECTORS, &key)?, &value)
+            let seq = key.get(..8).ok_or_else(|| StoreError::Corrupt {
+                cf: CF_VECTORS,
+                reason: format!("key of {} bytes, expected at least 8", key.len()),
+            })?;
+            decode_vector(decode_u64(CF_VECTORS, seq)?, &value)
         }))
     }
 
@@ -483,6 +524,14 @@ fn decode_json<T: for<'de> Deserialize<'de>>(
 }
 
 /// `[model len u16][model][id len u16][id][f32 LE …]`.
+/// A vector's key: the event's sequence number, then the model version, so an event holds one
+/// vector per model and a scan in key order visits events in sequence order.
+fn vector_key(seq: u64, model: &str) -> Vec<u8> {
+    let mut key = seq.to_be_bytes().to_vec();
+    key.extend_from_slice(model.as_bytes());
+    key
+}
+
 fn encode_vector(model: &str, event_id: &str, vector: &[f32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + model.len() + event_id.len() + vector.len() * 4);
     for text in [model, event_id] {

@@ -9,4 +9,4 @@ mod pipeline;
 pub use correlate::{Correlation, Correlator};
 pub use ingest::{IngestError, IngestOutcome, IngestSession, Ingestible, MAX_REPORTED_REJECTIONS};
 pub use load::{FileKind, LoadError, load_files, sniff};
-pub use pipeline::{Pipeline, PipelineError};
+pub use pipeline::{Pipeline, PipelineError, Space};

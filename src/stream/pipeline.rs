@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDate;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -14,7 +15,7 @@ use crate::event::{
     FieldError, FireCharacteristics, FireDetection, FireEventV2, ImpactAssessment, Location,
     SensorReading, SourceInfo, Station, WeatherConditions, WeatherObservation,
 };
-use crate::index::{IndexError, IndexPoint, PointAttrs, VectorIndex};
+use crate::index::{IndexError, IndexPoint, NativeHnsw, PointAttrs, VectorIndex};
 use crate::metrics::Metrics;
 use crate::store::{DeadLetter, NewEvent, Store, StoreError};
 
@@ -46,43 +47,73 @@ pub enum PipelineError {
     Poisoned,
 }
 
+/// A vector space: the encoder that makes its vectors and the index that holds them.
+#[derive(Clone)]
+pub struct Space {
+    /// The encoder.
+    pub embedder: Arc<dyn Embedder>,
+    /// The index over its vectors.
+    pub index: Arc<dyn VectorIndex>,
+    /// The same index when it is the native engine (snapshots, compaction).
+    pub native: Option<Arc<NativeHnsw>>,
+}
+
 /// The stages and the components they write to.
 pub struct Pipeline {
     store: Arc<Store>,
     correlator: RwLock<Correlator>,
-    embedder: Arc<dyn Embedder>,
-    /// `None` while bulk-loading: vectors go to the store and the graph is built once afterwards.
-    index: Option<Arc<dyn VectorIndex>>,
+    /// The active space; the re-index job replaces it whole.
+    space: RwLock<Arc<Space>>,
+    /// False while bulk-loading: vectors go to the store only, and the caller indexes them
+    /// afterwards in one pass (see `Service::open`).
+    live: AtomicBool,
     metrics: Metrics,
     writer: Mutex<()>,
     embed_batch: usize,
 }
 
 impl Pipeline {
-    /// Wires the stages, without an index yet: detections are stored with their vectors, and
-    /// the caller builds the graph from the store (the bulk-load path), then attaches it.
+    /// Wires the stages in bulk mode: detections are stored with their vectors but not
+    /// indexed until [`Pipeline::go_live`].
     pub fn new(
         store: Arc<Store>,
         correlator: Correlator,
-        embedder: Arc<dyn Embedder>,
+        space: Space,
         metrics: Metrics,
         embed_batch: usize,
     ) -> Self {
         Self {
             store,
             correlator: RwLock::new(correlator),
-            embedder,
-            index: None,
+            space: RwLock::new(Arc::new(space)),
+            live: AtomicBool::new(false),
             metrics,
             writer: Mutex::new(()),
             embed_batch,
         }
     }
 
-    /// From now on every stored batch is also inserted into `index`.
-    pub fn with_index(mut self, index: Arc<dyn VectorIndex>) -> Self {
-        self.index = Some(index);
-        self
+    /// From now on every stored batch is also inserted into the index.
+    pub fn go_live(&self) {
+        self.live.store(true, Ordering::Release);
+    }
+
+    /// The active space. A reader holds its own `Arc`, so a switch never pulls it away mid-query.
+    pub fn space(&self) -> Arc<Space> {
+        let guard = self.space.read().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(&guard)
+    }
+
+    /// Replaces the active space while no batch is written: `prepare` runs under the writer
+    /// lock (to catch up on what arrived meanwhile) and returns the new space.
+    pub fn switch<E>(&self, prepare: impl FnOnce() -> Result<Space, E>) -> Result<(), E>
+    where
+        E: From<PipelineError>,
+    {
+        let _writer = self.writer.lock().map_err(|_| PipelineError::Poisoned)?;
+        let next = Arc::new(prepare()?);
+        *self.space.write().unwrap_or_else(|p| p.into_inner()) = next;
+        Ok(())
     }
 
     /// The store.
@@ -106,17 +137,26 @@ impl Pipeline {
             detection,
             correlation.status,
             correlation.conditions,
-            self.embedder.model_version(),
+            self.space().embedder.model_version(),
         ))
     }
 
-    /// Embeds events in encoder-sized chunks.
+    /// Embeds events with the active encoder, in encoder-sized chunks.
     pub fn embed(&self, events: &[FireEventV2]) -> Result<Vec<Vec<f32>>, PipelineError> {
+        self.embed_with(self.space().embedder.as_ref(), events)
+    }
+
+    /// Embeds events with `embedder` (the re-index job passes the incoming one).
+    pub fn embed_with(
+        &self,
+        embedder: &dyn Embedder,
+        events: &[FireEventV2],
+    ) -> Result<Vec<Vec<f32>>, PipelineError> {
         let mut vectors = Vec::with_capacity(events.len());
         for chunk in events.chunks(self.embed_batch) {
             let rows: Vec<_> = chunk.iter().map(event_features).collect();
             let started = Instant::now();
-            vectors.extend(self.embedder.embed(&rows)?);
+            vectors.extend(embedder.embed(&rows)?);
             self.metrics
                 .embed_seconds
                 .observe(started.elapsed().as_secs_f64());
@@ -160,7 +200,8 @@ impl Pipeline {
                 .inc();
             events.push(event);
         }
-        let vectors = self.embed(&events)?;
+        let space = self.space();
+        let vectors = self.embed_with(space.embedder.as_ref(), &events)?;
         let now = chrono::Utc::now().timestamp_millis();
         let new: Vec<NewEvent> = events
             .into_iter()
@@ -171,7 +212,8 @@ impl Pipeline {
             })
             .collect();
         let seqs = self.store.write_events(&new)?;
-        if let Some(index) = &self.index {
+        if self.live.load(Ordering::Acquire) {
+            let index = &space.index;
             let points: Vec<IndexPoint<'_>> = seqs
                 .iter()
                 .zip(&new)

@@ -5,4 +5,5 @@ mod avro;
 mod decode;
 mod golden;
 mod pipeline;
+mod reindex;
 mod support;

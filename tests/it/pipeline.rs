@@ -47,7 +47,7 @@ fn neighbour_ids(index: &dyn VectorIndexRead, probes: &[Vec<f32>]) -> Vec<Vec<u6
 fn the_whole_archive_is_stored_and_indexed() {
     let service = &loaded().service;
     assert_eq!(service.store.event_count(), ARCHIVE_ROWS);
-    assert_eq!(service.index.len() as u64, ARCHIVE_ROWS);
+    assert_eq!(service.index().len() as u64, ARCHIVE_ROWS);
 }
 
 #[test]
@@ -151,7 +151,7 @@ fn recall_on_loaded(filter: Option<&SearchFilter>) -> (f64, usize) {
             )
         })
         .collect();
-    let exact = FlatIndex::new(service.index.dim());
+    let exact = FlatIndex::new(service.index().dim());
     let points: Vec<IndexPoint<'_>> = stored
         .iter()
         .zip(&attrs)
@@ -170,7 +170,7 @@ fn recall_on_loaded(filter: Option<&SearchFilter>) -> (f64, usize) {
         let Some(last) = truth.last() else { continue };
         let cutoff = last.distance + 1e-6;
         let got = service
-            .index
+            .index()
             .search_filtered(&query.vector, 10, filter)
             .expect("index");
         assert!(got.len() <= truth.len());
@@ -224,7 +224,7 @@ fn ingesting_the_files_again_changes_nothing() {
     let service = &loaded().service;
     let before = (
         service.store.event_count(),
-        service.index.len(),
+        service.index().len(),
         service.store.dead_letter_count(),
     );
     let results = firesight::stream::load_files(&service.pipeline, &sample_files(), 4096, false)
@@ -250,7 +250,7 @@ fn ingesting_the_files_again_changes_nothing() {
         before,
         (
             service.store.event_count(),
-            service.index.len(),
+            service.index().len(),
             service.store.dead_letter_count()
         )
     );
@@ -297,7 +297,7 @@ fn a_restart_keeps_every_event_and_gives_the_same_neighbours() {
             .step_by(700)
             .map(|v| v.vector.clone())
             .collect();
-        before = neighbour_ids(service.index.as_ref(), &probe);
+        before = neighbour_ids(service.index().as_ref(), &probe);
         assert_eq!(service.store.event_count(), ARCHIVE_ROWS);
         assert!(
             service.save_index().expect("snapshot"),
@@ -308,15 +308,15 @@ fn a_restart_keeps_every_event_and_gives_the_same_neighbours() {
     {
         let service = open(dir.path(), &[]);
         assert_eq!(
-            (service.store.event_count(), service.index.len() as u64),
+            (service.store.event_count(), service.index().len() as u64),
             (ARCHIVE_ROWS, ARCHIVE_ROWS)
         );
-        assert_eq!(before, neighbour_ids(service.index.as_ref(), &probe));
+        assert_eq!(before, neighbour_ids(service.index().as_ref(), &probe));
         // Events stored after the snapshot, then a stop without writing a new one (a crash).
         let us = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../shared/data/firms/MODIS_C6_USA_contiguous_and_Hawaii_24h.2020-10-01.csv");
         service.load(&[us], false).expect("extra detections");
-        model = service.embedder.model_version().to_owned();
+        model = service.embedder().model_version().to_owned();
         total = service.store.event_count();
         assert!(
             total > ARCHIVE_ROWS + 2000,
@@ -325,7 +325,7 @@ fn a_restart_keeps_every_event_and_gives_the_same_neighbours() {
     }
     // The old snapshot plus a replay of what came after it.
     let service = open(dir.path(), &[]);
-    assert_eq!(service.index.len() as u64, total);
+    assert_eq!(service.index().len() as u64, total);
     let extra: Vec<_> = service
         .store
         .vectors_from(ARCHIVE_ROWS)
@@ -334,10 +334,15 @@ fn a_restart_keeps_every_event_and_gives_the_same_neighbours() {
         .collect();
     let missed: Vec<&str> = extra
         .iter()
-        .filter(|v| service.index.search(&v.vector, 1).expect("search")[0].distance > 0.0)
+        .filter(|v| service.index().search(&v.vector, 1).expect("search")[0].distance > 0.0)
         .map(|v| v.event_id.as_str())
         .collect();
-    let native = service.native.as_ref().expect("native engine");
+    let native = service
+        .pipeline
+        .space()
+        .native
+        .clone()
+        .expect("native engine");
     let missed_256 = extra
         .iter()
         .filter(|v| {
@@ -369,9 +374,12 @@ fn a_restart_keeps_every_event_and_gives_the_same_neighbours() {
     bytes[at] ^= 1;
     std::fs::write(&snap, bytes).expect("damage");
     let service = open(dir.path(), &[]);
-    assert_eq!(service.index.len() as u64, total);
+    assert_eq!(service.index().len() as u64, total);
     for p in &probe {
-        assert_eq!(service.index.search(p, 1).expect("search")[0].distance, 0.0);
+        assert_eq!(
+            service.index().search(p, 1).expect("search")[0].distance,
+            0.0
+        );
     }
 }
 
