@@ -52,6 +52,13 @@ impl Service {
             None => settings.embed.model.clone(),
         };
         let embedder = load_embedder(&settings, &model)?;
+        if !settings.weaviate.url.is_empty() {
+            store.enable_mirror_outbox();
+            let queued = store.backfill_outbox(embedder.model_version())?;
+            if queued > 0 {
+                tracing::info!(queued, "Weaviate mirror switched on: stored events queued.");
+            }
+        }
         let metrics = Metrics::new().context("registering metrics")?;
         let (space, through) = open_space(&settings, &store, embedder)?;
         let correlator = Correlator::load(&store, settings.correlate.max_station_distance_km)?;
@@ -92,6 +99,27 @@ impl Service {
             store,
             metrics,
         })
+    }
+
+    /// The Weaviate mirror's drainer, when `weaviate.url` is set.
+    pub fn mirror(&self) -> anyhow::Result<Option<crate::weaviate::Mirror>> {
+        let w = &self.settings.weaviate;
+        if w.url.is_empty() {
+            return Ok(None);
+        }
+        let client = crate::weaviate::WeaviateClient::new(
+            &w.url,
+            &w.class,
+            Some(w.api_key.clone()),
+            std::time::Duration::from_millis(w.timeout_ms),
+        )?;
+        Ok(Some(crate::weaviate::Mirror {
+            client,
+            store: Arc::clone(&self.store),
+            batch_size: w.batch_size,
+            max_backoff: std::time::Duration::from_millis(w.max_backoff_ms),
+            metrics: self.metrics.clone(),
+        }))
     }
 
     /// The active index.
@@ -376,6 +404,17 @@ pub async fn run(
     };
     // This is the only place the slot is filled, once, so `set` cannot find it taken.
     let service = Arc::new(service);
+    let (stop_mirror, mirror_stopped) = tokio::sync::watch::channel(false);
+    let mirror = match service.mirror()? {
+        Some(mirror) => {
+            tracing::info!(url = %service.settings.weaviate.url, "Mirroring to Weaviate.");
+            let mut stopped = mirror_stopped;
+            Some(tokio::spawn(mirror.run(async move {
+                let _ = stopped.changed().await;
+            })))
+        }
+        None => None,
+    };
     let app = api::router(service.api_state()).merge(api::admin::routes(Arc::clone(&service)));
     let _ = slot.set(app);
     tracing::info!(
@@ -384,6 +423,10 @@ pub async fn run(
         "FireSight is serving."
     );
     server.await?.context("serving HTTP")?;
+    let _ = stop_mirror.send(true);
+    if let Some(mirror) = mirror {
+        mirror.await?;
+    }
     tokio::task::spawn_blocking(move || service.save_index()).await??;
     tracing::info!("Shut down cleanly.");
     Ok(())

@@ -39,6 +39,26 @@ pub struct Settings {
     pub index: IndexSettings,
     /// Ingest batching.
     pub ingest: IngestSettings,
+    /// Weaviate mirror.
+    pub weaviate: WeaviateSettings,
+}
+
+/// Weaviate mirror settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeaviateSettings {
+    /// Base URL (`http://host:8080`); empty turns the mirror off.
+    pub url: String,
+    /// Collection name.
+    pub class: String,
+    /// API key sent as a bearer token; empty sends none.
+    pub api_key: String,
+    /// Objects per batch request.
+    pub batch_size: usize,
+    /// Request timeout, milliseconds.
+    pub timeout_ms: u64,
+    /// Longest wait between retries while Weaviate is down, milliseconds.
+    pub max_backoff_ms: u64,
 }
 
 /// HTTP API settings.
@@ -165,6 +185,25 @@ impl Settings {
             return Err(invalid(
                 "correlate.max_station_distance_km",
                 "must be a positive number",
+            ));
+        }
+        let w = &self.weaviate;
+        if !(w.url.is_empty() || w.url.starts_with("http://") || w.url.starts_with("https://")) {
+            return Err(invalid(
+                "weaviate.url",
+                "must start with http:// or https://, or be empty",
+            ));
+        }
+        if w.url.starts_with("https://") {
+            return Err(invalid(
+                "weaviate.url",
+                "https is not built in yet; reach Weaviate over http on a private network",
+            ));
+        }
+        if w.batch_size == 0 || w.timeout_ms == 0 || w.max_backoff_ms == 0 {
+            return Err(invalid(
+                "weaviate",
+                "batch_size, timeout_ms and max_backoff_ms must be positive",
             ));
         }
         if self.embed.batch_size == 0 || self.ingest.batch_size == 0 {

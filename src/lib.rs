@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod reindex;
 pub mod store;
 pub mod stream;
+pub mod weaviate;

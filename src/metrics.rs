@@ -23,6 +23,10 @@ pub const STORE_EVENTS: &str = "firesight_store_events";
 pub const HTTP_REQUESTS: &str = "firesight_http_requests_total";
 /// HTTP latency, by route template.
 pub const HTTP_REQUEST_SECONDS: &str = "firesight_http_request_duration_seconds";
+/// Objects the Weaviate mirror delivered.
+pub const MIRROR_SENT: &str = "firesight_mirror_objects_sent_total";
+/// Mirror batches that failed (Weaviate down or refusing); each is retried.
+pub const MIRROR_FAILURES: &str = "firesight_mirror_batch_failures_total";
 
 /// The service's metrics.
 #[derive(Clone)]
@@ -46,6 +50,10 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// See [`HTTP_REQUEST_SECONDS`].
     pub http_seconds: HistogramVec,
+    /// See [`MIRROR_SENT`].
+    pub mirror_sent: IntCounter,
+    /// See [`MIRROR_FAILURES`].
+    pub mirror_failures: IntCounter,
 }
 
 impl Metrics {
@@ -78,6 +86,11 @@ impl Metrics {
                     .buckets(prometheus::exponential_buckets(0.0001, 4.0, 10)?),
                 &["route"],
             )?,
+            mirror_sent: IntCounter::new(MIRROR_SENT, "Objects delivered to Weaviate.")?,
+            mirror_failures: IntCounter::new(
+                MIRROR_FAILURES,
+                "Weaviate batches that failed and were retried.",
+            )?,
             registry,
         };
         metrics
@@ -107,6 +120,12 @@ impl Metrics {
         metrics
             .registry
             .register(Box::new(metrics.http_seconds.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.mirror_sent.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.mirror_failures.clone()))?;
         Ok(metrics)
     }
 

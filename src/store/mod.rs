@@ -34,7 +34,11 @@ pub const CF_DEAD_LETTER_DIGESTS: &str = "dead_letter_digests";
 /// Column family: counters.
 pub const CF_META: &str = "meta";
 
-const ALL_CFS: [&str; 10] = [
+/// Column family: events (and models) waiting to be mirrored to Weaviate; key = vector key.
+pub const CF_MIRROR_OUTBOX: &str = "mirror_outbox";
+
+const ALL_CFS: [&str; 11] = [
+    CF_MIRROR_OUTBOX,
     CF_EVENTS,
     CF_EVENTS_BY_TIME,
     CF_ID_MAP,
@@ -117,6 +121,8 @@ pub struct Store {
     next_seq: AtomicU64,
     event_count: AtomicU64,
     next_dead_letter: AtomicU64,
+    /// When set, every vector written is also queued in the mirror outbox, in the same batch.
+    mirror: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -152,6 +158,7 @@ impl Store {
             next_seq: AtomicU64::new(next_seq),
             event_count: AtomicU64::new(event_count),
             next_dead_letter: AtomicU64::new(next_dead_letter),
+            mirror: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -214,18 +221,87 @@ impl Store {
         meta: &[(&[u8], Option<&[u8]>)],
     ) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
+        let mirror = self.mirror.load(Ordering::Acquire);
         for (seq, event_id, vector) in rows {
             batch.put_cf(
                 self.cf(CF_VECTORS)?,
                 vector_key(*seq, model),
                 encode_vector(model, event_id, vector),
             );
+            if mirror {
+                batch.put_cf(self.cf(CF_MIRROR_OUTBOX)?, vector_key(*seq, model), []);
+            }
         }
         for (key, value) in meta {
             match value {
                 Some(v) => batch.put_cf(self.cf(CF_META)?, key, v),
                 None => batch.delete_cf(self.cf(CF_META)?, key),
             }
+        }
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// From now on, queue every vector written for the Weaviate mirror (same write batch).
+    pub fn enable_mirror_outbox(&self) {
+        self.mirror.store(true, Ordering::Release);
+    }
+
+    /// Queues every stored vector of `model` for the mirror, once per store and model: a
+    /// mirror switched on for a store that already holds events sends those too.
+    pub fn backfill_outbox(&self, model: &str) -> Result<usize, StoreError> {
+        let done = format!("mirror_backfilled:{model}").into_bytes();
+        if self.meta(&done)?.is_some() {
+            return Ok(0);
+        }
+        let mut queued = 0;
+        let mut batch = WriteBatch::default();
+        for stored in self.vectors()? {
+            let stored = stored?;
+            if stored.model_version == model {
+                batch.put_cf(
+                    self.cf(CF_MIRROR_OUTBOX)?,
+                    vector_key(stored.seq, model),
+                    [],
+                );
+                queued += 1;
+            }
+            if batch.len() >= 10_000 {
+                self.db.write(std::mem::take(&mut batch))?;
+            }
+        }
+        batch.put_cf(self.cf(CF_META)?, done, []);
+        self.db.write(batch)?;
+        Ok(queued)
+    }
+
+    /// Up to `limit` queued mirror entries, oldest sequence number first: `(seq, model)`.
+    pub fn outbox_batch(&self, limit: usize) -> Result<Vec<(u64, String)>, StoreError> {
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_MIRROR_OUTBOX)?, IteratorMode::Start)
+            .take(limit)
+        {
+            let (key, _) = item?;
+            let (seq, model) = key.split_at_checked(8).ok_or_else(|| StoreError::Corrupt {
+                cf: CF_MIRROR_OUTBOX,
+                reason: format!("key of {} bytes", key.len()),
+            })?;
+            let model = String::from_utf8(model.to_vec()).map_err(|_| StoreError::Corrupt {
+                cf: CF_MIRROR_OUTBOX,
+                reason: "model name is not UTF-8".to_owned(),
+            })?;
+            out.push((decode_u64(CF_MIRROR_OUTBOX, seq)?, model));
+        }
+        Ok(out)
+    }
+
+    /// Removes delivered entries from the outbox.
+    pub fn outbox_remove(&self, entries: &[(u64, String)]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for (seq, model) in entries {
+            batch.delete_cf(self.cf(CF_MIRROR_OUTBOX)?, vector_key(*seq, model));
         }
         self.db.write(batch)?;
         Ok(())
@@ -260,6 +336,9 @@ impl Store {
                 vector_key(seq, model),
                 encode_vector(model, &new.event.event_id, &new.vector),
             );
+            if self.mirror.load(Ordering::Acquire) {
+                batch.put_cf(self.cf(CF_MIRROR_OUTBOX)?, vector_key(seq, model), []);
+            }
             seqs.push(seq);
         }
         let next = first + events.len() as u64;

@@ -7,3 +7,4 @@ mod golden;
 mod pipeline;
 mod reindex;
 mod support;
+mod weaviate;
