@@ -309,6 +309,74 @@ fn sweep(
     }
 }
 
+/// Start-up from a snapshot at 1M vectors: build once, save, then time the load against the
+/// build it replaces. Vectors: the event set's, each with fresh noise, repeated to 1M.
+fn snapshot_stage(
+    events: &[Vec<f32>],
+    out: &Path,
+    report: &mut Vec<serde_json::Value>,
+) -> anyhow::Result<()> {
+    let n: usize = std::env::var("FIRESIGHT_SNAPSHOT_POINTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dim = events[0].len();
+    let mut state = 0x0009_E377_9B97_u64;
+    let mut jitter = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.02
+    };
+    let base: Vec<Vec<f32>> = (0..n)
+        .map(|i| {
+            events[i % events.len()]
+                .iter()
+                .map(|x| x + jitter())
+                .collect()
+        })
+        .collect();
+    let points: Vec<IndexPoint<'_>> = base
+        .iter()
+        .enumerate()
+        .map(|(i, v)| IndexPoint {
+            seq: i as u64,
+            vector: v,
+            attrs: PointAttrs::default(),
+        })
+        .collect();
+    let params = NativeParams::new(dim);
+    let started = Instant::now();
+    let index = NativeHnsw::new(params);
+    index.insert(&points)?;
+    let build = started.elapsed().as_secs_f64();
+    let path = out.join("snapshot_1m.hnsw");
+    let started = Instant::now();
+    index.save(&path, b"{}")?;
+    let save = started.elapsed().as_secs_f64();
+    let bytes = std::fs::metadata(&path)?.len();
+    drop(index);
+    let started = Instant::now();
+    let (loaded, _) = NativeHnsw::load(&path, params)?;
+    let load = started.elapsed().as_secs_f64();
+    let hits = (0..1000)
+        .filter(|i| {
+            let q = &base[i * (n / 1000)];
+            loaded
+                .search(q, 1)
+                .map(|r| r[0].distance == 0.0)
+                .unwrap_or(false)
+        })
+        .count();
+    println!(
+        "snapshot: {n} vectors of {dim}: build {build:.1} s, save {save:.2} s, load {load:.2} s ({:.0} MB), {hits}/1000 probes find themselves after the load",
+        bytes as f64 / 1e6
+    );
+    report.push(serde_json::json!({"set": "snapshot", "kind": "snapshot", "points": n, "build_s": build, "save_s": save, "load_s": load, "bytes": bytes, "self_hits_per_1000": hits}));
+    std::fs::remove_file(&path)?;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out = std::env::var_os("CARGO_TARGET_DIR")
@@ -327,6 +395,8 @@ fn main() -> anyhow::Result<()> {
     let truth = exact_truth(&base, &queries)?;
     write_ivecs(&out.join("events_groundtruth.ivecs"), &truth)?;
     run_set("events108k", &base, &queries, &truth, &mut report)?;
+
+    snapshot_stage(&base, &out, &mut report)?;
 
     let path = out.join("ours.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;

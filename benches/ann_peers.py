@@ -107,7 +107,13 @@ def best_qps(rows, target):
 def table(report):
     engines = ["firesight-native", "hnswlib", "faiss", "hnsw_rs"]
     lines = []
-    for name in dict.fromkeys(r["set"] for r in report):
+    for r in report:
+        if r.get("kind") == "snapshot":
+            lines.append(
+                f"\nSnapshot, {r['points']:,} vectors: build {r['build_s']:.1f} s, save {r['save_s']:.2f} s, "
+                f"load {r['load_s']:.2f} s ({r['bytes'] / 1e6:,.0f} MB); {r['self_hits_per_1000']}/1000 probes find themselves"
+            )
+    for name in dict.fromkeys(r["set"] for r in report if r.get("kind") != "snapshot"):
         lines.append(f"\n### {name}\n")
         head = "| engine | build 1 thr (vec/s) | build 2 thr (vec/s) | B/vector (RSS) |"
         for threads in (1, 2):

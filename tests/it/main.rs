@@ -4,6 +4,7 @@ mod api;
 mod avro;
 mod decode;
 mod golden;
+mod index;
 mod pipeline;
 mod reindex;
 mod support;

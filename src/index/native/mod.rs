@@ -428,7 +428,7 @@ impl NativeHnsw {
             core: RwLock::new(Core::empty()),
             stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             maintenance: RwLock::new(()),
-            visited: VisitedPool::default(),
+            visited: VisitedPool,
         }
     }
 

@@ -1,6 +1,4 @@
-//! Visited sets for graph walks: an epoch-stamped array, pooled so a search allocates nothing.
-
-use std::sync::Mutex;
+//! Visited sets for graph walks: an epoch-stamped array, kept per thread so a search allocates nothing.
 
 /// Marks slots as seen; clearing is one increment of the epoch, not a pass over the array.
 pub struct Visited {
@@ -44,26 +42,28 @@ impl Visited {
     }
 }
 
-/// Visited sets to lend out, one per concurrent walk.
-#[derive(Default)]
-pub struct VisitedPool {
-    free: Mutex<Vec<Visited>>,
+thread_local! {
+    /// One visited set per thread, shared by every index the thread searches: a walk takes it
+    /// and gives it back, so searches on different threads never contend for a lock.
+    static SPARE: std::cell::RefCell<Option<Visited>> = const { std::cell::RefCell::new(None) };
 }
+
+/// Hands out visited sets: the calling thread's spare when it has one, else a new set.
+#[derive(Default)]
+pub struct VisitedPool;
 
 impl VisitedPool {
     /// A cleared set covering `slots` slots.
     pub fn take(&self, slots: usize) -> Visited {
-        let pooled = self.free.lock().ok().and_then(|mut f| f.pop());
-        let mut v = pooled.unwrap_or_else(|| Visited::new(slots));
+        let spare = SPARE.with(|s| s.borrow_mut().take());
+        let mut v = spare.unwrap_or_else(|| Visited::new(slots));
         v.reset(slots);
         v
     }
 
-    /// Returns a set for reuse.
+    /// Returns a set for reuse by this thread.
     pub fn give(&self, v: Visited) {
-        if let Ok(mut f) = self.free.lock() {
-            f.push(v);
-        }
+        SPARE.with(|s| *s.borrow_mut() = Some(v));
     }
 }
 
@@ -73,7 +73,7 @@ mod tests {
 
     #[test]
     fn epochs_clear_marks_including_across_wraparound() {
-        let pool = VisitedPool::default();
+        let pool = VisitedPool;
         let mut v = pool.take(10);
         assert!(!v.test_and_set(3));
         assert!(v.test_and_set(3));
