@@ -236,18 +236,24 @@ fn run_set(
     let many: Vec<Vec<f32>> = (0..reps).flat_map(|_| queries.iter().cloned()).collect();
     let many_truth: Vec<Vec<u64>> = (0..reps).flat_map(|_| truth.iter().cloned()).collect();
 
+    // FIRESIGHT_ANN_ALPHA overrides the pruning slack, for trying settings; the output says which ran.
+    let prune_alpha = std::env::var("FIRESIGHT_ANN_ALPHA")
+        .ok()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(NativeParams::new(dim).prune_alpha);
     for build_threads in [1usize, 2] {
         let before = rss();
         let started = Instant::now();
         let index = NativeHnsw::new(NativeParams {
             build_threads,
+            prune_alpha,
             ..NativeParams::new(dim)
         });
         index.insert(&points)?;
         let build = base.len() as f64 / started.elapsed().as_secs_f64();
         let memory = (rss().saturating_sub(before)) as f64 / base.len() as f64;
         println!(
-            "{name}: native build, {build_threads} thread(s): {build:.0} vectors/s, {memory:.0} B/vector (RSS), kernel {}",
+            "{name}: native build (alpha {prune_alpha}), {build_threads} thread(s): {build:.0} vectors/s, {memory:.0} B/vector (RSS), kernel {}",
             native::kernel_name()
         );
         report.push(serde_json::json!({"set": name, "engine": "firesight-native", "kind": "build", "threads": build_threads, "vectors_per_s": build, "bytes_per_vector": memory}));
@@ -385,18 +391,26 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&out)?;
     let sift = root.join("../shared/data/ann/siftsmall");
     let mut report = Vec::new();
+    // FIRESIGHT_ANN_SETS=siftsmall (or events108k) runs one set only, for quick comparisons.
+    let only = std::env::var("FIRESIGHT_ANN_SETS").unwrap_or_default();
+    let wanted = |set: &str| only.is_empty() || only.split(',').any(|s| s == set);
 
-    let base = read_vecs(&sift.join("siftsmall_base.fvecs"))?;
-    let queries = read_vecs(&sift.join("siftsmall_query.fvecs"))?;
-    let truth = read_ivecs(&sift.join("siftsmall_groundtruth.ivecs"))?;
-    run_set("siftsmall", &base, &queries, &truth, &mut report)?;
+    if wanted("siftsmall") {
+        let base = read_vecs(&sift.join("siftsmall_base.fvecs"))?;
+        let queries = read_vecs(&sift.join("siftsmall_query.fvecs"))?;
+        let truth = read_ivecs(&sift.join("siftsmall_groundtruth.ivecs"))?;
+        run_set("siftsmall", &base, &queries, &truth, &mut report)?;
+    }
 
-    let (base, queries) = event_vectors(&out)?;
-    let truth = exact_truth(&base, &queries)?;
-    write_ivecs(&out.join("events_groundtruth.ivecs"), &truth)?;
-    run_set("events108k", &base, &queries, &truth, &mut report)?;
-
-    snapshot_stage(&base, &out, &mut report)?;
+    if wanted("events108k") {
+        let (base, queries) = event_vectors(&out)?;
+        let truth = exact_truth(&base, &queries)?;
+        write_ivecs(&out.join("events_groundtruth.ivecs"), &truth)?;
+        run_set("events108k", &base, &queries, &truth, &mut report)?;
+        if std::env::var("FIRESIGHT_SNAPSHOT_POINTS").as_deref() != Ok("0") {
+            snapshot_stage(&base, &out, &mut report)?;
+        }
+    }
 
     let path = out.join("ours.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
