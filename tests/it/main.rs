@@ -9,3 +9,5 @@ mod pipeline;
 mod reindex;
 mod support;
 mod weaviate;
+#[cfg(feature = "weaviate-live")]
+mod weaviate_live;
