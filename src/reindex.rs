@@ -106,9 +106,6 @@ pub fn reindex(service: &Service, target: &str, progress: bool) -> anyhow::Resul
     if serving.embedder.model_version() == model {
         anyhow::bail!("{model} is already the serving model; nothing to re-index");
     }
-    if serving.embedder.dim() != embedder.dim() && service.settings.index.engine == "hnsw_rs" {
-        tracing::info!(model, "New vector width; the new space gets its own index.");
-    }
     let store = &service.store;
     let resumed_from = checkpoint(store, &model)?.unwrap_or(0);
     if resumed_from > 0 {

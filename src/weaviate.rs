@@ -359,19 +359,22 @@ impl Mirror {
     pub async fn step(&self, schema_for: &mut Vec<String>) -> anyhow::Result<usize> {
         let store = Arc::clone(&self.store);
         let limit = self.batch_size;
+        let class = self.client.class.clone();
         let (entries, objects, missing) =
             tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
                 let entries = store.outbox_batch(limit)?;
                 let mut objects = Vec::with_capacity(entries.len());
                 let mut missing = Vec::new();
                 for (seq, model) in &entries {
-                    let found = store
-                        .vector(*seq, model)?
-                        .and_then(|v| store.event(&v.event_id).ok().flatten().map(|e| (e, v)));
+                    // A read error stops the batch (retried); only a missing record is a dead letter.
+                    let found = match store.vector(*seq, model)? {
+                        Some(v) => store.event(&v.event_id)?.map(|e| (e, v)),
+                        None => None,
+                    };
                     match found {
                         Some((event, v)) => objects.push((
                             (*seq, model.clone()),
-                            event_object("", &event, model, &v.vector),
+                            event_object(&class, &event, model, &v.vector),
                         )),
                         None => missing.push((*seq, model.clone())),
                     }
@@ -394,14 +397,7 @@ impl Mirror {
                     .collect::<Vec<_>>(),
             );
         }
-        let bodies: Vec<Value> = objects
-            .iter()
-            .map(|(_, o)| {
-                let mut o = o.clone();
-                o["class"] = Value::String(self.client.class.clone());
-                o
-            })
-            .collect();
+        let bodies: Vec<Value> = objects.iter().map(|(_, o)| o.clone()).collect();
         let outcome = if bodies.is_empty() {
             BatchOutcome::default()
         } else {
