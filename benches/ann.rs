@@ -152,17 +152,21 @@ fn event_vectors(out: &Path) -> anyhow::Result<VectorSet> {
     Ok((all, queries))
 }
 
-fn exact_truth(base: &[Vec<f32>], queries: &[Vec<f32>]) -> anyhow::Result<Vec<Vec<u64>>> {
-    let flat = FlatIndex::new(base[0].len());
-    let points: Vec<IndexPoint<'_>> = base
-        .iter()
+/// The vectors as index points numbered from 0, with no attributes.
+fn numbered(base: &[Vec<f32>]) -> Vec<IndexPoint<'_>> {
+    base.iter()
         .enumerate()
         .map(|(i, v)| IndexPoint {
             seq: i as u64,
             vector: v,
             attrs: PointAttrs::default(),
         })
-        .collect();
+        .collect()
+}
+
+fn exact_truth(base: &[Vec<f32>], queries: &[Vec<f32>]) -> anyhow::Result<Vec<Vec<u64>>> {
+    let flat = FlatIndex::new(base[0].len());
+    let points = numbered(base);
     flat.insert(&points)?;
     queries
         .iter()
@@ -222,15 +226,7 @@ fn run_set(
     report: &mut Vec<serde_json::Value>,
 ) -> anyhow::Result<()> {
     let dim = base[0].len();
-    let points: Vec<IndexPoint<'_>> = base
-        .iter()
-        .enumerate()
-        .map(|(i, v)| IndexPoint {
-            seq: i as u64,
-            vector: v,
-            attrs: PointAttrs::default(),
-        })
-        .collect();
+    let points = numbered(base);
     // Repeat the query set so each timing covers enough work.
     let reps = (20_000 / queries.len()).max(1);
     let many: Vec<Vec<f32>> = (0..reps).flat_map(|_| queries.iter().cloned()).collect();
@@ -342,15 +338,7 @@ fn snapshot_stage(
                 .collect()
         })
         .collect();
-    let points: Vec<IndexPoint<'_>> = base
-        .iter()
-        .enumerate()
-        .map(|(i, v)| IndexPoint {
-            seq: i as u64,
-            vector: v,
-            attrs: PointAttrs::default(),
-        })
-        .collect();
+    let points = numbered(base);
     let params = NativeParams::new(dim);
     let started = Instant::now();
     let index = NativeHnsw::new(params);
