@@ -338,7 +338,7 @@ fn snapshot_stage(
                 .collect()
         })
         .collect();
-    let points = numbered(base);
+    let points = numbered(&base);
     let params = NativeParams::new(dim);
     let started = Instant::now();
     let index = NativeHnsw::new(params);
