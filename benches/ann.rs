@@ -282,7 +282,7 @@ fn run_set(
             name: "hnsw_rs",
             search: Box::new(|q, ef| {
                 index
-                    .search_with_ef(q, K, ef)
+                    .search_with_ef(q, K, ef, None)
                     .map(|r| r.iter().map(|n| n.seq).collect())
                     .unwrap_or_default()
             }),

@@ -61,15 +61,26 @@ impl HnswIndex {
         query: &[f32],
         k: usize,
         ef: usize,
+        filter: Option<&SearchFilter>,
     ) -> Result<Vec<Neighbour>, IndexError> {
         check_vector(self.dim, query)?;
-        let graph = self.graph.read().map_err(|_| IndexError::Poisoned)?;
-        if k == 0 || graph.hnsw.get_nb_point() == 0 {
+        if k == 0 {
             return Ok(Vec::new());
         }
-        Ok(graph
-            .hnsw
-            .search(query, k, ef.max(k))
+        let graph = self.graph.read().map_err(|_| IndexError::Poisoned)?;
+        if graph.hnsw.get_nb_point() == 0 {
+            return Ok(Vec::new());
+        }
+        let ef = ef.max(k);
+        let found = match filter.filter(|f| !f.is_empty()) {
+            None => graph.hnsw.search(query, k, ef),
+            Some(f) => {
+                let pass =
+                    |id: &usize| graph.attrs.get(&(*id as u64)).is_some_and(|a| f.matches(a));
+                graph.hnsw.search_filter(query, k, ef, Some(&pass))
+            }
+        };
+        Ok(found
             .into_iter()
             .map(|n| Neighbour {
                 seq: n.d_id as u64,
@@ -97,30 +108,7 @@ impl VectorIndexRead for HnswIndex {
         k: usize,
         filter: Option<&SearchFilter>,
     ) -> Result<Vec<Neighbour>, IndexError> {
-        check_vector(self.dim, query)?;
-        if k == 0 {
-            return Ok(Vec::new());
-        }
-        let graph = self.graph.read().map_err(|_| IndexError::Poisoned)?;
-        if graph.hnsw.get_nb_point() == 0 {
-            return Ok(Vec::new());
-        }
-        let ef = self.ef_search.max(k);
-        let found = match filter.filter(|f| !f.is_empty()) {
-            None => graph.hnsw.search(query, k, ef),
-            Some(f) => {
-                let pass =
-                    |id: &usize| graph.attrs.get(&(*id as u64)).is_some_and(|a| f.matches(a));
-                graph.hnsw.search_filter(query, k, ef, Some(&pass))
-            }
-        };
-        Ok(found
-            .into_iter()
-            .map(|n| Neighbour {
-                seq: n.d_id as u64,
-                distance: n.distance,
-            })
-            .collect())
+        self.search_with_ef(query, k, self.ef_search, filter)
     }
 
     fn len(&self) -> usize {

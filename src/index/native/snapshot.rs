@@ -226,7 +226,7 @@ impl NativeHnsw {
         core.upper.reserve_exact(slots);
         for slot in 0..slots {
             let level = core.levels[slot];
-            if level > MAX_LEVEL_CHECK {
+            if level > super::MAX_LEVEL {
                 return Err(broken(path, format!("slot {slot} has level {level}")));
             }
             core.upper.push(
@@ -291,6 +291,3 @@ impl NativeHnsw {
         Ok((engine, meta))
     }
 }
-
-/// Highest level a valid snapshot can hold.
-const MAX_LEVEL_CHECK: u8 = super::MAX_LEVEL;
