@@ -36,6 +36,8 @@ pub struct Service {
     pub store: Arc<Store>,
     /// Metrics.
     pub metrics: Metrics,
+    /// Weaviate as the query backend, when `index.query_backend = "weaviate"`.
+    pub remote: Option<crate::weaviate::WeaviateSearch>,
 }
 
 impl Service {
@@ -93,11 +95,13 @@ impl Service {
         );
         metrics.index_vectors.set(space.index.len() as i64);
         metrics.store_events.set(store.event_count() as i64);
+        let remote = query_backend(&settings)?;
         Ok(Self {
             settings,
             pipeline,
             store,
             metrics,
+            remote,
         })
     }
 
@@ -177,8 +181,26 @@ impl Service {
             metrics: self.metrics.clone(),
             settings: self.settings.api.clone(),
             ingest_batch: self.settings.ingest.batch_size,
+            remote: self.remote.clone(),
         }
     }
+}
+
+/// The Weaviate query client when `index.query_backend = "weaviate"` (it connects on first use).
+fn query_backend(settings: &Settings) -> anyhow::Result<Option<crate::weaviate::WeaviateSearch>> {
+    if settings.index.query_backend != "weaviate" {
+        return Ok(None);
+    }
+    let w = &settings.weaviate;
+    let timeout = std::time::Duration::from_millis(w.timeout_ms);
+    let key = Some(w.api_key.clone());
+    let rest = crate::weaviate::WeaviateClient::new(&w.url, &w.class, key.clone(), timeout)?;
+    Ok(Some(crate::weaviate::WeaviateSearch::new(
+        &w.grpc_endpoint(),
+        rest,
+        key,
+        timeout,
+    )?))
 }
 
 /// Logs the first rejections of each file; all of them are in the dead-letter store.

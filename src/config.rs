@@ -59,6 +59,25 @@ pub struct WeaviateSettings {
     pub timeout_ms: u64,
     /// Longest wait between retries while Weaviate is down, milliseconds.
     pub max_backoff_ms: u64,
+    /// gRPC endpoint for queries (`http://host:50051`); empty means `url`'s host on port 50051.
+    pub grpc_url: String,
+}
+
+impl WeaviateSettings {
+    /// The gRPC endpoint: `grpc_url`, or `url`'s host on Weaviate's default gRPC port.
+    pub fn grpc_endpoint(&self) -> String {
+        if !self.grpc_url.is_empty() {
+            return self.grpc_url.clone();
+        }
+        let rest = self.url.trim_end_matches('/');
+        let authority = rest.strip_prefix("http://").unwrap_or(rest);
+        let host = authority.split('/').next().unwrap_or(authority);
+        let host = match host.rsplit_once(':') {
+            Some((h, port)) if !h.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        };
+        format!("http://{host}:50051")
+    }
 }
 
 /// HTTP API settings.
@@ -125,6 +144,8 @@ pub struct IndexSettings {
     pub build_threads: usize,
     /// Native engine: load the graph snapshot at start and write it at shutdown.
     pub snapshot: bool,
+    /// Who answers similarity queries: `local` (this instance's index) or `weaviate`.
+    pub query_backend: String,
 }
 
 /// Ingest settings.
@@ -180,6 +201,18 @@ impl Settings {
         if self.index.ef_search == 0 {
             return Err(invalid("index.ef_search", "must be positive"));
         }
+        if !["local", "weaviate"].contains(&self.index.query_backend.as_str()) {
+            return Err(invalid(
+                "index.query_backend",
+                "must be \"local\" or \"weaviate\"",
+            ));
+        }
+        if self.index.query_backend == "weaviate" && self.weaviate.url.is_empty() {
+            return Err(invalid(
+                "index.query_backend",
+                "\"weaviate\" needs weaviate.url (the mirror fills the index it queries)",
+            ));
+        }
         let radius = self.correlate.max_station_distance_km;
         if !(radius.is_finite() && radius > 0.0) {
             return Err(invalid(
@@ -192,6 +225,12 @@ impl Settings {
             return Err(invalid(
                 "weaviate.url",
                 "must start with http:// or https://, or be empty",
+            ));
+        }
+        if !(w.grpc_url.is_empty() || w.grpc_url.starts_with("http://")) {
+            return Err(invalid(
+                "weaviate.grpc_url",
+                "must start with http:// (plaintext gRPC on a private network), or be empty",
             ));
         }
         if w.url.starts_with("https://") {
@@ -228,6 +267,33 @@ mod tests {
         let settings = Settings::defaults().expect("embedded defaults are valid");
         assert_eq!(settings.index.m, 64);
         assert_eq!(settings.api.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn the_grpc_endpoint_defaults_to_the_rest_host_on_port_50051() {
+        let mut settings = Settings::defaults().expect("defaults");
+        settings.weaviate.url = "http://weaviate.internal:8080/".to_owned();
+        assert_eq!(
+            settings.weaviate.grpc_endpoint(),
+            "http://weaviate.internal:50051"
+        );
+        settings.weaviate.url = "http://10.0.0.5".to_owned();
+        assert_eq!(settings.weaviate.grpc_endpoint(), "http://10.0.0.5:50051");
+        settings.weaviate.grpc_url = "http://10.0.0.6:6000".to_owned();
+        assert_eq!(settings.weaviate.grpc_endpoint(), "http://10.0.0.6:6000");
+    }
+
+    #[test]
+    fn the_weaviate_backend_needs_a_weaviate() {
+        let mut settings = Settings::defaults().expect("defaults");
+        settings.index.query_backend = "weaviate".to_owned();
+        let err = settings.validate().expect_err("no url");
+        assert!(err.to_string().contains("index.query_backend"), "{err}");
+        settings.weaviate.url = "http://127.0.0.1:8081".to_owned();
+        settings.validate().expect("with a url");
+        settings.index.query_backend = "remote".to_owned();
+        let err = settings.validate().expect_err("unknown backend");
+        assert!(err.to_string().contains("index.query_backend"), "{err}");
     }
 
     #[test]

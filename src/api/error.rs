@@ -58,6 +58,9 @@ pub enum ApiError {
     /// The service is still loading files and rebuilding its index.
     #[error("FireSight is starting: loading files and rebuilding the index; retry shortly")]
     Starting,
+    /// A service this one depends on (Weaviate as the query backend) failed or is unreachable.
+    #[error("the query backend failed: {0}")]
+    Upstream(String),
     /// A server-side failure; details go to the log, not the client.
     #[error("internal error: {0}")]
     Internal(String),
@@ -104,6 +107,7 @@ impl ApiError {
             ),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             Self::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting", None),
+            Self::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream", None),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         }
     }
@@ -117,6 +121,10 @@ impl IntoResponse for ApiError {
             Self::Internal(detail) => {
                 tracing::error!(detail, "Request failed.");
                 "the server could not complete the request; see its log".to_owned()
+            }
+            Self::Upstream(detail) => {
+                tracing::warn!(detail, "Query backend failed.");
+                "the query backend (Weaviate) did not answer; see the server's log".to_owned()
             }
             Self::NotFound { .. }
             | Self::Conflict(_)
@@ -178,6 +186,12 @@ impl From<IngestError> for ApiError {
             },
             IngestError::Pipeline(p) => p.into(),
         }
+    }
+}
+
+impl From<crate::weaviate::WeaviateError> for ApiError {
+    fn from(e: crate::weaviate::WeaviateError) -> Self {
+        Self::Upstream(e.to_string())
     }
 }
 

@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use super::params::Params;
 use super::{ApiError, AppState};
 use crate::event::{FireDetection, FireEventV2};
-use crate::index::Neighbour;
+use crate::index::{Neighbour, SearchFilter};
 use crate::store::DeadLetter;
 use crate::stream::decode::{JsonDecoder, json_error};
+use crate::weaviate::{RemoteHit, WeaviateSearch};
 
 const DEFAULT_PAGE: usize = 50;
 const DEFAULT_K: usize = 10;
@@ -152,6 +153,11 @@ pub async fn similar_to_event(
 ) -> Result<Json<SimilarResponse>, ApiError> {
     let params = Params::new(raw, &["k"])?;
     let k = params.bounded("k", DEFAULT_K, 1, state.settings.max_k)?;
+    if let Some(remote) = state.remote.clone() {
+        return similar_to_event_remote(state, &remote, id, k)
+            .await
+            .map(Json);
+    }
     let response = tokio::task::spawn_blocking(move || {
         let seq = state.store.seq_of(&id)?.ok_or_else(|| ApiError::NotFound {
             what: "fire event",
@@ -201,7 +207,10 @@ pub async fn similar(
             format!("{k} is outside [1, {}]", state.settings.max_k),
         ));
     }
-    let response = tokio::task::spawn_blocking(move || {
+    let remote = state.remote.clone();
+    let query_state = state.clone();
+    let (vector, hits, model) = tokio::task::spawn_blocking(move || {
+        let state = query_state;
         let space = state.pipeline.space();
         let vector = match (request.vector, request.detection) {
             (Some(v), None) => v,
@@ -213,16 +222,125 @@ pub async fn similar(
                 ));
             }
         };
-        let hits = space.index.search(&vector, k)?;
         let model = space.embedder.model_version();
-        Ok(SimilarResponse {
-            model_version: model.to_owned(),
-            query_event_id: None,
-            neighbours: describe(&state, model, &hits)?,
-        })
+        crate::index::check_vector(space.index.dim(), &vector)?;
+        // With Weaviate as the backend, the local index is not asked.
+        let hits = match remote {
+            Some(_) => Vec::new(),
+            None => space.index.search(&vector, k)?,
+        };
+        Ok::<_, ApiError>((vector, hits, model.to_owned()))
     })
     .await??;
-    Ok(Json(response))
+    let neighbours = match &state.remote {
+        Some(remote) => {
+            let hits = remote
+                .near_vector(&model, &vector, k, &SearchFilter::default())
+                .await?;
+            describe_remote(&state, hits).await?
+        }
+        None => {
+            let (state, model) = (state.clone(), model.clone());
+            tokio::task::spawn_blocking(move || describe(&state, &model, &hits)).await??
+        }
+    };
+    Ok(Json(SimilarResponse {
+        model_version: model,
+        query_event_id: None,
+        neighbours,
+    }))
+}
+
+/// `similar_to_event` answered by Weaviate. The query vector comes from the local store, or
+/// from Weaviate when this instance does not hold the event (another instance ingested it).
+async fn similar_to_event_remote(
+    state: AppState,
+    remote: &WeaviateSearch,
+    id: String,
+    k: usize,
+) -> Result<SimilarResponse, ApiError> {
+    let model = state.pipeline.space().embedder.model_version().to_owned();
+    let (store, lookup, space) = (state.store.clone(), id.clone(), model.clone());
+    let local = tokio::task::spawn_blocking(move || {
+        let Some(seq) = store.seq_of(&lookup)? else {
+            return Ok::<_, ApiError>(None);
+        };
+        Ok(store.vector(seq, &space)?.map(|v| v.vector))
+    })
+    .await??;
+    let vector = match local {
+        Some(v) => v,
+        None => remote
+            .vector_of(&id, &model)
+            .await?
+            .ok_or_else(|| ApiError::NotFound {
+                what: "fire event",
+                id: id.clone(),
+            })?,
+    };
+    let hits = remote
+        .near_vector(&model, &vector, k + 1, &SearchFilter::default())
+        .await?;
+    let hits: Vec<RemoteHit> = hits
+        .into_iter()
+        .filter(|h| h.event_id != id)
+        .take(k)
+        .collect();
+    Ok(SimilarResponse {
+        model_version: model,
+        query_event_id: Some(id),
+        neighbours: describe_remote(&state, hits).await?,
+    })
+}
+
+/// Summaries for Weaviate's hits: from the local store when it holds the event (with its
+/// weather), else from the properties Weaviate returned.
+async fn describe_remote(
+    state: &AppState,
+    hits: Vec<RemoteHit>,
+) -> Result<Vec<SimilarFire>, ApiError> {
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || {
+        hits.into_iter()
+            .map(|hit| {
+                let summary = match store.event(&hit.event_id)? {
+                    Some(event) => FireSummary::from(&event),
+                    None => remote_summary(&hit)?,
+                };
+                Ok(SimilarFire {
+                    event_id: hit.event_id,
+                    distance: hit.distance,
+                    summary,
+                })
+            })
+            .collect()
+    })
+    .await?
+}
+
+fn remote_summary(hit: &RemoteHit) -> Result<FireSummary, ApiError> {
+    let missing = |property: &str| {
+        ApiError::Upstream(format!(
+            "Weaviate object for {} lacks `{property}`",
+            hit.event_id
+        ))
+    };
+    Ok(FireSummary {
+        detection_time: hit
+            .detection_time
+            .clone()
+            .ok_or_else(|| missing("detectionTime"))?,
+        latitude: hit.latitude.ok_or_else(|| missing("latitude"))?,
+        longitude: hit.longitude.ok_or_else(|| missing("longitude"))?,
+        satellite: hit.satellite.clone().ok_or_else(|| missing("satellite"))?,
+        frp_mw: hit.frp_mw.ok_or_else(|| missing("frpMw"))?,
+        confidence: hit
+            .confidence
+            .clone()
+            .ok_or_else(|| missing("confidence"))?,
+        weather_station: None,
+        max_temp_c: None,
+    })
 }
 
 fn embed_detection(state: &AppState, value: &serde_json::Value) -> Result<Vec<f32>, ApiError> {

@@ -44,6 +44,8 @@ pub struct AppState {
     pub settings: ApiSettings,
     /// Records per pipeline batch for ingest routes.
     pub ingest_batch: usize,
+    /// Weaviate, when it answers similarity queries instead of the local index.
+    pub remote: Option<crate::weaviate::WeaviateSearch>,
 }
 
 /// The router with every route, the request span and the HTTP metrics.

@@ -9,5 +9,6 @@ mod pipeline;
 mod reindex;
 mod support;
 mod weaviate;
+mod weaviate_grpc;
 #[cfg(feature = "weaviate-live")]
 mod weaviate_live;

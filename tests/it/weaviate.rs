@@ -22,28 +22,28 @@ use super::support::{settings, shared};
 
 /// What the stand-in saw and holds.
 #[derive(Default)]
-struct Seen {
+pub(super) struct Seen {
     /// Requests that broke the contract, with the reason.
-    violations: Vec<String>,
+    pub(super) violations: Vec<String>,
     /// Times each object id was posted.
-    posted: HashMap<String, usize>,
+    pub(super) posted: HashMap<String, usize>,
     /// Objects by id (latest).
-    objects: HashMap<String, Value>,
+    pub(super) objects: HashMap<String, Value>,
     /// Collections by name.
-    classes: HashMap<String, Value>,
+    pub(super) classes: HashMap<String, Value>,
     /// Requests by "METHOD /template".
-    calls: Vec<String>,
+    pub(super) calls: Vec<String>,
 }
 
 #[derive(Clone)]
-struct StandIn {
+pub(super) struct StandIn {
     spec: Arc<Value>,
-    seen: Arc<Mutex<Seen>>,
-    api_key: Option<String>,
+    pub(super) seen: Arc<Mutex<Seen>>,
+    pub(super) api_key: Option<String>,
 }
 
 impl StandIn {
-    fn new(api_key: Option<&str>) -> Self {
+    pub(super) fn new(api_key: Option<&str>) -> Self {
         let text =
             std::fs::read_to_string(shared("../weaviate/openapi-v1.39.0.json")).expect("spec");
         let mut spec: Value = serde_json::from_str(&text).expect("spec json");
@@ -211,6 +211,19 @@ async fn handle(
             }
             (StatusCode::OK, Some(Value::Array(results)))
         }
+        ("GET", "/objects/{className}/{id}") => match seen.objects.get(&segment(2)) {
+            Some(o) => {
+                let mut o = o.clone();
+                // Vectors come back only when asked for (`include=vector`).
+                if !uri.query().unwrap_or("").contains("include=vector")
+                    && let Some(map) = o.as_object_mut()
+                {
+                    map.remove("vectors");
+                }
+                (StatusCode::OK, Some(o))
+            }
+            None => (StatusCode::NOT_FOUND, None),
+        },
         ("DELETE", "/objects/{className}/{id}") => match seen.objects.remove(&segment(2)) {
             Some(_) => (StatusCode::NO_CONTENT, None),
             None => (StatusCode::NOT_FOUND, None),
@@ -236,7 +249,7 @@ async fn handle(
     reply(status, answer)
 }
 
-async fn serve_on(listener: tokio::net::TcpListener, stand_in: StandIn) {
+pub(super) async fn serve_on(listener: tokio::net::TcpListener, stand_in: StandIn) {
     let app = Router::new().fallback(handle).with_state(stand_in);
     tokio::spawn(async move { axum::serve(listener, app).await.expect("stand-in") });
 }

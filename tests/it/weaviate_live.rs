@@ -1,10 +1,12 @@
 //! Against a real Weaviate, when the `weaviate-live` feature is on:
 //! `docker compose up -d weaviate && cargo test --features weaviate-live --test it weaviate_live`.
+//! gRPC queries go to `FIRESIGHT_WEAVIATE_GRPC_URL` (default `http://127.0.0.1:50051`).
 //! An unreachable Weaviate fails the test with that reason rather than skipping it.
 
 use std::time::Duration;
 
-use firesight::weaviate::{WeaviateClient, event_object, object_id};
+use firesight::index::SearchFilter;
+use firesight::weaviate::{WeaviateClient, WeaviateSearch, event_object, object_id};
 
 use super::support::{open, shared};
 
@@ -22,11 +24,12 @@ async fn mirror_objects_round_trip_through_a_real_weaviate() {
     let client = WeaviateClient::new(&url, &class, None, Duration::from_secs(10)).expect("client");
     let dir = tempfile::TempDir::new().expect("tempdir");
     let file = shared("firms/MODIS_C6_USA_contiguous_and_Hawaii_24h.2020-10-01.csv");
-    let (objects, ids) = tokio::task::spawn_blocking(move || {
+    let (objects, ids, vectors) = tokio::task::spawn_blocking(move || {
         let service = open(dir.path(), &[file]);
         let model = service.embedder().model_version().to_owned();
         let mut objects = Vec::new();
         let mut ids = Vec::new();
+        let mut vectors = Vec::new();
         for v in service.store.vectors().expect("vectors").take(5) {
             let v = v.expect("vector");
             let event = service
@@ -36,8 +39,9 @@ async fn mirror_objects_round_trip_through_a_real_weaviate() {
                 .expect("event");
             objects.push(event_object(&class_name(), &event, &model, &v.vector));
             ids.push(v.event_id);
+            vectors.push(v.vector);
         }
-        (objects, ids)
+        (objects, ids, vectors)
     })
     .await
     .expect("join");
@@ -65,6 +69,26 @@ async fn mirror_objects_round_trip_through_a_real_weaviate() {
         Some(objects.len()),
         "a replay does not duplicate"
     );
+    // The query backend: gRPC near_vector finds each object first with its own vector, and REST
+    // returns the stored vector.
+    let grpc = std::env::var("FIRESIGHT_WEAVIATE_GRPC_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:50051".to_owned());
+    let search = WeaviateSearch::new(&grpc, client.clone(), None, Duration::from_secs(10))
+        .expect("search client");
+    for (id, vector) in ids.iter().zip(&vectors) {
+        let hits = search
+            .near_vector("event-encoder@1", vector, 3, &SearchFilter::default())
+            .await
+            .expect("near_vector");
+        assert_eq!(&hits[0].event_id, id, "{hits:?}");
+        assert!(hits[0].distance < 1e-3, "{hits:?}");
+    }
+    let stored = search
+        .vector_of(&ids[0], "event-encoder@1")
+        .await
+        .expect("vector")
+        .expect("present");
+    assert_eq!(stored.len(), vectors[0].len());
     client.delete(&ids[0]).await.expect("delete");
     let gone = http
         .get(format!("{url}/v1/objects/{class}/{}", object_id(&ids[0])))

@@ -11,6 +11,11 @@
 //! Written against Weaviate's published REST contract (OpenAPI document of v1.39.0 in
 //! `../shared/weaviate/`); the tests run a stand-in that checks every request against it.
 
+pub mod proto;
+mod search;
+
+pub use search::{RemoteHit, WeaviateSearch, filters};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +23,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::event::{FieldError, FireEventV2};
+use crate::index::PointAttrs;
 use crate::store::{DeadLetter, Store};
 
 /// Namespace of FireSight's object ids (a fixed, random UUID).
@@ -140,7 +146,10 @@ impl WeaviateClient {
     /// The collection definition: event properties, and one named vector per model version.
     pub fn class_definition(&self, models: &[String]) -> Value {
         let text = |name: &str| json!({"name": name, "dataType": ["text"]});
+        // Identifiers match whole: no word splitting, no lower-casing.
+        let id = |name: &str| json!({"name": name, "dataType": ["text"], "tokenization": "field"});
         let number = |name: &str| json!({"name": name, "dataType": ["number"]});
+        let int = |name: &str| json!({"name": name, "dataType": ["int"]});
         let vectors: serde_json::Map<String, Value> = models
             .iter()
             .map(|m| {
@@ -158,8 +167,10 @@ impl WeaviateClient {
             "class": self.class,
             "description": "FireSight fire events (FireEventV2), mirrored with their embeddings.",
             "properties": [
-                text("eventId"), text("correlationId"), text("satellite"), text("instrument"),
+                id("eventId"), id("correlationId"), text("satellite"), text("instrument"),
                 text("confidence"), text("modelVersion"),
+                // The local index's filter codes, so filters mean the same on both backends.
+                int("sourceCode"), int("confidenceClass"), id("incidentCode"),
                 {"name": "detectionTime", "dataType": ["date"]},
                 number("latitude"), number("longitude"), number("frpMw"), number("brightnessK"),
             ],
@@ -270,6 +281,44 @@ impl WeaviateClient {
         Ok(outcome)
     }
 
+    /// An event's vector in `model`'s space (`GET /objects/{class}/{id}?include=vector`);
+    /// `None` when there is no such object or it lacks that named vector.
+    pub async fn vector(
+        &self,
+        event_id: &str,
+        model: &str,
+    ) -> Result<Option<Vec<f32>>, WeaviateError> {
+        let path = format!("/objects/{}/{}", self.class, object_id(event_id));
+        let what = format!("GET {path}");
+        let (status, body) = self
+            .send(
+                &what,
+                self.request(reqwest::Method::GET, &format!("{path}?include=vector")),
+            )
+            .await?;
+        match status {
+            404 => return Ok(None),
+            200 => {}
+            _ => return Err(Self::unexpected(&what, status, &body)),
+        }
+        let object: Value = serde_json::from_str(&body).map_err(|e| WeaviateError::Contract {
+            what: what.clone(),
+            reason: e.to_string(),
+        })?;
+        let Some(values) = object["vectors"][vector_name(model)].as_array() else {
+            return Ok(None);
+        };
+        values
+            .iter()
+            .map(|x| x.as_f64().map(|x| x as f32))
+            .collect::<Option<Vec<f32>>>()
+            .map(Some)
+            .ok_or_else(|| WeaviateError::Contract {
+                what,
+                reason: "a vector component that is not a number".to_owned(),
+            })
+    }
+
     /// Deletes an event's object; an object that is not there counts as deleted.
     pub async fn delete(&self, event_id: &str) -> Result<(), WeaviateError> {
         let path = format!("/objects/{}/{}", self.class, object_id(event_id));
@@ -288,6 +337,7 @@ impl WeaviateClient {
 pub fn event_object(class: &str, event: &FireEventV2, model: &str, vector: &[f32]) -> Value {
     let detection = chrono::DateTime::from_timestamp_millis(event.detection_time)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    let attrs = PointAttrs::of(event);
     json!({
         "class": class,
         "id": object_id(&event.event_id).to_string(),
@@ -303,6 +353,9 @@ pub fn event_object(class: &str, event: &FireEventV2, model: &str, vector: &[f32
             "longitude": event.location.longitude,
             "frpMw": event.fire_characteristics.frp_mw,
             "brightnessK": event.fire_characteristics.brightness_k,
+            "sourceCode": attrs.source,
+            "confidenceClass": attrs.confidence,
+            "incidentCode": (attrs.incident != 0).then(|| format!("{:016x}", attrs.incident)),
         },
         "vectors": { vector_name(model): vector },
     })
