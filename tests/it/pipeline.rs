@@ -51,6 +51,32 @@ fn the_whole_archive_is_stored_and_indexed() {
 }
 
 #[test]
+fn a_two_thread_replay_of_a_new_region_leaves_every_point_findable() {
+    // The archive indexed and snapshotted, then 2,575 US detections (a region the graph has
+    // never seen) replayed on two threads. Without the engine's check after a parallel insert,
+    // 9-40 of them were left where no search could find them.
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    {
+        let service = open(dir.path(), &sample_files());
+        assert!(service.save_index().expect("snapshot"));
+        let us =
+            super::support::shared("firms/MODIS_C6_USA_contiguous_and_Hawaii_24h.2020-10-01.csv");
+        service.load(&[us], false).expect("US detections");
+    }
+    let mut settings = super::support::settings(dir.path());
+    settings.index.build_threads = 2;
+    let service = firesight::app::Service::open(settings, &[], false).expect("reopen");
+    let lost = service
+        .store
+        .vectors_from(ARCHIVE_ROWS)
+        .expect("replayed")
+        .map(|v| v.expect("vector"))
+        .filter(|v| service.index().search(&v.vector, 1).expect("search")[0].distance > 0.0)
+        .count();
+    assert_eq!(lost, 0, "replayed points no search finds");
+}
+
+#[test]
 fn known_detections_join_the_expected_station_and_day() {
     // Expected pairs come from the independent Python join in models/train_event_encoder.py.
     // (lat, lon, UTC date, time, station, local day, distance km)

@@ -12,7 +12,9 @@
 //! rewrites the lists that point at deleted points.
 //!
 //! Neighbours are chosen with the heuristic of Malkov & Yashunin (2018, algorithm 4), both for a
-//! new point and when a full list of an existing point has to drop a link.
+//! new point and when a full list of an existing point has to drop a link. A parallel insert
+//! links first, then searches for each new point and gives the ones it cannot find a link from
+//! where the search ended (`repair_one`).
 
 mod distance;
 mod snapshot;
@@ -388,6 +390,27 @@ impl View<'_> {
     }
 }
 
+impl View<'_> {
+    /// Links `from` → `to` on level 0 only if `from`'s list has room; true when it did.
+    fn link_if_room(&self, from: u32, to: u32) -> bool {
+        let _stripe = self.engine.stripe(from);
+        let list = self.list(from, 0);
+        let count = list[0].load(AtomicOrdering::Acquire) as usize;
+        if count >= list.len() - 1 {
+            return false;
+        }
+        if list[1..=count]
+            .iter()
+            .any(|a| a.load(AtomicOrdering::Relaxed) == to)
+        {
+            return true;
+        }
+        list[count + 1].store(to, AtomicOrdering::Relaxed);
+        list[0].store(count as u32 + 1, AtomicOrdering::Release);
+        true
+    }
+}
+
 impl Core {
     /// Points the entry at a live slot of the highest level when the current one is not live.
     fn repair_entry(&mut self) {
@@ -613,6 +636,81 @@ impl NativeHnsw {
         Ok(())
     }
 
+    /// Runs `work` for each of `slots` on `threads` threads, each taking the next slot.
+    fn on_threads(
+        &self,
+        slots: &[u32],
+        threads: usize,
+        work: impl Fn(u32) -> Result<(), IndexError> + Sync,
+    ) -> Result<(), IndexError> {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| -> Result<(), IndexError> {
+                        while let Some(&slot) =
+                            slots.get(next.fetch_add(1, AtomicOrdering::Relaxed))
+                        {
+                            work(slot)?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .try_for_each(|w| w.join().unwrap_or(Err(IndexError::Poisoned)))
+        })
+    }
+
+    /// Checks that a search for `slot`'s own vector finds it, and where it does not, links the
+    /// point the search ended at (or, failing room there, the next nearest) to it, bypassing
+    /// the heuristic. Returns whether it had to.
+    ///
+    /// A group of new points far from the rest (a fire in a region the index has not seen)
+    /// links out to the old graph, but the old points' full lists prune the newcomers away
+    /// (each is "covered" by a nearer old point), so a search for one of them stops at an old
+    /// point that links to none of the group. Linking such points concurrently makes it more
+    /// likely (two newcomers cannot see each other).
+    fn repair_one(&self, slot: u32) -> Result<bool, IndexError> {
+        let view = self.view()?;
+        let Some(entry) = view.core.entry else {
+            return Ok(false);
+        };
+        if !view.live(slot) {
+            return Ok(false);
+        }
+        let q = view.vector(slot);
+        let mut scratch = Vec::new();
+        let mut best = Scored {
+            dist: view.dist(q, entry),
+            slot: entry,
+        };
+        for l in (1..=view.core.max_level).rev() {
+            best = view.greedy(q, best, l, &mut scratch);
+        }
+        let mut visited = self.visited.take(view.core.slots());
+        let found = view.search_level(
+            q,
+            best,
+            self.params.ef_search,
+            0,
+            &mut visited,
+            &|s: u32| view.live(s),
+        );
+        self.visited.give(visited);
+        if found
+            .first()
+            .is_none_or(|f| f.slot == slot || f.dist <= 0.0)
+        {
+            return Ok(false);
+        }
+        Ok(found
+            .iter()
+            .filter(|f| f.slot != slot)
+            .any(|f| view.link_if_room(f.slot, slot)))
+    }
+
     /// Unlinks deleted points: every list that names one is re-chosen from its live entries and
     /// the live neighbours of the deleted ones, then deleted slots become free for reuse.
     /// Searches run throughout; inserts and deletes wait. Returns the slots freed.
@@ -836,24 +934,9 @@ impl VectorIndex for NativeHnsw {
         if threads == 1 {
             return slots.iter().try_for_each(|&slot| self.link(slot));
         }
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|_| {
-                    scope.spawn(|| -> Result<(), IndexError> {
-                        while let Some(&slot) =
-                            slots.get(next.fetch_add(1, AtomicOrdering::Relaxed))
-                        {
-                            self.link(slot)?;
-                        }
-                        Ok(())
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .try_for_each(|w| w.join().unwrap_or(Err(IndexError::Poisoned)))
-        })
+        self.on_threads(&slots, threads, |slot| self.link(slot))?;
+        // Only once every point is linked can a search tell which ones it cannot find.
+        self.on_threads(&slots, threads, |slot| self.repair_one(slot).map(|_| ()))
     }
 
     fn delete(&self, seqs: &[u64]) -> Result<usize, IndexError> {
