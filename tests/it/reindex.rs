@@ -228,12 +228,7 @@ fn a_reindex_killed_mid_way_resumes_and_completes() {
 async fn the_admin_route_reindexes_a_running_service() {
     let dir = tempfile::TempDir::new().expect("tempdir");
     let settings = two_model_settings(dir.path());
-    let service =
-        tokio::task::spawn_blocking(move || Service::open(settings, &sample_files(), false))
-            .await
-            .expect("join")
-            .expect("open");
-    let service = Arc::new(service);
+    let service = super::support::open_async(settings, sample_files()).await;
     let app = firesight::api::router(service.api_state())
         .merge(firesight::api::admin::routes(Arc::clone(&service)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

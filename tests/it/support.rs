@@ -60,6 +60,15 @@ pub fn open(dir: &Path, files: &[PathBuf]) -> Service {
     Service::open(settings(dir), files, false).expect("service opens")
 }
 
+/// Opens a service from an async test: on a blocking thread, bulk-loading `files` first.
+pub async fn open_async(settings: Settings, files: Vec<PathBuf>) -> Arc<Service> {
+    let service = tokio::task::spawn_blocking(move || Service::open(settings, &files, false))
+        .await
+        .expect("join")
+        .expect("service opens");
+    Arc::new(service)
+}
+
 /// A service with the whole bundled sample loaded, shared by read-only tests.
 pub struct Loaded {
     /// Keeps the directory alive.

@@ -14,7 +14,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use firesight::app::Service;
 use firesight::store::Store;
 use serde_json::{Value, json};
 
@@ -272,11 +271,7 @@ async fn an_outage_loses_nothing_and_every_event_arrives_once() {
     s.weaviate.api_key = "k-123".to_owned();
     s.weaviate.max_backoff_ms = 400;
     let file = shared("firms/MODIS_C6_USA_contiguous_and_Hawaii_24h.2020-10-01.csv");
-    let service = tokio::task::spawn_blocking(move || Service::open(s, &[file], false))
-        .await
-        .expect("join")
-        .expect("open");
-    let service = Arc::new(service);
+    let service = super::support::open_async(s, vec![file]).await;
     let events = service.store.event_count() as usize;
     assert!(events > 2000, "{events}");
     assert_eq!(

@@ -26,7 +26,7 @@ use prost::Message;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use super::support::{settings, shared};
+use super::support::{open_async, settings, shared};
 use super::weaviate::{Seen, StandIn, serve_on};
 
 // ---------------------------------------------------------------------------------------------
@@ -480,11 +480,7 @@ async fn mirrored() -> Fleet {
     s.weaviate.api_key = "k-9".to_owned();
     s.index.query_backend = "weaviate".to_owned();
     let file = shared("firms/MODIS_C6_USA_contiguous_and_Hawaii_24h.2020-10-01.csv");
-    let service = tokio::task::spawn_blocking(move || Service::open(s, &[file], false))
-        .await
-        .expect("join")
-        .expect("open");
-    let service = Arc::new(service);
+    let service = open_async(s, vec![file]).await;
     let mirror = service.mirror().expect("mirror").expect("configured");
     let mut schema_for = Vec::new();
     let started = Instant::now();
@@ -674,10 +670,7 @@ async fn an_instance_without_the_event_asks_weaviate_for_its_vector_and_an_outag
     let mut s = settings(dir.path());
     s.weaviate = fleet.service.settings.weaviate.clone();
     s.index.query_backend = "weaviate".to_owned();
-    let other = tokio::task::spawn_blocking(move || Service::open(s, &[], false))
-        .await
-        .expect("join")
-        .expect("open");
+    let other = open_async(s, Vec::new()).await;
     assert_eq!(other.store.event_count(), 0);
     let app = firesight::api::router(other.api_state());
     let page = fleet
@@ -715,10 +708,7 @@ async fn an_instance_without_the_event_asks_weaviate_for_its_vector_and_an_outag
     s.weaviate.timeout_ms = 2000;
     s.index.query_backend = "weaviate".to_owned();
     drop(other);
-    let down = tokio::task::spawn_blocking(move || Service::open(s, &[], false))
-        .await
-        .expect("join")
-        .expect("open");
+    let down = open_async(s, Vec::new()).await;
     let app = firesight::api::router(down.api_state());
     let body = serde_json::json!({"k": 3, "vector": vec![0.0f32; 16]}).to_string();
     let response = app

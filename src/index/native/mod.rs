@@ -252,6 +252,19 @@ impl View<'_> {
         }
     }
 
+    /// Greedy descent from `entry` through the levels above `level`: where a search of
+    /// `level` starts.
+    fn descend(&self, q: &[f32], entry: u32, level: u8, scratch: &mut Vec<u32>) -> Scored {
+        let mut best = Scored {
+            dist: self.dist(q, entry),
+            slot: entry,
+        };
+        for l in (level + 1..=self.core.max_level).rev() {
+            best = self.greedy(q, best, l, scratch);
+        }
+        best
+    }
+
     /// The beam search of one level. Every visited point steers the walk; only points that
     /// `accept` lets through are kept as results. Returns up to `ef` results, nearest first.
     fn search_level(
@@ -595,13 +608,7 @@ impl NativeHnsw {
             let level = view.core.levels[slot as usize];
             let q = view.vector(slot);
             let mut scratch = Vec::with_capacity(self.stride0);
-            let mut best = Scored {
-                dist: view.dist(q, entry),
-                slot: entry,
-            };
-            for l in (level + 1..=top).rev() {
-                best = view.greedy(q, best, l, &mut scratch);
-            }
+            let mut best = view.descend(q, entry, level, &mut scratch);
             let mut visited = self.visited.take(view.core.slots());
             let accept = |s: u32| s != slot && view.live(s);
             for l in (0..=level.min(top)).rev() {
@@ -681,14 +688,7 @@ impl NativeHnsw {
             return Ok(false);
         }
         let q = view.vector(slot);
-        let mut scratch = Vec::new();
-        let mut best = Scored {
-            dist: view.dist(q, entry),
-            slot: entry,
-        };
-        for l in (1..=view.core.max_level).rev() {
-            best = view.greedy(q, best, l, &mut scratch);
-        }
+        let best = view.descend(q, entry, 0, &mut Vec::new());
         let mut visited = self.visited.take(view.core.slots());
         let found = view.search_level(
             q,
@@ -850,13 +850,7 @@ impl NativeHnsw {
             }
             _ => {
                 let mut scratch = Vec::with_capacity(self.stride0);
-                let mut best = Scored {
-                    dist: view.dist(q, entry),
-                    slot: entry,
-                };
-                for l in (1..=view.core.max_level).rev() {
-                    best = view.greedy(q, best, l, &mut scratch);
-                }
+                let best = view.descend(q, entry, 0, &mut scratch);
                 let mut visited = self.visited.take(view.core.slots());
                 let attrs = &view.core.attrs;
                 let accept =
