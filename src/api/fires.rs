@@ -145,16 +145,29 @@ impl From<&FireEventV2> for FireSummary {
     }
 }
 
-/// `GET /v1/fires/{id}/similar?k=10`: the events nearest to a stored event, itself excluded.
+/// `GET /v1/fires/{id}/similar?k=10`: the events nearest to a stored event, itself excluded,
+/// optionally only those passing `from`, `to`, `bbox`, `source`, `min_confidence`, `incident`.
 pub async fn similar_to_event(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Result<Json<SimilarResponse>, ApiError> {
-    let params = Params::new(raw, &["k"])?;
+    let params = Params::new(
+        raw,
+        &[
+            "k",
+            "from",
+            "to",
+            "bbox",
+            "source",
+            "min_confidence",
+            "incident",
+        ],
+    )?;
     let k = params.bounded("k", DEFAULT_K, 1, state.settings.max_k)?;
+    let filter = params.filter()?;
     if let Some(remote) = state.remote.clone() {
-        return similar_to_event_remote(state, &remote, id, k)
+        return similar_to_event_remote(state, &remote, id, k, &filter)
             .await
             .map(Json);
     }
@@ -169,7 +182,8 @@ pub async fn similar_to_event(
             .store
             .vector(seq, model)?
             .ok_or_else(|| ApiError::Internal(format!("no {model} vector for {id} (seq {seq})")))?;
-        let hits = space.index.search(&stored.vector, k + 1)?;
+        let filter = Some(&filter).filter(|f| !f.is_empty());
+        let hits = space.index.search_filtered(&stored.vector, k + 1, filter)?;
         let hits: Vec<Neighbour> = hits.into_iter().filter(|n| n.seq != seq).take(k).collect();
         Ok::<_, ApiError>(SimilarResponse {
             model_version: stored.model_version,
@@ -258,6 +272,7 @@ async fn similar_to_event_remote(
     remote: &WeaviateSearch,
     id: String,
     k: usize,
+    filter: &SearchFilter,
 ) -> Result<SimilarResponse, ApiError> {
     let model = state.pipeline.space().embedder.model_version().to_owned();
     let (store, lookup, space) = (state.store.clone(), id.clone(), model.clone());
@@ -278,9 +293,7 @@ async fn similar_to_event_remote(
                 id: id.clone(),
             })?,
     };
-    let hits = remote
-        .near_vector(&model, &vector, k + 1, &SearchFilter::default())
-        .await?;
+    let hits = remote.near_vector(&model, &vector, k + 1, filter).await?;
     let hits: Vec<RemoteHit> = hits
         .into_iter()
         .filter(|h| h.event_id != id)

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::error::ApiError;
+use crate::index::{BBox, PointAttrs, SOURCES, SearchFilter};
 
 /// Parsed query parameters.
 pub struct Params(HashMap<String, String>);
@@ -68,4 +69,95 @@ impl Params {
     pub fn text(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }
+
+    /// The search filter parameters: `from`, `to` (as [`Params::time`]), `bbox`
+    /// (`min_lon,min_lat,max_lon,max_lat`; west > east crosses the antimeridian), `source`
+    /// (satellites, comma-separated), `min_confidence` (`low`, `nominal`, `high`), `incident`.
+    pub fn filter(&self) -> Result<SearchFilter, ApiError> {
+        let from = self.time("from", false)?.map(|t| t.timestamp());
+        let to = self.time("to", true)?.map(|t| t.timestamp());
+        if let (Some(f), Some(t)) = (from, to)
+            && f > t
+        {
+            return Err(ApiError::bad("from", "must not be after `to`"));
+        }
+        let time = (from.is_some() || to.is_some())
+            .then(|| (from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX)));
+        let bbox = self.text("bbox").map(parse_bbox).transpose()?;
+        let sources = match self.text("source") {
+            None => None,
+            Some(list) => {
+                let mut set = 0u32;
+                for name in list.split(',').map(str::trim) {
+                    let code = SOURCES
+                        .iter()
+                        .position(|s| s.eq_ignore_ascii_case(name))
+                        .ok_or_else(|| {
+                            ApiError::bad(
+                                "source",
+                                format!("`{name}` is not one of {}", SOURCES.join(", ")),
+                            )
+                        })?;
+                    set |= 1 << code;
+                }
+                Some(set)
+            }
+        };
+        let min_confidence = match self.text("min_confidence") {
+            None => None,
+            Some("low") => Some(0),
+            Some("nominal") => Some(1),
+            Some("high") => Some(2),
+            Some(other) => {
+                return Err(ApiError::bad(
+                    "min_confidence",
+                    format!("`{other}` is not one of low, nominal, high"),
+                ));
+            }
+        };
+        let incident = match self.text("incident") {
+            Some("") => return Err(ApiError::bad("incident", "must not be empty")),
+            other => other.map(PointAttrs::incident_code),
+        };
+        Ok(SearchFilter {
+            time,
+            bbox,
+            sources,
+            incident,
+            min_confidence,
+        })
+    }
+}
+
+/// Parses `min_lon,min_lat,max_lon,max_lat`.
+fn parse_bbox(text: &str) -> Result<BBox, ApiError> {
+    let bad = |reason: String| ApiError::bad("bbox", reason);
+    let parts: Vec<f32> = text
+        .split(',')
+        .map(|p| p.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad(format!("`{text}` is not four numbers")))?;
+    let [min_lon, min_lat, max_lon, max_lat] = parts[..] else {
+        return Err(bad(format!(
+            "`{text}` has {} numbers; give min_lon,min_lat,max_lon,max_lat",
+            parts.len()
+        )));
+    };
+    let lon = -180.0..=180.0;
+    let lat = -90.0..=90.0;
+    if !(lon.contains(&min_lon) && lon.contains(&max_lon)) {
+        return Err(bad("longitudes must be within [-180, 180]".to_owned()));
+    }
+    if !(lat.contains(&min_lat) && lat.contains(&max_lat)) {
+        return Err(bad("latitudes must be within [-90, 90]".to_owned()));
+    }
+    if min_lat > max_lat {
+        return Err(bad("min_lat is north of max_lat".to_owned()));
+    }
+    Ok(BBox {
+        min_lon,
+        min_lat,
+        max_lon,
+        max_lat,
+    })
 }

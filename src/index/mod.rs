@@ -7,7 +7,7 @@ pub mod native;
 #[cfg(test)]
 mod tests;
 
-pub use filter::{BBox, PointAttrs, SearchFilter};
+pub use filter::{BBox, PointAttrs, SOURCES, SearchFilter};
 pub use flat::FlatIndex;
 pub use hnsw::{HnswIndex, insertion_key};
 pub use native::{Metric, NativeHnsw, NativeParams};

@@ -144,6 +144,42 @@ async fn similar_returns_ten_neighbours_with_summaries() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn similar_with_filters_returns_only_matching_events() {
+    let base = serve(&loaded().service).await;
+    let id = newest_id(&base).await;
+    // The north, September 2019, Aqua only, nominal or better.
+    let url = format!(
+        "{base}/v1/fires/{id}/similar?k=20&from=2019-09-01&to=2019-09-30\
+         &bbox=120,-20,150,-10&source=aqua&min_confidence=nominal"
+    );
+    let (status, answer) = get(&url).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let neighbours = answer["neighbours"].as_array().expect("neighbours");
+    assert_eq!(neighbours.len(), 20, "the filter matches thousands");
+    for n in neighbours {
+        let s = &n["summary"];
+        let time = s["detection_time"].as_str().expect("time");
+        assert!(("2019-09-01".."2019-10-01").contains(&time), "{time}");
+        let (lat, lon) = (
+            s["latitude"].as_f64().expect("lat"),
+            s["longitude"].as_f64().expect("lon"),
+        );
+        assert!(
+            (-20.0..=-10.0).contains(&lat) && (120.0..=150.0).contains(&lon),
+            "{lat},{lon}"
+        );
+        assert_eq!(s["satellite"], "Aqua");
+        assert!(
+            ["nominal", "high"].contains(&s["confidence"].as_str().expect("c")),
+            "{s}"
+        );
+    }
+    // Without the filter the neighbours are not all of that kind.
+    let (_, plain) = get(&format!("{base}/v1/fires/{id}/similar?k=20")).await;
+    assert_ne!(plain["neighbours"], answer["neighbours"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_queries_get_json_errors_naming_the_field() {
     let base = serve(&loaded().service).await;
     let id = newest_id(&base).await;
@@ -152,6 +188,31 @@ async fn bad_queries_get_json_errors_naming_the_field() {
         (format!("{base}/v1/fires/{id}/similar?k=5000"), "k"),
         (format!("{base}/v1/fires/{id}/similar?k=ten"), "k"),
         (format!("{base}/v1/fires/{id}/similar?kk=3"), "kk"),
+        (format!("{base}/v1/fires/{id}/similar?bbox=1,2,3"), "bbox"),
+        (
+            format!("{base}/v1/fires/{id}/similar?bbox=0,95,10,96"),
+            "bbox",
+        ),
+        (
+            format!("{base}/v1/fires/{id}/similar?bbox=0,10,10,5"),
+            "bbox",
+        ),
+        (
+            format!("{base}/v1/fires/{id}/similar?source=Landsat"),
+            "source",
+        ),
+        (
+            format!("{base}/v1/fires/{id}/similar?min_confidence=medium"),
+            "min_confidence",
+        ),
+        (
+            format!("{base}/v1/fires/{id}/similar?incident="),
+            "incident",
+        ),
+        (
+            format!("{base}/v1/fires/{id}/similar?from=2020-01-02&to=2020-01-01"),
+            "from",
+        ),
         (
             format!("{base}/v1/fires?from=2019-09-01&to=2019-08-01"),
             "from",

@@ -568,6 +568,25 @@ async fn weaviate_answers_similar_queries_like_the_local_index_and_filters_mean_
     }
     let overlap = agree as f64 / total as f64;
     assert!(overlap >= 0.95, "local and Weaviate agree on {overlap:.3}");
+    // The route's filter parameters reach Weaviate as the same filter.
+    let (mut agree, mut total) = (0usize, 0usize);
+    for id in sample.iter().take(10) {
+        let uri = format!("/v1/fires/{id}/similar?k=10&source=terra&min_confidence=nominal");
+        let (status, remote) = get_json(&remote_app, &uri).await;
+        assert_eq!(status, 200, "{remote}");
+        let (_, local) = get_json(&local_app, &uri).await;
+        for n in remote["neighbours"].as_array().expect("n") {
+            assert_eq!(n["summary"]["satellite"], "Terra", "{n}");
+            assert_ne!(n["summary"]["confidence"], "low", "{n}");
+        }
+        let (r, l) = (ids(&remote), ids(&local));
+        agree += r.iter().filter(|x| l.contains(x)).count();
+        total += l.len();
+    }
+    assert!(
+        total > 0 && agree as f64 >= 0.95 * total as f64,
+        "{agree} of {total}"
+    );
     assert!(*fleet.grpc.searches.lock().expect("n") >= sample.len());
 
     // A filtered query: every hit passes, and the local index finds the same events.
