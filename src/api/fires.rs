@@ -152,18 +152,8 @@ pub async fn similar_to_event(
     Path(id): Path<String>,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Result<Json<SimilarResponse>, ApiError> {
-    let params = Params::new(
-        raw,
-        &[
-            "k",
-            "from",
-            "to",
-            "bbox",
-            "source",
-            "min_confidence",
-            "incident",
-        ],
-    )?;
+    let known: Vec<&str> = std::iter::once("k").chain(FILTER_PARAMS).collect();
+    let params = Params::new(raw, &known)?;
     let k = params.bounded("k", DEFAULT_K, 1, state.settings.max_k)?;
     let filter = params.filter()?;
     if let Some(remote) = state.remote.clone() {
@@ -205,7 +195,13 @@ pub struct SimilarRequest {
     pub vector: Option<Vec<f32>>,
     /// A detection's fields (the JSON form of a FIRMS row); it is correlated and embedded.
     pub detection: Option<serde_json::Value>,
+    /// The filters of `GET /v1/fires/{id}/similar`, as strings: `{"bbox": "140,-39,154,-28"}`.
+    #[serde(default)]
+    pub filters: HashMap<String, String>,
 }
+
+/// The filter parameters both similarity routes take.
+const FILTER_PARAMS: [&str; 6] = ["from", "to", "bbox", "source", "min_confidence", "incident"];
 
 /// `POST /v1/similar`.
 pub async fn similar(
@@ -221,8 +217,18 @@ pub async fn similar(
             format!("{k} is outside [1, {}]", state.settings.max_k),
         ));
     }
+    let filter = Params::new(request.filters, &FILTER_PARAMS)
+        .and_then(|p| p.filter())
+        .map_err(|e| match e {
+            ApiError::BadRequest { field, reason } => ApiError::BadRequest {
+                field: format!("filters.{field}"),
+                reason,
+            },
+            other => other,
+        })?;
     let remote = state.remote.clone();
     let query_state = state.clone();
+    let local_filter = filter.clone();
     let (vector, hits, model) = tokio::task::spawn_blocking(move || {
         let state = query_state;
         let space = state.pipeline.space();
@@ -241,16 +247,17 @@ pub async fn similar(
         // With Weaviate as the backend, the local index is not asked.
         let hits = match remote {
             Some(_) => Vec::new(),
-            None => space.index.search(&vector, k)?,
+            None => {
+                let filter = Some(&local_filter).filter(|f| !f.is_empty());
+                space.index.search_filtered(&vector, k, filter)?
+            }
         };
         Ok::<_, ApiError>((vector, hits, model.to_owned()))
     })
     .await??;
     let neighbours = match &state.remote {
         Some(remote) => {
-            let hits = remote
-                .near_vector(&model, &vector, k, &SearchFilter::default())
-                .await?;
+            let hits = remote.near_vector(&model, &vector, k, &filter).await?;
             describe_remote(&state, hits).await?
         }
         None => {

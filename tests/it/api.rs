@@ -174,6 +174,51 @@ async fn similar_with_filters_returns_only_matching_events() {
             "{s}"
         );
     }
+    // The same filters in the body of POST /v1/similar; a bad one names `filters.<name>`.
+    let client = reqwest::Client::new();
+    let vector: Vec<f32> = loaded()
+        .service
+        .store
+        .vector(
+            loaded()
+                .service
+                .store
+                .seq_of(&id)
+                .expect("seq")
+                .expect("stored"),
+            loaded().service.embedder().model_version(),
+        )
+        .expect("read")
+        .expect("vector")
+        .vector;
+    let filters = json!({"from": "2019-09-01", "to": "2019-09-30", "bbox": "120,-20,150,-10",
+        "source": "aqua", "min_confidence": "nominal"});
+    let posted: Value = client
+        .post(format!("{base}/v1/similar"))
+        .json(&json!({"k": 21, "vector": vector, "filters": filters}))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    let posted_ids: Vec<&Value> = posted["neighbours"]
+        .as_array()
+        .expect("n")
+        .iter()
+        .map(|n| &n["event_id"])
+        .filter(|e| *e != id.as_str())
+        .collect();
+    let got_ids: Vec<&Value> = neighbours.iter().map(|n| &n["event_id"]).collect();
+    assert_eq!(posted_ids[..20], got_ids[..], "both routes filter alike");
+    let response = client
+        .post(format!("{base}/v1/similar"))
+        .json(&json!({"vector": vector, "filters": {"bbox": "1,2"}}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_field_error(&response.json().await.expect("json"), "filters.bbox");
     // Without the filter the neighbours are not all of that kind.
     let (_, plain) = get(&format!("{base}/v1/fires/{id}/similar?k=20")).await;
     assert_ne!(plain["neighbours"], answer["neighbours"]);
