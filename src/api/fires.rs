@@ -172,8 +172,9 @@ pub async fn similar_to_event(
             .store
             .vector(seq, model)?
             .ok_or_else(|| ApiError::Internal(format!("no {model} vector for {id} (seq {seq})")))?;
-        let filter = Some(&filter).filter(|f| !f.is_empty());
-        let hits = space.index.search_filtered(&stored.vector, k + 1, filter)?;
+        let hits = space
+            .index
+            .search_filtered(&stored.vector, k + 1, Some(&filter))?;
         let hits: Vec<Neighbour> = hits.into_iter().filter(|n| n.seq != seq).take(k).collect();
         Ok::<_, ApiError>(SimilarResponse {
             model_version: stored.model_version,
@@ -247,10 +248,9 @@ pub async fn similar(
         // With Weaviate as the backend, the local index is not asked.
         let hits = match remote {
             Some(_) => Vec::new(),
-            None => {
-                let filter = Some(&local_filter).filter(|f| !f.is_empty());
-                space.index.search_filtered(&vector, k, filter)?
-            }
+            None => space
+                .index
+                .search_filtered(&vector, k, Some(&local_filter))?,
         };
         Ok::<_, ApiError>((vector, hits, model.to_owned()))
     })
