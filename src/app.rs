@@ -182,6 +182,7 @@ impl Service {
             settings: self.settings.api.clone(),
             ingest_batch: self.settings.ingest.batch_size,
             remote: self.remote.clone(),
+            keys: Arc::new(api::auth::KeyRing::new(&self.settings.auth)),
         }
     }
 }
@@ -437,6 +438,9 @@ pub async fn run(
         }
         None => None,
     };
+    if service.settings.auth.keys.is_empty() {
+        tracing::warn!(%listen, "No API keys configured: every route, ingest and re-index included, is open.");
+    }
     let app = api::router(service.api_state()).merge(api::admin::routes(Arc::clone(&service)));
     let _ = slot.set(app);
     tracing::info!(

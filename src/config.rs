@@ -41,6 +41,56 @@ pub struct Settings {
     pub ingest: IngestSettings,
     /// Weaviate mirror.
     pub weaviate: WeaviateSettings,
+    /// API keys.
+    pub auth: AuthSettings,
+}
+
+/// What a key may do; each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Queries and listings.
+    Read,
+    /// Ingest.
+    Write,
+    /// Re-index and other operations on the running service.
+    Admin,
+}
+
+impl Role {
+    /// The name used in config and error messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// API-key authentication. With no keys configured every route is open, which is only allowed
+/// on a loopback address unless `allow_open` says it is meant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Read routes answer without a key (write and admin routes still need one).
+    pub read_open: bool,
+    /// Serve with no keys on a non-loopback address (a private network behind a gateway).
+    pub allow_open: bool,
+    /// The keys, stored as the SHA-256 of the key, never the key itself.
+    pub keys: Vec<ApiKeySetting>,
+}
+
+/// One API key as configured: `firesight api-key` prints a fresh one in this shape.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySetting {
+    /// Who holds it; the only thing about a key that appears in logs.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// SHA-256 of the key, 64 hex digits.
+    pub sha256: String,
 }
 
 /// Weaviate mirror settings.
@@ -248,11 +298,54 @@ impl Settings {
         if self.embed.batch_size == 0 || self.ingest.batch_size == 0 {
             return Err(invalid("ingest.batch_size", "batch sizes must be positive"));
         }
+        self.validate_auth()?;
         if self.api.max_k == 0 || self.api.max_page_size == 0 || self.api.max_body_bytes == 0 {
             return Err(invalid(
                 "api",
                 "max_k, max_page_size and max_body_bytes must be positive",
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Settings {
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            key: "auth.keys",
+            reason,
+        };
+        let mut names = std::collections::HashSet::new();
+        let mut hashes = std::collections::HashSet::new();
+        for (i, key) in self.auth.keys.iter().enumerate() {
+            if key.name.trim().is_empty() {
+                return Err(invalid(format!("key {i} has an empty name")));
+            }
+            if !names.insert(key.name.as_str()) {
+                return Err(invalid(format!("the name `{}` is used twice", key.name)));
+            }
+            if key.sha256.len() != 64 || !key.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid(format!(
+                    "key `{}`: sha256 must be 64 hex digits (the hash of the key, never the key)",
+                    key.name
+                )));
+            }
+            if !hashes.insert(key.sha256.to_ascii_lowercase()) {
+                return Err(invalid(format!(
+                    "key `{}` has the same hash as another key",
+                    key.name
+                )));
+            }
+        }
+        if self.auth.keys.is_empty() && !self.api.listen.ip().is_loopback() && !self.auth.allow_open
+        {
+            return Err(ConfigError::Invalid {
+                key: "auth.keys",
+                reason: format!(
+                    "no API keys, and api.listen ({}) is not a loopback address: anyone who reaches it could ingest and re-index. Add keys (`firesight api-key`), or set auth.allow_open = true if a gateway in front authenticates",
+                    self.api.listen
+                ),
+            });
         }
         Ok(())
     }
@@ -294,6 +387,26 @@ mod tests {
         settings.index.query_backend = "remote".to_owned();
         let err = settings.validate().expect_err("unknown backend");
         assert!(err.to_string().contains("index.query_backend"), "{err}");
+    }
+
+    #[test]
+    fn an_open_api_on_a_public_address_is_refused_unless_meant() {
+        let mut settings = Settings::defaults().expect("defaults");
+        settings.api.listen = "0.0.0.0:8080".parse().expect("addr");
+        let err = settings.validate().expect_err("open on 0.0.0.0");
+        assert!(err.to_string().contains("auth.keys"), "{err}");
+        settings.auth.allow_open = true;
+        settings.validate().expect("allowed on purpose");
+        settings.auth.allow_open = false;
+        settings.auth.keys.push(ApiKeySetting {
+            name: "bot".into(),
+            role: Role::Write,
+            sha256: "secret-key-pasted-by-mistake".into(),
+        });
+        let err = settings.validate().expect_err("a key in place of its hash");
+        assert!(err.to_string().contains("64 hex digits"), "{err}");
+        settings.auth.keys[0].sha256 = "ab".repeat(32);
+        settings.validate().expect("keys protect it");
     }
 
     #[test]

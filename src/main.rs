@@ -38,6 +38,16 @@ enum Command {
         #[arg(long)]
         model: String,
     },
+    /// Make a new API key: prints the key once (give it to its holder) and the `[[auth.keys]]`
+    /// entry for the config, which holds only its SHA-256.
+    ApiKey {
+        /// Who will hold it; appears in logs and 403 messages.
+        #[arg(long)]
+        name: String,
+        /// `read`, `write` (ingest) or `admin` (re-index); each includes the ones before.
+        #[arg(long, value_parser = ["read", "write", "admin"])]
+        role: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,6 +60,12 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    if let Command::ApiKey { name, role } = &cli.command {
+        let (key, hash) = firesight::api::auth::new_key()?;
+        println!("# The key, for {name} only (it is not stored anywhere):\n# {key}\n");
+        println!("[[auth.keys]]\nname = {name:?}\nrole = {role:?}\nsha256 = \"{hash}\"");
+        return Ok(());
+    }
     let settings = firesight::config::Settings::load(cli.config.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -82,6 +98,7 @@ fn main() -> anyhow::Result<()> {
             })
             .await?
         }),
+        Command::ApiKey { .. } => Ok(()),
     }
 }
 

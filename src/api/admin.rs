@@ -2,8 +2,7 @@
 //!
 //! `POST /v1/admin/reindex {"model": "NAME@VERSION"}` starts the job in the background (202);
 //! `GET /v1/admin/reindex` reports it. Queries go on answering from the old space until the
-//! job switches to the new one. Until authentication lands these routes are open to anyone
-//! who can reach the port: bind `api.listen` to a private address.
+//! job switches to the new one. Both need a key with the `admin` role when keys are configured.
 
 use std::sync::{Arc, Mutex};
 
@@ -13,8 +12,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use super::auth::KeyRing;
 use super::error::ApiError;
 use crate::app::Service;
+use crate::config::Role;
 use crate::embed::Manifest;
 
 /// The state of the re-index job, as `GET /v1/admin/reindex` shows it.
@@ -66,13 +67,13 @@ pub struct ReindexRequest {
 
 /// The admin routes for `service`.
 pub fn routes(service: Arc<Service>) -> Router {
+    let keys = Arc::new(KeyRing::new(&service.settings.auth));
     let admin = Admin {
         service,
         reindex: Arc::new(Mutex::new(ReindexStatus::Idle)),
     };
-    Router::new()
-        .route("/v1/admin/reindex", get(status).post(start))
-        .with_state(admin)
+    let routes = Router::new().route("/v1/admin/reindex", get(status).post(start));
+    super::auth::require(routes, keys, Role::Admin).with_state(admin)
 }
 
 async fn status(State(admin): State<Admin>) -> Result<Json<ReindexStatus>, ApiError> {

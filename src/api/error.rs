@@ -52,6 +52,12 @@ pub enum ApiError {
         /// What is accepted.
         accepted: &'static str,
     },
+    /// No API key, or one this service does not know.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// The key is known but its role is too low for the route.
+    #[error("{0}")]
+    Forbidden(String),
     /// The request clashes with work in progress (e.g. a second re-index).
     #[error("{0}")]
     Conflict(String),
@@ -105,6 +111,8 @@ impl ApiError {
                 "unsupported_media_type",
                 Some("content-type"),
             ),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             Self::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting", None),
             Self::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream", None),
@@ -127,6 +135,8 @@ impl IntoResponse for ApiError {
                 "the query backend (Weaviate) did not answer; see the server's log".to_owned()
             }
             Self::NotFound { .. }
+            | Self::Unauthorized(_)
+            | Self::Forbidden(_)
             | Self::Conflict(_)
             | Self::Starting
             | Self::PayloadTooLarge { .. }
@@ -139,7 +149,14 @@ impl IntoResponse for ApiError {
                 reason,
             },
         };
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }
 

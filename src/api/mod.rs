@@ -1,6 +1,7 @@
 //! The HTTP API (axum): ingest, listing, similarity, health and metrics.
 
 pub mod admin;
+pub mod auth;
 mod error;
 mod fires;
 mod health;
@@ -23,7 +24,7 @@ use serde_json::json;
 use tower::ServiceExt;
 use tower_http::trace::TraceLayer;
 
-use crate::config::ApiSettings;
+use crate::config::{ApiSettings, Role};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::stream::Pipeline;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub ingest_batch: usize,
     /// Weaviate, when it answers similarity queries instead of the local index.
     pub remote: Option<crate::weaviate::WeaviateSearch>,
+    /// API keys.
+    pub keys: Arc<auth::KeyRing>,
 }
 
 /// The router with every route, the request span and the HTTP metrics.
@@ -62,13 +65,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/fires/{id}/similar", get(fires::similar_to_event))
         .route("/v1/similar", post(fires::similar))
         .route("/v1/dead-letters", get(fires::dead_letters))
+        .layer(DefaultBodyLimit::max(QUERY_BODY_LIMIT));
+    // Probes and metrics stay open: orchestrators and scrapers carry no keys.
+    let open_routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .layer(DefaultBodyLimit::max(QUERY_BODY_LIMIT));
+        .route("/metrics", get(health::metrics));
+    let keys = Arc::clone(&state.keys);
     Router::new()
-        .merge(ingest_routes)
-        .merge(query_routes)
+        .merge(auth::require(ingest_routes, Arc::clone(&keys), Role::Write))
+        .merge(auth::require(query_routes, keys, Role::Read))
+        .merge(open_routes)
         .fallback(no_route)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
