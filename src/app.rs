@@ -183,6 +183,7 @@ impl Service {
             ingest_batch: self.settings.ingest.batch_size,
             remote: self.remote.clone(),
             keys: Arc::new(api::auth::KeyRing::new(&self.settings.auth)),
+            patterns: self.settings.patterns.clone(),
         }
     }
 }

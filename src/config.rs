@@ -43,6 +43,22 @@ pub struct Settings {
     pub weaviate: WeaviateSettings,
     /// API keys.
     pub auth: AuthSettings,
+    /// Clusters and outliers.
+    pub patterns: PatternSettings,
+}
+
+/// Limits and defaults of the clustering and outlier routes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatternSettings {
+    /// Most events one request may analyse; a larger window is refused with the reason.
+    pub max_window_events: usize,
+    /// Windows up to this size get exact neighbours by a full scan; larger ones ask the index.
+    pub exact_below: usize,
+    /// Neighbours per event in the window's graph.
+    pub neighbours: usize,
+    /// Window length when `from` is not given, hours (ending at `to` or the newest detection).
+    pub default_window_hours: u32,
 }
 
 /// What a key may do; each role includes the ones before it.
@@ -299,6 +315,16 @@ impl Settings {
             return Err(invalid("ingest.batch_size", "batch sizes must be positive"));
         }
         self.validate_auth()?;
+        let p = &self.patterns;
+        if p.max_window_events == 0
+            || !(2..=100).contains(&p.neighbours)
+            || p.default_window_hours == 0
+        {
+            return Err(invalid(
+                "patterns",
+                "max_window_events and default_window_hours must be positive, neighbours within [2, 100]",
+            ));
+        }
         if self.api.max_k == 0 || self.api.max_page_size == 0 || self.api.max_body_bytes == 0 {
             return Err(invalid(
                 "api",

@@ -8,6 +8,7 @@ pub mod event;
 pub mod geo;
 pub mod index;
 pub mod metrics;
+pub mod patterns;
 pub mod reindex;
 pub mod store;
 pub mod stream;

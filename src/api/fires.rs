@@ -11,6 +11,7 @@ use super::params::Params;
 use super::{ApiError, AppState};
 use crate::event::{FireDetection, FireEventV2};
 use crate::index::{Neighbour, SearchFilter};
+use crate::patterns::Explanation;
 use crate::store::DeadLetter;
 use crate::stream::decode::{JsonDecoder, json_error};
 use crate::weaviate::{RemoteHit, WeaviateSearch};
@@ -101,6 +102,9 @@ pub struct SimilarFire {
     pub distance: f32,
     /// What the event is, in brief.
     pub summary: FireSummary,
+    /// With `explain=true`: which features separate it from the query and which do not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<Explanation>,
 }
 
 /// A short description of an event.
@@ -152,14 +156,19 @@ pub async fn similar_to_event(
     Path(id): Path<String>,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Result<Json<SimilarResponse>, ApiError> {
-    let known: Vec<&str> = std::iter::once("k").chain(FILTER_PARAMS).collect();
+    let known: Vec<&str> = ["k", "explain"].into_iter().chain(FILTER_PARAMS).collect();
     let params = Params::new(raw, &known)?;
     let k = params.bounded("k", DEFAULT_K, 1, state.settings.max_k)?;
+    let explain = params.flag("explain")?;
     let filter = params.filter()?;
     if let Some(remote) = state.remote.clone() {
-        return similar_to_event_remote(state, &remote, id, k, &filter)
-            .await
-            .map(Json);
+        let mut response =
+            similar_to_event_remote(state.clone(), &remote, id.clone(), k, &filter).await?;
+        if explain {
+            let query = lookup_event(&state, &id).await?;
+            response.neighbours = explained(&state, query, response.neighbours).await?;
+        }
+        return Ok(Json(response));
     }
     let response = tokio::task::spawn_blocking(move || {
         let seq = state.store.seq_of(&id)?.ok_or_else(|| ApiError::NotFound {
@@ -176,10 +185,14 @@ pub async fn similar_to_event(
             .index
             .search_filtered(&stored.vector, k + 1, Some(&filter))?;
         let hits: Vec<Neighbour> = hits.into_iter().filter(|n| n.seq != seq).take(k).collect();
+        let mut neighbours = describe(&state, model, &hits)?;
+        if explain && let Some(query) = state.store.event(&id)? {
+            neighbours = explain_all(&state, &query, neighbours)?;
+        }
         Ok::<_, ApiError>(SimilarResponse {
             model_version: stored.model_version,
             query_event_id: Some(id),
-            neighbours: describe(&state, model, &hits)?,
+            neighbours,
         })
     })
     .await??;
@@ -199,6 +212,9 @@ pub struct SimilarRequest {
     /// The filters of `GET /v1/fires/{id}/similar`, as strings: `{"bbox": "140,-39,154,-28"}`.
     #[serde(default)]
     pub filters: HashMap<String, String>,
+    /// Explain each match (needs `detection`: a bare vector has no features to compare).
+    #[serde(default)]
+    pub explain: bool,
 }
 
 /// The filter parameters both similarity routes take.
@@ -227,15 +243,24 @@ pub async fn similar(
             },
             other => other,
         })?;
+    if request.explain && request.detection.is_none() {
+        return Err(ApiError::bad(
+            "explain",
+            "needs `detection`: a bare vector has no features to compare",
+        ));
+    }
     let remote = state.remote.clone();
     let query_state = state.clone();
     let local_filter = filter.clone();
-    let (vector, hits, model) = tokio::task::spawn_blocking(move || {
+    let (vector, hits, model, query) = tokio::task::spawn_blocking(move || {
         let state = query_state;
         let space = state.pipeline.space();
-        let vector = match (request.vector, request.detection) {
-            (Some(v), None) => v,
-            (None, Some(d)) => embed_detection(&state, &d)?,
+        let (vector, query) = match (request.vector, request.detection) {
+            (Some(v), None) => (v, None),
+            (None, Some(d)) => {
+                let (v, event) = embed_detection(&state, &d)?;
+                (v, Some(event))
+            }
             _ => {
                 return Err(ApiError::bad(
                     "vector",
@@ -252,10 +277,10 @@ pub async fn similar(
                 .index
                 .search_filtered(&vector, k, Some(&local_filter))?,
         };
-        Ok::<_, ApiError>((vector, hits, model.to_owned()))
+        Ok::<_, ApiError>((vector, hits, model.to_owned(), query))
     })
     .await??;
-    let neighbours = match &state.remote {
+    let mut neighbours = match &state.remote {
         Some(remote) => {
             let hits = remote.near_vector(&model, &vector, k, &filter).await?;
             describe_remote(&state, hits).await?
@@ -265,6 +290,9 @@ pub async fn similar(
             tokio::task::spawn_blocking(move || describe(&state, &model, &hits)).await??
         }
     };
+    if let Some(query) = query.filter(|_| request.explain) {
+        neighbours = explained(&state, query, neighbours).await?;
+    }
     Ok(Json(SimilarResponse {
         model_version: model,
         query_event_id: None,
@@ -331,6 +359,7 @@ async fn describe_remote(
                     event_id: hit.event_id,
                     distance: hit.distance,
                     summary,
+                    explain: None,
                 })
             })
             .collect()
@@ -363,15 +392,63 @@ fn remote_summary(hit: &RemoteHit) -> Result<FireSummary, ApiError> {
     })
 }
 
-fn embed_detection(state: &AppState, value: &serde_json::Value) -> Result<Vec<f32>, ApiError> {
+fn embed_detection(
+    state: &AppState,
+    value: &serde_json::Value,
+) -> Result<(Vec<f32>, FireEventV2), ApiError> {
     let text = value.to_string();
     let detection: FireDetection = JsonDecoder::<FireDetection>::decode_line(0, &text)
         .map_err(|e| ApiError::bad(format!("detection.{}", e.field), e.reason))?;
     let event = state.pipeline.enrich(&detection)?;
     let mut vectors = state.pipeline.embed(std::slice::from_ref(&event))?;
-    vectors
+    let vector = vectors
         .pop()
-        .ok_or_else(|| ApiError::Internal("encoder returned no vector".into()))
+        .ok_or_else(|| ApiError::Internal("encoder returned no vector".into()))?;
+    Ok((vector, event))
+}
+
+async fn lookup_event(state: &AppState, id: &str) -> Result<FireEventV2, ApiError> {
+    let (store, lookup) = (state.store.clone(), id.to_owned());
+    tokio::task::spawn_blocking(move || store.event(&lookup))
+        .await??
+        .ok_or_else(|| ApiError::BadRequest {
+            field: "explain".into(),
+            reason: format!(
+                "the event `{id}` is not stored on this instance, so its features are unknown here"
+            ),
+        })
+}
+
+async fn explained(
+    state: &AppState,
+    query: FireEventV2,
+    neighbours: Vec<SimilarFire>,
+) -> Result<Vec<SimilarFire>, ApiError> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || explain_all(&state, &query, neighbours)).await?
+}
+
+/// Adds an explanation to every neighbour whose event this instance stores.
+fn explain_all(
+    state: &AppState,
+    query: &FireEventV2,
+    mut neighbours: Vec<SimilarFire>,
+) -> Result<Vec<SimilarFire>, ApiError> {
+    let mut events = Vec::new();
+    let mut positions = Vec::new();
+    for (i, n) in neighbours.iter().enumerate() {
+        if let Some(event) = state.store.event(&n.event_id)? {
+            events.push(event);
+            positions.push(i);
+        }
+    }
+    let space = state.pipeline.space();
+    let matches: Vec<&FireEventV2> = events.iter().collect();
+    let explanations = crate::patterns::explain(space.embedder.as_ref(), query, &matches)?;
+    for (i, explanation) in positions.into_iter().zip(explanations) {
+        neighbours[i].explain = Some(explanation);
+    }
+    Ok(neighbours)
 }
 
 fn describe(
@@ -391,6 +468,7 @@ fn describe(
             event_id: stored.event_id,
             distance: hit.distance,
             summary: FireSummary::from(&event),
+            explain: None,
         });
     }
     Ok(out)

@@ -7,6 +7,7 @@ mod fires;
 mod health;
 mod ingest;
 mod params;
+mod patterns;
 
 pub use error::ApiError;
 
@@ -49,6 +50,8 @@ pub struct AppState {
     pub remote: Option<crate::weaviate::WeaviateSearch>,
     /// API keys.
     pub keys: Arc<auth::KeyRing>,
+    /// Clustering and outlier limits.
+    pub patterns: crate::config::PatternSettings,
 }
 
 /// The router with every route, the request span and the HTTP metrics.
@@ -65,6 +68,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/fires/{id}/similar", get(fires::similar_to_event))
         .route("/v1/similar", post(fires::similar))
         .route("/v1/dead-letters", get(fires::dead_letters))
+        .route("/v1/clusters", get(patterns::clusters))
+        .route("/v1/outliers", get(patterns::outliers))
         .layer(DefaultBodyLimit::max(QUERY_BODY_LIMIT));
     // Probes and metrics stay open: orchestrators and scrapers carry no keys.
     let open_routes = Router::new()

@@ -65,6 +65,18 @@ impl Params {
             })
     }
 
+    /// A boolean parameter: `true` or `false`, absent is false.
+    pub fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.text(name) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(ApiError::bad(
+                name,
+                format!("`{other}` is neither true nor false"),
+            )),
+        }
+    }
+
     /// A string parameter.
     pub fn text(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)

@@ -431,6 +431,33 @@ impl Store {
         })
     }
 
+    /// Events with `from_ms <= detection_time <= to_ms`, newest first, read as they are needed.
+    pub fn events_between(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<impl Iterator<Item = Result<FireEventV2, StoreError>> + '_, StoreError> {
+        let start = time_key(to_ms, "");
+        let mode = IteratorMode::From(&start, Direction::Forward);
+        let keys = self.db.iterator_cf(self.cf(CF_EVENTS_BY_TIME)?, mode);
+        Ok(keys
+            .map_while(move |item| match item {
+                Ok((key, _)) if key.len() < 8 || decode_time(&key[..8]) < from_ms => None,
+                other => Some(other),
+            })
+            .filter_map(move |item| {
+                let lookup = || {
+                    let (key, _) = item?;
+                    let id = std::str::from_utf8(&key[8..]).map_err(|e| StoreError::Corrupt {
+                        cf: CF_EVENTS_BY_TIME,
+                        reason: e.to_string(),
+                    })?;
+                    self.event(id)
+                };
+                lookup().transpose()
+            }))
+    }
+
     /// Stores or replaces stations.
     pub fn put_stations(&self, stations: &[Station]) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();

@@ -6,6 +6,7 @@ mod avro;
 mod decode;
 mod golden;
 mod index;
+mod patterns;
 mod pipeline;
 mod reindex;
 mod support;

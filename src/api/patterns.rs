@@ -1,0 +1,279 @@
+//! `GET /v1/clusters` and `GET /v1/outliers`: patterns in a window of events.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use serde::Serialize;
+
+use super::fires::FireSummary;
+use super::params::Params;
+use super::{ApiError, AppState};
+use crate::index::SearchFilter;
+use crate::patterns::{self, ClusterReport, OutlierReport, PatternError, Window};
+
+/// The window parameters both routes take.
+const WINDOW_PARAMS: [&str; 5] = ["from", "to", "bbox", "source", "min_confidence"];
+
+/// The window a pattern answer covers.
+#[derive(Serialize)]
+pub struct WindowInfo {
+    /// Start, RFC 3339.
+    pub from: String,
+    /// End (inclusive), RFC 3339.
+    pub to: String,
+    /// Events analysed.
+    pub events: usize,
+}
+
+/// `GET /v1/clusters`.
+#[derive(Serialize)]
+pub struct ClustersResponse {
+    /// Encoder whose space was clustered.
+    pub model_version: String,
+    /// What was analysed.
+    pub window: WindowInfo,
+    /// Events in no cluster.
+    pub noise: usize,
+    /// Clusters found (before `limit`).
+    pub total_clusters: usize,
+    /// Largest first.
+    pub clusters: Vec<ClusterOut>,
+}
+
+/// One cluster with its representative events.
+#[derive(Serialize)]
+pub struct ClusterOut {
+    /// The cluster.
+    #[serde(flatten)]
+    pub cluster: ClusterReport,
+    /// Events nearest the cluster's mean vector.
+    pub representatives: Vec<EventRef>,
+    /// With `members=true`: the id of every event in the cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<String>>,
+}
+
+/// An event id with its summary.
+#[derive(Serialize)]
+pub struct EventRef {
+    /// Event id.
+    pub event_id: String,
+    /// What it is.
+    pub summary: FireSummary,
+}
+
+/// `GET /v1/outliers`.
+#[derive(Serialize)]
+pub struct OutliersResponse {
+    /// Encoder whose space was used.
+    pub model_version: String,
+    /// What was analysed.
+    pub window: WindowInfo,
+    /// Highest score first.
+    pub outliers: Vec<OutlierOut>,
+}
+
+/// One outlier.
+#[derive(Serialize)]
+pub struct OutlierOut {
+    /// Event id.
+    pub event_id: String,
+    /// The assessment.
+    #[serde(flatten)]
+    pub report: OutlierReport,
+    /// What the event is.
+    pub summary: FireSummary,
+}
+
+/// `GET /v1/clusters?from&to&bbox&source&min_confidence&min_size&min_samples&limit&representatives`.
+pub async fn clusters(
+    State(state): State<AppState>,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Result<Json<ClustersResponse>, ApiError> {
+    let extra = [
+        "min_size",
+        "min_samples",
+        "limit",
+        "representatives",
+        "members",
+    ];
+    let known: Vec<&str> = WINDOW_PARAMS.iter().chain(&extra).copied().collect();
+    let params = Params::new(raw, &known)?;
+    let min_size = params.bounded("min_size", 5usize, 2, 10_000)?;
+    let k = state.patterns.neighbours;
+    let min_samples = params.bounded("min_samples", min_size.min(k), 1, k)?;
+    let limit = params.bounded("limit", 50usize, 1, state.settings.max_page_size)?;
+    let representatives = params.bounded("representatives", 3usize, 0, 20)?;
+    let with_members = params.flag("members")?;
+    let scope = Scope::of(&params)?;
+    tokio::task::spawn_blocking(move || {
+        let (window, knn, model) = analyse(&state, &scope)?;
+        let found = patterns::clusters(&window, &knn, min_samples, min_size, representatives);
+        let total_clusters = found.clusters.len();
+        let mut members: HashMap<&str, Vec<String>> = HashMap::new();
+        if with_members {
+            let ids: Vec<&str> = found.clusters.iter().map(|c| c.id.as_str()).collect();
+            let by_label = cluster_ids_by_label(&found, &ids);
+            for (i, label) in found.labels.iter().enumerate() {
+                if let Some(id) = label.and_then(|l| by_label.get(&l)) {
+                    members
+                        .entry(id)
+                        .or_default()
+                        .push(window.events[i].event_id.clone());
+                }
+            }
+        }
+        let clusters = found
+            .clusters
+            .iter()
+            .take(limit)
+            .map(|cluster| ClusterOut {
+                members: members.remove(cluster.id.as_str()),
+                representatives: cluster
+                    .representatives
+                    .iter()
+                    .map(|&i| event_ref(&window, i))
+                    .collect(),
+                cluster: cluster.clone(),
+            })
+            .collect();
+        Ok(Json(ClustersResponse {
+            model_version: model,
+            window: window_info(&window),
+            noise: found.noise,
+            total_clusters,
+            clusters,
+        }))
+    })
+    .await?
+}
+
+/// `GET /v1/outliers?from&to&bbox&source&min_confidence&limit`.
+pub async fn outliers(
+    State(state): State<AppState>,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Result<Json<OutliersResponse>, ApiError> {
+    let known: Vec<&str> = WINDOW_PARAMS.iter().chain(&["limit"]).copied().collect();
+    let params = Params::new(raw, &known)?;
+    let limit = params.bounded("limit", 20usize, 1, state.settings.max_page_size)?;
+    let scope = Scope::of(&params)?;
+    tokio::task::spawn_blocking(move || {
+        let (window, knn, model) = analyse(&state, &scope)?;
+        let outliers = patterns::outliers(&window, &knn, limit)
+            .into_iter()
+            .map(|report| OutlierOut {
+                event_id: window.events[report.index].event_id.clone(),
+                summary: FireSummary::from(&window.events[report.index]),
+                report,
+            })
+            .collect();
+        Ok(Json(OutliersResponse {
+            model_version: model,
+            window: window_info(&window),
+            outliers,
+        }))
+    })
+    .await?
+}
+
+/// The window asked for: explicit bounds, or defaults resolved against the store.
+struct Scope {
+    filter: SearchFilter,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+}
+
+impl Scope {
+    fn of(params: &Params) -> Result<Self, ApiError> {
+        let mut filter = params.filter()?;
+        filter.time = None;
+        Ok(Self {
+            filter,
+            from_ms: params.time("from", false)?.map(|t| t.timestamp_millis()),
+            to_ms: params.time("to", true)?.map(|t| t.timestamp_millis()),
+        })
+    }
+}
+
+fn analyse(
+    state: &AppState,
+    scope: &Scope,
+) -> Result<(Window, Vec<patterns::NeighbourList>, String), ApiError> {
+    let settings = &state.patterns;
+    let to_ms = match scope.to_ms {
+        Some(t) => t,
+        None => match state.store.events_between(i64::MIN, i64::MAX)?.next() {
+            Some(newest) => newest?.detection_time,
+            None => chrono::Utc::now().timestamp_millis(),
+        },
+    };
+    let from_ms = scope
+        .from_ms
+        .unwrap_or(to_ms - i64::from(settings.default_window_hours) * 3_600_000);
+    let mut filter = scope.filter.clone();
+    filter.time = Some((from_ms.div_euclid(1000), to_ms.div_euclid(1000)));
+    let space = state.pipeline.space();
+    let model = space.embedder.model_version().to_owned();
+    let window = patterns::load_window(
+        &state.store,
+        &model,
+        &filter,
+        (from_ms, to_ms),
+        settings.max_window_events,
+    )?;
+    let knn = patterns::window_neighbours(
+        &window,
+        space.index.as_ref(),
+        &filter,
+        settings.neighbours,
+        settings.exact_below,
+    )?;
+    Ok((window, knn, model))
+}
+
+/// The report id of each HDBSCAN label, found through one member of each report.
+fn cluster_ids_by_label<'a>(found: &patterns::Clusters, ids: &[&'a str]) -> HashMap<u32, &'a str> {
+    found
+        .clusters
+        .iter()
+        .zip(ids)
+        .filter_map(|(c, id)| Some((found.labels[c.any_member]?, *id)))
+        .collect()
+}
+
+fn event_ref(window: &Window, i: usize) -> EventRef {
+    EventRef {
+        event_id: window.events[i].event_id.clone(),
+        summary: FireSummary::from(&window.events[i]),
+    }
+}
+
+fn window_info(window: &Window) -> WindowInfo {
+    let time = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    WindowInfo {
+        from: time(window.from_ms),
+        to: time(window.to_ms),
+        events: window.len(),
+    }
+}
+
+impl From<PatternError> for ApiError {
+    fn from(e: PatternError) -> Self {
+        match e {
+            PatternError::TooLarge { .. } | PatternError::ScanTooLong { .. } => {
+                Self::Unprocessable {
+                    field: "window".into(),
+                    reason: e.to_string(),
+                }
+            }
+            PatternError::Store(s) => s.into(),
+            PatternError::Index(i) => i.into(),
+            PatternError::Embed(x) => Self::Internal(x.to_string()),
+        }
+    }
+}
