@@ -38,6 +38,8 @@ enum Command {
         #[arg(long)]
         model: String,
     },
+    /// Print the OpenAPI document (what `/openapi.json` serves and `schemas/openapi.json` holds).
+    Openapi,
     /// Make a new API key: prints the key once (give it to its holder) and the `[[auth.keys]]`
     /// entry for the config, which holds only its SHA-256.
     ApiKey {
@@ -60,6 +62,10 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    if let Command::Openapi = &cli.command {
+        print!("{}", firesight::api::openapi::document());
+        return Ok(());
+    }
     if let Command::ApiKey { name, role } = &cli.command {
         let (key, hash) = firesight::api::auth::new_key()?;
         println!("# The key, for {name} only (it is not stored anywhere):\n# {key}\n");
@@ -98,7 +104,7 @@ fn main() -> anyhow::Result<()> {
             })
             .await?
         }),
-        Command::ApiKey { .. } => Ok(()),
+        Command::ApiKey { .. } | Command::Openapi => Ok(()),
     }
 }
 

@@ -19,7 +19,7 @@ use crate::config::Role;
 use crate::embed::Manifest;
 
 /// The state of the re-index job, as `GET /v1/admin/reindex` shows it.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum ReindexStatus {
     /// No job has run since start.
@@ -58,7 +58,7 @@ pub struct Admin {
 }
 
 /// Body of `POST /v1/admin/reindex`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReindexRequest {
     /// `NAME@VERSION` from the model manifest.
@@ -76,6 +76,9 @@ pub fn routes(service: Arc<Service>) -> Router {
     super::auth::require(routes, keys, Role::Admin).with_state(admin)
 }
 
+#[utoipa::path(get, path = "/v1/admin/reindex", tag = "operations",
+    responses((status = 200, description = "The re-index job", body = ReindexStatus), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
+    security(("api_key" = [])))]
 async fn status(State(admin): State<Admin>) -> Result<Json<ReindexStatus>, ApiError> {
     let status = admin
         .reindex
@@ -85,6 +88,10 @@ async fn status(State(admin): State<Admin>) -> Result<Json<ReindexStatus>, ApiEr
     Ok(Json(status))
 }
 
+#[utoipa::path(post, path = "/v1/admin/reindex", tag = "operations",
+    request_body = ReindexRequest,
+    responses((status = 202, description = "Started", body = ReindexStatus), (status = 400, description = "A parameter or field is invalid; `field` names it", body = crate::api::error::ErrorBody), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 409, description = "A job is already running", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
+    security(("api_key" = [])))]
 async fn start(
     State(admin): State<Admin>,
     body: Result<Json<ReindexRequest>, axum::extract::rejection::JsonRejection>,

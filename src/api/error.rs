@@ -72,17 +72,25 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
+/// Every error answer: `{"error": {"code", "field", "reason"}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
+/// The error itself.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable kind: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
+    /// `payload_too_large`, `unsupported_media_type`, `unprocessable`, `conflict`, `starting`,
+    /// `upstream`, `internal`.
+    pub code: String,
+    /// The parameter or body field at fault, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
-    reason: String,
+    pub field: Option<String>,
+    /// Why, in words.
+    pub reason: String,
 }
 
 impl ApiError {
@@ -144,8 +152,8 @@ impl IntoResponse for ApiError {
         };
         let body = ErrorBody {
             error: ErrorDetail {
-                code,
-                field,
+                code: code.to_owned(),
+                field: field.map(str::to_owned),
                 reason,
             },
         };

@@ -20,7 +20,7 @@ const DEFAULT_PAGE: usize = 50;
 const DEFAULT_K: usize = 10;
 
 /// A page of events, newest first.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct FirePage {
     /// Events on this page.
     pub items: Vec<FireEventV2>,
@@ -30,6 +30,15 @@ pub struct FirePage {
 }
 
 /// `GET /v1/fires?limit=&from=&to=&cursor=`.
+#[utoipa::path(get, path = "/v1/fires", tag = "fires",
+    params(
+        ("limit" = Option<usize>, Query, description = "Page size, 1 to api.max_page_size (default 50)", minimum = 1, maximum = 1000),
+        ("from" = Option<String>, Query, description = "Earliest detection: RFC 3339 or YYYY-MM-DD"),
+        ("to" = Option<String>, Query, description = "Latest detection: RFC 3339 or YYYY-MM-DD"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses((status = 200, description = "Events, newest first", body = FirePage), (status = 400, description = "A parameter or field is invalid; `field` names it", body = crate::api::error::ErrorBody), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
+    security((), ("api_key" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     Query(raw): Query<HashMap<String, String>>,
@@ -68,6 +77,10 @@ pub async fn list(
 }
 
 /// `GET /v1/fires/{id}`: the stored `FireEventV2`.
+#[utoipa::path(get, path = "/v1/fires/{id}", tag = "fires",
+    params(("id" = String, Path, description = "Event id (`fd_...`)")),
+    responses((status = 200, description = "The stored FireEventV2", body = FireEventV2), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 404, description = "Not found", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
+    security((), ("api_key" = [])))]
 pub async fn get_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -82,7 +95,7 @@ pub async fn get_one(
 }
 
 /// The answer to a similarity query.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SimilarResponse {
     /// Encoder of the vectors compared.
     pub model_version: String,
@@ -94,7 +107,7 @@ pub struct SimilarResponse {
 }
 
 /// One neighbour with a summary of its event.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SimilarFire {
     /// Event id.
     pub event_id: String,
@@ -108,7 +121,7 @@ pub struct SimilarFire {
 }
 
 /// A short description of an event.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct FireSummary {
     /// Detection time, RFC 3339.
     pub detection_time: String,
@@ -151,6 +164,20 @@ impl From<&FireEventV2> for FireSummary {
 
 /// `GET /v1/fires/{id}/similar?k=10`: the events nearest to a stored event, itself excluded,
 /// optionally only those passing `from`, `to`, `bbox`, `source`, `min_confidence`, `incident`.
+#[utoipa::path(get, path = "/v1/fires/{id}/similar", tag = "similarity",
+    params(
+        ("id" = String, Path, description = "Event id (`fd_...`)"),
+        ("k" = Option<usize>, Query, description = "Neighbours, 1 to api.max_k (default 10)", minimum = 1, maximum = 1000),
+        ("explain" = Option<bool>, Query, description = "Say which features separate each match from the query"),
+        ("from" = Option<String>, Query, description = "Earliest detection: RFC 3339, or YYYY-MM-DD (start of day, UTC)"),
+        ("to" = Option<String>, Query, description = "Latest detection: RFC 3339, or YYYY-MM-DD (end of day, UTC)"),
+        ("bbox" = Option<String>, Query, description = "min_lon,min_lat,max_lon,max_lat in degrees; west > east crosses the antimeridian", example = "140,-39,154,-28"),
+        ("source" = Option<String>, Query, description = "Satellites, comma-separated: Terra, Aqua, Suomi NPP, NOAA-20, NOAA-21"),
+        ("min_confidence" = Option<String>, Query, description = "low, nominal or high"),
+        ("incident" = Option<String>, Query, description = "Only events of this incident"),
+    ),
+    responses((status = 200, description = "Nearest first, the event itself excluded", body = SimilarResponse), (status = 400, description = "A parameter or field is invalid; `field` names it", body = crate::api::error::ErrorBody), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 404, description = "Not found", body = crate::api::error::ErrorBody), (status = 502, description = "The query backend (Weaviate) failed", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
+    security((), ("api_key" = [])))]
 pub async fn similar_to_event(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -200,7 +227,7 @@ pub async fn similar_to_event(
 }
 
 /// Body of `POST /v1/similar`: exactly one of `vector` and `detection`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SimilarRequest {
     /// Neighbours wanted (default 10).
@@ -221,6 +248,10 @@ pub struct SimilarRequest {
 const FILTER_PARAMS: [&str; 6] = ["from", "to", "bbox", "source", "min_confidence", "incident"];
 
 /// `POST /v1/similar`.
+#[utoipa::path(post, path = "/v1/similar", tag = "similarity",
+    request_body = SimilarRequest,
+    responses((status = 200, description = "Nearest first", body = SimilarResponse), (status = 400, description = "A parameter or field is invalid; `field` names it", body = crate::api::error::ErrorBody), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 413, description = "Body over `api.max_body_bytes`", body = crate::api::error::ErrorBody), (status = 502, description = "The query backend (Weaviate) failed", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
+    security((), ("api_key" = [])))]
 pub async fn similar(
     State(state): State<AppState>,
     body: Bytes,
@@ -475,6 +506,10 @@ fn describe(
 }
 
 /// `GET /v1/dead-letters?limit=`: the most recent refused records with their reasons.
+#[utoipa::path(get, path = "/v1/dead-letters", tag = "operations",
+    params(("limit" = Option<usize>, Query, description = "How many, newest first (default 50)", minimum = 1, maximum = 1000)),
+    responses((status = 200, description = "Refused records with their reasons", body = Vec<DeadLetter>), (status = 400, description = "A parameter or field is invalid; `field` names it", body = crate::api::error::ErrorBody), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
+    security((), ("api_key" = [])))]
 pub async fn dead_letters(
     State(state): State<AppState>,
     Query(raw): Query<HashMap<String, String>>,

@@ -9,12 +9,16 @@ use serde_json::json;
 use super::AppState;
 
 /// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is up: `{\"status\": \"ok\"}`", body = Object)))]
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
 /// Start-up is done: the index is rebuilt and requested files are loaded. (Before that,
 /// `starting_router` answers this route with 503.)
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "Ready: events, indexed, model_version, engine", body = Object), (status = 503, description = "Still loading: `{\"ready\": false}`", body = Object)))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let space = state.pipeline.space();
     Json(json!({
@@ -27,6 +31,8 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let indexed = state.pipeline.space().index.len();
     state.metrics.index_vectors.set(indexed as i64);

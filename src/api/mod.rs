@@ -6,6 +6,7 @@ mod error;
 mod fires;
 mod health;
 mod ingest;
+pub mod openapi;
 mod params;
 mod patterns;
 
@@ -75,7 +76,9 @@ pub fn router(state: AppState) -> Router {
     let open_routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics));
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi_json))
+        .route("/docs", get(docs_page));
     let keys = Arc::clone(&state.keys);
     Router::new()
         .merge(auth::require(ingest_routes, Arc::clone(&keys), Role::Write))
@@ -124,6 +127,22 @@ fn while_starting(path: &str) -> Response {
             .into_response(),
         _ => ApiError::Starting.into_response(),
     }
+}
+
+/// The OpenAPI document, generated once.
+async fn openapi_json() -> Response {
+    static DOC: OnceLock<String> = OnceLock::new();
+    let doc = DOC.get_or_init(openapi::document).clone();
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        doc,
+    )
+        .into_response()
+}
+
+/// A browsable page over `/openapi.json`, self-contained (no CDN), so it works offline.
+async fn docs_page() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("assets/docs.html"))
 }
 
 /// Unknown paths get the same JSON error shape as everything else.

@@ -16,7 +16,7 @@ use crate::patterns::{self, ClusterReport, OutlierReport, PatternError, Window};
 const WINDOW_PARAMS: [&str; 5] = ["from", "to", "bbox", "source", "min_confidence"];
 
 /// The window a pattern answer covers.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct WindowInfo {
     /// Start, RFC 3339.
     pub from: String,
@@ -27,7 +27,7 @@ pub struct WindowInfo {
 }
 
 /// `GET /v1/clusters`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ClustersResponse {
     /// Encoder whose space was clustered.
     pub model_version: String,
@@ -42,7 +42,7 @@ pub struct ClustersResponse {
 }
 
 /// One cluster with its representative events.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ClusterOut {
     /// The cluster.
     #[serde(flatten)]
@@ -55,7 +55,7 @@ pub struct ClusterOut {
 }
 
 /// An event id with its summary.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EventRef {
     /// Event id.
     pub event_id: String,
@@ -64,7 +64,7 @@ pub struct EventRef {
 }
 
 /// `GET /v1/outliers`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct OutliersResponse {
     /// Encoder whose space was used.
     pub model_version: String,
@@ -75,7 +75,7 @@ pub struct OutliersResponse {
 }
 
 /// One outlier.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct OutlierOut {
     /// Event id.
     pub event_id: String,
@@ -87,6 +87,21 @@ pub struct OutlierOut {
 }
 
 /// `GET /v1/clusters?from&to&bbox&source&min_confidence&min_size&min_samples&limit&representatives`.
+#[utoipa::path(get, path = "/v1/clusters", tag = "patterns",
+    params(
+        ("from" = Option<String>, Query, description = "Earliest detection: RFC 3339, or YYYY-MM-DD (start of day, UTC)"),
+        ("to" = Option<String>, Query, description = "Latest detection: RFC 3339, or YYYY-MM-DD (end of day, UTC)"),
+        ("bbox" = Option<String>, Query, description = "min_lon,min_lat,max_lon,max_lat in degrees; west > east crosses the antimeridian", example = "140,-39,154,-28"),
+        ("source" = Option<String>, Query, description = "Satellites, comma-separated: Terra, Aqua, Suomi NPP, NOAA-20, NOAA-21"),
+        ("min_confidence" = Option<String>, Query, description = "low, nominal or high"),
+        ("min_size" = Option<usize>, Query, description = "Smallest cluster (default 5)", minimum = 2, maximum = 10000),
+        ("min_samples" = Option<usize>, Query, description = "Neighbours that define density (default min(min_size, patterns.neighbours))", minimum = 1, maximum = 100),
+        ("limit" = Option<usize>, Query, description = "Clusters returned, largest first (default 50)", minimum = 1, maximum = 1000),
+        ("representatives" = Option<usize>, Query, description = "Representative events per cluster (default 3)", minimum = 0, maximum = 20),
+        ("members" = Option<bool>, Query, description = "List every member's event id"),
+    ),
+    responses((status = 200, description = "Density clusters of the window", body = ClustersResponse), (status = 400, description = "A parameter or field is invalid; `field` names it", body = crate::api::error::ErrorBody), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 422, description = "Well-formed but not processable; `field` names what", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
+    security((), ("api_key" = [])))]
 pub async fn clusters(
     State(state): State<AppState>,
     Query(raw): Query<HashMap<String, String>>,
@@ -150,6 +165,17 @@ pub async fn clusters(
 }
 
 /// `GET /v1/outliers?from&to&bbox&source&min_confidence&limit`.
+#[utoipa::path(get, path = "/v1/outliers", tag = "patterns",
+    params(
+        ("from" = Option<String>, Query, description = "Earliest detection: RFC 3339, or YYYY-MM-DD (start of day, UTC)"),
+        ("to" = Option<String>, Query, description = "Latest detection: RFC 3339, or YYYY-MM-DD (end of day, UTC)"),
+        ("bbox" = Option<String>, Query, description = "min_lon,min_lat,max_lon,max_lat in degrees; west > east crosses the antimeridian", example = "140,-39,154,-28"),
+        ("source" = Option<String>, Query, description = "Satellites, comma-separated: Terra, Aqua, Suomi NPP, NOAA-20, NOAA-21"),
+        ("min_confidence" = Option<String>, Query, description = "low, nominal or high"),
+        ("limit" = Option<usize>, Query, description = "How many, highest score first (default 20)", minimum = 1, maximum = 1000),
+    ),
+    responses((status = 200, description = "The window's events ranked as outliers", body = OutliersResponse), (status = 400, description = "A parameter or field is invalid; `field` names it", body = crate::api::error::ErrorBody), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 422, description = "Well-formed but not processable; `field` names what", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
+    security((), ("api_key" = [])))]
 pub async fn outliers(
     State(state): State<AppState>,
     Query(raw): Query<HashMap<String, String>>,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Why one input record was refused: the field at fault and the reason, with its line if it came from a file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// 1-based line in the input (the header is line 1); 0 when the input has no lines.
     pub line: u64,

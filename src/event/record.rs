@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// The enriched fire event. Field names and types mirror the Avro schema so that
 /// `apache_avro::to_value` of this struct validates against it (a test checks that).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FireEventV2 {
     /// Content-derived detection id (`fd_…`).
     pub event_id: String,
@@ -35,7 +35,7 @@ pub struct FireEventV2 {
 }
 
 /// Provenance of a detection.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SourceInfo {
     /// Data provider, e.g. `NASA FIRMS`.
     pub provider: String,
@@ -48,7 +48,7 @@ pub struct SourceInfo {
 }
 
 /// A point on the Earth.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Location {
     /// Degrees north.
     pub latitude: f64,
@@ -57,7 +57,7 @@ pub struct Location {
 }
 
 /// Radiometric description of the pixel.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FireCharacteristics {
     /// Fire channel brightness temperature, K.
     pub brightness_k: f64,
@@ -80,7 +80,7 @@ pub struct FireCharacteristics {
 }
 
 /// Outcome of the weather join, so that "no weather" is never confused with "not joined".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WeatherStatus {
     /// A station within range had an observation for the detection's local day.
@@ -90,7 +90,7 @@ pub enum WeatherStatus {
 }
 
 /// The observation joined to a detection, with how far and how old it is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WeatherConditions {
     /// BOM station number.
     pub station_id: i64,
@@ -117,7 +117,7 @@ pub struct WeatherConditions {
 }
 
 /// Summary of nearby IoT sensor readings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SensorSummary {
     /// Readings that contributed.
     pub reading_count: i32,
@@ -130,14 +130,14 @@ pub struct SensorSummary {
 }
 
 /// Rule-based assessment of the event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImpactAssessment {
     /// Rule anomalies, e.g. `fire_under_high_humidity`, `fire_in_rain`.
     pub anomalies: Vec<String>,
 }
 
 /// One model output.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MlPrediction {
     /// Model name.
     pub model: String,

@@ -281,7 +281,7 @@ impl FeatureStats {
 }
 
 /// One feature that sets a group or an event apart.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct FeatureDeviation {
     /// Encoder feature name (`log1p_*` features are ln(1 + value)).
     pub feature: &'static str,
@@ -319,7 +319,7 @@ fn mean_row(rows: impl IntoIterator<Item = [f32; FEATURE_COUNT]>) -> [f64; FEATU
 }
 
 /// One density cluster of a window.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ClusterReport {
     /// Stable id: derived from the cluster's earliest event, so the same data gives the same id.
     pub id: String,
@@ -466,7 +466,7 @@ fn describe_cluster(
 }
 
 /// One event's outlier assessment.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OutlierReport {
     /// Index into the window.
     #[serde(skip)]
@@ -623,7 +623,7 @@ pub fn outliers(window: &Window, knn: &[NeighbourList], limit: usize) -> Vec<Out
 }
 
 /// How much one feature group accounts for the distance between a query and a match.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Contribution {
     /// Feature group (see [`FEATURE_GROUPS`]).
     pub feature: &'static str,
@@ -633,7 +633,7 @@ pub struct Contribution {
 }
 
 /// What made a match similar to the query, and what still sets it apart.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Explanation {
     /// Groups that do not separate the two (giving the match the query's values changes the
     /// distance by under 5 %): equal, or too weak in the model to matter.

@@ -94,7 +94,7 @@ pub struct NewEvent {
 }
 
 /// A refused record kept with its reason (the embedded default's dead-letter place).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     /// Where it came from, e.g. `http:/v1/events/firms` or a file path.
     pub source: String,

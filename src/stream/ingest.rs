@@ -12,7 +12,7 @@ use crate::event::{FieldError, FireDetection, SensorReading, Station, WeatherObs
 pub const MAX_REPORTED_REJECTIONS: usize = 10_000;
 
 /// What happened to an input.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct IngestOutcome {
     /// New records stored.
     pub accepted: u64,

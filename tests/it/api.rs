@@ -522,3 +522,46 @@ async fn while_starting_liveness_answers_and_the_api_says_503() {
         "the full API answers through the same listener"
     );
 }
+
+#[test]
+fn the_checked_in_openapi_document_matches_the_code() {
+    let generated = firesight::api::openapi::document();
+    let path = super::support::repo().join("schemas/openapi.json");
+    if std::env::var_os("FIRESIGHT_BLESS_OPENAPI").is_some() {
+        std::fs::write(&path, &generated).expect("write schemas/openapi.json");
+    }
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        generated == checked_in,
+        "schemas/openapi.json differs from the API the code serves; regenerate it with \
+         `FIRESIGHT_BLESS_OPENAPI=1 cargo test --test it openapi` (or `firesight openapi`) \
+         and review the diff"
+    );
+    let doc: Value = serde_json::from_str(&generated).expect("valid JSON");
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    // Every routed path is documented.
+    for path in [
+        "/v1/events/firms",
+        "/v1/fires/{id}/similar",
+        "/v1/similar",
+        "/v1/clusters",
+        "/v1/outliers",
+        "/v1/admin/reindex",
+        "/readyz",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} is not documented");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_document_and_its_docs_page_are_served() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let service = Service::open(settings(dir.path()), &[], false).expect("service");
+    let base = serve(&service).await;
+    let (status, doc) = get(&format!("{base}/openapi.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["info"]["title"], "FireSight");
+    let page = reqwest::get(format!("{base}/docs")).await.expect("docs");
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.expect("html").contains("/openapi.json"));
+}

@@ -1,0 +1,69 @@
+//! The OpenAPI 3 document, generated from the handlers' and types' annotations.
+//!
+//! `schemas/openapi.json` is this document, checked in; a test fails when they drift
+//! (`firesight openapi > schemas/openapi.json` rewrites it). The service serves it at
+//! `/openapi.json` and a browsable page at `/docs`.
+
+use utoipa::Modify;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+
+use super::{admin, fires, health, ingest, patterns};
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "FireSight",
+        description = "Wildfire intelligence: correlated fire detections, similarity, clusters and outliers. Errors are `{\"error\": {\"code\", \"field\", \"reason\"}}`. With API keys configured, send one as `X-API-Key` (or `Authorization: Bearer`); read routes may be open (auth.read_open)."
+    ),
+    paths(
+        ingest::firms,
+        ingest::weather,
+        ingest::stations,
+        ingest::sensors,
+        fires::list,
+        fires::get_one,
+        fires::similar_to_event,
+        fires::similar,
+        patterns::clusters,
+        patterns::outliers,
+        fires::dead_letters,
+        admin::status,
+        admin::start,
+        health::healthz,
+        health::readyz,
+        health::metrics,
+    ),
+    modifiers(&KeyScheme),
+    tags(
+        (name = "ingest", description = "Detections, weather, stations and sensor readings in"),
+        (name = "fires", description = "Stored FireEventV2 records"),
+        (name = "similarity", description = "Nearest events in the encoder's space"),
+        (name = "patterns", description = "Clusters and outliers of a window of events"),
+        (name = "operations", description = "Health, metrics, dead letters, re-index"),
+    )
+)]
+pub struct ApiDoc;
+
+struct KeyScheme;
+
+impl Modify for KeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
+/// The document as pretty JSON, as checked in at `schemas/openapi.json`.
+pub fn document() -> String {
+    let mut doc = ApiDoc::openapi();
+    // The version follows the crate, so a release bump shows up as drift to re-generate.
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc.to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+        + "\n"
+}
