@@ -33,9 +33,9 @@ pub struct FirePage {
 #[utoipa::path(get, path = "/v1/fires", tag = "fires",
     params(
         ("limit" = Option<usize>, Query, description = "Page size, 1 to api.max_page_size (default 50)", minimum = 1, maximum = 1000),
-        ("from" = Option<String>, Query, description = "Earliest detection: RFC 3339 or YYYY-MM-DD"),
-        ("to" = Option<String>, Query, description = "Latest detection: RFC 3339 or YYYY-MM-DD"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("from" = Option<crate::api::openapi::TimeBound>, Query, description = "Earliest detection: RFC 3339 or YYYY-MM-DD"),
+        ("to" = Option<crate::api::openapi::TimeBound>, Query, description = "Latest detection: RFC 3339 or YYYY-MM-DD"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page", pattern = "^([0-9a-fA-F]{2}){8,}$"),
     ),
     responses((status = 200, description = "Events, newest first", body = FirePage), (status = 400, description = "A parameter or field is invalid; `field` names it", body = crate::api::error::ErrorBody), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
     security((), ("api_key" = [])))]
@@ -169,11 +169,11 @@ impl From<&FireEventV2> for FireSummary {
         ("id" = String, Path, description = "Event id (`fd_...`)"),
         ("k" = Option<usize>, Query, description = "Neighbours, 1 to api.max_k (default 10)", minimum = 1, maximum = 1000),
         ("explain" = Option<bool>, Query, description = "Say which features separate each match from the query"),
-        ("from" = Option<String>, Query, description = "Earliest detection: RFC 3339, or YYYY-MM-DD (start of day, UTC)"),
-        ("to" = Option<String>, Query, description = "Latest detection: RFC 3339, or YYYY-MM-DD (end of day, UTC)"),
-        ("bbox" = Option<String>, Query, description = "min_lon,min_lat,max_lon,max_lat in degrees; west > east crosses the antimeridian", example = "140,-39,154,-28"),
-        ("source" = Option<String>, Query, description = "Satellites, comma-separated: Terra, Aqua, Suomi NPP, NOAA-20, NOAA-21"),
-        ("min_confidence" = Option<String>, Query, description = "low, nominal or high"),
+        ("from" = Option<crate::api::openapi::TimeBound>, Query, description = "Earliest detection: RFC 3339, or YYYY-MM-DD (start of day, UTC)"),
+        ("to" = Option<crate::api::openapi::TimeBound>, Query, description = "Latest detection: RFC 3339, or YYYY-MM-DD (end of day, UTC)"),
+        ("bbox" = Option<String>, Query, description = "min_lon,min_lat,max_lon,max_lat in degrees; west > east crosses the antimeridian; latitudes within [-90, 90], min_lat <= max_lat", example = "140,-39,154,-28", pattern = r"^ *-?[0-9]+(\.[0-9]+)? *(, *-?[0-9]+(\.[0-9]+)? *){3}$"),
+        ("source" = Option<String>, Query, description = "Satellites, comma-separated: Terra, Aqua, Suomi NPP, NOAA-20, NOAA-21", pattern = "^(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21)(,(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21))*$"),
+        ("min_confidence" = Option<crate::api::openapi::ConfidenceClass>, Query, description = "low, nominal or high"),
         ("incident" = Option<String>, Query, description = "Only events of this incident"),
     ),
     responses((status = 200, description = "Nearest first, the event itself excluded", body = SimilarResponse), (status = 400, description = "A parameter or field is invalid; `field` names it", body = crate::api::error::ErrorBody), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 404, description = "Not found", body = crate::api::error::ErrorBody), (status = 502, description = "The query backend (Weaviate) failed", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
@@ -231,6 +231,7 @@ pub async fn similar_to_event(
 #[serde(deny_unknown_fields)]
 pub struct SimilarRequest {
     /// Neighbours wanted (default 10).
+    #[schema(minimum = 1, maximum = 1000)]
     pub k: Option<usize>,
     /// A vector in the current model's space.
     pub vector: Option<Vec<f32>>,

@@ -6,6 +6,10 @@
 
 use utoipa::Modify;
 use utoipa::OpenApi;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{
+    KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
+};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 
 use super::{admin, fires, health, ingest, patterns};
@@ -66,4 +70,39 @@ pub fn document() -> String {
     doc.to_pretty_json()
         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
         + "\n"
+}
+
+/// A time bound in a query: an RFC 3339 instant, or a `YYYY-MM-DD` day (UTC; `from` takes its
+/// first millisecond, `to` its last). Documentation only: the handlers parse the text.
+pub struct TimeBound;
+
+impl utoipa::PartialSchema for TimeBound {
+    fn schema() -> RefOr<Schema> {
+        let string = |format| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(format)))
+        };
+        OneOfBuilder::new()
+            .item(string(KnownFormat::Date))
+            .item(string(KnownFormat::DateTime))
+            .description(Some(
+                "RFC 3339 instant or YYYY-MM-DD day (UTC); `from` must not be after `to`",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for TimeBound {}
+
+/// A confidence class, for `min_confidence`.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ConfidenceClass {
+    /// Low.
+    Low,
+    /// Nominal.
+    Nominal,
+    /// High.
+    High,
 }

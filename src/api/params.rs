@@ -12,14 +12,16 @@ use crate::index::{BBox, PointAttrs, SOURCES, SearchFilter};
 pub struct Params(HashMap<String, String>);
 
 impl Params {
-    /// Takes the raw map and refuses parameters the route does not know.
-    pub fn new(raw: HashMap<String, String>, known: &[&str]) -> Result<Self, ApiError> {
+    /// Takes the raw map and refuses parameters the route does not know. An empty value
+    /// (`?from=`, as a form with a blank field sends) means the parameter is not given.
+    pub fn new(mut raw: HashMap<String, String>, known: &[&str]) -> Result<Self, ApiError> {
         if let Some(unknown) = raw.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(ApiError::bad(
                 unknown.clone(),
                 format!("unknown parameter; this route takes {}", known.join(", ")),
             ));
         }
+        raw.retain(|_, v| !v.is_empty());
         Ok(Self(raw))
     }
 
@@ -127,10 +129,7 @@ impl Params {
                 ));
             }
         };
-        let incident = match self.text("incident") {
-            Some("") => return Err(ApiError::bad("incident", "must not be empty")),
-            other => other.map(PointAttrs::incident_code),
-        };
+        let incident = self.text("incident").map(PointAttrs::incident_code);
         Ok(SearchFilter {
             time,
             bbox,

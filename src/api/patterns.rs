@@ -89,11 +89,11 @@ pub struct OutlierOut {
 /// `GET /v1/clusters?from&to&bbox&source&min_confidence&min_size&min_samples&limit&representatives`.
 #[utoipa::path(get, path = "/v1/clusters", tag = "patterns",
     params(
-        ("from" = Option<String>, Query, description = "Earliest detection: RFC 3339, or YYYY-MM-DD (start of day, UTC)"),
-        ("to" = Option<String>, Query, description = "Latest detection: RFC 3339, or YYYY-MM-DD (end of day, UTC)"),
-        ("bbox" = Option<String>, Query, description = "min_lon,min_lat,max_lon,max_lat in degrees; west > east crosses the antimeridian", example = "140,-39,154,-28"),
-        ("source" = Option<String>, Query, description = "Satellites, comma-separated: Terra, Aqua, Suomi NPP, NOAA-20, NOAA-21"),
-        ("min_confidence" = Option<String>, Query, description = "low, nominal or high"),
+        ("from" = Option<crate::api::openapi::TimeBound>, Query, description = "Earliest detection: RFC 3339, or YYYY-MM-DD (start of day, UTC)"),
+        ("to" = Option<crate::api::openapi::TimeBound>, Query, description = "Latest detection: RFC 3339, or YYYY-MM-DD (end of day, UTC)"),
+        ("bbox" = Option<String>, Query, description = "min_lon,min_lat,max_lon,max_lat in degrees; west > east crosses the antimeridian; latitudes within [-90, 90], min_lat <= max_lat", example = "140,-39,154,-28", pattern = r"^ *-?[0-9]+(\.[0-9]+)? *(, *-?[0-9]+(\.[0-9]+)? *){3}$"),
+        ("source" = Option<String>, Query, description = "Satellites, comma-separated: Terra, Aqua, Suomi NPP, NOAA-20, NOAA-21", pattern = "^(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21)(,(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21))*$"),
+        ("min_confidence" = Option<crate::api::openapi::ConfidenceClass>, Query, description = "low, nominal or high"),
         ("min_size" = Option<usize>, Query, description = "Smallest cluster (default 5)", minimum = 2, maximum = 10000),
         ("min_samples" = Option<usize>, Query, description = "Neighbours that define density (default min(min_size, patterns.neighbours))", minimum = 1, maximum = 100),
         ("limit" = Option<usize>, Query, description = "Clusters returned, largest first (default 50)", minimum = 1, maximum = 1000),
@@ -167,11 +167,11 @@ pub async fn clusters(
 /// `GET /v1/outliers?from&to&bbox&source&min_confidence&limit`.
 #[utoipa::path(get, path = "/v1/outliers", tag = "patterns",
     params(
-        ("from" = Option<String>, Query, description = "Earliest detection: RFC 3339, or YYYY-MM-DD (start of day, UTC)"),
-        ("to" = Option<String>, Query, description = "Latest detection: RFC 3339, or YYYY-MM-DD (end of day, UTC)"),
-        ("bbox" = Option<String>, Query, description = "min_lon,min_lat,max_lon,max_lat in degrees; west > east crosses the antimeridian", example = "140,-39,154,-28"),
-        ("source" = Option<String>, Query, description = "Satellites, comma-separated: Terra, Aqua, Suomi NPP, NOAA-20, NOAA-21"),
-        ("min_confidence" = Option<String>, Query, description = "low, nominal or high"),
+        ("from" = Option<crate::api::openapi::TimeBound>, Query, description = "Earliest detection: RFC 3339, or YYYY-MM-DD (start of day, UTC)"),
+        ("to" = Option<crate::api::openapi::TimeBound>, Query, description = "Latest detection: RFC 3339, or YYYY-MM-DD (end of day, UTC)"),
+        ("bbox" = Option<String>, Query, description = "min_lon,min_lat,max_lon,max_lat in degrees; west > east crosses the antimeridian; latitudes within [-90, 90], min_lat <= max_lat", example = "140,-39,154,-28", pattern = r"^ *-?[0-9]+(\.[0-9]+)? *(, *-?[0-9]+(\.[0-9]+)? *){3}$"),
+        ("source" = Option<String>, Query, description = "Satellites, comma-separated: Terra, Aqua, Suomi NPP, NOAA-20, NOAA-21", pattern = "^(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21)(,(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21))*$"),
+        ("min_confidence" = Option<crate::api::openapi::ConfidenceClass>, Query, description = "low, nominal or high"),
         ("limit" = Option<usize>, Query, description = "How many, highest score first (default 20)", minimum = 1, maximum = 1000),
     ),
     responses((status = 200, description = "The window's events ranked as outliers", body = OutliersResponse), (status = 400, description = "A parameter or field is invalid; `field` names it", body = crate::api::error::ErrorBody), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 422, description = "Well-formed but not processable; `field` names what", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
