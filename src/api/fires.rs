@@ -35,13 +35,13 @@ pub struct FirePage {
         ("limit" = Option<usize>, Query, description = "Page size, 1 to api.max_page_size (default 50)", minimum = 1, maximum = 1000),
         ("from" = Option<crate::api::openapi::TimeBound>, Query, description = "Earliest detection: RFC 3339 or YYYY-MM-DD"),
         ("to" = Option<crate::api::openapi::TimeBound>, Query, description = "Latest detection: RFC 3339 or YYYY-MM-DD"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page", pattern = "^([0-9a-fA-F]{2}){8,}$"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page", pattern = "^(([0-9a-fA-F]{2}){8,})?$"),
     ),
     responses((status = 200, description = "Events, newest first", body = FirePage), (status = 400, description = "A parameter or field is invalid; `field` names it", body = crate::api::error::ErrorBody), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
     security((), ("api_key" = [])))]
 pub async fn list(
     State(state): State<AppState>,
-    Query(raw): Query<HashMap<String, String>>,
+    Query(raw): Query<Vec<(String, String)>>,
 ) -> Result<Json<FirePage>, ApiError> {
     let params = Params::new(raw, &["limit", "from", "to", "cursor"])?;
     let limit = params.bounded("limit", DEFAULT_PAGE, 1, state.settings.max_page_size)?;
@@ -171,8 +171,8 @@ impl From<&FireEventV2> for FireSummary {
         ("explain" = Option<bool>, Query, description = "Say which features separate each match from the query"),
         ("from" = Option<crate::api::openapi::TimeBound>, Query, description = "Earliest detection: RFC 3339, or YYYY-MM-DD (start of day, UTC)"),
         ("to" = Option<crate::api::openapi::TimeBound>, Query, description = "Latest detection: RFC 3339, or YYYY-MM-DD (end of day, UTC)"),
-        ("bbox" = Option<String>, Query, description = "min_lon,min_lat,max_lon,max_lat in degrees; west > east crosses the antimeridian; latitudes within [-90, 90], min_lat <= max_lat", example = "140,-39,154,-28", pattern = r"^ *-?[0-9]+(\.[0-9]+)? *(, *-?[0-9]+(\.[0-9]+)? *){3}$"),
-        ("source" = Option<String>, Query, description = "Satellites, comma-separated: Terra, Aqua, Suomi NPP, NOAA-20, NOAA-21", pattern = "^(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21)(,(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21))*$"),
+        ("bbox" = Option<String>, Query, description = "min_lon,min_lat,max_lon,max_lat in degrees; west > east crosses the antimeridian; latitudes within [-90, 90], min_lat <= max_lat", example = "140,-39,154,-28", pattern = r"^( *-?[0-9]+(\.[0-9]+)? *(, *-?[0-9]+(\.[0-9]+)? *){3})?$"),
+        ("source" = Option<String>, Query, description = "Satellites, comma-separated: Terra, Aqua, Suomi NPP, NOAA-20, NOAA-21", pattern = "^((Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21)(,(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21))*)?$"),
         ("min_confidence" = Option<crate::api::openapi::ConfidenceClass>, Query, description = "low, nominal or high"),
         ("incident" = Option<String>, Query, description = "Only events of this incident"),
     ),
@@ -181,7 +181,7 @@ impl From<&FireEventV2> for FireSummary {
 pub async fn similar_to_event(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(raw): Query<HashMap<String, String>>,
+    Query(raw): Query<Vec<(String, String)>>,
 ) -> Result<Json<SimilarResponse>, ApiError> {
     let known: Vec<&str> = ["k", "explain"].into_iter().chain(FILTER_PARAMS).collect();
     let params = Params::new(raw, &known)?;
@@ -513,7 +513,7 @@ fn describe(
     security((), ("api_key" = [])))]
 pub async fn dead_letters(
     State(state): State<AppState>,
-    Query(raw): Query<HashMap<String, String>>,
+    Query(raw): Query<Vec<(String, String)>>,
 ) -> Result<Json<Vec<DeadLetter>>, ApiError> {
     let params = Params::new(raw, &["limit"])?;
     let limit = params.bounded("limit", DEFAULT_PAGE, 1, state.settings.max_page_size)?;

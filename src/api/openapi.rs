@@ -39,6 +39,7 @@ use super::{admin, fires, health, ingest, patterns};
         health::readyz,
         health::metrics,
     ),
+    components(schemas(TimeBound, ConfidenceClass)),
     modifiers(&KeyScheme),
     tags(
         (name = "ingest", description = "Detections, weather, stations and sensor readings in"),

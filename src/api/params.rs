@@ -14,15 +14,26 @@ pub struct Params(HashMap<String, String>);
 impl Params {
     /// Takes the raw map and refuses parameters the route does not know. An empty value
     /// (`?from=`, as a form with a blank field sends) means the parameter is not given.
-    pub fn new(mut raw: HashMap<String, String>, known: &[&str]) -> Result<Self, ApiError> {
-        if let Some(unknown) = raw.keys().find(|k| !known.contains(&k.as_str())) {
-            return Err(ApiError::bad(
-                unknown.clone(),
-                format!("unknown parameter; this route takes {}", known.join(", ")),
-            ));
+    /// A parameter given twice is refused rather than one of its values picked.
+    pub fn new(
+        raw: impl IntoIterator<Item = (String, String)>,
+        known: &[&str],
+    ) -> Result<Self, ApiError> {
+        let mut map = HashMap::new();
+        for (name, value) in raw {
+            if !known.contains(&name.as_str()) {
+                return Err(ApiError::bad(
+                    name,
+                    format!("unknown parameter; this route takes {}", known.join(", ")),
+                ));
+            }
+            if map.contains_key(&name) {
+                return Err(ApiError::bad(name, "given more than once"));
+            }
+            map.insert(name, value);
         }
-        raw.retain(|_, v| !v.is_empty());
-        Ok(Self(raw))
+        map.retain(|_, v| !v.is_empty());
+        Ok(Self(map))
     }
 
     /// A number in `[min, max]`, or `default` when absent.

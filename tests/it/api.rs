@@ -284,6 +284,7 @@ async fn bad_queries_get_json_errors_naming_the_field() {
         ),
         (format!("{base}/v1/fires?from=yesterday"), "from"),
         (format!("{base}/v1/fires?cursor=zz"), "cursor"),
+        (format!("{base}/v1/fires?limit=5&limit=500000"), "limit"),
     ] {
         let (status, body) = get(&url).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{url}");

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# 64 concurrent clients for 60 s on GET /v1/fires/{id}/similar against a live FireSight with the
+# bundled Australian archive loaded (wrk, from Debian). Each request asks for a different event,
+# drawn from 2,000 real ids. Prints wrk's report: requests/s, latency percentiles, errors.
+#   scripts/load-test.sh [connections] [seconds]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+CONNECTIONS="${1:-64}"
+SECONDS_RUN="${2:-60}"
+if ! command -v wrk >/dev/null; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get install -y -qq wrk >/dev/null
+fi
+# shellcheck source=scripts/serve-sample.sh
+source scripts/serve-sample.sh
+IDS="$STORE/ids.txt"
+cursor=""
+while [ "$(wc -l <"$IDS" 2>/dev/null || echo 0)" -lt 2000 ]; do
+  page="$(curl -fs "$BASE/v1/fires?limit=1000${cursor:+&cursor=$cursor}")"
+  python3 -c 'import json,sys; [print(e["event_id"]) for e in json.load(sys.stdin)["items"]]' <<<"$page" >>"$IDS"
+  cursor="$(python3 -c 'import json,sys; print(json.load(sys.stdin).get("next_cursor",""))' <<<"$page")"
+  [ -n "$cursor" ] || break
+done
+cat >"$STORE/similar.lua" <<LUA
+local ids = {}
+for line in io.lines("$IDS") do ids[#ids + 1] = line end
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", "/v1/fires/" .. ids[(n * 7919) % #ids + 1] .. "/similar?k=10")
+end
+done = function(summary, latency)
+  io.write(string.format("requests %d, non-200 %d, socket errors %d, p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+    summary.requests, summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000, latency.max / 1000))
+end
+LUA
+wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_RUN}s" --latency -s "$STORE/similar.lua" "$BASE"

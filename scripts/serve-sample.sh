@@ -1,0 +1,24 @@
+# Sourced by the load and schemathesis scripts: builds the release binary and serves the
+# bundled Australian sample from a throw-away store on 127.0.0.1:$PORT until the caller exits.
+# Defines BASE (the URL) once the service answers /readyz.
+ORT_DYLIB_PATH="$(scripts/setup.sh)"
+export ORT_DYLIB_PATH
+cargo build --release --locked --bin firesight >&2
+PORT="${PORT:-18080}"
+STORE="$(mktemp -d)"
+export FIRESIGHT__API__LISTEN="127.0.0.1:$PORT"
+export FIRESIGHT__STORE__PATH="$STORE/db"
+"${CARGO_TARGET_DIR:-target}/release/firesight" serve --load \
+  data/sample/australia_bom_weather_stations.csv \
+  data/sample/australia_bom_daily_weather_2019-05_2020-06.csv \
+  data/sample/fire_archive_M6_96619.csv >"$STORE/service.log" 2>&1 &
+SERVICE_PID=$!
+trap 'kill "$SERVICE_PID" 2>/dev/null; wait "$SERVICE_PID" 2>/dev/null; rm -rf "$STORE" ${CONFIG:+"$CONFIG"}' EXIT
+BASE="http://127.0.0.1:$PORT"
+for _ in $(seq 600); do
+  if curl -fs "$BASE/readyz" >/dev/null 2>&1; then break; fi
+  kill -0 "$SERVICE_PID" 2>/dev/null || { cat "$STORE/service.log" >&2; exit 1; }
+  sleep 0.5
+done
+curl -fs "$BASE/readyz" >/dev/null || { echo "the service did not become ready" >&2; exit 1; }
+echo "serving the sample at $BASE ($(curl -fs "$BASE/readyz"))" >&2
