@@ -62,6 +62,7 @@ pub struct Admin {
 #[serde(deny_unknown_fields)]
 pub struct ReindexRequest {
     /// `NAME@VERSION` from the model manifest.
+    #[schema(pattern = "^[^@]+@[^@]+$")]
     pub model: String,
 }
 
@@ -90,7 +91,7 @@ async fn status(State(admin): State<Admin>) -> Result<Json<ReindexStatus>, ApiEr
 
 #[utoipa::path(post, path = "/v1/admin/reindex", tag = "operations",
     request_body = ReindexRequest,
-    responses((status = 202, description = "Started", body = ReindexStatus), (status = 400, description = "A parameter or field is invalid; `field` names it", body = crate::api::error::ErrorBody), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 409, description = "A job is already running", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
+    responses((status = 202, description = "Started", body = ReindexStatus), (status = 400, description = "A parameter or field is invalid; `field` names it", body = crate::api::error::ErrorBody), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 404, description = "No such model in the manifest", body = crate::api::error::ErrorBody), (status = 409, description = "A job is already running, or the model already serves", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
     security(("api_key" = [])))]
 async fn start(
     State(admin): State<Admin>,
@@ -106,11 +107,14 @@ async fn start(
     }
     let manifest = Manifest::load(&admin.service.settings.embed.manifest)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    manifest
-        .model(&model)
-        .map_err(|e| ApiError::bad("model", e.to_string()))?;
+    if manifest.model(&model).is_err() {
+        return Err(ApiError::NotFound {
+            what: "model in the manifest",
+            id: model,
+        });
+    }
     if admin.service.embedder().model_version() == model {
-        return Err(ApiError::bad("model", format!("{model} already serves")));
+        return Err(ApiError::Conflict(format!("{model} already serves")));
     }
     let running = ReindexStatus::Running {
         model: model.clone(),

@@ -12,9 +12,8 @@ use crate::index::{BBox, PointAttrs, SOURCES, SearchFilter};
 pub struct Params(HashMap<String, String>);
 
 impl Params {
-    /// Takes the raw map and refuses parameters the route does not know. An empty value
-    /// (`?from=`, as a form with a blank field sends) means the parameter is not given.
-    /// A parameter given twice is refused rather than one of its values picked.
+    /// Takes the raw pairs and refuses parameters the route does not know, blank ones, and
+    /// any given twice (rather than silently picking one of its values).
     pub fn new(
         raw: impl IntoIterator<Item = (String, String)>,
         known: &[&str],
@@ -27,12 +26,14 @@ impl Params {
                     format!("unknown parameter; this route takes {}", known.join(", ")),
                 ));
             }
+            if value.is_empty() {
+                return Err(ApiError::bad(name, "is empty; leave it out instead"));
+            }
             if map.contains_key(&name) {
                 return Err(ApiError::bad(name, "given more than once"));
             }
             map.insert(name, value);
         }
-        map.retain(|_, v| !v.is_empty());
         Ok(Self(map))
     }
 

@@ -91,8 +91,8 @@ pub struct OutlierOut {
     params(
         ("from" = Option<crate::api::openapi::TimeBound>, Query, description = "Earliest detection: RFC 3339, or YYYY-MM-DD (start of day, UTC)"),
         ("to" = Option<crate::api::openapi::TimeBound>, Query, description = "Latest detection: RFC 3339, or YYYY-MM-DD (end of day, UTC)"),
-        ("bbox" = Option<String>, Query, description = "min_lon,min_lat,max_lon,max_lat in degrees; west > east crosses the antimeridian; latitudes within [-90, 90], min_lat <= max_lat", example = "140,-39,154,-28", pattern = r"^( *-?[0-9]+(\.[0-9]+)? *(, *-?[0-9]+(\.[0-9]+)? *){3})?$"),
-        ("source" = Option<String>, Query, description = "Satellites, comma-separated: Terra, Aqua, Suomi NPP, NOAA-20, NOAA-21", pattern = "^((Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21)(,(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21))*)?$"),
+        ("bbox" = Option<String>, Query, description = "min_lon,min_lat,max_lon,max_lat in degrees; west > east crosses the antimeridian; latitudes within [-90, 90], min_lat <= max_lat", example = "140,-39,154,-28", pattern = r"^ *-?[0-9]+(\.[0-9]+)? *(, *-?[0-9]+(\.[0-9]+)? *){3}$"),
+        ("source" = Option<String>, Query, description = "Satellites, comma-separated: Terra, Aqua, Suomi NPP, NOAA-20, NOAA-21", pattern = "^(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21)(,(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21))*$"),
         ("min_confidence" = Option<crate::api::openapi::ConfidenceClass>, Query, description = "low, nominal or high"),
         ("min_size" = Option<usize>, Query, description = "Smallest cluster (default 5)", minimum = 2, maximum = 10000),
         ("min_samples" = Option<usize>, Query, description = "Neighbours that define density (default min(min_size, patterns.neighbours))", minimum = 1, maximum = 100),
@@ -169,8 +169,8 @@ pub async fn clusters(
     params(
         ("from" = Option<crate::api::openapi::TimeBound>, Query, description = "Earliest detection: RFC 3339, or YYYY-MM-DD (start of day, UTC)"),
         ("to" = Option<crate::api::openapi::TimeBound>, Query, description = "Latest detection: RFC 3339, or YYYY-MM-DD (end of day, UTC)"),
-        ("bbox" = Option<String>, Query, description = "min_lon,min_lat,max_lon,max_lat in degrees; west > east crosses the antimeridian; latitudes within [-90, 90], min_lat <= max_lat", example = "140,-39,154,-28", pattern = r"^( *-?[0-9]+(\.[0-9]+)? *(, *-?[0-9]+(\.[0-9]+)? *){3})?$"),
-        ("source" = Option<String>, Query, description = "Satellites, comma-separated: Terra, Aqua, Suomi NPP, NOAA-20, NOAA-21", pattern = "^((Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21)(,(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21))*)?$"),
+        ("bbox" = Option<String>, Query, description = "min_lon,min_lat,max_lon,max_lat in degrees; west > east crosses the antimeridian; latitudes within [-90, 90], min_lat <= max_lat", example = "140,-39,154,-28", pattern = r"^ *-?[0-9]+(\.[0-9]+)? *(, *-?[0-9]+(\.[0-9]+)? *){3}$"),
+        ("source" = Option<String>, Query, description = "Satellites, comma-separated: Terra, Aqua, Suomi NPP, NOAA-20, NOAA-21", pattern = "^(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21)(,(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21))*$"),
         ("min_confidence" = Option<crate::api::openapi::ConfidenceClass>, Query, description = "low, nominal or high"),
         ("limit" = Option<usize>, Query, description = "How many, highest score first (default 20)", minimum = 1, maximum = 1000),
     ),

@@ -247,15 +247,15 @@ async fn the_admin_route_reindexes_a_running_service() {
     let unknown = post(serde_json::json!({"model": "event-encoder@9"}))
         .await
         .expect("post");
-    assert_eq!(unknown.status(), 400);
+    assert_eq!(unknown.status(), 404);
     let body: serde_json::Value = unknown.json().await.expect("json");
-    assert_eq!(body["error"]["field"], "model");
+    assert_eq!(body["error"]["code"], "not_found");
     assert_eq!(
         post(serde_json::json!({"model": OLD}))
             .await
             .expect("post")
             .status(),
-        400,
+        409,
         "already serving"
     );
 
