@@ -158,6 +158,11 @@ pub struct ApiSettings {
     pub max_k: usize,
     /// Largest page for listings.
     pub max_page_size: usize,
+    /// Longest a query may run before it is answered 503 `timeout`, milliseconds (ingest
+    /// routes, bounded by their body size instead, are exempt).
+    pub request_timeout_ms: u64,
+    /// Origins browsers may call the API from (CORS); empty sends no CORS headers.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// RocksDB settings.
@@ -324,6 +329,21 @@ impl Settings {
                 "patterns",
                 "max_window_events and default_window_hours must be positive, neighbours within [2, 100]",
             ));
+        }
+        if self.api.request_timeout_ms == 0 {
+            return Err(invalid("api.request_timeout_ms", "must be positive"));
+        }
+        if let Some(bad) = self.api.cors_allowed_origins.iter().find(|o| {
+            !(o.starts_with("http://") || o.starts_with("https://"))
+                || o.ends_with('/')
+                || o.contains(char::is_whitespace)
+        }) {
+            return Err(ConfigError::Invalid {
+                key: "api.cors_allowed_origins",
+                reason: format!(
+                    "`{bad}` is not an origin: give scheme://host[:port], no path, no wildcard"
+                ),
+            });
         }
         if self.api.max_k == 0 || self.api.max_page_size == 0 || self.api.max_body_bytes == 0 {
             return Err(invalid(

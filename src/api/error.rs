@@ -61,6 +61,11 @@ pub enum ApiError {
     /// The request clashes with work in progress (e.g. a second re-index).
     #[error("{0}")]
     Conflict(String),
+    /// The request ran past `api.request_timeout_ms`.
+    #[error(
+        "the request took longer than {0} ms; narrow it (a smaller window, a smaller k) or retry"
+    )]
+    Timeout(u64),
     /// The service is still loading files and rebuilding its index.
     #[error("FireSight is starting: loading files and rebuilding the index; retry shortly")]
     Starting,
@@ -123,6 +128,7 @@ impl ApiError {
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             Self::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting", None),
+            Self::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout", None),
             Self::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream", None),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         }
@@ -147,6 +153,7 @@ impl IntoResponse for ApiError {
             | Self::Forbidden(_)
             | Self::Conflict(_)
             | Self::Starting
+            | Self::Timeout(_)
             | Self::PayloadTooLarge { .. }
             | Self::UnsupportedMediaType { .. } => self.to_string(),
         };

@@ -506,19 +506,40 @@ fn describe(
     Ok(out)
 }
 
-/// `GET /v1/dead-letters?limit=`: the most recent refused records with their reasons.
+/// A page of dead letters, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeadLetterPage {
+    /// Refused records with their reasons.
+    pub items: Vec<DeadLetter>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/dead-letters?limit=&cursor=`: refused records with their reasons, newest first.
 #[utoipa::path(get, path = "/v1/dead-letters", tag = "operations",
-    params(("limit" = Option<usize>, Query, description = "How many, newest first (default 50)", minimum = 1, maximum = 1000)),
-    responses((status = 200, description = "Refused records with their reasons", body = Vec<DeadLetter>), (status = 400, description = "A parameter or field is invalid; `field` names it", body = crate::api::error::ErrorBody), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
+    params(
+        ("limit" = Option<usize>, Query, description = "How many, newest first (default 50)", minimum = 1, maximum = 1000),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page", pattern = "^[0-9]{1,20}$"),
+    ),
+    responses((status = 200, description = "Refused records with their reasons", body = DeadLetterPage), (status = 400, description = "A parameter or field is invalid; `field` names it", body = crate::api::error::ErrorBody), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
     security((), ("api_key" = [])))]
 pub async fn dead_letters(
     State(state): State<AppState>,
     Query(raw): Query<Vec<(String, String)>>,
-) -> Result<Json<Vec<DeadLetter>>, ApiError> {
-    let params = Params::new(raw, &["limit"])?;
+) -> Result<Json<DeadLetterPage>, ApiError> {
+    let params = Params::new(raw, &["limit", "cursor"])?;
     let limit = params.bounded("limit", DEFAULT_PAGE, 1, state.settings.max_page_size)?;
+    let before = params.bounded("cursor", u64::MAX, 0, u64::MAX)?;
     let store = state.store.clone();
-    Ok(Json(
-        tokio::task::spawn_blocking(move || store.dead_letters(limit)).await??,
-    ))
+    let page = tokio::task::spawn_blocking(move || {
+        // One more than asked says whether another page follows.
+        store.dead_letters_before(Some(before), limit + 1)
+    })
+    .await??;
+    let next_cursor = (page.len() > limit).then(|| page[limit - 1].0.to_string());
+    Ok(Json(DeadLetterPage {
+        items: page.into_iter().take(limit).map(|(_, l)| l).collect(),
+        next_cursor,
+    }))
 }

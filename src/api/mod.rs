@@ -13,7 +13,7 @@ mod patterns;
 pub use error::ApiError;
 
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
@@ -71,7 +71,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/dead-letters", get(fires::dead_letters))
         .route("/v1/clusters", get(patterns::clusters))
         .route("/v1/outliers", get(patterns::outliers))
-        .layer(DefaultBodyLimit::max(QUERY_BODY_LIMIT));
+        .layer(DefaultBodyLimit::max(QUERY_BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            Duration::from_millis(state.settings.request_timeout_ms),
+            time_limit,
+        ));
     // Probes and metrics stay open: orchestrators and scrapers carry no keys.
     let open_routes = Router::new()
         .route("/healthz", get(health::healthz))
@@ -80,11 +84,13 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi_json))
         .route("/docs", get(docs_page));
     let keys = Arc::clone(&state.keys);
+    let cors = cors(&state.settings.cors_allowed_origins);
     Router::new()
         .merge(auth::require(ingest_routes, Arc::clone(&keys), Role::Write))
         .merge(auth::require(query_routes, keys, Role::Read))
         .merge(open_routes)
         .fallback(no_route)
+        .layer(cors)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req
@@ -127,6 +133,33 @@ fn while_starting(path: &str) -> Response {
             .into_response(),
         _ => ApiError::Starting.into_response(),
     }
+}
+
+/// Answers 503 `timeout` when the handler runs past `limit`. Work already handed to a blocking
+/// thread finishes there (it cannot be interrupted) but its result is dropped.
+async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout(limit.as_millis() as u64).into_response(),
+    }
+}
+
+/// CORS for the configured origins; none configured sends no CORS headers at all.
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderName, HeaderValue, Method, header};
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(allowed)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("x-api-key"),
+        ])
+        .max_age(Duration::from_secs(600))
 }
 
 /// The OpenAPI document, generated once.

@@ -558,10 +558,38 @@ impl Store {
 
     /// The most recent `limit` dead letters, newest first.
     pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        Ok(self
+            .dead_letters_before(None, limit)?
+            .into_iter()
+            .map(|(_, letter)| letter)
+            .collect())
+    }
+
+    /// Up to `limit` dead letters with their sequence numbers, newest first, starting below
+    /// `before` (all when `None`): a page, whose last number is the next page's `before`.
+    pub fn dead_letters_before(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, DeadLetter)>, StoreError> {
+        let start = match before {
+            Some(0) => return Ok(Vec::new()),
+            Some(seq) => (seq - 1).to_be_bytes(),
+            None => u64::MAX.to_be_bytes(),
+        };
         self.db
-            .iterator_cf(self.cf(CF_DEAD_LETTERS)?, IteratorMode::End)
+            .iterator_cf(
+                self.cf(CF_DEAD_LETTERS)?,
+                IteratorMode::From(&start, Direction::Reverse),
+            )
             .take(limit)
-            .map(|item| decode_json(CF_DEAD_LETTERS, &item?.1))
+            .map(|item| {
+                let (key, value) = item?;
+                Ok((
+                    decode_u64(CF_DEAD_LETTERS, &key)?,
+                    decode_json(CF_DEAD_LETTERS, &value)?,
+                ))
+            })
             .collect()
     }
 }

@@ -415,6 +415,30 @@ async fn ingest_over_http_reports_lines_and_refuses_oversize_bodies() {
     let not_firms = post("a,b,c\n1,2,3\n".into()).await.expect("post");
     assert_eq!(not_firms.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_field_error(&not_firms.json().await.expect("json"), "brightness");
+
+    // The refused line is kept with its reason; pages of one walk every letter once.
+    let (_, all) = get(&format!("{base}/v1/dead-letters")).await;
+    let total = all["items"].as_array().expect("items").len();
+    assert!(total >= 1, "{all}");
+    assert!(
+        all["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|l| l["error"]["field"] == "frp")
+    );
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = get(&format!("{base}/v1/dead-letters?limit=1{cursor}")).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(page["items"].as_array().expect("items").iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, all["items"].as_array().expect("items").clone());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -565,4 +589,44 @@ async fn the_document_and_its_docs_page_are_served() {
     let page = reqwest::get(format!("{base}/docs")).await.expect("docs");
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.text().await.expect("html").contains("/openapi.json"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_answers_configured_origins_only_and_slow_queries_time_out() {
+    let service = &loaded().service;
+    let mut state = service.api_state();
+    state.settings.cors_allowed_origins = vec!["https://ops.example.org".into()];
+    state.settings.request_timeout_ms = 1;
+    let base = serve_router(firesight::api::router(state)).await;
+    let client = reqwest::Client::new();
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, format!("{base}/v1/similar"))
+        .header("origin", "https://ops.example.org")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "x-api-key, content-type")
+        .send()
+        .await
+        .expect("preflight");
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let allowed = preflight.headers()["access-control-allow-origin"].clone();
+    assert_eq!(allowed, "https://ops.example.org");
+    let foreign = client
+        .get(format!("{base}/healthz"))
+        .header("origin", "https://elsewhere.example")
+        .send()
+        .await
+        .expect("get");
+    assert!(
+        !foreign
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+
+    // A window's clusters take far longer than 1 ms: 503 with the reason, as JSON.
+    let (status, body) = get(&format!("{base}/v1/clusters?from=2019-09-01&to=2019-09-30")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "timeout");
+    // Probes are not subject to it.
+    let (status, _) = get(&format!("{base}/healthz")).await;
+    assert_eq!(status, StatusCode::OK);
 }
