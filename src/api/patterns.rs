@@ -117,13 +117,13 @@ pub async fn clusters(
     let params = Params::new(raw, &known)?;
     let min_size = params.bounded("min_size", 5usize, 2, 10_000)?;
     let k = state.patterns.neighbours;
-    let min_samples = params.bounded("min_samples", min_size.min(k), 1, k)?;
+    let min_samples = params.bounded("min_samples", min_size.min(k), 1, 100)?;
     let limit = params.bounded("limit", 50usize, 1, state.settings.max_page_size)?;
     let representatives = params.bounded("representatives", 3usize, 0, 20)?;
     let with_members = params.flag("members")?;
     let scope = Scope::of(&params)?;
     tokio::task::spawn_blocking(move || {
-        let (window, knn, model) = analyse(&state, &scope)?;
+        let (window, knn, model) = analyse(&state, &scope, min_samples)?;
         let found = patterns::clusters(&window, &knn, min_samples, min_size, representatives);
         let total_clusters = found.clusters.len();
         let mut members: HashMap<&str, Vec<String>> = HashMap::new();
@@ -185,7 +185,7 @@ pub async fn outliers(
     let limit = params.bounded("limit", 20usize, 1, state.settings.max_page_size)?;
     let scope = Scope::of(&params)?;
     tokio::task::spawn_blocking(move || {
-        let (window, knn, model) = analyse(&state, &scope)?;
+        let (window, knn, model) = analyse(&state, &scope, 0)?;
         let outliers = patterns::outliers(&window, &knn, limit)
             .into_iter()
             .map(|report| OutlierOut {
@@ -222,9 +222,12 @@ impl Scope {
     }
 }
 
+/// The window and its neighbour graph, with at least `patterns.neighbours` neighbours per event
+/// (more when `min_neighbours` asks for more).
 fn analyse(
     state: &AppState,
     scope: &Scope,
+    min_neighbours: usize,
 ) -> Result<(Window, Vec<patterns::NeighbourList>, String), ApiError> {
     let settings = &state.patterns;
     let to_ms = match scope.to_ms {
@@ -252,7 +255,7 @@ fn analyse(
         &window,
         space.index.as_ref(),
         &filter,
-        settings.neighbours,
+        settings.neighbours.max(min_neighbours),
         settings.exact_below,
     )?;
     Ok((window, knn, model))
