@@ -14,8 +14,9 @@ fi
 # shellcheck source=scripts/serve-sample.sh
 source scripts/serve-sample.sh
 IDS="$STORE/ids.txt"
+: >"$IDS"
 cursor=""
-while [ "$(wc -l <"$IDS" 2>/dev/null || echo 0)" -lt 2000 ]; do
+while [ "$(wc -l <"$IDS")" -lt 2000 ]; do
   page="$(curl -fs "$BASE/v1/fires?limit=1000${cursor:+&cursor=$cursor}")"
   python3 -c 'import json,sys; [print(e["event_id"]) for e in json.load(sys.stdin)["items"]]' <<<"$page" >>"$IDS"
   cursor="$(python3 -c 'import json,sys; print(json.load(sys.stdin).get("next_cursor",""))' <<<"$page")"

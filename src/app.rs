@@ -184,6 +184,7 @@ impl Service {
             remote: self.remote.clone(),
             keys: Arc::new(api::auth::KeyRing::new(&self.settings.auth)),
             patterns: self.settings.patterns.clone(),
+            incidents: self.settings.incidents.clone(),
         }
     }
 }

@@ -45,6 +45,23 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Clusters and outliers.
     pub patterns: PatternSettings,
+    /// Incidents and the views over them.
+    pub incidents: IncidentSettings,
+}
+
+/// How detections are grouped into incidents.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentSettings {
+    /// Detections this close belong together, km.
+    pub link_km: f64,
+    /// ... if they are also this close in time, hours.
+    pub link_hours: f64,
+    /// Growth rate compares the detections of this many hours before an incident's latest
+    /// one with the same period before that.
+    pub growth_hours: f64,
+    /// `GET /v1/incidents/{id}` follows an incident for at most this many days from its start.
+    pub max_span_days: u32,
 }
 
 /// Limits and defaults of the clustering and outlier routes.
@@ -320,6 +337,14 @@ impl Settings {
             return Err(invalid("ingest.batch_size", "batch sizes must be positive"));
         }
         self.validate_auth()?;
+        let i = &self.incidents;
+        let positive = i.link_km > 0.0 && i.link_hours > 0.0 && i.growth_hours > 0.0;
+        if !positive || i.link_km > 100.0 || i.max_span_days == 0 {
+            return Err(invalid(
+                "incidents",
+                "link_km must be in (0, 100]; link_hours, growth_hours and max_span_days positive",
+            ));
+        }
         let p = &self.patterns;
         if p.max_window_events == 0
             || !(2..=100).contains(&p.neighbours)

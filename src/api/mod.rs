@@ -5,6 +5,7 @@ pub mod auth;
 mod error;
 mod fires;
 mod health;
+mod incidents;
 mod ingest;
 pub mod openapi;
 mod params;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub keys: Arc<auth::KeyRing>,
     /// Clustering and outlier limits.
     pub patterns: crate::config::PatternSettings,
+    /// How incidents are grouped.
+    pub incidents: crate::config::IncidentSettings,
 }
 
 /// The router with every route, the request span and the HTTP metrics.
@@ -71,6 +74,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/dead-letters", get(fires::dead_letters))
         .route("/v1/clusters", get(patterns::clusters))
         .route("/v1/outliers", get(patterns::outliers))
+        .route("/v1/incidents", get(incidents::list))
+        .route("/v1/incidents/{id}", get(incidents::get_one))
+        .route("/v1/views/active-fires", get(incidents::active_fires))
+        .route("/v1/views/growth-alerts", get(incidents::growth_alerts))
         .layer(DefaultBodyLimit::max(QUERY_BODY_LIMIT))
         .layer(middleware::from_fn_with_state(
             Duration::from_millis(state.settings.request_timeout_ms),

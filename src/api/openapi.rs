@@ -12,7 +12,7 @@ use utoipa::openapi::schema::{
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 
-use super::{admin, fires, health, ingest, patterns};
+use super::{admin, fires, health, incidents, ingest, patterns};
 
 /// The document.
 #[derive(OpenApi)]
@@ -32,6 +32,10 @@ use super::{admin, fires, health, ingest, patterns};
         fires::similar,
         patterns::clusters,
         patterns::outliers,
+        incidents::list,
+        incidents::get_one,
+        incidents::active_fires,
+        incidents::growth_alerts,
         fires::dead_letters,
         admin::status,
         admin::start,
@@ -46,6 +50,7 @@ use super::{admin, fires, health, ingest, patterns};
         (name = "fires", description = "Stored FireEventV2 records"),
         (name = "similarity", description = "Nearest events in the encoder's space"),
         (name = "patterns", description = "Clusters and outliers of a window of events"),
+        (name = "incidents", description = "Detections grouped by space and time; active fires and growth alerts"),
         (name = "operations", description = "Health, metrics, dead letters, re-index"),
     )
 )]

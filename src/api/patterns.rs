@@ -279,15 +279,20 @@ fn event_ref(window: &Window, i: usize) -> EventRef {
 }
 
 fn window_info(window: &Window) -> WindowInfo {
+    window_info_of(window.from_ms, window.to_ms, window.len())
+}
+
+/// The window description for bounds in ms and a count.
+pub(super) fn window_info_of(from_ms: i64, to_ms: i64, events: usize) -> WindowInfo {
     let time = |ms: i64| {
         chrono::DateTime::from_timestamp_millis(ms)
             .unwrap_or_default()
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
     };
     WindowInfo {
-        from: time(window.from_ms),
-        to: time(window.to_ms),
-        events: window.len(),
+        from: time(from_ms),
+        to: time(to_ms),
+        events,
     }
 }
 

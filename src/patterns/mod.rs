@@ -9,6 +9,7 @@
 //! and by the rule anomalies of the pipeline.
 
 pub mod hdbscan;
+pub mod incidents;
 
 use std::collections::HashMap;
 

@@ -5,6 +5,7 @@ mod auth;
 mod avro;
 mod decode;
 mod golden;
+mod incidents;
 mod index;
 mod patterns;
 mod pipeline;
