@@ -47,6 +47,18 @@ pub struct Settings {
     pub patterns: PatternSettings,
     /// Incidents and the views over them.
     pub incidents: IncidentSettings,
+    /// Trace export.
+    pub telemetry: TelemetrySettings,
+}
+
+/// Where traces go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// OTLP/HTTP collector (`http://collector:4318`); empty exports nothing.
+    pub otlp_endpoint: String,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
 }
 
 /// How detections are grouped into incidents.
@@ -337,6 +349,16 @@ impl Settings {
             return Err(invalid("ingest.batch_size", "batch sizes must be positive"));
         }
         self.validate_auth()?;
+        let t = &self.telemetry;
+        if !(t.otlp_endpoint.is_empty()
+            || t.otlp_endpoint.starts_with("http://")
+            || t.otlp_endpoint.starts_with("https://"))
+        {
+            return Err(invalid(
+                "telemetry.otlp_endpoint",
+                "must start with http:// or https://, or be empty",
+            ));
+        }
         let i = &self.incidents;
         let positive = i.link_km > 0.0 && i.link_hours > 0.0 && i.growth_hours > 0.0;
         if !positive || i.link_km > 100.0 || i.max_span_days == 0 {

@@ -12,4 +12,5 @@ pub mod patterns;
 pub mod reindex;
 pub mod store;
 pub mod stream;
+pub mod telemetry;
 pub mod weaviate;

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 /// Wildfire intelligence: correlate, embed, index and query fire detections.
 #[derive(Parser)]
@@ -53,14 +52,6 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,hnsw_rs=warn,ort=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
     if let Command::Openapi = &cli.command {
         print!("{}", firesight::api::openapi::document());
@@ -73,10 +64,22 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let settings = firesight::config::Settings::load(cli.config.as_deref())?;
+    let telemetry = firesight::telemetry::init(&settings.telemetry)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    match cli.command {
+    let outcome = run(cli.command, settings, &runtime);
+    drop(runtime);
+    telemetry.shutdown();
+    outcome
+}
+
+fn run(
+    command: Command,
+    settings: firesight::config::Settings,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
+    match command {
         Command::Serve { load } => {
             runtime.block_on(firesight::app::run(settings, load, shutdown_signal()))
         }

@@ -11,6 +11,7 @@ mod patterns;
 mod pipeline;
 mod reindex;
 mod support;
+mod telemetry;
 mod weaviate;
 mod weaviate_grpc;
 #[cfg(feature = "weaviate-live")]

@@ -1,0 +1,80 @@
+//! Logging, and OTLP trace export when a collector is configured.
+//!
+//! Every request already runs in a `request` span (method, route template); with
+//! `telemetry.otlp_endpoint` set, those spans and the ones inside them go to an OpenTelemetry
+//! collector over OTLP/HTTP (protobuf), batched on a background thread.
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::TelemetrySettings;
+
+/// Keeps the exporter alive; [`Telemetry::shutdown`] flushes what is still batched.
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Sends the spans still batched and stops the exporter.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(error) = provider.shutdown()
+        {
+            tracing::warn!(%error, "Trace export did not flush.");
+        }
+    }
+}
+
+/// The collector's trace URL: `endpoint` as given when it names `/v1/traces`, else with it added.
+pub fn traces_url(endpoint: &str) -> String {
+    let base = endpoint.trim_end_matches('/');
+    if base.ends_with("/v1/traces") {
+        base.to_owned()
+    } else {
+        format!("{base}/v1/traces")
+    }
+}
+
+/// Installs the global subscriber: human-readable logs on stderr (`RUST_LOG` filters them) and,
+/// when configured, the OTLP layer.
+pub fn init(settings: &TelemetrySettings) -> anyhow::Result<Telemetry> {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,hnsw_rs=warn,ort=warn"));
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if settings.otlp_endpoint.is_empty() {
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(logs)
+            .init();
+        return Ok(Telemetry { provider: None });
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(traces_url(&settings.otlp_endpoint))
+        .build()?;
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            Resource::builder()
+                .with_service_name(settings.service_name.clone())
+                .build(),
+        )
+        .build();
+    let tracer = provider.tracer("firesight");
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .init();
+    tracing::info!(endpoint = %traces_url(&settings.otlp_endpoint), "Exporting traces over OTLP/HTTP.");
+    Ok(Telemetry {
+        provider: Some(provider),
+    })
+}
