@@ -91,7 +91,7 @@ async fn status(State(admin): State<Admin>) -> Result<Json<ReindexStatus>, ApiEr
 
 #[utoipa::path(post, path = "/v1/admin/reindex", tag = "operations",
     request_body = ReindexRequest,
-    responses((status = 202, description = "Started", body = ReindexStatus), (status = 400, description = "A parameter or field is invalid; `field` names it", body = crate::api::error::ErrorBody), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 404, description = "No such model in the manifest", body = crate::api::error::ErrorBody), (status = 409, description = "A job is already running, or the model already serves", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
+    responses((status = 202, description = "Started", body = ReindexStatus), (status = 404, description = "No such model in the manifest", body = crate::api::error::ErrorBody), (status = 409, description = "A job is already running, or the model already serves", body = crate::api::error::ErrorBody), crate::api::openapi::CommonErrors),
     security(("api_key" = [])))]
 async fn start(
     State(admin): State<Admin>,

@@ -37,7 +37,7 @@ pub struct FirePage {
         ("to" = Option<crate::api::openapi::TimeBound>, Query, description = "Latest detection: RFC 3339 or YYYY-MM-DD"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page", pattern = "^([0-9a-fA-F]{2}){8,}$"),
     ),
-    responses((status = 200, description = "Events, newest first", body = FirePage), (status = 400, description = "A parameter or field is invalid; `field` names it", body = crate::api::error::ErrorBody), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
+    responses((status = 200, description = "Events, newest first", body = FirePage), crate::api::openapi::CommonErrors),
     security((), ("api_key" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -169,14 +169,10 @@ impl From<&FireEventV2> for FireSummary {
         ("id" = String, Path, description = "Event id (`fd_...`)"),
         ("k" = Option<usize>, Query, description = "Neighbours, 1 to api.max_k (default 10)", minimum = 1, maximum = 1000),
         ("explain" = Option<bool>, Query, description = "Say which features separate each match from the query"),
-        ("from" = Option<crate::api::openapi::TimeBound>, Query, description = "Earliest detection: RFC 3339, or YYYY-MM-DD (start of day, UTC)"),
-        ("to" = Option<crate::api::openapi::TimeBound>, Query, description = "Latest detection: RFC 3339, or YYYY-MM-DD (end of day, UTC)"),
-        ("bbox" = Option<String>, Query, description = "min_lon,min_lat,max_lon,max_lat in degrees; west > east crosses the antimeridian; latitudes within [-90, 90], min_lat <= max_lat", example = "140,-39,154,-28", pattern = r"^ *-?[0-9]+(\.[0-9]+)? *(, *-?[0-9]+(\.[0-9]+)? *){3}$"),
-        ("source" = Option<String>, Query, description = "Satellites, comma-separated: Terra, Aqua, Suomi NPP, NOAA-20, NOAA-21", pattern = "^(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21)(,(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21))*$"),
-        ("min_confidence" = Option<crate::api::openapi::ConfidenceClass>, Query, description = "low, nominal or high"),
+        crate::api::openapi::WindowFilters,
         ("incident" = Option<String>, Query, description = "Only events of this incident", min_length = 1),
     ),
-    responses((status = 200, description = "Nearest first, the event itself excluded", body = SimilarResponse), (status = 400, description = "A parameter or field is invalid; `field` names it", body = crate::api::error::ErrorBody), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 404, description = "Not found", body = crate::api::error::ErrorBody), (status = 502, description = "The query backend (Weaviate) failed", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
+    responses((status = 200, description = "Nearest first, the event itself excluded", body = SimilarResponse), (status = 404, description = "Not found", body = crate::api::error::ErrorBody), (status = 502, description = "The query backend (Weaviate) failed", body = crate::api::error::ErrorBody), crate::api::openapi::CommonErrors),
     security((), ("api_key" = [])))]
 pub async fn similar_to_event(
     State(state): State<AppState>,
@@ -251,7 +247,7 @@ const FILTER_PARAMS: [&str; 6] = ["from", "to", "bbox", "source", "min_confidenc
 /// `POST /v1/similar`.
 #[utoipa::path(post, path = "/v1/similar", tag = "similarity",
     request_body = SimilarRequest,
-    responses((status = 200, description = "Nearest first", body = SimilarResponse), (status = 400, description = "A parameter or field is invalid; `field` names it", body = crate::api::error::ErrorBody), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 413, description = "Body over `api.max_body_bytes`", body = crate::api::error::ErrorBody), (status = 502, description = "The query backend (Weaviate) failed", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
+    responses((status = 200, description = "Nearest first", body = SimilarResponse), (status = 413, description = "Body over `api.max_body_bytes`", body = crate::api::error::ErrorBody), (status = 502, description = "The query backend (Weaviate) failed", body = crate::api::error::ErrorBody), crate::api::openapi::CommonErrors),
     security((), ("api_key" = [])))]
 pub async fn similar(
     State(state): State<AppState>,
@@ -522,7 +518,7 @@ pub struct DeadLetterPage {
         ("limit" = Option<usize>, Query, description = "How many, newest first (default 50)", minimum = 1, maximum = 1000),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page", pattern = "^[0-9]{1,19}$"),
     ),
-    responses((status = 200, description = "Refused records with their reasons", body = DeadLetterPage), (status = 400, description = "A parameter or field is invalid; `field` names it", body = crate::api::error::ErrorBody), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
+    responses((status = 200, description = "Refused records with their reasons", body = DeadLetterPage), crate::api::openapi::CommonErrors),
     security((), ("api_key" = [])))]
 pub async fn dead_letters(
     State(state): State<AppState>,

@@ -47,38 +47,25 @@ pub struct GrowthAlerts {
 /// `GET /v1/incidents?from&to&bbox&source&min_confidence&min_size&limit&cursor&members`.
 #[utoipa::path(get, path = "/v1/incidents", tag = "incidents",
     params(
-        ("from" = Option<crate::api::openapi::TimeBound>, Query, description = "Earliest detection (default: 7 days before `to`)"),
-        ("to" = Option<crate::api::openapi::TimeBound>, Query, description = "Latest detection (default: the newest stored)"),
-        ("bbox" = Option<String>, Query, description = "min_lon,min_lat,max_lon,max_lat", pattern = r"^ *-?[0-9]+(\.[0-9]+)? *(, *-?[0-9]+(\.[0-9]+)? *){3}$"),
-        ("source" = Option<String>, Query, description = "Satellites, comma-separated", pattern = "^(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21)(,(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21))*$"),
-        ("min_confidence" = Option<crate::api::openapi::ConfidenceClass>, Query, description = "low, nominal or high"),
+        crate::api::openapi::WindowFilters,
         ("min_size" = Option<usize>, Query, description = "Fewest detections (default 2)", minimum = 1, maximum = 100000),
         ("limit" = Option<usize>, Query, description = "Page size (default 50)", minimum = 1, maximum = 1000),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page", pattern = "^[0-9]{1,9}$"),
         ("members" = Option<bool>, Query, description = "List each incident's detection ids"),
     ),
     responses((status = 200, description = "Incidents in the window, most recent first", body = IncidentPage),
-        (status = 400, description = "A parameter is invalid; `field` names it", body = crate::api::error::ErrorBody),
-        (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody),
-        (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody),
-        (status = 422, description = "The window is too large", body = crate::api::error::ErrorBody),
-        (status = 503, description = "Still starting, or timed out", body = crate::api::error::ErrorBody)),
+        (status = 422, description = "The window is too large", body = crate::api::error::ErrorBody), crate::api::openapi::CommonErrors),
     security((), ("api_key" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     Query(raw): Query<Vec<(String, String)>>,
 ) -> Result<Json<IncidentPage>, ApiError> {
-    let known = [
-        "from",
-        "to",
-        "bbox",
-        "source",
-        "min_confidence",
-        "min_size",
-        "limit",
-        "cursor",
-        "members",
-    ];
+    let extra = ["min_size", "limit", "cursor", "members"];
+    let known: Vec<&str> = super::patterns::WINDOW_PARAMS
+        .iter()
+        .chain(&extra)
+        .copied()
+        .collect();
     let params = Params::new(raw, &known)?;
     let min_size = params.bounded("min_size", 2usize, 1, 100_000)?;
     let limit = params.bounded("limit", 50usize, 1, state.settings.max_page_size)?;
@@ -152,11 +139,7 @@ pub async fn get_one(
         ("bbox" = Option<String>, Query, description = "min_lon,min_lat,max_lon,max_lat", pattern = r"^ *-?[0-9]+(\.[0-9]+)? *(, *-?[0-9]+(\.[0-9]+)? *){3}$"),
     ),
     responses((status = 200, description = "Detections per region cell in the period", body = ActiveFires),
-        (status = 400, description = "A parameter is invalid; `field` names it", body = crate::api::error::ErrorBody),
-        (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody),
-        (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody),
-        (status = 422, description = "The period holds too many detections", body = crate::api::error::ErrorBody),
-        (status = 503, description = "Still starting, or timed out", body = crate::api::error::ErrorBody)),
+        (status = 422, description = "The period holds too many detections", body = crate::api::error::ErrorBody), crate::api::openapi::CommonErrors),
     security((), ("api_key" = [])))]
 pub async fn active_fires(
     State(state): State<AppState>,
@@ -192,11 +175,7 @@ pub async fn active_fires(
         ("threshold" = Option<f64>, Query, description = "Growth rate to exceed (default 2.0, the seed's rule)", minimum = 0.0, maximum = 1000.0),
     ),
     responses((status = 200, description = "Incidents growing faster than the threshold", body = GrowthAlerts),
-        (status = 400, description = "A parameter is invalid; `field` names it", body = crate::api::error::ErrorBody),
-        (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody),
-        (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody),
-        (status = 422, description = "The window is too large", body = crate::api::error::ErrorBody),
-        (status = 503, description = "Still starting, or timed out", body = crate::api::error::ErrorBody)),
+        (status = 422, description = "The window is too large", body = crate::api::error::ErrorBody), crate::api::openapi::CommonErrors),
     security((), ("api_key" = [])))]
 pub async fn growth_alerts(
     State(state): State<AppState>,

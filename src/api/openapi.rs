@@ -12,6 +12,7 @@ use utoipa::openapi::schema::{
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 
+use super::error::ErrorBody;
 use super::{admin, fires, health, incidents, ingest, patterns};
 
 /// The document.
@@ -111,4 +112,56 @@ pub enum ConfidenceClass {
     Nominal,
     /// High.
     High,
+}
+
+/// What any keyed route may answer besides its own errors: a bad parameter, no or an unknown
+/// key, a key whose role is too low, and "still starting" (or, for queries, "timed out").
+#[derive(utoipa::IntoResponses)]
+pub enum CommonErrors {
+    /// 400.
+    #[response(
+        status = 400,
+        description = "A parameter or field is invalid; `field` names it"
+    )]
+    BadRequest(ErrorBody),
+    /// 401.
+    #[response(status = 401, description = "No API key, or an unknown one")]
+    Unauthorized(ErrorBody),
+    /// 403.
+    #[response(status = 403, description = "The key's role is too low for the route")]
+    Forbidden(ErrorBody),
+    /// 503.
+    #[response(
+        status = 503,
+        description = "Still starting, or (queries) ran past api.request_timeout_ms"
+    )]
+    Unavailable(ErrorBody),
+}
+
+/// The filters every window and similarity query takes.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(
+    dead_code,
+    reason = "describes parameters the handlers parse themselves"
+)]
+pub struct WindowFilters {
+    /// Earliest detection: RFC 3339, or YYYY-MM-DD (start of day, UTC).
+    from: Option<TimeBound>,
+    /// Latest detection: RFC 3339, or YYYY-MM-DD (end of day, UTC).
+    to: Option<TimeBound>,
+    /// `min_lon,min_lat,max_lon,max_lat` in degrees; west > east crosses the antimeridian;
+    /// latitudes within [-90, 90], min_lat <= max_lat.
+    #[param(
+        example = "140,-39,154,-28",
+        pattern = r"^ *-?[0-9]+(\.[0-9]+)? *(, *-?[0-9]+(\.[0-9]+)? *){3}$"
+    )]
+    bbox: Option<String>,
+    /// Satellites, comma-separated: Terra, Aqua, Suomi NPP, NOAA-20, NOAA-21.
+    #[param(
+        pattern = "^(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21)(,(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21))*$"
+    )]
+    source: Option<String>,
+    /// low, nominal or high.
+    min_confidence: Option<ConfidenceClass>,
 }

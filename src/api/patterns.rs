@@ -13,7 +13,7 @@ use crate::index::SearchFilter;
 use crate::patterns::{self, ClusterReport, OutlierReport, PatternError, Window};
 
 /// The window parameters both routes take.
-const WINDOW_PARAMS: [&str; 5] = ["from", "to", "bbox", "source", "min_confidence"];
+pub(super) const WINDOW_PARAMS: [&str; 5] = ["from", "to", "bbox", "source", "min_confidence"];
 
 /// The window a pattern answer covers.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -89,18 +89,14 @@ pub struct OutlierOut {
 /// `GET /v1/clusters?from&to&bbox&source&min_confidence&min_size&min_samples&limit&representatives`.
 #[utoipa::path(get, path = "/v1/clusters", tag = "patterns",
     params(
-        ("from" = Option<crate::api::openapi::TimeBound>, Query, description = "Earliest detection: RFC 3339, or YYYY-MM-DD (start of day, UTC)"),
-        ("to" = Option<crate::api::openapi::TimeBound>, Query, description = "Latest detection: RFC 3339, or YYYY-MM-DD (end of day, UTC)"),
-        ("bbox" = Option<String>, Query, description = "min_lon,min_lat,max_lon,max_lat in degrees; west > east crosses the antimeridian; latitudes within [-90, 90], min_lat <= max_lat", example = "140,-39,154,-28", pattern = r"^ *-?[0-9]+(\.[0-9]+)? *(, *-?[0-9]+(\.[0-9]+)? *){3}$"),
-        ("source" = Option<String>, Query, description = "Satellites, comma-separated: Terra, Aqua, Suomi NPP, NOAA-20, NOAA-21", pattern = "^(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21)(,(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21))*$"),
-        ("min_confidence" = Option<crate::api::openapi::ConfidenceClass>, Query, description = "low, nominal or high"),
+        crate::api::openapi::WindowFilters,
         ("min_size" = Option<usize>, Query, description = "Smallest cluster (default 5)", minimum = 2, maximum = 10000),
         ("min_samples" = Option<usize>, Query, description = "Neighbours that define density (default min(min_size, patterns.neighbours))", minimum = 1, maximum = 100),
         ("limit" = Option<usize>, Query, description = "Clusters returned, largest first (default 50)", minimum = 1, maximum = 1000),
         ("representatives" = Option<usize>, Query, description = "Representative events per cluster (default 3)", minimum = 0, maximum = 20),
         ("members" = Option<bool>, Query, description = "List every member's event id"),
     ),
-    responses((status = 200, description = "Density clusters of the window", body = ClustersResponse), (status = 400, description = "A parameter or field is invalid; `field` names it", body = crate::api::error::ErrorBody), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 422, description = "Well-formed but not processable; `field` names what", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
+    responses((status = 200, description = "Density clusters of the window", body = ClustersResponse), (status = 422, description = "Well-formed but not processable; `field` names what", body = crate::api::error::ErrorBody), crate::api::openapi::CommonErrors),
     security((), ("api_key" = [])))]
 pub async fn clusters(
     State(state): State<AppState>,
@@ -167,14 +163,10 @@ pub async fn clusters(
 /// `GET /v1/outliers?from&to&bbox&source&min_confidence&limit`.
 #[utoipa::path(get, path = "/v1/outliers", tag = "patterns",
     params(
-        ("from" = Option<crate::api::openapi::TimeBound>, Query, description = "Earliest detection: RFC 3339, or YYYY-MM-DD (start of day, UTC)"),
-        ("to" = Option<crate::api::openapi::TimeBound>, Query, description = "Latest detection: RFC 3339, or YYYY-MM-DD (end of day, UTC)"),
-        ("bbox" = Option<String>, Query, description = "min_lon,min_lat,max_lon,max_lat in degrees; west > east crosses the antimeridian; latitudes within [-90, 90], min_lat <= max_lat", example = "140,-39,154,-28", pattern = r"^ *-?[0-9]+(\.[0-9]+)? *(, *-?[0-9]+(\.[0-9]+)? *){3}$"),
-        ("source" = Option<String>, Query, description = "Satellites, comma-separated: Terra, Aqua, Suomi NPP, NOAA-20, NOAA-21", pattern = "^(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21)(,(Terra|Aqua|Suomi NPP|NOAA-20|NOAA-21))*$"),
-        ("min_confidence" = Option<crate::api::openapi::ConfidenceClass>, Query, description = "low, nominal or high"),
+        crate::api::openapi::WindowFilters,
         ("limit" = Option<usize>, Query, description = "How many, highest score first (default 20)", minimum = 1, maximum = 1000),
     ),
-    responses((status = 200, description = "The window's events ranked as outliers", body = OutliersResponse), (status = 400, description = "A parameter or field is invalid; `field` names it", body = crate::api::error::ErrorBody), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 422, description = "Well-formed but not processable; `field` names what", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
+    responses((status = 200, description = "The window's events ranked as outliers", body = OutliersResponse), (status = 422, description = "Well-formed but not processable; `field` names what", body = crate::api::error::ErrorBody), crate::api::openapi::CommonErrors),
     security((), ("api_key" = [])))]
 pub async fn outliers(
     State(state): State<AppState>,

@@ -6,21 +6,11 @@ use firesight::app::Service;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::support::{loaded, sample, settings};
+use super::support::{loaded, sample, serve_router, settings};
 
 /// Serves `service` on an ephemeral loopback port; returns the base URL.
 async fn serve(service: &Service) -> String {
     serve_router(firesight::api::router(service.api_state())).await
-}
-
-/// Serves a router on an ephemeral loopback port; returns the base URL.
-async fn serve_router(app: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-    format!("http://{addr}")
 }
 
 /// Writes `request` as is and returns the status code of the answer.
@@ -47,11 +37,7 @@ async fn raw_status(base: &str, request: &[u8]) -> u16 {
         .expect("status line")
 }
 
-async fn get(url: &str) -> (StatusCode, Value) {
-    let response = reqwest::get(url).await.expect("request");
-    let status = response.status();
-    (status, response.json().await.expect("json body"))
-}
+use super::support::get_json as get;
 
 /// The id of the newest stored event.
 async fn newest_id(base: &str) -> String {

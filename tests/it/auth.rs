@@ -8,7 +8,7 @@ use firesight::config::{ApiKeySetting, Role};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::support::{open_async, sample, settings};
+use super::support::{open_async, sample, serve_all, settings};
 
 /// Everything the service logs, at every level down to trace, for the whole test process.
 #[derive(Clone, Default)]
@@ -52,13 +52,7 @@ async fn write_and_admin_routes_refuse_no_key_and_a_lower_role() {
     config.auth.keys = vec![reader_entry, writer_entry, admin_entry];
     config.auth.read_open = false;
     let service = open_async(config, vec![]).await;
-    let app = firesight::api::router(service.api_state())
-        .merge(firesight::api::admin::routes(Arc::clone(&service)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    let base = serve_all(&service).await;
     let client = reqwest::Client::new();
     let call = |method: &str, path: &str, key: Option<&str>| {
         let mut request = client

@@ -6,22 +6,10 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::patterns::space_time_incidents;
-use super::support::loaded;
+use super::support::{get_json as get, loaded, serve_router};
 
 async fn serve() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = firesight::api::router(loaded().service.api_state());
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-    format!("http://{addr}")
-}
-
-async fn get(url: &str) -> (StatusCode, Value) {
-    let response = reqwest::get(url).await.expect("get");
-    let status = response.status();
-    (status, response.json().await.expect("json"))
+    serve_router(firesight::api::router(loaded().service.api_state())).await
 }
 
 fn partition(groups: impl IntoIterator<Item = Vec<String>>) -> BTreeSet<Vec<String>> {

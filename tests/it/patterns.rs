@@ -5,22 +5,10 @@ use std::collections::HashMap;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::support::{loaded, open_async, sample, settings};
+use super::support::{get_json as get, loaded, open_async, sample, serve_router, settings};
 
 async fn serve(state: firesight::api::AppState) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = firesight::api::router(state);
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-    format!("http://{addr}")
-}
-
-async fn get(url: &str) -> (StatusCode, Value) {
-    let response = reqwest::get(url).await.expect("get");
-    let status = response.status();
-    (status, response.json().await.expect("json"))
+    serve_router(firesight::api::router(state)).await
 }
 
 /// Adjusted Rand index of two labelings of the same items.

@@ -229,13 +229,7 @@ async fn the_admin_route_reindexes_a_running_service() {
     let dir = tempfile::TempDir::new().expect("tempdir");
     let settings = two_model_settings(dir.path());
     let service = super::support::open_async(settings, sample_files()).await;
-    let app = firesight::api::router(service.api_state())
-        .merge(firesight::api::admin::routes(Arc::clone(&service)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    let base = super::support::serve_all(&service).await;
     let client = reqwest::Client::new();
     let post = |body: serde_json::Value| {
         client

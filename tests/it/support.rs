@@ -101,3 +101,27 @@ pub fn decode_file<D: RecordDecoder>(path: &Path) -> Vec<Decoded<D::Item>> {
     stream.finish(&mut out).expect("finish");
     out
 }
+
+/// Serves a router on an ephemeral loopback port; returns the base URL.
+pub async fn serve_router(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    format!("http://{addr}")
+}
+
+/// Serves every route of `service`, the admin routes included.
+pub async fn serve_all(service: &Arc<Service>) -> String {
+    let app = firesight::api::router(service.api_state())
+        .merge(firesight::api::admin::routes(Arc::clone(service)));
+    serve_router(app).await
+}
+
+/// GET `url`: the status and the JSON body.
+pub async fn get_json(url: &str) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = reqwest::get(url).await.expect("request");
+    let status = response.status();
+    (status, response.json().await.expect("json body"))
+}
