@@ -5,6 +5,10 @@ use axum::extract::{Path, Query, State};
 use serde::Serialize;
 
 use super::params::Params;
+use super::patterns::Scope;
+
+/// Without `from`, incident routes look back this many hours from `to`.
+const DEFAULT_HOURS: i64 = 7 * 24;
 use super::{ApiError, AppState};
 use crate::event::FireEventV2;
 use crate::index::{PointAttrs, SearchFilter};
@@ -71,9 +75,9 @@ pub async fn list(
     let limit = params.bounded("limit", 50usize, 1, state.settings.max_page_size)?;
     let offset = params.bounded("cursor", 0usize, 0, 999_999_999)?;
     let members = params.flag("members")?;
-    let window = Window::of(&params, 7 * 24)?;
+    let scope = Scope::of(&params)?;
     tokio::task::spawn_blocking(move || {
-        let (events, info) = window.load(&state)?;
+        let (events, info) = load(&state, &scope, DEFAULT_HOURS)?;
         let mut found = group(&state, &events, min_size);
         let total = found.len();
         let items: Vec<Incident> = found
@@ -115,13 +119,12 @@ pub async fn get_one(
         };
         // The incident starts with its founder, so the window starts there too.
         let span = i64::from(state.incidents.max_span_days) * 86_400_000;
-        let window = Window {
+        let scope = Scope {
             filter: SearchFilter::default(),
             from_ms: Some(founder.detection_time),
             to_ms: Some(founder.detection_time.saturating_add(span)),
-            default_hours: 0,
         };
-        let (events, _) = window.load(&state)?;
+        let (events, _) = load(&state, &scope, 0)?;
         Ok(group(&state, &events, 1)
             .into_iter()
             .find(|i| i.members.as_ref().and_then(|m| m.first()) == Some(&founder_id)))
@@ -149,15 +152,14 @@ pub async fn active_fires(
     let minutes = params.bounded("minutes", 60u32, 1, 10_080)?;
     let cell_deg = params.bounded("cell_deg", 1.0f64, 0.01, 10.0)?;
     let at = params.time("at", true)?.map(|t| t.timestamp_millis());
-    let mut window = Window::of(&params, 0)?;
-    window.to_ms = at;
-    window.default_hours = 0;
+    let mut scope = Scope::of(&params)?;
+    scope.to_ms = at;
     let span_ms = i64::from(minutes) * 60_000;
     tokio::task::spawn_blocking(move || {
-        let to = window.resolve_to(&state)?;
-        window.to_ms = Some(to);
-        window.from_ms = Some(to - span_ms);
-        let (events, info) = window.load(&state)?;
+        let (_, to) = scope.bounds(&state, 0)?;
+        scope.from_ms = Some(to - span_ms);
+        scope.to_ms = Some(to);
+        let (events, info) = load(&state, &scope, 0)?;
         Ok(Json(ActiveFires {
             window: info,
             cells: incidents::active_cells(&events, cell_deg),
@@ -183,9 +185,9 @@ pub async fn growth_alerts(
 ) -> Result<Json<GrowthAlerts>, ApiError> {
     let params = Params::new(raw, &["from", "to", "bbox", "threshold"])?;
     let threshold = params.bounded("threshold", 2.0f64, 0.0, 1000.0)?;
-    let window = Window::of(&params, 7 * 24)?;
+    let scope = Scope::of(&params)?;
     tokio::task::spawn_blocking(move || {
-        let (events, info) = window.load(&state)?;
+        let (events, info) = load(&state, &scope, DEFAULT_HOURS)?;
         let mut alerts: Vec<Incident> = group(&state, &events, 2)
             .into_iter()
             .filter(|i| i.growth_rate.is_some_and(|g| g > threshold))
@@ -218,60 +220,27 @@ fn without_members(mut incident: Incident, keep: bool) -> Incident {
     incident
 }
 
-/// The detections a request covers.
-struct Window {
-    filter: SearchFilter,
-    from_ms: Option<i64>,
-    to_ms: Option<i64>,
-    /// Hours before `to` when `from` is absent.
+/// The window's events that pass the scope's filters, oldest first, within
+/// `patterns.max_window_events`.
+fn load(
+    state: &AppState,
+    scope: &Scope,
     default_hours: i64,
-}
-
-impl Window {
-    fn of(params: &Params, default_hours: i64) -> Result<Self, ApiError> {
-        let mut filter = params.filter()?;
-        filter.time = None;
-        Ok(Self {
-            filter,
-            from_ms: params.time("from", false)?.map(|t| t.timestamp_millis()),
-            to_ms: params.time("to", true)?.map(|t| t.timestamp_millis()),
-            default_hours,
-        })
-    }
-
-    fn resolve_to(&self, state: &AppState) -> Result<i64, ApiError> {
-        Ok(match self.to_ms {
-            Some(t) => t,
-            None => match state.store.events_between(i64::MIN, i64::MAX)?.next() {
-                Some(newest) => newest?.detection_time,
-                None => chrono::Utc::now().timestamp_millis(),
-            },
-        })
-    }
-
-    /// The window's events, oldest first, within `patterns.max_window_events`.
-    fn load(
-        &self,
-        state: &AppState,
-    ) -> Result<(Vec<FireEventV2>, super::patterns::WindowInfo), ApiError> {
-        let to = self.resolve_to(state)?;
-        let from = self
-            .from_ms
-            .unwrap_or(to.saturating_sub(self.default_hours * 3_600_000));
-        let limit = state.patterns.max_window_events;
-        let mut events = Vec::new();
-        for event in state.store.events_between(from, to)? {
-            let event = event?;
-            if !self.filter.matches(&PointAttrs::of(&event)) {
-                continue;
-            }
-            if events.len() == limit {
-                return Err(crate::patterns::PatternError::TooLarge { limit }.into());
-            }
-            events.push(event);
+) -> Result<(Vec<FireEventV2>, super::patterns::WindowInfo), ApiError> {
+    let (from, to) = scope.bounds(state, default_hours)?;
+    let limit = state.patterns.max_window_events;
+    let mut events = Vec::new();
+    for event in state.store.events_between(from, to)? {
+        let event = event?;
+        if !scope.filter.matches(&PointAttrs::of(&event)) {
+            continue;
         }
-        events.reverse();
-        let info = super::patterns::window_info_of(from, to, events.len());
-        Ok((events, info))
+        if events.len() == limit {
+            return Err(crate::patterns::PatternError::TooLarge { limit }.into());
+        }
+        events.push(event);
     }
+    events.reverse();
+    let info = super::patterns::window_info_of(from, to, events.len());
+    Ok((events, info))
 }

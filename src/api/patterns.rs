@@ -196,14 +196,18 @@ pub async fn outliers(
 }
 
 /// The window asked for: explicit bounds, or defaults resolved against the store.
-struct Scope {
-    filter: SearchFilter,
-    from_ms: Option<i64>,
-    to_ms: Option<i64>,
+pub(super) struct Scope {
+    /// The non-time filters.
+    pub(super) filter: SearchFilter,
+    /// Start, ms; absent: `default_hours` before the end.
+    pub(super) from_ms: Option<i64>,
+    /// End, ms; absent: the newest stored detection (or now, with none).
+    pub(super) to_ms: Option<i64>,
 }
 
 impl Scope {
-    fn of(params: &Params) -> Result<Self, ApiError> {
+    /// The `from`, `to` and filter parameters.
+    pub(super) fn of(params: &Params) -> Result<Self, ApiError> {
         let mut filter = params.filter()?;
         filter.time = None;
         Ok(Self {
@@ -211,6 +215,25 @@ impl Scope {
             from_ms: params.time("from", false)?.map(|t| t.timestamp_millis()),
             to_ms: params.time("to", true)?.map(|t| t.timestamp_millis()),
         })
+    }
+
+    /// `(from, to)` in ms, the defaults resolved.
+    pub(super) fn bounds(
+        &self,
+        state: &AppState,
+        default_hours: i64,
+    ) -> Result<(i64, i64), ApiError> {
+        let to = match self.to_ms {
+            Some(t) => t,
+            None => match state.store.events_between(i64::MIN, i64::MAX)?.next() {
+                Some(newest) => newest?.detection_time,
+                None => chrono::Utc::now().timestamp_millis(),
+            },
+        };
+        let from = self
+            .from_ms
+            .unwrap_or(to.saturating_sub(default_hours.saturating_mul(3_600_000)));
+        Ok((from, to))
     }
 }
 
@@ -222,16 +245,7 @@ fn analyse(
     min_neighbours: usize,
 ) -> Result<(Window, Vec<patterns::NeighbourList>, String), ApiError> {
     let settings = &state.patterns;
-    let to_ms = match scope.to_ms {
-        Some(t) => t,
-        None => match state.store.events_between(i64::MIN, i64::MAX)?.next() {
-            Some(newest) => newest?.detection_time,
-            None => chrono::Utc::now().timestamp_millis(),
-        },
-    };
-    let from_ms = scope
-        .from_ms
-        .unwrap_or(to_ms - i64::from(settings.default_window_hours) * 3_600_000);
+    let (from_ms, to_ms) = scope.bounds(state, i64::from(settings.default_window_hours))?;
     let mut filter = scope.filter.clone();
     filter.time = Some((from_ms.div_euclid(1000), to_ms.div_euclid(1000)));
     let space = state.pipeline.space();
