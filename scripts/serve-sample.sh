@@ -1,6 +1,10 @@
 # Sourced by the load and schemathesis scripts: builds the release binary and serves the
 # bundled Australian sample from a throw-away store on 127.0.0.1:$PORT until the caller exits.
 # Defines BASE (the URL) once the service answers /readyz.
+if ! command -v curl >/dev/null; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get install -y -qq curl >/dev/null
+fi
 ORT_DYLIB_PATH="$(scripts/setup.sh)"
 export ORT_DYLIB_PATH
 cargo build --release --locked --bin firesight >&2

@@ -82,8 +82,9 @@ async fn request_spans_reach_an_otlp_collector_and_sigterm_flushes_them() {
             .expect("request");
     }
 
-    let terminated = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+    // The shell's own `kill`: a bare Debian image may lack procps' /bin/kill.
+    let terminated = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id())])
         .status()
         .expect("kill -TERM");
     assert!(terminated.success());
