@@ -146,7 +146,6 @@ pub fn group(
 fn describe(events: &[FireEventV2], members: &[usize], growth_ms: i64) -> Incident {
     let first = &events[members[0]];
     let last = &events[members[members.len() - 1]];
-    let (mut x, mut y, mut z) = (0.0, 0.0, 0.0);
     let mut bbox = [f64::MAX, f64::MAX, f64::MIN, f64::MIN];
     let (mut total, mut max) = (0.0f64, 0.0f64);
     let mut daily: Vec<DailyGrowth> = Vec::new();
@@ -154,10 +153,6 @@ fn describe(events: &[FireEventV2], members: &[usize], growth_ms: i64) -> Incide
     for &i in members {
         let e = &events[i];
         let (lat, lon) = (e.location.latitude, e.location.longitude);
-        let (pr, lr) = (lat.to_radians(), lon.to_radians());
-        x += pr.cos() * lr.cos();
-        y += pr.cos() * lr.sin();
-        z += pr.sin();
         bbox = [
             bbox[0].min(lon),
             bbox[1].min(lat),
@@ -197,10 +192,10 @@ fn describe(events: &[FireEventV2], members: &[usize], growth_ms: i64) -> Incide
         detections: members.len(),
         first_detection: first.detection_time,
         last_detection: last.detection_time,
-        centroid: Location {
-            latitude: (z.atan2(x.hypot(y)).to_degrees() * 1e5).round() / 1e5,
-            longitude: (y.atan2(x).to_degrees() * 1e5).round() / 1e5,
-        },
+        centroid: crate::geo::centroid(members.iter().map(|&i| {
+            let l = events[i].location;
+            (l.latitude, l.longitude)
+        })),
         bbox,
         total_frp_mw: (total * 10.0).round() / 10.0,
         max_frp_mw: max,

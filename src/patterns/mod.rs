@@ -299,26 +299,6 @@ fn round(x: f64, places: i32) -> f64 {
     (x * p).round() / p
 }
 
-fn mean_row(rows: impl IntoIterator<Item = [f32; FEATURE_COUNT]>) -> [f64; FEATURE_COUNT] {
-    let mut sum = [0.0f64; FEATURE_COUNT];
-    let mut count = [0u32; FEATURE_COUNT];
-    for row in rows {
-        for (f, &x) in row.iter().enumerate() {
-            if x.is_finite() {
-                sum[f] += f64::from(x);
-                count[f] += 1;
-            }
-        }
-    }
-    std::array::from_fn(|f| {
-        if count[f] == 0 {
-            f64::NAN
-        } else {
-            sum[f] / f64::from(count[f])
-        }
-    })
-}
-
 /// One density cluster of a window.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ClusterReport {
@@ -403,20 +383,8 @@ fn describe_cluster(
         })
         .map_or("", |e| e.event_id.as_str());
     let digest = Sha256::digest(founder.as_bytes());
-    let (mut x, mut y, mut z) = (0.0, 0.0, 0.0);
-    for e in events() {
-        let (lat, lon) = (
-            e.location.latitude.to_radians(),
-            e.location.longitude.to_radians(),
-        );
-        x += lat.cos() * lon.cos();
-        y += lat.cos() * lon.sin();
-        z += lat.sin();
-    }
-    let centroid = crate::event::Location {
-        latitude: round(z.atan2(x.hypot(y)).to_degrees(), 5),
-        longitude: round(y.atan2(x).to_degrees(), 5),
-    };
+    let centroid =
+        crate::geo::centroid(events().map(|e| (e.location.latitude, e.location.longitude)));
     let radius_km = events()
         .map(|e| {
             crate::geo::distance_km(
@@ -427,7 +395,7 @@ fn describe_cluster(
             )
         })
         .fold(0.0, f64::max);
-    let mean = mean_row(members.iter().map(|&i| window.features[i]));
+    let mean = FeatureStats::of(members.iter().map(|&i| &window.features[i])).mean;
     let dim = window.dim;
     let mut centre = vec![0.0f32; dim];
     for &i in members {
