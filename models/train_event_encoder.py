@@ -285,12 +285,16 @@ def main():
     assert max_diff < 1e-3, f"ONNX export differs from numpy by {max_diff}"
 
     digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
-    manifest = {"models": [{
-        "name": NAME, "version": VERSION, "file": onnx_path.name, "sha256": digest,
+    entry = {
+        "name": NAME, "version": VERSION, "kind": "event-encoder", "file": onnx_path.name, "sha256": digest,
         "input": "features", "input_width": len(FEATURES), "output": "embedding", "output_dim": EMBED_DIM,
         "normalisation": "inside the graph: NaN -> training mean, then (x - mean) / std per feature",
-    }]}
-    (MODELS / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    }
+    manifest_path = MODELS / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": []}
+    others = [m for m in manifest["models"] if (m["name"], m["version"]) != (NAME, VERSION)]
+    manifest["models"] = [entry] + others
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     write_golden(events, session)
 
     with_weather = sum(e["weather"] is not None for e in events)
