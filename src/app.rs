@@ -11,14 +11,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::api::{self, AppState};
 use crate::config::Settings;
-use crate::embed::{Embedder, OnnxEmbedder};
+use crate::embed::{Embedder, OnnxEmbedder, Predictors, SentenceEncoder};
 use crate::index::{
     HnswIndex, IndexPoint, Metric, NativeHnsw, NativeParams, PointAttrs, VectorIndex,
     VectorIndexRead, insertion_key,
 };
 use crate::metrics::Metrics;
+use crate::search::{Doc, SearchIndex};
 use crate::store::Store;
-use crate::stream::{Correlator, Pipeline, Space, load_files};
+use crate::stream::Pipeline;
+use crate::stream::{Correlator, Space, load_files};
 
 /// Vectors per insert call while building the index from the store.
 const REBUILD_BATCH: usize = 8192;
@@ -38,6 +40,97 @@ pub struct Service {
     pub metrics: Metrics,
     /// Weaviate as the query backend, when `index.query_backend = "weaviate"`.
     pub remote: Option<crate::weaviate::WeaviateSearch>,
+    /// Natural-language search, when `search.enabled`.
+    pub search: Option<Arc<SearchState>>,
+}
+
+/// The search index and whether its first build has finished.
+pub struct SearchState {
+    /// The index.
+    pub index: Arc<SearchIndex>,
+    /// True once every stored incident (and event, with `search.index_events`) is in it.
+    pub ready: std::sync::atomic::AtomicBool,
+    /// Why the build stopped, if it failed.
+    pub failure: std::sync::Mutex<Option<String>>,
+    /// Longest query accepted, bytes.
+    pub max_query_bytes: usize,
+}
+
+/// Documents per search-index batch while building.
+const SEARCH_BUILD_BATCH: usize = 512;
+
+/// Builds the search index from the store on its own thread, then follows new events.
+fn start_search(
+    settings: &Settings,
+    store: &Arc<Store>,
+    pipeline: &Arc<Pipeline>,
+) -> anyhow::Result<Option<Arc<SearchState>>> {
+    let s = &settings.search;
+    if !s.enabled {
+        return Ok(None);
+    }
+    let e = &settings.embed;
+    let encoder = SentenceEncoder::load(&e.manifest, &s.sentence_model, &e.onnxruntime_lib, e.intra_threads)
+        .with_context(|| {
+            format!(
+                "loading the sentence encoder {} (scripts/setup.sh installs it; search.enabled = false turns search off)",
+                s.sentence_model
+            )
+        })?;
+    let index = Arc::new(SearchIndex::new(Arc::new(encoder), Arc::clone(store))?);
+    let state = Arc::new(SearchState {
+        index: Arc::clone(&index),
+        ready: std::sync::atomic::AtomicBool::new(false),
+        failure: std::sync::Mutex::new(None),
+        max_query_bytes: s.max_query_bytes,
+    });
+    // Subscribe before the scan, so nothing stored meanwhile is missed (ids already in are skipped).
+    let follow = s.index_events.then(|| pipeline.follow());
+    let store = Arc::clone(store);
+    let building = Arc::clone(&state);
+    let index_events = s.index_events;
+    std::thread::Builder::new()
+        .name("search-index".into())
+        .spawn(move || {
+            let started = Instant::now();
+            let build = || -> anyhow::Result<(usize, usize)> {
+                let incidents: Vec<Doc> = store.historical_incidents()?.iter().map(Doc::incident).collect();
+                let n_incidents = incidents.len();
+                for chunk in incidents.chunks(SEARCH_BUILD_BATCH) {
+                    index.add(chunk.to_vec())?;
+                }
+                let mut n_events = 0;
+                if index_events {
+                    let mut batch = Vec::with_capacity(SEARCH_BUILD_BATCH);
+                    for event in store.events_between(i64::MIN, i64::MAX)? {
+                        batch.push(Doc::event(&event?));
+                        if batch.len() == SEARCH_BUILD_BATCH {
+                            n_events += index.add(std::mem::take(&mut batch))?;
+                        }
+                    }
+                    n_events += index.add(batch)?;
+                }
+                Ok((n_incidents, n_events))
+            };
+            match build() {
+                Ok((incidents, events)) => {
+                    building.ready.store(true, std::sync::atomic::Ordering::Release);
+                    tracing::info!(incidents, events, elapsed_ms = started.elapsed().as_millis() as u64, "Search index ready.");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "Search index build failed; POST /v1/search answers 503.");
+                    *building.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{e:#}"));
+                    return;
+                }
+            }
+            let Some(rx) = follow else { return };
+            while let Ok(events) = rx.recv() {
+                if let Err(e) = index.add(events.iter().map(Doc::event).collect()) {
+                    tracing::error!(error = %e, "Events could not be added to the search index.");
+                }
+            }
+        })?;
+    Ok(Some(state))
 }
 
 impl Service {
@@ -51,7 +144,12 @@ impl Service {
         );
         let model = match store.meta(META_ACTIVE_MODEL)? {
             Some(bytes) => String::from_utf8(bytes).context("active model name is not UTF-8")?,
-            None => settings.embed.model.clone(),
+            // A store filled before the re-index job recorded the serving model keeps the
+            // space its vectors are in; switching is the re-index job's business.
+            None => match store.vectors()?.next().transpose()? {
+                Some(v) => v.model_version,
+                None => settings.embed.model.clone(),
+            },
         };
         let embedder = load_embedder(&settings, &model)?;
         if !settings.weaviate.url.is_empty() {
@@ -71,6 +169,16 @@ impl Service {
             metrics.clone(),
             settings.embed.batch_size,
         ));
+        let e = &settings.embed;
+        pipeline.set_predictors(
+            Predictors::load(
+                &e.manifest,
+                &e.predictors,
+                &e.onnxruntime_lib,
+                e.intra_threads,
+            )
+            .context("loading the predictors (embed.predictors)")?,
+        );
         if !files.is_empty() {
             report(load_files(
                 &pipeline,
@@ -96,12 +204,14 @@ impl Service {
         metrics.index_vectors.set(space.index.len() as i64);
         metrics.store_events.set(store.event_count() as i64);
         let remote = query_backend(&settings)?;
+        let search = start_search(&settings, &store, &pipeline)?;
         Ok(Self {
             settings,
             pipeline,
             store,
             metrics,
             remote,
+            search,
         })
     }
 
@@ -185,6 +295,7 @@ impl Service {
             keys: Arc::new(api::auth::KeyRing::new(&self.settings.auth)),
             patterns: self.settings.patterns.clone(),
             incidents: self.settings.incidents.clone(),
+            search: self.search.clone(),
         }
     }
 }

@@ -49,6 +49,22 @@ pub struct Settings {
     pub incidents: IncidentSettings,
     /// Trace export.
     pub telemetry: TelemetrySettings,
+    /// Natural-language search.
+    pub search: SearchSettings,
+}
+
+/// Natural-language search.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchSettings {
+    /// Build the search index and serve `POST /v1/search`.
+    pub enabled: bool,
+    /// The sentence encoder in the manifest.
+    pub sentence_model: String,
+    /// Longest query accepted, in bytes.
+    pub max_query_bytes: usize,
+    /// Index every fire event's text too (not only historical incidents).
+    pub index_events: bool,
 }
 
 /// Where traces go.
@@ -224,6 +240,8 @@ pub struct EmbedSettings {
     pub batch_size: usize,
     /// ONNX Runtime intra-op threads.
     pub intra_threads: usize,
+    /// Predictors whose outputs go into every event's `ml_predictions` (manifest names).
+    pub predictors: Vec<String>,
 }
 
 /// Vector-index settings.

@@ -10,6 +10,7 @@ pub mod index;
 pub mod metrics;
 pub mod patterns;
 pub mod reindex;
+pub mod search;
 pub mod store;
 pub mod stream;
 pub mod telemetry;

@@ -69,6 +69,9 @@ pub enum ApiError {
     /// The service is still loading files and rebuilding its index.
     #[error("FireSight is starting: loading files and rebuilding the index; retry shortly")]
     Starting,
+    /// A part of the service is not available (search still building, or switched off).
+    #[error("{0}")]
+    Unavailable(String),
     /// A service this one depends on (Weaviate as the query backend) failed or is unreachable.
     #[error("the query backend failed: {0}")]
     Upstream(String),
@@ -89,6 +92,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Machine-readable kind: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
     /// `payload_too_large`, `unsupported_media_type`, `unprocessable`, `conflict`, `starting`,
+    /// `unavailable`,
     /// `upstream`, `internal`.
     pub code: String,
     /// The parameter or body field at fault, when there is one.
@@ -128,6 +132,7 @@ impl ApiError {
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             Self::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting", None),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
             Self::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout", None),
             Self::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream", None),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
@@ -153,6 +158,7 @@ impl IntoResponse for ApiError {
             | Self::Forbidden(_)
             | Self::Conflict(_)
             | Self::Starting
+            | Self::Unavailable(_)
             | Self::Timeout(_)
             | Self::PayloadTooLarge { .. }
             | Self::UnsupportedMediaType { .. } => self.to_string(),

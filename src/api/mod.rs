@@ -10,6 +10,7 @@ mod ingest;
 pub mod openapi;
 mod params;
 mod patterns;
+mod search;
 
 pub use error::ApiError;
 
@@ -56,6 +57,8 @@ pub struct AppState {
     pub patterns: crate::config::PatternSettings,
     /// How incidents are grouped.
     pub incidents: crate::config::IncidentSettings,
+    /// Natural-language search, when switched on.
+    pub search: Option<Arc<crate::app::SearchState>>,
 }
 
 /// The router with every route, the request span and the HTTP metrics.
@@ -65,7 +68,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/weather", post(ingest::weather))
         .route("/v1/events/sensors", post(ingest::sensors))
         .route("/v1/stations", post(ingest::stations))
-        .layer(DefaultBodyLimit::disable());
+        .layer(DefaultBodyLimit::disable())
+        .merge(
+            Router::new()
+                .route(
+                    "/v1/historical-incidents",
+                    post(search::historical_incidents),
+                )
+                .layer(DefaultBodyLimit::max(state.settings.max_body_bytes)),
+        );
     let query_routes = Router::new()
         .route("/v1/fires", get(fires::list))
         .route("/v1/fires/{id}", get(fires::get_one))
@@ -78,6 +89,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/incidents/{id}", get(incidents::get_one))
         .route("/v1/views/active-fires", get(incidents::active_fires))
         .route("/v1/views/growth-alerts", get(incidents::growth_alerts))
+        .route("/v1/search", post(search::search))
+        .route("/v1/predict", post(search::predict))
         .layer(DefaultBodyLimit::max(QUERY_BODY_LIMIT))
         .layer(middleware::from_fn_with_state(
             Duration::from_millis(state.settings.request_timeout_ms),

@@ -13,14 +13,14 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 
 use super::error::ErrorBody;
-use super::{admin, fires, health, incidents, ingest, patterns};
+use super::{admin, fires, health, incidents, ingest, patterns, search};
 
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "FireSight",
-        description = "Wildfire intelligence: correlated fire detections, similarity, clusters and outliers. Errors are `{\"error\": {\"code\", \"field\", \"reason\"}}`. With API keys configured, send one as `X-API-Key` (or `Authorization: Bearer`); read routes may be open (auth.read_open)."
+        description = "Wildfire intelligence: correlated fire detections, similarity, clusters and outliers, predictions and natural-language search. Errors are `{\"error\": {\"code\", \"field\", \"reason\"}}`. With API keys configured, send one as `X-API-Key` (or `Authorization: Bearer`); read routes may be open (auth.read_open)."
     ),
     paths(
         ingest::firms,
@@ -37,6 +37,9 @@ use super::{admin, fires, health, incidents, ingest, patterns};
         incidents::get_one,
         incidents::active_fires,
         incidents::growth_alerts,
+        search::search,
+        search::predict,
+        search::historical_incidents,
         fires::dead_letters,
         admin::status,
         admin::start,
@@ -52,6 +55,8 @@ use super::{admin, fires, health, incidents, ingest, patterns};
         (name = "similarity", description = "Nearest events in the encoder's space"),
         (name = "patterns", description = "Clusters and outliers of a window of events"),
         (name = "incidents", description = "Detections grouped by space and time; active fires and growth alerts"),
+        (name = "search", description = "Natural-language search over historical incidents and fire events"),
+        (name = "models", description = "Predictions of the registered models for an ad-hoc event"),
         (name = "operations", description = "Health, metrics, dead letters, re-index"),
     )
 )]

@@ -25,13 +25,32 @@ pub struct ModelEntry {
     pub name: String,
     /// Model version.
     pub version: String,
+    /// What the model is for: `event-encoder` (the default), `predictor` or `sentence-encoder`.
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    /// For a predictor: the name its value carries in `ml_predictions`.
+    #[serde(default)]
+    pub prediction: Option<String>,
+    /// For a sentence encoder: its `tokenizer.json`, relative to the manifest.
+    #[serde(default)]
+    pub tokenizer: Option<String>,
+    /// Hex sha256 of the tokenizer file.
+    #[serde(default)]
+    pub tokenizer_sha256: Option<String>,
+    /// For a sentence encoder: the longest input in tokens; longer texts are truncated.
+    #[serde(default)]
+    pub max_tokens: Option<usize>,
+    /// Where a file not kept in the repository comes from (installed by `scripts/setup.sh`).
+    #[serde(default)]
+    pub source: Option<String>,
     /// File, relative to the manifest.
     pub file: String,
     /// Hex sha256 of the file.
     pub sha256: String,
     /// Input tensor name.
     pub input: String,
-    /// Features per input row.
+    /// Features per input row (0 for token inputs).
+    #[serde(default)]
     pub input_width: usize,
     /// Output tensor name.
     pub output: String,
@@ -39,6 +58,10 @@ pub struct ModelEntry {
     pub output_dim: usize,
     /// How inputs are normalised (documentation; the graph does it).
     pub normalisation: String,
+}
+
+fn default_kind() -> String {
+    "event-encoder".into()
 }
 
 impl Manifest {
@@ -74,18 +97,34 @@ impl Manifest {
             })
     }
 
+    /// The highest version of each predictor, in manifest order of first appearance.
+    pub fn predictors(&self) -> Vec<&ModelEntry> {
+        let mut names: Vec<&str> = Vec::new();
+        for m in self.models.iter().filter(|m| m.kind == "predictor") {
+            if !names.contains(&m.name.as_str()) {
+                names.push(&m.name);
+            }
+        }
+        names.iter().filter_map(|n| self.model(n).ok()).collect()
+    }
+
     /// Reads the entry's file and checks its digest.
     pub fn verified_bytes(&self, entry: &ModelEntry) -> Result<Vec<u8>, EmbedError> {
-        let path = self.dir.join(&entry.file);
+        self.verified_file(&entry.file, &entry.sha256)
+    }
+
+    /// Reads a file named relative to the manifest and checks it against `sha256`.
+    pub fn verified_file(&self, file: &str, sha256: &str) -> Result<Vec<u8>, EmbedError> {
+        let path = self.dir.join(file);
         let bytes = std::fs::read(&path).map_err(|e| EmbedError::ModelMissing {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
         let found = hex::encode(Sha256::digest(&bytes));
-        if !found.eq_ignore_ascii_case(&entry.sha256) {
+        if !found.eq_ignore_ascii_case(sha256) {
             return Err(EmbedError::ChecksumMismatch {
                 path: path.display().to_string(),
-                expected: entry.sha256.clone(),
+                expected: sha256.to_owned(),
                 found,
             });
         }

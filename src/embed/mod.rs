@@ -3,10 +3,14 @@
 mod features;
 mod manifest;
 mod onnx;
+mod predict;
+mod text;
 
 pub use features::{FEATURE_COUNT, FEATURE_NAMES, event_features};
 pub use manifest::{Manifest, ModelEntry};
 pub use onnx::OnnxEmbedder;
+pub use predict::Predictors;
+pub use text::{Encoded, SentenceEncoder};
 
 /// An embedding failure.
 #[derive(Debug, thiserror::Error)]

@@ -32,6 +32,12 @@ impl OnnxEmbedder {
     ) -> Result<Self, EmbedError> {
         let manifest = Manifest::load(manifest)?;
         let entry = manifest.model(model)?;
+        if entry.kind != "event-encoder" {
+            return Err(EmbedError::Contract {
+                model: entry.name.clone(),
+                reason: format!("is a {}, not an event encoder", entry.kind),
+            });
+        }
         if entry.input_width != FEATURE_COUNT {
             return Err(EmbedError::Contract {
                 model: entry.name.clone(),
@@ -42,17 +48,7 @@ impl OnnxEmbedder {
             });
         }
         let bytes = manifest.verified_bytes(entry)?;
-        let environment = environment(runtime_lib)?;
-        let open_error = |e: &dyn std::fmt::Display| {
-            EmbedError::Inference(format!("could not open model {}: {e}", entry.file))
-        };
-        let builder = Session::builder(environment).map_err(|e| open_error(&e))?;
-        let mut builder = builder
-            .with_intra_threads(threads.max(1))
-            .map_err(|e| open_error(&e))?;
-        let session = builder
-            .commit_from_memory(&bytes)
-            .map_err(|e| open_error(&e))?;
+        let session = open_session(&bytes, &entry.file, runtime_lib, threads)?;
         let embedder = Self {
             session: Mutex::new(session),
             input: entry.input.clone(),
@@ -86,7 +82,60 @@ impl OnnxEmbedder {
     }
 }
 
-fn environment(runtime_lib: &str) -> Result<&'static ort::environment::Environment, EmbedError> {
+/// Opens a session over verified model bytes.
+pub(crate) fn open_session(
+    bytes: &[u8],
+    file: &str,
+    runtime_lib: &str,
+    threads: usize,
+) -> Result<Session, EmbedError> {
+    let environment = environment(runtime_lib)?;
+    let open_error = |e: &dyn std::fmt::Display| {
+        EmbedError::Inference(format!("could not open model {file}: {e}"))
+    };
+    let builder = Session::builder(environment).map_err(|e| open_error(&e))?;
+    let mut builder = builder
+        .with_intra_threads(threads.max(1))
+        .map_err(|e| open_error(&e))?;
+    builder
+        .commit_from_memory(bytes)
+        .map_err(|e| open_error(&e))
+}
+
+/// Runs a model whose one input is a feature matrix; returns the output's row width and values.
+pub(crate) fn run_features(
+    session: &Mutex<Session>,
+    input: &str,
+    output: &str,
+    rows: &[[f32; FEATURE_COUNT]],
+) -> Result<(usize, Vec<f32>), EmbedError> {
+    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+    let tensor = TensorRef::from_array_view(([rows.len(), FEATURE_COUNT], flat.as_slice()))
+        .map_err(|e| EmbedError::Inference(e.to_string()))?;
+    let mut session = session
+        .lock()
+        .map_err(|_| EmbedError::Inference("session lock poisoned".into()))?;
+    let outputs = session
+        .run(ort::inputs![input => tensor])
+        .map_err(|e| EmbedError::Inference(e.to_string()))?;
+    let value = outputs
+        .get(output)
+        .ok_or_else(|| EmbedError::Inference(format!("model has no output `{output}`")))?;
+    let (shape, data) = value
+        .try_extract_tensor::<f32>()
+        .map_err(|e| EmbedError::Inference(e.to_string()))?;
+    let width = shape.last().copied().unwrap_or(0) as usize;
+    if width == 0 || data.len() != rows.len() * width {
+        return Err(EmbedError::Inference(format!(
+            "unexpected output shape {shape:?}"
+        )));
+    }
+    Ok((width, data.to_vec()))
+}
+
+pub(crate) fn environment(
+    runtime_lib: &str,
+) -> Result<&'static ort::environment::Environment, EmbedError> {
     let path = if runtime_lib.is_empty() {
         std::env::var("ORT_DYLIB_PATH").unwrap_or_default()
     } else {
@@ -134,28 +183,7 @@ impl Embedder for OnnxEmbedder {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
-        let tensor = TensorRef::from_array_view(([rows.len(), FEATURE_COUNT], flat.as_slice()))
-            .map_err(|e| EmbedError::Inference(e.to_string()))?;
-        let mut session = self
-            .session
-            .lock()
-            .map_err(|_| EmbedError::Inference("session lock poisoned".into()))?;
-        let outputs = session
-            .run(ort::inputs![self.input.as_str() => tensor])
-            .map_err(|e| EmbedError::Inference(e.to_string()))?;
-        let value = outputs.get(&self.output).ok_or_else(|| {
-            EmbedError::Inference(format!("model has no output `{}`", self.output))
-        })?;
-        let (shape, data) = value
-            .try_extract_tensor::<f32>()
-            .map_err(|e| EmbedError::Inference(e.to_string()))?;
-        let width = shape.last().copied().unwrap_or(0) as usize;
-        if width == 0 || data.len() != rows.len() * width {
-            return Err(EmbedError::Inference(format!(
-                "unexpected output shape {shape:?}"
-            )));
-        }
+        let (width, data) = run_features(&self.session, &self.input, &self.output, rows)?;
         data.chunks_exact(width)
             .enumerate()
             .map(|(row, v)| {

@@ -37,7 +37,15 @@ pub const CF_META: &str = "meta";
 /// Column family: events (and models) waiting to be mirrored to Weaviate; key = vector key.
 pub const CF_MIRROR_OUTBOX: &str = "mirror_outbox";
 
-const ALL_CFS: [&str; 11] = [
+/// Column family: CAL FIRE incident id → `HistoricalIncident` (JSON).
+pub const CF_HISTORICAL_INCIDENTS: &str = "historical_incidents";
+/// Column family: (sentence-encoder version, document id) → its text vector (f32 LE), so a
+/// restart does not embed every text again.
+pub const CF_TEXT_VECTORS: &str = "text_vectors";
+
+const ALL_CFS: [&str; 13] = [
+    CF_HISTORICAL_INCIDENTS,
+    CF_TEXT_VECTORS,
     CF_MIRROR_OUTBOX,
     CF_EVENTS,
     CF_EVENTS_BY_TIME,
@@ -524,6 +532,90 @@ impl Store {
         Ok(self.db.write(batch)?)
     }
 
+    /// Stores historical incidents; one already stored is merged with the new record (the two
+    /// CAL FIRE exports fill each other's gaps). Returns how many ids were new.
+    pub fn put_historical_incidents(
+        &self,
+        incidents: Vec<crate::search::HistoricalIncident>,
+    ) -> Result<usize, StoreError> {
+        let cf = self.cf(CF_HISTORICAL_INCIDENTS)?;
+        let mut batch = WriteBatch::default();
+        let mut merged: std::collections::HashMap<String, crate::search::HistoricalIncident> =
+            std::collections::HashMap::new();
+        let mut new = 0;
+        for incident in incidents {
+            if let Some(seen) = merged.get_mut(&incident.id) {
+                seen.merge(incident);
+                continue;
+            }
+            let stored = match self.db.get_pinned_cf(cf, incident.id.as_bytes())? {
+                Some(bytes) => Some(serde_json::from_slice::<crate::search::HistoricalIncident>(
+                    &bytes,
+                )?),
+                None => None,
+            };
+            let record = match stored {
+                Some(mut s) => {
+                    s.merge(incident);
+                    s
+                }
+                None => {
+                    new += 1;
+                    incident
+                }
+            };
+            merged.insert(record.id.clone(), record);
+        }
+        for (id, record) in &merged {
+            batch.put_cf(cf, id.as_bytes(), serde_json::to_vec(record)?);
+        }
+        self.db.write(batch)?;
+        Ok(new)
+    }
+
+    /// Every stored historical incident, in id order.
+    pub fn historical_incidents(
+        &self,
+    ) -> Result<Vec<crate::search::HistoricalIncident>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_HISTORICAL_INCIDENTS)?, IteratorMode::Start)
+        {
+            let (_, value) = item?;
+            out.push(serde_json::from_slice(&value)?);
+        }
+        Ok(out)
+    }
+
+    /// The cached text vector of a document under a sentence-encoder version.
+    pub fn text_vector(&self, model: &str, doc: &str) -> Result<Option<Vec<f32>>, StoreError> {
+        let key = text_vector_key(model, doc);
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(CF_TEXT_VECTORS)?, key)?
+            .map(|v| {
+                v.chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect()
+            }))
+    }
+
+    /// Caches text vectors.
+    pub fn put_text_vectors(
+        &self,
+        model: &str,
+        vectors: &[(&str, &[f32])],
+    ) -> Result<(), StoreError> {
+        let cf = self.cf(CF_TEXT_VECTORS)?;
+        let mut batch = WriteBatch::default();
+        for (doc, v) in vectors {
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            batch.put_cf(cf, text_vector_key(model, doc), bytes);
+        }
+        Ok(self.db.write(batch)?)
+    }
+
     /// Keeps refused records with their reasons, once: the same line of the same source refused
     /// on the same field (a file loaded again at every start) is not stored twice.
     /// Returns how many were new.
@@ -710,6 +802,13 @@ fn decode_vector(seq: u64, bytes: &[u8]) -> Result<StoredVector, StoreError> {
         model_version,
         vector,
     })
+}
+
+fn text_vector_key(model: &str, doc: &str) -> Vec<u8> {
+    let mut key = model.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(doc.as_bytes());
+    key
 }
 
 #[cfg(test)]

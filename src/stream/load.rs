@@ -19,6 +19,8 @@ const CHUNK_BYTES: usize = 256 * 1024;
 /// What a file holds; the order is the load order (detections join weather, weather needs stations).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FileKind {
+    /// CAL FIRE incident export (CSV), for natural-language search.
+    HistoricalIncidents,
     /// BOM station list (CSV).
     Stations,
     /// BOM daily observations (CSV) or weather NDJSON.
@@ -42,7 +44,7 @@ pub enum LoadError {
     },
     /// Not a format FireSight reads.
     #[error(
-        "{path}: not a FIRMS, BOM weather, BOM station or NDJSON event file (first line: `{first_line}`)"
+        "{path}: not a FIRMS, BOM weather, BOM station, CAL FIRE incident or NDJSON event file (first line: `{first_line}`)"
     )]
     UnknownFormat {
         /// File.
@@ -82,6 +84,8 @@ pub fn sniff(path: &Path) -> Result<(FileKind, bool), LoadError> {
             () if json("station_id") => Some((FileKind::Weather, true)),
             () => None,
         }
+    } else if crate::search::is_calfire_header(&line) {
+        Some((FileKind::HistoricalIncidents, false))
     } else if line.contains("bright_ti4") || line.contains("brightness") {
         Some((FileKind::Firms, false))
     } else if line.contains("stn_num") {
@@ -113,6 +117,22 @@ pub fn load_files(
     for ((kind, json), path) in planned {
         let pipeline = Arc::clone(pipeline);
         let outcome = match (kind, json) {
+            (FileKind::HistoricalIncidents, _) => {
+                let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                crate::search::load_historical(
+                    pipeline.store(),
+                    &bytes,
+                    &path.display().to_string(),
+                )
+                .map(|(outcome, _)| outcome)
+                .map_err(|e| LoadError::Ingest {
+                    path: path.clone(),
+                    source: IngestError::from(super::PipelineError::from(e)),
+                })
+            }
             (FileKind::Stations, _) => load_one(
                 pipeline,
                 path,

@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::correlate::Correlator;
 use super::decode::Rejected;
 use super::ingest::IngestOutcome;
-use crate::embed::{EmbedError, Embedder, event_features};
+use crate::embed::{EmbedError, Embedder, Predictors, event_features};
 use crate::event::{
     FieldError, FireCharacteristics, FireDetection, FireEventV2, ImpactAssessment, Location,
     SensorReading, SourceInfo, Station, WeatherConditions, WeatherObservation,
@@ -70,6 +70,10 @@ pub struct Pipeline {
     metrics: Metrics,
     writer: Mutex<()>,
     embed_batch: usize,
+    /// Predictors run on every new event (none until `set_predictors`).
+    predictors: RwLock<Arc<Predictors>>,
+    /// Receivers of every newly stored batch of events (the search index follows them).
+    followers: Mutex<Vec<std::sync::mpsc::Sender<Vec<FireEventV2>>>>,
 }
 
 impl Pipeline {
@@ -90,7 +94,44 @@ impl Pipeline {
             metrics,
             writer: Mutex::new(()),
             embed_batch,
+            predictors: RwLock::new(Arc::new(Predictors::none())),
+            followers: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Sets the predictors whose outputs go into `ml_predictions`.
+    pub fn set_predictors(&self, predictors: Predictors) {
+        *self.predictors.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(predictors);
+    }
+
+    /// The loaded predictors.
+    pub fn predictors(&self) -> Arc<Predictors> {
+        Arc::clone(&self.predictors.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Every batch of events stored from now on is also sent to the returned receiver.
+    pub fn follow(&self) -> std::sync::mpsc::Receiver<Vec<FireEventV2>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.followers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tx);
+        rx
+    }
+
+    /// Runs the predictors on events and writes their outputs into `ml_predictions`.
+    pub fn predict(&self, events: &mut [FireEventV2]) -> Result<(), PipelineError> {
+        let predictors = self.predictors();
+        if predictors.versions().is_empty() {
+            return Ok(());
+        }
+        for chunk in events.chunks_mut(self.embed_batch) {
+            let rows: Vec<_> = chunk.iter().map(event_features).collect();
+            for (event, predictions) in chunk.iter_mut().zip(predictors.predict(&rows)?) {
+                event.ml_predictions = Some(predictions);
+            }
+        }
+        Ok(())
     }
 
     /// From now on every stored batch is also inserted into the index.
@@ -201,6 +242,7 @@ impl Pipeline {
             events.push(event);
         }
         let space = self.space();
+        self.predict(&mut events)?;
         let vectors = self.embed_with(space.embedder.as_ref(), &events)?;
         let now = chrono::Utc::now().timestamp_millis();
         let new: Vec<NewEvent> = events
@@ -227,11 +269,22 @@ impl Pipeline {
             self.metrics.index_vectors.set(index.len() as i64);
         }
         outcome.accepted = new.len() as u64;
+        self.notify(&new);
         self.count("firms", &outcome);
         self.metrics
             .store_events
             .set(self.store.event_count() as i64);
         Ok(outcome)
+    }
+
+    fn notify(&self, new: &[NewEvent]) {
+        let mut followers = self.followers.lock().unwrap_or_else(|p| p.into_inner());
+        if followers.is_empty() || new.is_empty() {
+            return;
+        }
+        let events: Vec<FireEventV2> = new.iter().map(|n| n.event.clone()).collect();
+        // A follower that has gone away is dropped; the others still get the batch.
+        followers.retain(|tx| tx.send(events.clone()).is_ok());
     }
 
     /// Stores observations whose station is known; a wrong number beside a known name is resolved

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::support::repo;
 
-fn event_from(fixture: &Value) -> FireEventV2 {
+pub fn event_from(fixture: &Value) -> FireEventV2 {
     let f = |k: &str| fixture[k].as_f64().expect(k);
     let weather = fixture["weather"].as_object().map(|w| WeatherConditions {
         station_id: 0,
@@ -61,8 +61,13 @@ fn features_and_embeddings_match_the_training_script() {
     let text = std::fs::read_to_string(repo().join("models/fixtures/event_encoder_golden.json"))
         .expect("fixture");
     let cases: Vec<Value> = serde_json::from_str(&text).expect("json");
-    let embedder = OnnxEmbedder::load(&repo().join("models/manifest.json"), "event-encoder", "", 1)
-        .expect("encoder loads");
+    let embedder = OnnxEmbedder::load(
+        &repo().join("models/manifest.json"),
+        "event-encoder@1",
+        "",
+        1,
+    )
+    .expect("encoder loads");
     assert!(
         cases.iter().any(|c| c["event"]["weather"].is_null())
             && cases.iter().any(|c| !c["event"]["weather"].is_null())
@@ -106,7 +111,7 @@ fn a_tampered_model_is_refused_at_load() {
     model[last] ^= 0xff;
     std::fs::write(dir.path().join("event_encoder.onnx"), model).expect("write");
     std::fs::write(dir.path().join("manifest.json"), manifest).expect("write");
-    let err = OnnxEmbedder::load(&dir.path().join("manifest.json"), "event-encoder", "", 1)
+    let err = OnnxEmbedder::load(&dir.path().join("manifest.json"), "event-encoder@1", "", 1)
         .err()
         .expect("refused");
     assert!(err.to_string().contains("sha256"), "{err}");

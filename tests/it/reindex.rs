@@ -33,6 +33,8 @@ fn two_version_manifest(dir: &Path) -> PathBuf {
         serde_json::from_slice(&std::fs::read(models.join("manifest.json")).expect("manifest"))
             .expect("json");
     let entries = manifest["models"].as_array_mut().expect("models");
+    // Only the encoder is copied here: the other models stay out of this manifest.
+    entries.retain(|e| e["name"] == "event-encoder" && e["version"] == "1");
     let mut again = entries[0].clone();
     again["version"] = "1b".into();
     entries.push(again);
@@ -45,6 +47,8 @@ fn two_model_settings(dir: &Path) -> Settings {
     let mut s = settings(dir);
     s.embed.manifest = two_version_manifest(dir);
     s.embed.model = OLD.to_owned();
+    s.embed.predictors = Vec::new();
+    s.search.enabled = false;
     s
 }
 
@@ -153,7 +157,8 @@ fn a_reindex_killed_mid_way_resumes_and_completes() {
     std::fs::write(
         &config,
         format!(
-            "[store]\npath = {:?}\n[embed]\nmanifest = {:?}\nmodel = {OLD:?}\n[index]\nbuild_threads = 1\n",
+            "[store]\npath = {:?}\n[embed]\nmanifest = {:?}\nmodel = {OLD:?}\npredictors = []\n\
+             [index]\nbuild_threads = 1\n[search]\nenabled = false\n",
             settings.store.path, settings.embed.manifest
         ),
     )

@@ -52,6 +52,9 @@ pub fn settings(dir: &Path) -> Settings {
     settings.embed.manifest = repo().join("models/manifest.json");
     // Serial builds give the same graph every run, so counts the tests report are repeatable.
     settings.index.build_threads = 1;
+    // Tests that search events switch this on over a small set; embedding every event's text
+    // in every test service would only slow the suite.
+    settings.search.index_events = false;
     settings
 }
 

@@ -333,10 +333,8 @@ async fn an_outage_loses_nothing_and_every_event_arrives_once() {
     );
     assert_eq!(service.metrics.mirror_sent.get() as usize, events);
     let class = &seen.classes["FireEvent"];
-    assert!(
-        class["vectorConfig"]["event_encoder_1"].is_object(),
-        "{class}"
-    );
+    let vector = firesight::weaviate::vector_name(service.embedder().model_version());
+    assert!(class["vectorConfig"][&vector].is_object(), "{class}");
     // Objects carry the event's id and the named vector of its model.
     let any = seen.objects.values().next().expect("an object");
     let event_id = any["properties"]["eventId"].as_str().expect("eventId");
@@ -345,10 +343,7 @@ async fn an_outage_loses_nothing_and_every_event_arrives_once() {
         firesight::weaviate::object_id(event_id).to_string()
     );
     assert_eq!(
-        any["vectors"]["event_encoder_1"]
-            .as_array()
-            .expect("vector")
-            .len(),
+        any["vectors"][&vector].as_array().expect("vector").len(),
         16
     );
 }

@@ -1,0 +1,642 @@
+//! Natural-language search over historical incidents and fire events: BM25 (tantivy) and
+//! sentence vectors (all-MiniLM-L6-v2), fused by reciprocal rank, with filters read from the query.
+
+mod calfire;
+mod query;
+mod render;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::{DateTime, Datelike, NaiveDate};
+use serde::{Deserialize, Serialize};
+use tantivy::collector::{FilterCollector, TopDocs};
+use tantivy::query::QueryParser;
+use tantivy::schema::{FAST, Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions};
+use tantivy::tokenizer::{
+    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
+};
+use tantivy::{Index, IndexReader, IndexWriter, doc};
+
+pub use calfire::{HistoricalIncident, decode as decode_calfire, is_calfire_header};
+pub use query::{Understood, understand};
+pub use render::{event_text, incident_text, region_words};
+
+use crate::embed::{EmbedError, SentenceEncoder};
+use crate::event::FireEventV2;
+use crate::store::{Store, StoreError};
+
+/// Reciprocal-rank-fusion constant (the usual 60).
+const RRF_K: f32 = 60.0;
+/// Candidates each ranker contributes to the fusion.
+const CANDIDATES: usize = 100;
+/// Texts per sentence-encoder call while indexing.
+const ENCODE_BATCH: usize = 32;
+const TOKENIZER: &str = "firesight_en";
+
+/// A search failure.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The sentence encoder failed.
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    /// tantivy failed.
+    #[error("text index: {0}")]
+    Text(#[from] tantivy::TantivyError),
+    /// A lock was poisoned.
+    #[error("search index lock poisoned")]
+    Poisoned,
+}
+
+/// What a document is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DocKind {
+    /// A historical incident (CAL FIRE).
+    Incident,
+    /// A fire detection (FireEventV2).
+    Event,
+}
+
+/// One searchable document.
+#[derive(Debug, Clone)]
+pub struct Doc {
+    /// Incident id or event id.
+    pub id: String,
+    /// Kind.
+    pub kind: DocKind,
+    /// Short title.
+    pub title: String,
+    /// The rendering that is indexed and embedded.
+    pub text: String,
+    /// Start (incident) or detection time, ms.
+    pub time_ms: Option<i64>,
+    /// Counties (incidents).
+    pub counties: Vec<String>,
+    /// Acres burned (incidents).
+    pub acres: Option<f64>,
+    /// Position.
+    pub position: Option<(f64, f64)>,
+    /// Region name from the position.
+    pub region: &'static str,
+}
+
+impl Doc {
+    /// An incident's document.
+    pub fn incident(i: &HistoricalIncident) -> Self {
+        let region = match (i.latitude, i.longitude) {
+            (Some(a), Some(o)) => region_words(a, o),
+            _ => "California, United States",
+        };
+        Self {
+            id: i.id.clone(),
+            kind: DocKind::Incident,
+            title: i.name.clone(),
+            text: incident_text(i),
+            time_ms: i.started_ms,
+            counties: i.counties.clone(),
+            acres: i.acres,
+            position: i.latitude.zip(i.longitude),
+            region,
+        }
+    }
+
+    /// An event's document.
+    pub fn event(e: &FireEventV2) -> Self {
+        let region = region_words(e.location.latitude, e.location.longitude);
+        let day = render::date_words(e.detection_time).unwrap_or_default();
+        Self {
+            id: e.event_id.clone(),
+            kind: DocKind::Event,
+            title: format!("{} detection, {region}, {day}", e.source.instrument),
+            text: event_text(e),
+            time_ms: Some(e.detection_time),
+            counties: Vec::new(),
+            acres: None,
+            position: Some((e.location.latitude, e.location.longitude)),
+            region,
+        }
+    }
+}
+
+/// Filters given explicitly with a query (they add to what is understood from its text).
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchFilters {
+    /// Only incidents or only events.
+    pub kind: Option<DocKind>,
+    /// Earliest time (RFC 3339 or YYYY-MM-DD).
+    pub from: Option<String>,
+    /// Latest time (RFC 3339 or YYYY-MM-DD).
+    pub to: Option<String>,
+    /// A California county.
+    pub county: Option<String>,
+    /// Smallest size in acres.
+    pub min_acres: Option<f64>,
+    /// Largest size in acres.
+    pub max_acres: Option<f64>,
+}
+
+/// Which ranking to use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Ranker {
+    /// BM25 and vectors fused by reciprocal rank.
+    #[default]
+    Hybrid,
+    /// BM25 only.
+    Bm25,
+    /// Sentence vectors only.
+    Vector,
+}
+
+/// Every constraint a search applies, resolved.
+#[derive(Debug, Clone, Default)]
+pub struct Constraints {
+    /// From the text.
+    pub understood: Understood,
+    /// Explicit kind.
+    pub kind: Option<DocKind>,
+    /// Explicit time range, ms.
+    pub from_ms: Option<i64>,
+    /// Explicit time range, ms.
+    pub to_ms: Option<i64>,
+    /// Explicit county.
+    pub county: Option<String>,
+    /// Explicit minimum acres.
+    pub min_acres: Option<f64>,
+    /// Explicit maximum acres.
+    pub max_acres: Option<f64>,
+}
+
+impl Constraints {
+    fn admits(&self, d: &Doc) -> bool {
+        let u = &self.understood;
+        let date = d
+            .time_ms
+            .and_then(DateTime::from_timestamp_millis)
+            .map(|t| t.date_naive());
+        let in_time = |from: Option<i64>, to: Option<i64>| match d.time_ms {
+            Some(t) => from.is_none_or(|f| t >= f) && to.is_none_or(|x| t <= x),
+            None => from.is_none() && to.is_none(),
+        };
+        let county_ok = |c: &str| d.counties.iter().any(|dc| dc.eq_ignore_ascii_case(c));
+        self.kind.is_none_or(|k| k == d.kind)
+            && in_time(self.from_ms, self.to_ms)
+            && (u.years.is_empty() || date.is_some_and(|x| u.years.contains(&x.year())))
+            && (u.months.is_empty() || date.is_some_and(|x| u.months.contains(&x.month())))
+            && u.date
+                .is_none_or(|want| date.is_some_and(|x| (x - want).num_days().abs() <= 3))
+            && (u.counties.is_empty() || u.counties.iter().any(|c| county_ok(c)))
+            && self.county.as_deref().is_none_or(county_ok)
+            && u.region.as_deref().is_none_or(|r| d.region.contains(r))
+            && acres_ok(
+                d.acres,
+                u.min_acres.or(self.min_acres),
+                u.max_acres.or(self.max_acres),
+            )
+    }
+}
+
+fn acres_ok(acres: Option<f64>, min: Option<f64>, max: Option<f64>) -> bool {
+    if min.is_none() && max.is_none() {
+        return true;
+    }
+    acres.is_some_and(|a| min.is_none_or(|m| a >= m) && max.is_none_or(|m| a <= m))
+}
+
+/// One ranked answer.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Hit {
+    /// Incident id or event id.
+    pub id: String,
+    /// Incident or event.
+    pub kind: DocKind,
+    /// Title.
+    pub title: String,
+    /// The text that was matched.
+    pub text: String,
+    /// Fused (or single-ranker) score; higher is better.
+    pub score: f32,
+    /// Rank in the BM25 list (1-based), when it was in it.
+    pub bm25_rank: Option<usize>,
+    /// Rank in the vector list (1-based), when it was in it.
+    pub vector_rank: Option<usize>,
+    /// Start or detection date.
+    pub date: Option<String>,
+    /// Acres burned (incidents).
+    pub acres: Option<f64>,
+    /// Counties (incidents).
+    pub counties: Vec<String>,
+    /// Latitude.
+    pub latitude: Option<f64>,
+    /// Longitude.
+    pub longitude: Option<f64>,
+}
+
+/// A search's answer.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SearchAnswer {
+    /// Best first.
+    pub hits: Vec<Hit>,
+    /// The ranker used.
+    pub ranker: Ranker,
+    /// Filters read from the query text.
+    pub understood: Understood,
+    /// Tokens of the query the sentence encoder saw.
+    pub query_tokens: usize,
+    /// True when the query ran past the sentence encoder's window (its tail was not embedded;
+    /// BM25 still used all of it).
+    pub truncated: bool,
+    /// Anything the caller should know about how the query was handled.
+    pub notes: Vec<String>,
+    /// Documents that passed the filters.
+    pub candidates: usize,
+}
+
+struct Docs {
+    docs: Vec<Doc>,
+    vectors: Vec<f32>,
+    ids: HashSet<String>,
+}
+
+/// The search index: documents, their text index and their vectors.
+pub struct SearchIndex {
+    encoder: Arc<SentenceEncoder>,
+    store: Arc<Store>,
+    index: Index,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+    ord: Field,
+    title: Field,
+    body: Field,
+    docs: RwLock<Docs>,
+}
+
+impl SearchIndex {
+    /// An empty index over an in-memory tantivy index; text vectors are cached in the store.
+    pub fn new(encoder: Arc<SentenceEncoder>, store: Arc<Store>) -> Result<Self, SearchError> {
+        let mut schema = Schema::builder();
+        let text = TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(TOKENIZER)
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        );
+        let ord = schema.add_u64_field("ord", FAST);
+        let title = schema.add_text_field("title", text.clone());
+        let body = schema.add_text_field("body", text);
+        let index = Index::create_in_ram(schema.build());
+        let mut analyzer = TextAnalyzer::builder(SimpleTokenizer::default())
+            .filter(RemoveLongFilter::limit(40))
+            .filter(LowerCaser)
+            .dynamic();
+        if let Some(stop) = StopWordFilter::new(Language::English) {
+            analyzer = analyzer.filter_dynamic(stop);
+        }
+        index.tokenizers().register(
+            TOKENIZER,
+            analyzer
+                .filter_dynamic(Stemmer::new(Language::English))
+                .build(),
+        );
+        let writer = index.writer_with_num_threads(1, 50_000_000)?;
+        let reader = index.reader()?;
+        Ok(Self {
+            encoder,
+            store,
+            index,
+            reader,
+            writer: Mutex::new(writer),
+            ord,
+            title,
+            body,
+            docs: RwLock::new(Docs {
+                docs: Vec::new(),
+                vectors: Vec::new(),
+                ids: HashSet::new(),
+            }),
+        })
+    }
+
+    /// The sentence encoder.
+    pub fn encoder(&self) -> &SentenceEncoder {
+        &self.encoder
+    }
+
+    /// Documents indexed.
+    pub fn len(&self) -> usize {
+        self.docs.read().map_or(0, |d| d.docs.len())
+    }
+
+    /// True when nothing is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds documents not yet indexed (by id); returns how many were new.
+    pub fn add(&self, docs: Vec<Doc>) -> Result<usize, SearchError> {
+        let fresh: Vec<Doc> = {
+            let known = self.docs.read().map_err(|_| SearchError::Poisoned)?;
+            let mut seen = HashSet::new();
+            docs.into_iter()
+                .filter(|d| !known.ids.contains(&d.id) && seen.insert(d.id.clone()))
+                .collect()
+        };
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let model = self.encoder.version().to_owned();
+        let mut vectors = Vec::with_capacity(fresh.len() * self.encoder.dim());
+        for chunk in fresh.chunks(ENCODE_BATCH) {
+            let mut cached = Vec::with_capacity(chunk.len());
+            let mut missing = Vec::new();
+            for (i, d) in chunk.iter().enumerate() {
+                let hit = self
+                    .store
+                    .text_vector(&model, &d.id)?
+                    .filter(|v| v.len() == self.encoder.dim());
+                if hit.is_none() {
+                    missing.push(i);
+                }
+                cached.push(hit);
+            }
+            if !missing.is_empty() {
+                let texts: Vec<&str> = missing.iter().map(|&i| chunk[i].text.as_str()).collect();
+                let encoded = self.encoder.encode(&texts)?;
+                let pairs: Vec<(&str, &[f32])> = missing
+                    .iter()
+                    .zip(&encoded)
+                    .map(|(&i, e)| (chunk[i].id.as_str(), e.vector.as_slice()))
+                    .collect();
+                self.store.put_text_vectors(&model, &pairs)?;
+                for (&i, e) in missing.iter().zip(encoded) {
+                    cached[i] = Some(e.vector);
+                }
+            }
+            for v in cached.into_iter().flatten() {
+                vectors.extend(v);
+            }
+        }
+        let mut docs = self.docs.write().map_err(|_| SearchError::Poisoned)?;
+        let mut writer = self.writer.lock().map_err(|_| SearchError::Poisoned)?;
+        let added = fresh.len();
+        for d in fresh {
+            let ord = docs.docs.len() as u64;
+            writer.add_document(doc!(
+                self.ord => ord,
+                self.title => d.title.clone(),
+                self.body => d.text.clone(),
+            ))?;
+            docs.ids.insert(d.id.clone());
+            docs.docs.push(d);
+        }
+        docs.vectors.extend(vectors);
+        writer.commit()?;
+        self.reader.reload()?;
+        Ok(added)
+    }
+
+    /// Answers a query. `k` is the number of hits; `understand` reads filters from the text.
+    pub fn search(
+        &self,
+        query: &str,
+        k: usize,
+        ranker: Ranker,
+        mut constraints: Constraints,
+        understand_text: bool,
+    ) -> Result<SearchAnswer, SearchError> {
+        if understand_text {
+            constraints.understood = understand(query);
+        }
+        let mut notes = Vec::new();
+        if mostly_non_latin(query) {
+            notes.push(
+                "the query is mostly in a non-Latin script; the sentence encoder and the BM25 \
+                 stemmer are English-only, so matches may be weak"
+                    .to_owned(),
+            );
+        }
+        let encoded = self
+            .encoder
+            .encode(&[query])?
+            .pop()
+            .ok_or(SearchError::Embed(EmbedError::Inference(
+                "no vector".into(),
+            )))?;
+        if encoded.truncated {
+            notes.push(format!(
+                "the query is longer than the sentence encoder's window of {} tokens; only its \
+                 beginning was embedded (BM25 used all of it)",
+                self.encoder.max_tokens()
+            ));
+        }
+        let docs = self.docs.read().map_err(|_| SearchError::Poisoned)?;
+        let allowed: Arc<Vec<bool>> =
+            Arc::new(docs.docs.iter().map(|d| constraints.admits(d)).collect());
+        let candidates = allowed.iter().filter(|a| **a).count();
+        let bm25 = if ranker == Ranker::Vector {
+            Vec::new()
+        } else {
+            self.bm25(query, &allowed)?
+        };
+        let vector = if ranker == Ranker::Bm25 {
+            Vec::new()
+        } else {
+            vector_ranking(&docs.vectors, self.encoder.dim(), &encoded.vector, &allowed)
+        };
+        let fused: Vec<(u32, f32)> = match ranker {
+            Ranker::Bm25 => bm25.clone(),
+            Ranker::Vector => vector.clone(),
+            Ranker::Hybrid => rrf(&[&bm25, &vector]),
+        };
+        let rank_in =
+            |list: &[(u32, f32)], ord: u32| list.iter().position(|(o, _)| *o == ord).map(|p| p + 1);
+        let hits = fused
+            .into_iter()
+            .take(k)
+            .filter_map(|(ord, score)| {
+                let d = docs.docs.get(ord as usize)?;
+                Some(Hit {
+                    id: d.id.clone(),
+                    kind: d.kind,
+                    title: d.title.clone(),
+                    text: d.text.clone(),
+                    score,
+                    bm25_rank: rank_in(&bm25, ord),
+                    vector_rank: rank_in(&vector, ord),
+                    date: d
+                        .time_ms
+                        .and_then(DateTime::from_timestamp_millis)
+                        .map(|t| t.date_naive().to_string()),
+                    acres: d.acres,
+                    counties: d.counties.clone(),
+                    latitude: d.position.map(|p| p.0),
+                    longitude: d.position.map(|p| p.1),
+                })
+            })
+            .collect::<Vec<_>>();
+        if hits.is_empty() && !constraints.understood.is_empty() {
+            notes.push(
+                "nothing matched the filters read from the query (see `understood`); send \
+                 \"understand\": false to search without them"
+                    .to_owned(),
+            );
+        }
+        Ok(SearchAnswer {
+            hits,
+            ranker,
+            understood: constraints.understood,
+            query_tokens: encoded.tokens,
+            truncated: encoded.truncated,
+            notes,
+            candidates,
+        })
+    }
+
+    fn bm25(&self, query: &str, allowed: &Arc<Vec<bool>>) -> Result<Vec<(u32, f32)>, SearchError> {
+        let mut parser = QueryParser::for_index(&self.index, vec![self.title, self.body]);
+        parser.set_field_boost(self.title, 2.0);
+        // Lenient: a question is not query syntax; quotes, colons and brackets are just text.
+        let cleaned: String = query
+            .chars()
+            .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+            .collect();
+        let (parsed, _) = parser.parse_query_lenient(&cleaned);
+        let searcher = self.reader.searcher();
+        let mask = Arc::clone(allowed);
+        let collector = FilterCollector::new(
+            "ord".to_owned(),
+            move |ord: u64| mask.get(ord as usize).copied().unwrap_or(false),
+            TopDocs::with_limit(CANDIDATES),
+        );
+        let top = searcher.search(&parsed, &collector)?;
+        let mut out = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            let column = searcher
+                .segment_reader(address.segment_ord)
+                .fast_fields()
+                .u64("ord")?;
+            if let Some(ord) = column.first(address.doc_id) {
+                out.push((ord as u32, score));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Exact inner-product search over unit vectors (cosine), restricted to allowed documents.
+fn vector_ranking(vectors: &[f32], dim: usize, query: &[f32], allowed: &[bool]) -> Vec<(u32, f32)> {
+    let mut scored: Vec<(u32, f32)> = vectors
+        .chunks_exact(dim)
+        .enumerate()
+        .filter(|(i, _)| allowed.get(*i).copied().unwrap_or(false))
+        .map(|(i, v)| (i as u32, v.iter().zip(query).map(|(a, b)| a * b).sum()))
+        .collect();
+    let keep = CANDIDATES.min(scored.len());
+    if keep == 0 {
+        return Vec::new();
+    }
+    scored.select_nth_unstable_by(keep - 1, |a, b| b.1.total_cmp(&a.1));
+    scored.truncate(keep);
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    scored
+}
+
+/// Reciprocal rank fusion: each list adds 1 / (60 + rank).
+fn rrf(lists: &[&[(u32, f32)]]) -> Vec<(u32, f32)> {
+    let mut scores: std::collections::HashMap<u32, f32> = std::collections::HashMap::new();
+    for list in lists {
+        for (rank, (ord, _)) in list.iter().enumerate() {
+            *scores.entry(*ord).or_default() += 1.0 / (RRF_K + rank as f32 + 1.0);
+        }
+    }
+    let mut fused: Vec<(u32, f32)> = scores.into_iter().collect();
+    fused.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    fused
+}
+
+fn mostly_non_latin(text: &str) -> bool {
+    let letters: Vec<char> = text.chars().filter(|c| c.is_alphabetic()).collect();
+    let latin = letters
+        .iter()
+        .filter(|c| c.is_ascii_alphabetic() || ('\u{00C0}'..='\u{024F}').contains(*c))
+        .count();
+    !letters.is_empty() && latin * 2 < letters.len()
+}
+
+/// Parses a `from`/`to` bound: RFC 3339, or a date (start of day for `from`, end for `to`).
+pub fn parse_bound(text: &str, end_of_day: bool) -> Option<i64> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.timestamp_millis());
+    }
+    let d = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    let t = if end_of_day {
+        d.and_hms_milli_opt(23, 59, 59, 999)?
+    } else {
+        d.and_hms_opt(0, 0, 0)?
+    };
+    Some(t.and_utc().timestamp_millis())
+}
+
+/// Decodes a CAL FIRE export and stores its incidents (merging with any already stored); refused
+/// records go to the dead letters with their reason. The search index picks them up from the
+/// store at its next build, or at once through [`SearchIndex::add`] by the caller.
+pub fn load_historical(
+    store: &Store,
+    bytes: &[u8],
+    source: &str,
+) -> Result<(crate::stream::IngestOutcome, Vec<HistoricalIncident>), StoreError> {
+    let (incidents, rejected) = decode_calfire(bytes);
+    let mut outcome = crate::stream::IngestOutcome::default();
+    let now = chrono::Utc::now().timestamp_millis();
+    let letters: Vec<crate::store::DeadLetter> = rejected
+        .iter()
+        .map(|(error, raw)| crate::store::DeadLetter {
+            source: source.to_owned(),
+            error: error.clone(),
+            raw: raw.clone(),
+            at_ms: now,
+        })
+        .collect();
+    store.put_dead_letters(&letters)?;
+    for (error, _) in rejected {
+        outcome.reject(error);
+    }
+    let total = incidents.len() as u64;
+    let ids: HashSet<String> = incidents.iter().map(|i| i.id.clone()).collect();
+    let new = store.put_historical_incidents(incidents)? as u64;
+    outcome.accepted = new;
+    outcome.duplicates = total - new;
+    let stored = store
+        .historical_incidents()?
+        .into_iter()
+        .filter(|i| ids.contains(&i.id))
+        .collect();
+    Ok((outcome, stored))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rrf_prefers_documents_both_rankers_like() {
+        let a = [(1, 9.0), (2, 8.0), (3, 7.0)];
+        let b = [(3, 0.9), (4, 0.8), (1, 0.7)];
+        let fused = rrf(&[&a, &b]);
+        let order: Vec<u32> = fused.iter().map(|f| f.0).collect();
+        assert_eq!(order[..2], [1, 3]);
+        assert_eq!(order.len(), 4);
+    }
+
+    #[test]
+    fn script_detection() {
+        assert!(mostly_non_latin("火災 カリフォルニア 2018"));
+        assert!(!mostly_non_latin(
+            "incendio forestal en el condado de Los Ángeles"
+        ));
+    }
+}

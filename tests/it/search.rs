@@ -1,0 +1,384 @@
+//! The sentence encoder against sentence-transformers, natural-language search over the CAL FIRE
+//! incidents (with the evaluation the README reports), and bad queries over HTTP.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use firesight::app::Service;
+use firesight::embed::SentenceEncoder;
+use firesight::search::{Constraints, Ranker};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use super::support::{open_async, repo, sample, serve_all, settings, shared};
+
+fn encoder() -> SentenceEncoder {
+    SentenceEncoder::load(
+        &repo().join("models/manifest.json"),
+        "all-minilm-l6-v2",
+        "",
+        1,
+    )
+    .expect("sentence encoder loads (scripts/setup.sh installs its files)")
+}
+
+#[test]
+fn sentence_encoder_matches_sentence_transformers() {
+    let text = std::fs::read_to_string(repo().join("models/fixtures/minilm_reference.json"))
+        .expect("fixture");
+    let reference: Value = serde_json::from_str(&text).expect("json");
+    let items = reference["items"].as_array().expect("items");
+    let texts: Vec<&str> = items
+        .iter()
+        .map(|i| i["text"].as_str().expect("text"))
+        .collect();
+    let encoder = encoder();
+    let encoded = encoder.encode(&texts).expect("encodes");
+    for (item, e) in items.iter().zip(&encoded) {
+        let want: Vec<f64> = item["vector"]
+            .as_array()
+            .expect("vector")
+            .iter()
+            .map(|v| v.as_f64().expect("f64"))
+            .collect();
+        let cosine: f64 = e
+            .vector
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| f64::from(*a) * b)
+            .sum();
+        assert!(cosine >= 0.98, "cosine {cosine:.4} for {:?}", item["text"]);
+    }
+    // Only the long paragraph runs past the 256-token window, and it says so.
+    let truncated: Vec<bool> = encoded.iter().map(|e| e.truncated).collect();
+    assert_eq!(truncated.iter().filter(|t| **t).count(), 1);
+    assert!(truncated[texts.len() - 1] && encoded[texts.len() - 1].tokens == 256);
+    // Batching does not change a vector: alone or padded beside longer texts, the same.
+    let alone = encoder.encode(&[texts[0]]).expect("alone").remove(0);
+    let diff: f32 = alone
+        .vector
+        .iter()
+        .zip(&encoded[0].vector)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(diff < 1e-4, "padding changed the vector by {diff}");
+}
+
+/// A service with both CAL FIRE exports loaded and its search index built.
+struct Incidents {
+    _dir: TempDir,
+    service: Arc<Service>,
+}
+
+async fn incidents() -> &'static Incidents {
+    static CELL: OnceLock<Incidents> = OnceLock::new();
+    if let Some(i) = CELL.get() {
+        return i;
+    }
+    let dir = TempDir::new().expect("tempdir");
+    let files = vec![
+        shared("incidents/California_Fire_Incidents.csv"),
+        shared("incidents/calfire_mapdataall.csv"),
+    ];
+    let service = open_async(settings(dir.path()), files).await;
+    wait_ready(&service).await;
+    let _ = CELL.set(Incidents { _dir: dir, service });
+    CELL.get().expect("set")
+}
+
+async fn wait_ready(service: &Service) {
+    let search = service.search.as_ref().expect("search on");
+    let started = Instant::now();
+    while !search.ready.load(std::sync::atomic::Ordering::Acquire) {
+        if let Some(f) = search.failure.lock().expect("lock").clone() {
+            panic!("search build failed: {f}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "search index not ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn both_cal_fire_exports_merge_into_one_record_per_incident() {
+    let service = &incidents().await.service;
+    let stored = service.store.historical_incidents().expect("incidents");
+    // 1,636 + 1,974 rows, 2,126 distinct UUIDs; a row with its id missing would be a dead letter.
+    assert_eq!(stored.len(), 2_126);
+    let thomas = stored
+        .iter()
+        .find(|i| i.name == "Thomas Fire" && i.acres.is_some_and(|a| a > 200_000.0))
+        .expect("Thomas Fire");
+    assert!(thomas.counties.contains(&"Ventura".to_owned()));
+    assert!(
+        thomas.counties.contains(&"Santa Barbara".to_owned()),
+        "{thomas:?}"
+    );
+    assert!(
+        !thomas.description.is_empty(),
+        "the older export's text is kept"
+    );
+    assert_eq!(service.search.as_ref().expect("search").index.len(), 2_126);
+}
+
+/// MRR@10 and recall@10 of the three rankers over `tests/data/search_queries.json`. Printed for
+/// the README (`cargo test --test it search_evaluation -- --nocapture`).
+#[tokio::test]
+async fn search_evaluation() {
+    let service = &incidents().await.service;
+    let index = Arc::clone(&service.search.as_ref().expect("search").index);
+    let text =
+        std::fs::read_to_string(repo().join("tests/data/search_queries.json")).expect("queries");
+    let set: Value = serde_json::from_str(&text).expect("json");
+    let queries = set["queries"].as_array().expect("queries").clone();
+    assert!(queries.len() >= 30);
+    let scores = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for ranker in [Ranker::Bm25, Ranker::Vector, Ranker::Hybrid] {
+            for understand in [false, true] {
+                let (mut rr, mut recall) = (0.0, 0.0);
+                for q in &queries {
+                    let relevant: Vec<&str> = q["relevant"]
+                        .as_array()
+                        .expect("relevant")
+                        .iter()
+                        .map(|r| r.as_str().expect("id"))
+                        .collect();
+                    let answer = index
+                        .search(
+                            q["query"].as_str().expect("query"),
+                            10,
+                            ranker,
+                            Constraints::default(),
+                            understand,
+                        )
+                        .expect("search");
+                    let ranks: Vec<usize> = answer
+                        .hits
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, h)| relevant.contains(&h.id.as_str()))
+                        .map(|(i, _)| i + 1)
+                        .collect();
+                    rr += ranks.first().map_or(0.0, |r| 1.0 / *r as f64);
+                    recall += ranks.len() as f64 / relevant.len() as f64;
+                }
+                let n = queries.len() as f64;
+                out.push((ranker, understand, rr / n, recall / n));
+            }
+        }
+        out
+    })
+    .await
+    .expect("join");
+    println!("\n| ranker | query understanding | MRR@10 | recall@10 |");
+    println!("|---|---|---|---|");
+    for (ranker, understand, mrr, recall) in &scores {
+        println!(
+            "| {ranker:?} | {} | {mrr:.3} | {recall:.3} |",
+            if *understand { "on" } else { "off" }
+        );
+    }
+    let get = |r: Ranker, u: bool| {
+        scores
+            .iter()
+            .find(|s| s.0 == r && s.1 == u)
+            .map(|s| (s.2, s.3))
+            .expect("score")
+    };
+    let (hybrid_mrr, hybrid_recall) = get(Ranker::Hybrid, true);
+    let (_, bm25_recall) = get(Ranker::Bm25, true);
+    let (_, vector_recall) = get(Ranker::Vector, true);
+    let (plain_mrr, _) = get(Ranker::Hybrid, false);
+    assert!(hybrid_recall >= 0.8, "hybrid recall@10 {hybrid_recall:.3}");
+    assert!(
+        hybrid_recall >= bm25_recall.max(vector_recall),
+        "fusion finds at least what either ranker finds: {hybrid_recall:.3} vs {bm25_recall:.3} / {vector_recall:.3}"
+    );
+    assert!(
+        hybrid_mrr > plain_mrr,
+        "query understanding helps: {hybrid_mrr:.3} vs {plain_mrr:.3}"
+    );
+}
+
+#[tokio::test]
+async fn search_over_http_answers_questions_and_refuses_bad_queries() {
+    let service = &incidents().await.service;
+    let base = serve_all(service).await;
+    let client = reqwest::Client::new();
+    let post = |body: Vec<u8>| {
+        let client = client.clone();
+        let url = format!("{base}/v1/search");
+        async move {
+            let r = client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("send");
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.expect("json"))
+        }
+    };
+    let ask = |v: Value| post(serde_json::to_vec(&v).expect("encode"));
+
+    let (status, camp) =
+        ask(json!({"query": "the big November 2018 fire in Butte County", "k": 5})).await;
+    assert_eq!(status, 200, "{camp}");
+    assert_eq!(camp["hits"][0]["title"], "Camp Fire", "{camp}");
+    assert_eq!(camp["understood"]["counties"], json!(["Butte"]));
+    assert_eq!(camp["understood"]["years"], json!([2018]));
+    assert_eq!(camp["truncated"], false);
+
+    let (_, big) = ask(json!({"query": "fires over 100,000 acres in 2020", "k": 20})).await;
+    let hits = big["hits"].as_array().expect("hits");
+    assert!(!hits.is_empty());
+    assert!(
+        hits.iter()
+            .all(|h| h["acres"].as_f64().expect("acres") >= 100_000.0
+                && h["date"].as_str().expect("date").starts_with("2020")),
+        "{big}"
+    );
+
+    // Explicit filters add to what is understood.
+    let (status, filtered) = ask(json!({"query": "grass fire", "filters": {"county": "Napa", "from": "2016-01-01", "to": "2016-12-31"}})).await;
+    assert_eq!(status, 200, "{filtered}");
+    for h in filtered["hits"].as_array().expect("hits") {
+        assert!(
+            h["counties"]
+                .as_array()
+                .expect("counties")
+                .contains(&json!("Napa"))
+        );
+        assert!(h["date"].as_str().expect("date").starts_with("2016"));
+    }
+
+    let (status, err) = ask(json!({"query": "   "})).await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (400, Some("query")),
+        "{err}"
+    );
+    let (status, err) = ask(json!({"query": "fire ".repeat(20_000)})).await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (400, Some("query")),
+        "{err}"
+    );
+    let (status, err) = post(b"{\"query\": \"fire \xff\xfe near Redding\"}".to_vec()).await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (400, Some("body")),
+        "{err}"
+    );
+    let (status, err) = ask(json!({"query": "fire", "k": 0})).await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (400, Some("k")),
+        "{err}"
+    );
+    let (status, err) = ask(json!({"query": "fire", "filters": {"min_acres": -5.0}})).await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (400, Some("filters.min_acres")),
+        "{err}"
+    );
+    let (status, err) = ask(json!({"query": "fire", "colour": "red"})).await;
+    assert_eq!(status, 400, "{err}");
+
+    // Another language: answered, with a note that says the encoder is English-only.
+    let (status, other) = ask(json!({"query": "カリフォルニアの山火事 2018"})).await;
+    assert_eq!(status, 200, "{other}");
+    assert!(
+        other["notes"][0]
+            .as_str()
+            .expect("note")
+            .contains("English"),
+        "{other}"
+    );
+    // Longer than the encoder's window but within the byte limit: embedded truncated, and said.
+    let long = "wind-driven fire burning through chaparral above the town ".repeat(40);
+    let (status, long) = ask(json!({"query": long, "understand": false})).await;
+    assert_eq!(status, 200, "{long}");
+    assert_eq!(long["truncated"], true);
+    assert_eq!(long["query_tokens"], 256);
+    assert!(
+        long["notes"]
+            .as_array()
+            .expect("notes")
+            .iter()
+            .any(|n| n.as_str().expect("s").contains("256 tokens"))
+    );
+}
+
+#[tokio::test]
+async fn fire_events_are_searchable_by_what_their_text_says() {
+    // Every 40th detection of the archive, with the weather, so events carry their conditions.
+    let dir = TempDir::new().expect("tempdir");
+    let archive = std::fs::read_to_string(sample("fire_archive_M6_96619.csv")).expect("archive");
+    let mut lines = archive.lines();
+    let mut subset = format!("{}\n", lines.next().expect("header"));
+    lines.step_by(40).for_each(|l| {
+        subset.push_str(l);
+        subset.push('\n');
+    });
+    let path = dir.path().join("subset.csv");
+    std::fs::write(&path, subset).expect("write");
+    let mut s = settings(dir.path());
+    s.search.index_events = true;
+    let files = vec![
+        sample("australia_bom_weather_stations.csv"),
+        sample("australia_bom_daily_weather_2019-05_2020-06.csv"),
+        path,
+    ];
+    let service = open_async(s, files).await;
+    wait_ready(&service).await;
+    let index = Arc::clone(&service.search.as_ref().expect("search").index);
+    assert_eq!(index.len() as u64, service.store.event_count());
+    let answer = tokio::task::spawn_blocking(move || {
+        index.search(
+            "very intense fires in Victoria in September 2019 on dry windy days",
+            10,
+            Ranker::Hybrid,
+            Constraints::default(),
+            true,
+        )
+    })
+    .await
+    .expect("join")
+    .expect("search");
+    assert_eq!(answer.understood.region.as_deref(), Some("Victoria"));
+    assert!(!answer.hits.is_empty(), "{answer:?}");
+    for hit in &answer.hits {
+        assert!(
+            hit.title.contains("Victoria")
+                && hit
+                    .date
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with("2019-09")),
+            "{hit:?}"
+        );
+    }
+    // Events stored after the build are followed into the index.
+    let before = service.search.as_ref().expect("search").index.len();
+    let extra = "latitude,longitude,brightness,scan,track,acq_date,acq_time,satellite,instrument,confidence,version,bright_t31,frp,daynight,type\n\
+                 -37.81,144.2,330.1,1.2,1.1,2019-09-12,0412,Aqua,MODIS,88,6.3,300.2,140.5,D,0\n";
+    let extra_path = dir.path().join("extra.csv");
+    std::fs::write(&extra_path, extra).expect("write");
+    let svc = Arc::clone(&service);
+    tokio::task::spawn_blocking(move || svc.load(&[extra_path], false))
+        .await
+        .expect("join")
+        .expect("load");
+    let started = Instant::now();
+    while service.search.as_ref().expect("search").index.len() == before {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the new event never reached the search index"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
