@@ -90,6 +90,8 @@ fn event_vectors(out: &Path) -> anyhow::Result<VectorSet> {
     settings.store.path = dir.path().join("db");
     settings.index.snapshot = false;
     settings.embed.manifest = root.join("models/manifest.json");
+    // Search indexing runs on its own thread; it would share the cores with what is measured.
+    settings.search.enabled = false;
     let files: Vec<PathBuf> = [
         "australia_bom_weather_stations.csv",
         "australia_bom_daily_weather_2019-05_2020-06.csv",

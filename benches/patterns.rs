@@ -54,6 +54,8 @@ fn main() -> anyhow::Result<()> {
     settings.store.path = dir.path().join("db");
     settings.embed.manifest =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/manifest.json");
+    // Search indexing runs on its own thread; it would share the cores with what is measured.
+    settings.search.enabled = false;
     let files = [
         sample("australia_bom_weather_stations.csv"),
         sample("australia_bom_daily_weather_2019-05_2020-06.csv"),

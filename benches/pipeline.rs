@@ -30,6 +30,8 @@ fn settings(dir: &Path) -> anyhow::Result<Settings> {
     settings.store.path = dir.join("db");
     settings.embed.manifest =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/manifest.json");
+    // Search indexing runs on its own thread; it would share the cores with what is measured.
+    settings.search.enabled = false;
     Ok(settings)
 }
 
