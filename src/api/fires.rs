@@ -420,14 +420,18 @@ fn remote_summary(hit: &RemoteHit) -> Result<FireSummary, ApiError> {
     })
 }
 
+/// A detection given in a request body (the JSON form of a FIRMS row); errors name
+/// `detection.<field>`.
+pub(super) fn decode_detection(value: &serde_json::Value) -> Result<FireDetection, ApiError> {
+    JsonDecoder::<FireDetection>::decode_line(0, &value.to_string())
+        .map_err(|e| ApiError::bad(format!("detection.{}", e.field), e.reason))
+}
+
 fn embed_detection(
     state: &AppState,
     value: &serde_json::Value,
 ) -> Result<(Vec<f32>, FireEventV2), ApiError> {
-    let text = value.to_string();
-    let detection: FireDetection = JsonDecoder::<FireDetection>::decode_line(0, &text)
-        .map_err(|e| ApiError::bad(format!("detection.{}", e.field), e.reason))?;
-    let event = state.pipeline.enrich(&detection)?;
+    let event = state.pipeline.enrich(&decode_detection(value)?)?;
     let mut vectors = state.pipeline.embed(std::slice::from_ref(&event))?;
     let vector = vectors
         .pop()

@@ -8,10 +8,10 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState};
-use crate::event::{FireDetection, FireEventV2, MlPrediction};
+use crate::event::{FireEventV2, MlPrediction};
 use crate::search::{Constraints, Doc, Ranker, SearchAnswer, SearchFilters, parse_bound};
 use crate::stream::IngestOutcome;
-use crate::stream::decode::{JsonDecoder, json_error};
+use crate::stream::decode::json_error;
 
 /// Most hits one search returns.
 const MAX_SEARCH_K: usize = 100;
@@ -205,9 +205,7 @@ pub async fn predict(
     let request: PredictRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::from(json_error(0, &e)))?;
     let response = tokio::task::spawn_blocking(move || {
-        let text = request.detection.to_string();
-        let detection: FireDetection = JsonDecoder::<FireDetection>::decode_line(0, &text)
-            .map_err(|e| ApiError::bad(format!("detection.{}", e.field), e.reason))?;
+        let detection = super::fires::decode_detection(&request.detection)?;
         let mut event = state.pipeline.enrich(&detection)?;
         if let Some(w) = request.weather {
             for (field, value) in [

@@ -97,6 +97,19 @@ impl Manifest {
             })
     }
 
+    /// Like [`Manifest::model`], and the entry must be of `kind` (a predictor cannot be loaded
+    /// as an encoder by a typo in the configuration).
+    pub fn model_of_kind(&self, name: &str, kind: &str) -> Result<&ModelEntry, EmbedError> {
+        let entry = self.model(name)?;
+        if entry.kind != kind {
+            return Err(EmbedError::Contract {
+                model: format!("{}@{}", entry.name, entry.version),
+                reason: format!("is a {}, not a {kind}", entry.kind),
+            });
+        }
+        Ok(entry)
+    }
+
     /// The highest version of each predictor, in manifest order of first appearance.
     pub fn predictors(&self) -> Vec<&ModelEntry> {
         let mut names: Vec<&str> = Vec::new();

@@ -31,13 +31,7 @@ impl OnnxEmbedder {
         threads: usize,
     ) -> Result<Self, EmbedError> {
         let manifest = Manifest::load(manifest)?;
-        let entry = manifest.model(model)?;
-        if entry.kind != "event-encoder" {
-            return Err(EmbedError::Contract {
-                model: entry.name.clone(),
-                reason: format!("is a {}, not an event encoder", entry.kind),
-            });
-        }
+        let entry = manifest.model_of_kind(model, "event-encoder")?;
         if entry.input_width != FEATURE_COUNT {
             return Err(EmbedError::Contract {
                 model: entry.name.clone(),

@@ -37,14 +37,11 @@ impl Predictors {
         let manifest = Manifest::load(manifest)?;
         let mut models = Vec::with_capacity(names.len());
         for name in names {
-            let entry = manifest.model(name)?;
+            let entry = manifest.model_of_kind(name, "predictor")?;
             let contract = |reason: String| EmbedError::Contract {
                 model: format!("{}@{}", entry.name, entry.version),
                 reason,
             };
-            if entry.kind != "predictor" {
-                return Err(contract(format!("is a {}, not a predictor", entry.kind)));
-            }
             if entry.input_width != FEATURE_COUNT || entry.output_dim != 1 {
                 return Err(contract(format!(
                     "expected {FEATURE_COUNT} features in and 1 value out, the manifest says {} and {}",

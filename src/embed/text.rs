@@ -41,18 +41,12 @@ impl SentenceEncoder {
         threads: usize,
     ) -> Result<Self, EmbedError> {
         let manifest = Manifest::load(manifest)?;
-        let entry = manifest.model(model)?;
+        let entry = manifest.model_of_kind(model, "sentence-encoder")?;
         let version = format!("{}@{}", entry.name, entry.version);
         let contract = |reason: String| EmbedError::Contract {
             model: version.clone(),
             reason,
         };
-        if entry.kind != "sentence-encoder" {
-            return Err(contract(format!(
-                "is a {}, not a sentence encoder",
-                entry.kind
-            )));
-        }
         let (Some(tokenizer_file), Some(tokenizer_sha)) =
             (&entry.tokenizer, &entry.tokenizer_sha256)
         else {
