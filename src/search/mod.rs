@@ -351,12 +351,13 @@ impl SearchIndex {
         let model = self.encoder.version().to_owned();
         let mut vectors = Vec::with_capacity(fresh.len() * self.encoder.dim());
         for chunk in fresh.chunks(ENCODE_BATCH) {
+            let keys: Vec<String> = chunk.iter().map(cache_key).collect();
             let mut cached = Vec::with_capacity(chunk.len());
             let mut missing = Vec::new();
-            for (i, d) in chunk.iter().enumerate() {
+            for (i, key) in keys.iter().enumerate() {
                 let hit = self
                     .store
-                    .text_vector(&model, &d.id)?
+                    .text_vector(&model, key)?
                     .filter(|v| v.len() == self.encoder.dim());
                 if hit.is_none() {
                     missing.push(i);
@@ -369,7 +370,7 @@ impl SearchIndex {
                 let pairs: Vec<(&str, &[f32])> = missing
                     .iter()
                     .zip(&encoded)
-                    .map(|(&i, e)| (chunk[i].id.as_str(), e.vector.as_slice()))
+                    .map(|(&i, e)| (keys[i].as_str(), e.vector.as_slice()))
                     .collect();
                 self.store.put_text_vectors(&model, &pairs)?;
                 for (&i, e) in missing.iter().zip(encoded) {
@@ -527,6 +528,14 @@ impl SearchIndex {
     }
 }
 
+/// The text-vector cache key: the document id and a digest of its text, so a document whose
+/// text changed (an incident merged with the other export) is embedded again.
+fn cache_key(d: &Doc) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(d.text.as_bytes());
+    format!("{}#{}", d.id, hex::encode(&digest[..8]))
+}
+
 /// Exact inner-product search over unit vectors (cosine), restricted to allowed documents.
 fn vector_ranking(vectors: &[f32], dim: usize, query: &[f32], allowed: &[bool]) -> Vec<(u32, f32)> {
     let mut scored: Vec<(u32, f32)> = vectors
@@ -630,6 +639,36 @@ mod tests {
         let order: Vec<u32> = fused.iter().map(|f| f.0).collect();
         assert_eq!(order[..2], [1, 3]);
         assert_eq!(order.len(), 4);
+    }
+
+    #[test]
+    fn a_changed_text_is_a_new_cache_entry() {
+        let incident = HistoricalIncident {
+            id: "u1".into(),
+            name: "Camp Fire".into(),
+            counties: vec!["Butte".into()],
+            location: String::new(),
+            acres: Some(153_336.0),
+            started_ms: Some(1_541_680_000_000),
+            extinguished_ms: None,
+            latitude: None,
+            longitude: None,
+            admin_unit: String::new(),
+            description: String::new(),
+            structures_destroyed: None,
+            fatalities: None,
+        };
+        let mut merged = incident.clone();
+        merged.merge(HistoricalIncident {
+            description: "The Camp Fire destroyed Paradise.".into(),
+            counties: vec!["Plumas".into()],
+            ..incident.clone()
+        });
+        assert_eq!(merged.counties, ["Butte", "Plumas"]);
+        let (before, after) = (Doc::incident(&incident), Doc::incident(&merged));
+        assert_eq!(cache_key(&before), cache_key(&Doc::incident(&incident)));
+        assert_ne!(cache_key(&before), cache_key(&after));
+        assert!(cache_key(&before).starts_with("u1#"));
     }
 
     #[test]

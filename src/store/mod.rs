@@ -39,7 +39,7 @@ pub const CF_MIRROR_OUTBOX: &str = "mirror_outbox";
 
 /// Column family: CAL FIRE incident id → `HistoricalIncident` (JSON).
 pub const CF_HISTORICAL_INCIDENTS: &str = "historical_incidents";
-/// Column family: (sentence-encoder version, document id) → its text vector (f32 LE), so a
+/// Column family: (sentence-encoder version, document id#text digest) → its text vector (f32 LE), so a
 /// restart does not embed every text again.
 pub const CF_TEXT_VECTORS: &str = "text_vectors";
 
