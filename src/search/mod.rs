@@ -615,15 +615,9 @@ pub fn load_historical(
         outcome.reject(error);
     }
     let total = incidents.len() as u64;
-    let ids: HashSet<String> = incidents.iter().map(|i| i.id.clone()).collect();
-    let new = store.put_historical_incidents(incidents)? as u64;
-    outcome.accepted = new;
-    outcome.duplicates = total - new;
-    let stored = store
-        .historical_incidents()?
-        .into_iter()
-        .filter(|i| ids.contains(&i.id))
-        .collect();
+    let (new, stored) = store.put_historical_incidents(incidents)?;
+    outcome.accepted = new as u64;
+    outcome.duplicates = total - new as u64;
     Ok((outcome, stored))
 }
 

@@ -533,11 +533,12 @@ impl Store {
     }
 
     /// Stores historical incidents; one already stored is merged with the new record (the two
-    /// CAL FIRE exports fill each other's gaps). Returns how many ids were new.
+    /// CAL FIRE exports fill each other's gaps). Returns how many ids were new, and the records
+    /// as stored.
     pub fn put_historical_incidents(
         &self,
         incidents: Vec<crate::search::HistoricalIncident>,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<(usize, Vec<crate::search::HistoricalIncident>), StoreError> {
         let cf = self.cf(CF_HISTORICAL_INCIDENTS)?;
         let mut batch = WriteBatch::default();
         let mut merged: std::collections::HashMap<String, crate::search::HistoricalIncident> =
@@ -570,7 +571,7 @@ impl Store {
             batch.put_cf(cf, id.as_bytes(), serde_json::to_vec(record)?);
         }
         self.db.write(batch)?;
-        Ok(new)
+        Ok((new, merged.into_values().collect()))
     }
 
     /// Every stored historical incident, in id order.

@@ -382,3 +382,71 @@ async fn fire_events_are_searchable_by_what_their_text_says() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn historical_incidents_posted_over_http_are_stored_refused_with_reasons_and_searchable() {
+    let dir = TempDir::new().expect("tempdir");
+    let service = open_async(settings(dir.path()), Vec::new()).await;
+    wait_ready(&service).await;
+    let base = serve_all(&service).await;
+    let export = std::fs::read_to_string(shared("incidents/calfire_mapdataall.csv")).expect("csv");
+    let mut lines = export.lines();
+    let header = lines.next().expect("header");
+    let rows: Vec<&str> = lines.take(5).collect();
+    // A sixth row: the first one again with its incident id blanked out.
+    let first = csv::ReaderBuilder::new()
+        .from_reader(format!("{header}\n{}\n", rows[0]).as_bytes())
+        .into_records()
+        .next()
+        .expect("a record")
+        .expect("parses");
+    let (name, id) = (first[0].trim().to_owned(), first[15].to_owned());
+    assert_eq!(id.len(), 36, "column 15 is incident_id: {id}");
+    let broken = rows[0].replace(&id, "");
+    let body = format!("{header}\n{}\n{broken}\n", rows.join("\n"));
+    let client = reqwest::Client::new();
+    let post = |body: String| {
+        let client = client.clone();
+        let url = format!("{base}/v1/historical-incidents");
+        async move {
+            let r = client
+                .post(url)
+                .header("content-type", "text/csv")
+                .body(body)
+                .send()
+                .await
+                .expect("send");
+            (r.status().as_u16(), r.json::<Value>().await.expect("json"))
+        }
+    };
+    let (status, outcome) = post(body.clone()).await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["accepted"], 5, "{outcome}");
+    assert_eq!(outcome["rejected_total"], 1, "{outcome}");
+    assert_eq!(outcome["rejected"][0]["field"], "incident_id", "{outcome}");
+    assert_eq!(outcome["rejected"][0]["line"], 7, "{outcome}");
+    // Sent again: nothing new, merged in place.
+    let (_, again) = post(body).await;
+    assert_eq!(
+        (again["accepted"].as_u64(), again["duplicates"].as_u64()),
+        (Some(0), Some(5)),
+        "{again}"
+    );
+    assert_eq!(
+        service.store.dead_letter_count(),
+        1,
+        "the refusal is kept once"
+    );
+    // The incidents are searchable at once.
+    let (status, found) = {
+        let r = client
+            .post(format!("{base}/v1/search"))
+            .json(&json!({"query": name, "ranker": "bm25"}))
+            .send()
+            .await
+            .expect("send");
+        (r.status().as_u16(), r.json::<Value>().await.expect("json"))
+    };
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["hits"][0]["title"], name.as_str(), "{found}");
+}
