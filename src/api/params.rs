@@ -59,24 +59,10 @@ impl Params {
 
     /// A time as RFC 3339 or a `YYYY-MM-DD` day (UTC; its last millisecond when `end_of_day`).
     pub fn time(&self, name: &str, end_of_day: bool) -> Result<Option<DateTime<Utc>>, ApiError> {
-        let Some(text) = self.0.get(name) else {
-            return Ok(None);
-        };
-        if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-            return Ok(Some(t.with_timezone(&Utc)));
-        }
-        NaiveDate::parse_from_str(text, "%Y-%m-%d")
-            .map(|d| {
-                let start = d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
-                Some(if end_of_day {
-                    start + chrono::Duration::milliseconds(86_399_999)
-                } else {
-                    start
-                })
-            })
-            .map_err(|_| {
-                ApiError::bad(name, format!("`{text}` is neither RFC 3339 nor YYYY-MM-DD"))
-            })
+        self.0
+            .get(name)
+            .map(|text| parse_time(name, text, end_of_day))
+            .transpose()
     }
 
     /// A boolean parameter: `true` or `false`, absent is false.
@@ -183,4 +169,31 @@ fn parse_bbox(text: &str) -> Result<BBox, ApiError> {
         max_lon,
         max_lat,
     })
+}
+
+/// RFC 3339, or a `YYYY-MM-DD` day in UTC (its last millisecond when `end_of_day`); a 400 naming
+/// `field` otherwise.
+pub(super) fn parse_time(
+    field: &str,
+    text: &str,
+    end_of_day: bool,
+) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|d| {
+            let start = d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+            if end_of_day {
+                start + chrono::Duration::milliseconds(86_399_999)
+            } else {
+                start
+            }
+        })
+        .map_err(|_| {
+            ApiError::bad(
+                field,
+                format!("`{text}` is neither RFC 3339 nor YYYY-MM-DD"),
+            )
+        })
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState};
 use crate::event::{FireEventV2, MlPrediction};
-use crate::search::{Constraints, Doc, Ranker, SearchAnswer, SearchFilters, parse_bound};
+use crate::search::{Constraints, Doc, Ranker, SearchAnswer, SearchFilters};
 use crate::stream::IngestOutcome;
 use crate::stream::decode::json_error;
 
@@ -119,12 +119,8 @@ fn constraints(f: SearchFilters) -> Result<Constraints, ApiError> {
     let bound = |field: &str, value: Option<String>, end: bool| {
         value
             .map(|v| {
-                parse_bound(&v, end).ok_or_else(|| {
-                    ApiError::bad(
-                        format!("filters.{field}"),
-                        format!("`{v}` is neither RFC 3339 nor YYYY-MM-DD"),
-                    )
-                })
+                super::params::parse_time(&format!("filters.{field}"), &v, end)
+                    .map(|t| t.timestamp_millis())
             })
             .transpose()
     };

@@ -8,7 +8,7 @@ mod render;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};
 
-use chrono::{DateTime, Datelike, NaiveDate};
+use chrono::{DateTime, Datelike};
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{FilterCollector, TopDocs};
 use tantivy::query::QueryParser;
@@ -574,20 +574,6 @@ fn mostly_non_latin(text: &str) -> bool {
         .filter(|c| c.is_ascii_alphabetic() || ('\u{00C0}'..='\u{024F}').contains(*c))
         .count();
     !letters.is_empty() && latin * 2 < letters.len()
-}
-
-/// Parses a `from`/`to` bound: RFC 3339, or a date (start of day for `from`, end for `to`).
-pub fn parse_bound(text: &str, end_of_day: bool) -> Option<i64> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Some(t.timestamp_millis());
-    }
-    let d = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
-    let t = if end_of_day {
-        d.and_hms_milli_opt(23, 59, 59, 999)?
-    } else {
-        d.and_hms_opt(0, 0, 0)?
-    };
-    Some(t.and_utc().timestamp_millis())
 }
 
 /// Decodes a CAL FIRE export and stores its incidents (merging with any already stored); refused
