@@ -79,6 +79,11 @@ impl Predictors {
         Self { models: Vec::new() }
     }
 
+    /// True when no predictor is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
+
     /// `name@version` of each loaded predictor.
     pub fn versions(&self) -> Vec<String> {
         self.models

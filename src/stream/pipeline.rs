@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::correlate::Correlator;
 use super::decode::Rejected;
 use super::ingest::IngestOutcome;
-use crate::embed::{EmbedError, Embedder, Predictors, event_features};
+use crate::embed::{EmbedError, Embedder, FEATURE_COUNT, Predictors, event_features};
 use crate::event::{
     FieldError, FireCharacteristics, FireDetection, FireEventV2, ImpactAssessment, Location,
     SensorReading, SourceInfo, Station, WeatherConditions, WeatherObservation,
@@ -121,13 +121,25 @@ impl Pipeline {
 
     /// Runs the predictors on events and writes their outputs into `ml_predictions`.
     pub fn predict(&self, events: &mut [FireEventV2]) -> Result<(), PipelineError> {
+        let rows: Vec<_> = events.iter().map(event_features).collect();
+        self.predict_rows(events, &rows)
+    }
+
+    /// [`Pipeline::predict`] over feature rows already computed for `events`.
+    fn predict_rows(
+        &self,
+        events: &mut [FireEventV2],
+        rows: &[[f32; FEATURE_COUNT]],
+    ) -> Result<(), PipelineError> {
         let predictors = self.predictors();
-        if predictors.versions().is_empty() {
+        if predictors.is_empty() {
             return Ok(());
         }
-        for chunk in events.chunks_mut(self.embed_batch) {
-            let rows: Vec<_> = chunk.iter().map(event_features).collect();
-            for (event, predictions) in chunk.iter_mut().zip(predictors.predict(&rows)?) {
+        let chunks = events
+            .chunks_mut(self.embed_batch)
+            .zip(rows.chunks(self.embed_batch));
+        for (events, rows) in chunks {
+            for (event, predictions) in events.iter_mut().zip(predictors.predict(rows)?) {
                 event.ml_predictions = Some(predictions);
             }
         }
@@ -193,16 +205,25 @@ impl Pipeline {
         embedder: &dyn Embedder,
         events: &[FireEventV2],
     ) -> Result<Vec<Vec<f32>>, PipelineError> {
-        let mut vectors = Vec::with_capacity(events.len());
-        for chunk in events.chunks(self.embed_batch) {
-            let rows: Vec<_> = chunk.iter().map(event_features).collect();
+        let rows: Vec<_> = events.iter().map(event_features).collect();
+        self.embed_rows(embedder, &rows)
+    }
+
+    /// Embeds feature rows in encoder-sized chunks, timing each call.
+    fn embed_rows(
+        &self,
+        embedder: &dyn Embedder,
+        rows: &[[f32; FEATURE_COUNT]],
+    ) -> Result<Vec<Vec<f32>>, PipelineError> {
+        let mut vectors = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(self.embed_batch) {
             let started = Instant::now();
-            vectors.extend(embedder.embed(&rows)?);
+            vectors.extend(embedder.embed(chunk)?);
             self.metrics
                 .embed_seconds
                 .observe(started.elapsed().as_secs_f64());
             self.metrics.embed_batches.inc();
-            self.metrics.embed_rows.inc_by(rows.len() as u64);
+            self.metrics.embed_rows.inc_by(chunk.len() as u64);
         }
         Ok(vectors)
     }
@@ -242,8 +263,10 @@ impl Pipeline {
             events.push(event);
         }
         let space = self.space();
-        self.predict(&mut events)?;
-        let vectors = self.embed_with(space.embedder.as_ref(), &events)?;
+        // One feature row per event feeds both the predictors and the encoder.
+        let rows: Vec<_> = events.iter().map(event_features).collect();
+        self.predict_rows(&mut events, &rows)?;
+        let vectors = self.embed_rows(space.embedder.as_ref(), &rows)?;
         let now = chrono::Utc::now().timestamp_millis();
         let new: Vec<NewEvent> = events
             .into_iter()
