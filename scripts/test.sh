@@ -4,6 +4,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ORT_DYLIB_PATH="$(scripts/setup.sh)"
 export ORT_DYLIB_PATH
+# The Kafka tests start a real Kafka-protocol broker (tansu) on loopback.
+FIRESIGHT_TANSU="$(scripts/setup-tansu.sh)"
+export FIRESIGHT_TANSU
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 # Benches are type-checked by clippy above and run by scripts/bench.sh, not here.

@@ -161,7 +161,11 @@ impl Service {
         }
         let metrics = Metrics::new().context("registering metrics")?;
         let (space, through) = open_space(&settings, &store, embedder)?;
-        let correlator = Correlator::load(&store, settings.correlate.max_station_distance_km)?;
+        let correlator = Correlator::load(&store, settings.correlate.max_station_distance_km)?
+            .with_sensors(
+                settings.correlate.sensor_radius_km,
+                settings.correlate.sensor_window_minutes,
+            );
         let pipeline = Arc::new(Pipeline::new(
             Arc::clone(&store),
             correlator,
@@ -551,6 +555,18 @@ pub async fn run(
         }
         None => None,
     };
+    let stream = if service.settings.kafka.enabled() {
+        let handle = crate::stream::kafka::start(
+            &service.settings,
+            Arc::clone(&service.pipeline),
+            tokio::runtime::Handle::current(),
+        )
+        .context("starting the Kafka consumer")?;
+        tracing::info!(brokers = %service.settings.kafka.brokers, "Consuming from Kafka.");
+        Some(handle)
+    } else {
+        None
+    };
     if service.settings.auth.keys.is_empty() {
         tracing::warn!(%listen, "No API keys configured: every route, ingest and re-index included, is open.");
     }
@@ -562,6 +578,9 @@ pub async fn run(
         "FireSight is serving."
     );
     server.await?.context("serving HTTP")?;
+    if let Some(stream) = stream {
+        tokio::task::spawn_blocking(move || stream.stop()).await?;
+    }
     let _ = stop_mirror.send(true);
     if let Some(mirror) = mirror {
         mirror.await?;

@@ -51,6 +51,133 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// Natural-language search.
     pub search: SearchSettings,
+    /// Kafka streaming (off while `brokers` is empty).
+    pub kafka: KafkaSettings,
+    /// The streaming consumer's event-time windows.
+    pub windows: WindowSettings,
+}
+
+/// Event-time windows of the streaming consumer (see `stream::windows`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSettings {
+    /// Tumbling window length (the active-fires view), seconds.
+    pub tumble_seconds: u32,
+    /// How long after its end a tumbling window still takes records, seconds.
+    pub tumble_grace_seconds: u32,
+    /// Region cell size for the tumbling windows, degrees.
+    pub region_deg: f64,
+    /// A session (incident) closes after this long without a detection, seconds.
+    pub session_gap_seconds: u32,
+    /// A detection joins a session with a member within this distance, km.
+    pub session_km: f64,
+    /// How long after its gap a session still takes records, seconds.
+    pub session_grace_seconds: u32,
+    /// Hopping window length for the growth rate, seconds.
+    pub hop_size_seconds: u32,
+    /// Hopping window advance, seconds.
+    pub hop_advance_seconds: u32,
+    /// How long after its end a hopping window still takes records, seconds.
+    pub hop_grace_seconds: u32,
+    /// Growth (detections over the previous window's) above which an alert is raised.
+    pub growth_threshold: f64,
+    /// Fewest detections in a window for it to raise an alert.
+    pub growth_min_detections: u32,
+    /// Wall-clock time without input after which a partition's windows all close, seconds.
+    pub idle_close_seconds: u32,
+}
+
+impl WindowSettings {
+    /// Tumbling length, ms.
+    pub fn tumble_ms(&self) -> i64 {
+        i64::from(self.tumble_seconds) * 1000
+    }
+    /// Tumbling grace, ms.
+    pub fn tumble_grace_ms(&self) -> i64 {
+        i64::from(self.tumble_grace_seconds) * 1000
+    }
+    /// Session gap, ms.
+    pub fn session_gap_ms(&self) -> i64 {
+        i64::from(self.session_gap_seconds) * 1000
+    }
+    /// Session grace, ms.
+    pub fn session_grace_ms(&self) -> i64 {
+        i64::from(self.session_grace_seconds) * 1000
+    }
+    /// Hopping length, ms.
+    pub fn hop_size_ms(&self) -> i64 {
+        i64::from(self.hop_size_seconds) * 1000
+    }
+    /// Hopping advance, ms.
+    pub fn hop_advance_ms(&self) -> i64 {
+        i64::from(self.hop_advance_seconds) * 1000
+    }
+    /// Hopping grace, ms.
+    pub fn hop_grace_ms(&self) -> i64 {
+        i64::from(self.hop_grace_seconds) * 1000
+    }
+}
+
+/// Kafka streaming: the input and output topics and the consumer's batching.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Bootstrap servers (`host:port,…`); empty keeps the embedded default (no Kafka).
+    pub brokers: String,
+    /// Consumer group; every instance of one deployment uses the same.
+    pub group_id: String,
+    /// Input: fire detections.
+    pub detections_topic: String,
+    /// Input: weather observations.
+    pub weather_topic: String,
+    /// Input: IoT sensor readings.
+    pub sensors_topic: String,
+    /// Output: one enriched `FireEventV2` per detection, keyed by event id.
+    pub enriched_topic: String,
+    /// Output: growth alerts.
+    pub alerts_topic: String,
+    /// Output: records that arrived after their window closed.
+    pub late_topic: String,
+    /// Output: refused records, original bytes, the reason and source in headers.
+    pub dead_letter_topic: String,
+    /// Output: incidents closed or merged by the session windows, keyed by incident id.
+    pub incidents_topic: String,
+    /// Output: closed tumbling windows per region (the active-fires view), keyed by region.
+    pub active_fires_topic: String,
+    /// Compacted changelog of each detections partition's window state and offset; partition
+    /// `p` of it holds partition `p`'s. Needs as many partitions as the detections topic.
+    /// Empty: `<group_id>-state-changelog`.
+    pub changelog_topic: String,
+    /// Schema registry base URL; empty resolves schema ids from `schemas/` (fixed ids).
+    pub schema_registry_url: String,
+    /// `avro` (Confluent-framed, schema id of `fire_event_v2`) or `json`, for the enriched topic.
+    pub output_format: String,
+    /// Records larger than this are refused (to the dead-letter topic).
+    pub max_record_bytes: usize,
+    /// Most records processed and committed as one RocksDB batch.
+    pub max_batch: usize,
+    /// How long a batch waits to fill, milliseconds.
+    pub linger_ms: u64,
+    /// Nearest past events written into each enriched record (`similar_events`).
+    pub similar_k: usize,
+    /// Extra librdkafka properties for both the consumer and the producer (e.g. security).
+    pub client: std::collections::BTreeMap<String, String>,
+}
+
+impl KafkaSettings {
+    /// Whether Kafka streaming is configured.
+    pub fn enabled(&self) -> bool {
+        !self.brokers.trim().is_empty()
+    }
+
+    /// The changelog topic: `changelog_topic`, or one named after the group.
+    pub fn changelog(&self) -> String {
+        if self.changelog_topic.trim().is_empty() {
+            format!("{}-state-changelog", self.group_id)
+        } else {
+            self.changelog_topic.clone()
+        }
+    }
 }
 
 /// Natural-language search.
@@ -224,6 +351,10 @@ pub struct StoreSettings {
 pub struct CorrelateSettings {
     /// Farthest station a detection may be joined with.
     pub max_station_distance_km: f64,
+    /// Sensor readings within this distance of a detection are summarised in it (0: none).
+    pub sensor_radius_km: f64,
+    /// … and within this many minutes before or after it.
+    pub sensor_window_minutes: u32,
 }
 
 /// Event-encoder settings.
@@ -331,11 +462,20 @@ impl Settings {
                 "\"weaviate\" needs weaviate.url (the mirror fills the index it queries)",
             ));
         }
+        self.validate_kafka()?;
+        self.validate_windows()?;
         let radius = self.correlate.max_station_distance_km;
         if !(radius.is_finite() && radius > 0.0) {
             return Err(invalid(
                 "correlate.max_station_distance_km",
                 "must be a positive number",
+            ));
+        }
+        let sensors = self.correlate.sensor_radius_km;
+        if !(sensors.is_finite() && (0.0..=200.0).contains(&sensors)) {
+            return Err(invalid(
+                "correlate.sensor_radius_km",
+                "must be between 0 and 200 km",
             ));
         }
         let w = &self.weaviate;
@@ -421,6 +561,98 @@ impl Settings {
 }
 
 impl Settings {
+    fn validate_windows(&self) -> Result<(), ConfigError> {
+        let w = &self.windows;
+        let invalid = |key, reason: &str| ConfigError::Invalid {
+            key,
+            reason: reason.to_owned(),
+        };
+        let positive = [
+            ("windows.tumble_seconds", w.tumble_seconds),
+            ("windows.session_gap_seconds", w.session_gap_seconds),
+            ("windows.hop_size_seconds", w.hop_size_seconds),
+            ("windows.hop_advance_seconds", w.hop_advance_seconds),
+            ("windows.idle_close_seconds", w.idle_close_seconds),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(invalid(key, "must be positive"));
+            }
+        }
+        if w.hop_size_seconds % w.hop_advance_seconds != 0 {
+            return Err(invalid(
+                "windows.hop_size_seconds",
+                "must be a whole multiple of windows.hop_advance_seconds",
+            ));
+        }
+        if !(w.region_deg.is_finite() && w.region_deg > 0.0 && w.region_deg <= 90.0) {
+            return Err(invalid("windows.region_deg", "must be in (0, 90]"));
+        }
+        if !(w.session_km.is_finite() && w.session_km > 0.0) {
+            return Err(invalid("windows.session_km", "must be a positive distance"));
+        }
+        if !(w.growth_threshold.is_finite() && w.growth_threshold > 0.0) {
+            return Err(invalid("windows.growth_threshold", "must be positive"));
+        }
+        Ok(())
+    }
+
+    fn validate_kafka(&self) -> Result<(), ConfigError> {
+        let kafka = &self.kafka;
+        let invalid = |key, reason: &str| ConfigError::Invalid {
+            key,
+            reason: reason.to_owned(),
+        };
+        if !["avro", "json"].contains(&kafka.output_format.as_str()) {
+            return Err(invalid(
+                "kafka.output_format",
+                "must be \"avro\" or \"json\"",
+            ));
+        }
+        if kafka.max_batch == 0 {
+            return Err(invalid("kafka.max_batch", "must be positive"));
+        }
+        if kafka.max_record_bytes < 1024 {
+            return Err(invalid("kafka.max_record_bytes", "must be at least 1024"));
+        }
+        if !kafka.enabled() {
+            return Ok(());
+        }
+        let topics = [
+            ("kafka.detections_topic", &kafka.detections_topic),
+            ("kafka.weather_topic", &kafka.weather_topic),
+            ("kafka.sensors_topic", &kafka.sensors_topic),
+            ("kafka.enriched_topic", &kafka.enriched_topic),
+            ("kafka.alerts_topic", &kafka.alerts_topic),
+            ("kafka.late_topic", &kafka.late_topic),
+            ("kafka.dead_letter_topic", &kafka.dead_letter_topic),
+            ("kafka.incidents_topic", &kafka.incidents_topic),
+            ("kafka.active_fires_topic", &kafka.active_fires_topic),
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for (key, topic) in topics {
+            if topic.trim().is_empty() {
+                return Err(invalid(key, "must name a topic"));
+            }
+            if !seen.insert(topic.as_str()) {
+                return Err(invalid(
+                    key,
+                    "names a topic another kafka setting already uses",
+                ));
+            }
+        }
+        if kafka.group_id.trim().is_empty() {
+            return Err(invalid("kafka.group_id", "must not be empty"));
+        }
+        if seen.contains(kafka.changelog().as_str()) {
+            return Err(invalid(
+                "kafka.changelog_topic",
+                "names a topic another kafka setting already uses",
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_auth(&self) -> Result<(), ConfigError> {
         let invalid = |reason: String| ConfigError::Invalid {
             key: "auth.keys",
@@ -471,6 +703,27 @@ mod tests {
         let settings = Settings::defaults().expect("embedded defaults are valid");
         assert_eq!(settings.index.m, 64);
         assert_eq!(settings.api.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn librdkafka_properties_keep_their_dotted_names() {
+        let dir = tempfile::TempDir::new().expect("tmp");
+        let path = dir.path().join("kafka.toml");
+        std::fs::write(
+            &path,
+            "[kafka]\nbrokers = \"127.0.0.1:9092\"\n[kafka.client]\n\"session.timeout.ms\" = \"6000\"\n",
+        )
+        .expect("write");
+        let settings = Settings::load(Some(&path)).expect("loads");
+        assert_eq!(
+            settings
+                .kafka
+                .client
+                .get("session.timeout.ms")
+                .map(String::as_str),
+            Some("6000")
+        );
+        assert_eq!(settings.kafka.changelog(), "firesight-state-changelog");
     }
 
     #[test]

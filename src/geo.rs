@@ -72,3 +72,8 @@ mod tests {
         assert_eq!(three_pm.to_rfc3339(), "2019-08-02T05:00:00+00:00");
     }
 }
+
+/// The 0.1° cell (about 11 km) a point falls in, as integer steps: the sensor join's index.
+pub fn sensor_cell(lat: f64, lon: f64) -> (i32, i32) {
+    ((lat * 10.0).floor() as i32, (lon * 10.0).floor() as i32)
+}

@@ -28,6 +28,19 @@ pub const MIRROR_SENT: &str = "firesight_mirror_objects_sent_total";
 /// Mirror batches that failed (Weaviate down or refusing); each is retried.
 pub const MIRROR_FAILURES: &str = "firesight_mirror_batch_failures_total";
 
+/// Streaming records later than their window's end plus grace, by operator.
+pub const STREAM_LATE: &str = "firesight_stream_late_records_total";
+/// Records the broker acknowledged from the streaming outbox, by topic.
+pub const STREAM_PUBLISHED: &str = "firesight_stream_published_total";
+
+/// Time to restore one partition's window state from the changelog.
+pub const STREAM_RESTORE_SECONDS: &str = "firesight_stream_restore_duration_seconds";
+
+/// Partitions whose checkpoint was newer in the changelog than in the local store.
+pub const STREAM_RESTORED: &str = "firesight_stream_restored_partitions_total";
+/// Input partitions this instance holds.
+pub const STREAM_ASSIGNED: &str = "firesight_stream_assigned_partitions";
+
 /// The service's metrics.
 #[derive(Clone)]
 pub struct Metrics {
@@ -54,6 +67,16 @@ pub struct Metrics {
     pub mirror_sent: IntCounter,
     /// See [`MIRROR_FAILURES`].
     pub mirror_failures: IntCounter,
+    /// See [`STREAM_LATE`].
+    pub stream_late: IntCounterVec,
+    /// See [`STREAM_PUBLISHED`].
+    pub stream_published: IntCounterVec,
+    /// See [`STREAM_RESTORE_SECONDS`].
+    pub stream_restore_seconds: Histogram,
+    /// See [`STREAM_RESTORED`].
+    pub stream_restored: IntCounter,
+    /// See [`STREAM_ASSIGNED`].
+    pub stream_assigned: IntGauge,
 }
 
 impl Metrics {
@@ -91,6 +114,26 @@ impl Metrics {
                 MIRROR_FAILURES,
                 "Weaviate batches that failed and were retried.",
             )?,
+            stream_late: IntCounterVec::new(
+                Opts::new(
+                    STREAM_LATE,
+                    "Streaming records later than their window's grace.",
+                ),
+                &["operator"],
+            )?,
+            stream_published: IntCounterVec::new(
+                Opts::new(STREAM_PUBLISHED, "Outbox records the broker acknowledged."),
+                &["topic"],
+            )?,
+            stream_restore_seconds: Histogram::with_opts(HistogramOpts::new(
+                STREAM_RESTORE_SECONDS,
+                "Restoring one partition's window state from the changelog.",
+            ))?,
+            stream_restored: IntCounter::new(
+                STREAM_RESTORED,
+                "Partitions whose state was restored from the changelog.",
+            )?,
+            stream_assigned: IntGauge::new(STREAM_ASSIGNED, "Input partitions held.")?,
             registry,
         };
         metrics
@@ -126,6 +169,21 @@ impl Metrics {
         metrics
             .registry
             .register(Box::new(metrics.mirror_failures.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.stream_late.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.stream_published.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.stream_restore_seconds.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.stream_restored.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.stream_assigned.clone()))?;
         Ok(metrics)
     }
 

@@ -4,7 +4,7 @@ mod record;
 
 pub use record::{
     FireCharacteristics, FireEventV2, ImpactAssessment, Location, MlPrediction, SensorSummary,
-    SourceInfo, WeatherConditions, WeatherStatus,
+    SimilarEvent, SourceInfo, WeatherConditions, WeatherStatus,
 };
 
 use chrono::{DateTime, NaiveDate, Utc};

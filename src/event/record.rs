@@ -32,6 +32,19 @@ pub struct FireEventV2 {
     pub model_version: Option<String>,
     /// When FireSight first stored the event, ms since the epoch.
     pub ingested_at: Option<i64>,
+    /// The nearest earlier events when the streaming consumer published this record, nearest
+    /// first (absent in stored records and from the file and HTTP sources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similar_events: Option<Vec<SimilarEvent>>,
+}
+
+/// One neighbour written into a published record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SimilarEvent {
+    /// The neighbour's event id.
+    pub event_id: String,
+    /// L2 distance in the encoder's space, as `GET /v1/fires/{id}/similar` reports it.
+    pub distance: f64,
 }
 
 /// Provenance of a detection.

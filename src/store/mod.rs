@@ -43,9 +43,13 @@ pub const CF_HISTORICAL_INCIDENTS: &str = "historical_incidents";
 /// restart does not embed every text again.
 pub const CF_TEXT_VECTORS: &str = "text_vectors";
 
-const ALL_CFS: [&str; 13] = [
+const ALL_CFS: [&str; 17] = [
+    CF_SENSOR_CELLS,
     CF_HISTORICAL_INCIDENTS,
     CF_TEXT_VECTORS,
+    CF_STREAM_OFFSETS,
+    CF_STREAM_OUTBOX,
+    CF_STREAM_STATE,
     CF_MIRROR_OUTBOX,
     CF_EVENTS,
     CF_EVENTS_BY_TIME,
@@ -60,6 +64,49 @@ const ALL_CFS: [&str; 13] = [
 ];
 const META_NEXT_SEQ: &[u8] = b"next_seq";
 const META_EVENT_COUNT: &[u8] = b"event_count";
+
+/// Column family: `topic \0 partition` → the next input offset to process (the streaming
+/// consumer's own position, written in the same batch as the state and outputs it caused).
+pub const CF_STREAM_OFFSETS: &str = "stream_offsets";
+/// Column family: outbox sequence → an output record not yet acknowledged by the broker.
+pub const CF_STREAM_OUTBOX: &str = "stream_outbox";
+/// Column family: sensor readings by place and time: `0.1° cell (lat, lon) | time | sensor id` →
+/// the reading (JSON), for the join with detections.
+pub const CF_SENSOR_CELLS: &str = "sensor_cells";
+/// Column family: the streaming operators' state (sessions, windows, stream time).
+pub const CF_STREAM_STATE: &str = "stream_state";
+
+/// A write to apply in the same batch as a stage's own (the streaming consumer's offsets,
+/// outbox entries and operator state).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreOp {
+    /// Column family.
+    pub cf: &'static str,
+    /// Key.
+    pub key: Vec<u8>,
+    /// The new value; `None` deletes the key.
+    pub value: Option<Vec<u8>>,
+}
+
+impl StoreOp {
+    /// Sets `key` to `value`.
+    pub fn put(cf: &'static str, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
+        Self {
+            cf,
+            key: key.into(),
+            value: Some(value.into()),
+        }
+    }
+
+    /// Deletes `key`.
+    pub fn delete(cf: &'static str, key: impl Into<Vec<u8>>) -> Self {
+        Self {
+            cf,
+            key: key.into(),
+            value: None,
+        }
+    }
+}
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -325,8 +372,17 @@ impl Store {
     /// Callers serialise writers (the pipeline holds one lock), so sequence numbers are dense.
     /// Returns the sequence numbers given to the events, in order.
     pub fn write_events(&self, events: &[NewEvent]) -> Result<Vec<u64>, StoreError> {
+        self.write_events_with(events, &[])
+    }
+
+    /// [`Store::write_events`] with `extra` writes in the same atomic batch.
+    pub fn write_events_with(
+        &self,
+        events: &[NewEvent],
+        extra: &[StoreOp],
+    ) -> Result<Vec<u64>, StoreError> {
         let first = self.next_seq.load(Ordering::Acquire);
-        let mut batch = WriteBatch::default();
+        let mut batch = self.batch_of(extra)?;
         let mut seqs = Vec::with_capacity(events.len());
         for (offset, new) in events.iter().enumerate() {
             let seq = first + offset as u64;
@@ -357,6 +413,61 @@ impl Store {
         self.next_seq.store(next, Ordering::Release);
         self.event_count.store(count, Ordering::Release);
         Ok(seqs)
+    }
+
+    fn batch_of(&self, ops: &[StoreOp]) -> Result<WriteBatch, StoreError> {
+        let mut batch = WriteBatch::default();
+        for op in ops {
+            let cf = self.cf(op.cf)?;
+            match &op.value {
+                Some(value) => batch.put_cf(cf, &op.key, value),
+                None => batch.delete_cf(cf, &op.key),
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Applies writes in one atomic batch.
+    pub fn apply(&self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        Ok(self.db.write(self.batch_of(ops)?)?)
+    }
+
+    /// One value of a column family.
+    pub fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(cf)?, key)?)
+    }
+
+    /// Up to `limit` entries of a column family in key order, from `from` (inclusive) while the
+    /// key starts with `prefix`.
+    pub fn scan(
+        &self,
+        cf: &'static str,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let start = if from < prefix { prefix } else { from };
+        let mode = IteratorMode::From(start, Direction::Forward);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(cf)?, mode) {
+            let (key, value) = item?;
+            if !key.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((key.to_vec(), value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The last key of a column family.
+    pub fn last_key(&self, cf: &'static str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.db.iterator_cf(self.cf(cf)?, IteratorMode::End).next() {
+            Some(item) => Ok(Some(item?.0.to_vec())),
+            None => Ok(None),
+        }
     }
 
     /// The sequence number the next stored event will get.
@@ -489,7 +600,16 @@ impl Store {
 
     /// Stores observations (callers have checked them against what is stored).
     pub fn put_weather(&self, observations: &[WeatherObservation]) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
+        self.put_weather_with(observations, &[])
+    }
+
+    /// [`Store::put_weather`] with `extra` writes in the same atomic batch.
+    pub fn put_weather_with(
+        &self,
+        observations: &[WeatherObservation],
+        extra: &[StoreOp],
+    ) -> Result<(), StoreError> {
+        let mut batch = self.batch_of(extra)?;
         for obs in observations {
             batch.put_cf(
                 self.cf(CF_WEATHER)?,
@@ -522,14 +642,54 @@ impl Store {
 
     /// Stores sensor readings keyed by sensor and time (a replay overwrites, never duplicates).
     pub fn put_sensor_readings(&self, readings: &[SensorReading]) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
+        self.put_sensor_readings_with(readings, &[])
+    }
+
+    /// [`Store::put_sensor_readings`] with `extra` writes in the same atomic batch.
+    pub fn put_sensor_readings_with(
+        &self,
+        readings: &[SensorReading],
+        extra: &[StoreOp],
+    ) -> Result<(), StoreError> {
+        let mut batch = self.batch_of(extra)?;
         for r in readings {
             let mut key = r.sensor_id.as_bytes().to_vec();
             key.push(0);
             key.extend_from_slice(&r.observed_at.timestamp_millis().to_be_bytes());
-            batch.put_cf(self.cf(CF_SENSORS)?, key, serde_json::to_vec(r)?);
+            let json = serde_json::to_vec(r)?;
+            batch.put_cf(
+                self.cf(CF_SENSOR_CELLS)?,
+                sensor_cell_key(
+                    crate::geo::sensor_cell(r.latitude, r.longitude),
+                    r.observed_at.timestamp_millis(),
+                    &r.sensor_id,
+                ),
+                &json,
+            );
+            batch.put_cf(self.cf(CF_SENSORS)?, key, json);
         }
         Ok(self.db.write(batch)?)
+    }
+
+    /// Sensor readings in one 0.1° cell observed within `[from_ms, to_ms]`.
+    pub fn sensor_readings_in(
+        &self,
+        cell: (i32, i32),
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<SensorReading>, StoreError> {
+        let start = sensor_cell_key(cell, from_ms, "");
+        let end = sensor_cell_key(cell, to_ms.saturating_add(1), "");
+        let mode = IteratorMode::From(&start, Direction::Forward);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_SENSOR_CELLS)?, mode) {
+            let (key, value) = item?;
+            if key.as_ref() >= end.as_slice() {
+                break;
+            }
+            out.push(decode_json(CF_SENSOR_CELLS, &value)?);
+        }
+        Ok(out)
     }
 
     /// Stores historical incidents; one already stored is merged with the new record (the two
@@ -702,6 +862,16 @@ fn dead_letter_digest(letter: &DeadLetter) -> [u8; 32] {
         hasher.update([0]);
     }
     hasher.finalize().into()
+}
+
+/// `cell lat | cell lon | time | sensor id`, each number order-preserving big-endian.
+fn sensor_cell_key(cell: (i32, i32), time_ms: i64, sensor_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(16 + sensor_id.len());
+    key.extend_from_slice(&((cell.0 as u32) ^ (1 << 31)).to_be_bytes());
+    key.extend_from_slice(&((cell.1 as u32) ^ (1 << 31)).to_be_bytes());
+    key.extend_from_slice(&((time_ms as u64) ^ (1 << 63)).to_be_bytes());
+    key.extend_from_slice(sensor_id.as_bytes());
+    key
 }
 
 fn missing_cf(name: &'static str) -> StoreError {

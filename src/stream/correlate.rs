@@ -4,7 +4,9 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 
-use crate::event::{FireDetection, Station, WeatherConditions, WeatherObservation, WeatherStatus};
+use crate::event::{
+    FireDetection, SensorSummary, Station, WeatherConditions, WeatherObservation, WeatherStatus,
+};
 use crate::geo;
 use crate::store::{Store, StoreError};
 
@@ -17,6 +19,8 @@ pub struct Correlator {
     stations: HashMap<u32, Station>,
     reporting: HashMap<NaiveDate, Vec<u32>>,
     max_distance_km: f64,
+    sensor_radius_km: f64,
+    sensor_window_ms: i64,
 }
 
 /// The join's outcome for one detection.
@@ -40,6 +44,64 @@ impl Correlator {
             correlator.add_observation(&obs);
         }
         Ok(correlator)
+    }
+
+    /// Joins sensor readings within `radius_km` and `window_minutes` of a detection (off by
+    /// default: a zero radius).
+    pub fn with_sensors(mut self, radius_km: f64, window_minutes: u32) -> Self {
+        self.sensor_radius_km = radius_km;
+        self.sensor_window_ms = i64::from(window_minutes) * 60_000;
+        self
+    }
+
+    /// Summarises the sensor readings near a detection in space and time; `None` when none are.
+    pub fn sensors(
+        &self,
+        store: &Store,
+        detection: &FireDetection,
+    ) -> Result<Option<SensorSummary>, StoreError> {
+        if self.sensor_radius_km <= 0.0 {
+            return Ok(None);
+        }
+        let (lat, lon) = (detection.latitude, detection.longitude);
+        let at = detection.acquired_at.timestamp_millis();
+        let lat_span = self.sensor_radius_km / 110.0;
+        let lon_span = self.sensor_radius_km / (111.32 * lat.to_radians().cos().max(0.01));
+        let (south, west) = geo::sensor_cell(lat - lat_span, lon - lon_span);
+        let (north, east) = geo::sensor_cell(lat + lat_span, lon + lon_span);
+        let mut near = Vec::new();
+        for cell_lat in south..=north {
+            for cell_lon in west..=east {
+                let readings = store.sensor_readings_in(
+                    (cell_lat, cell_lon),
+                    at - self.sensor_window_ms,
+                    at + self.sensor_window_ms,
+                )?;
+                near.extend(readings.into_iter().filter(|r| {
+                    geo::distance_km(lat, lon, r.latitude, r.longitude) <= self.sensor_radius_km
+                }));
+            }
+        }
+        if near.is_empty() {
+            return Ok(None);
+        }
+        let temperatures: Vec<f64> = near.iter().filter_map(|r| r.temperature_c).collect();
+        let mean_temperature_c = (!temperatures.is_empty())
+            .then(|| temperatures.iter().sum::<f64>() / temperatures.len() as f64);
+        let min_humidity_pct = near
+            .iter()
+            .filter_map(|r| r.humidity_pct)
+            .min_by(f64::total_cmp);
+        let max_pm25_ugm3 = near
+            .iter()
+            .filter_map(|r| r.pm25_ugm3)
+            .max_by(f64::total_cmp);
+        Ok(Some(SensorSummary {
+            reading_count: i32::try_from(near.len()).unwrap_or(i32::MAX),
+            mean_temperature_c,
+            min_humidity_pct,
+            max_pm25_ugm3,
+        }))
     }
 
     /// Adds or replaces stations.

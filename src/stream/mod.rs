@@ -3,8 +3,10 @@
 mod correlate;
 pub mod decode;
 mod ingest;
+pub mod kafka;
 mod load;
 mod pipeline;
+pub mod windows;
 
 pub use correlate::{Correlation, Correlator};
 pub use ingest::{IngestError, IngestOutcome, IngestSession, Ingestible, MAX_REPORTED_REJECTIONS};

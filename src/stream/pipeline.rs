@@ -17,7 +17,7 @@ use crate::event::{
 };
 use crate::index::{IndexError, IndexPoint, NativeHnsw, PointAttrs, VectorIndex};
 use crate::metrics::Metrics;
-use crate::store::{DeadLetter, NewEvent, Store, StoreError};
+use crate::store::{DeadLetter, NewEvent, Store, StoreError, StoreOp};
 
 /// Relative humidity at or above which a detection is flagged (seed rule).
 const HIGH_HUMIDITY_PCT: f64 = 70.0;
@@ -186,12 +186,14 @@ impl Pipeline {
             .read()
             .map_err(|_| PipelineError::Poisoned)?;
         let correlation = correlator.correlate(&self.store, detection)?;
-        Ok(build_event(
+        let mut event = build_event(
             detection,
             correlation.status,
             correlation.conditions,
             self.space().embedder.model_version(),
-        ))
+        );
+        event.sensor_summary = correlator.sensors(&self.store, detection)?;
+        Ok(event)
     }
 
     /// Embeds events with the active encoder, in encoder-sized chunks.
@@ -239,6 +241,17 @@ impl Pipeline {
         &self,
         batch: Vec<(u64, FireDetection)>,
     ) -> Result<IngestOutcome, PipelineError> {
+        self.ingest_detections_with(batch, |_, _| Ok(Vec::new()))
+    }
+
+    /// [`Pipeline::ingest_detections`], letting `extra` see (and amend) the new events after the
+    /// models ran and before they are stored; the writes it returns commit in the same batch.
+    /// The streaming consumer adds its offsets, operator state and output records this way.
+    pub fn ingest_detections_with(
+        &self,
+        batch: Vec<(u64, FireDetection)>,
+        extra: impl FnOnce(&IngestOutcome, &mut [NewEvent]) -> Result<Vec<StoreOp>, PipelineError>,
+    ) -> Result<IngestOutcome, PipelineError> {
         let _writer = self.writer.lock().map_err(|_| PipelineError::Poisoned)?;
         let mut outcome = IngestOutcome::default();
         let mut seen = HashSet::with_capacity(batch.len());
@@ -268,7 +281,7 @@ impl Pipeline {
         self.predict_rows(&mut events, &rows)?;
         let vectors = self.embed_rows(space.embedder.as_ref(), &rows)?;
         let now = chrono::Utc::now().timestamp_millis();
-        let new: Vec<NewEvent> = events
+        let mut new: Vec<NewEvent> = events
             .into_iter()
             .zip(vectors)
             .map(|(mut event, vector)| {
@@ -276,7 +289,9 @@ impl Pipeline {
                 NewEvent { event, vector }
             })
             .collect();
-        let seqs = self.store.write_events(&new)?;
+        outcome.accepted = new.len() as u64;
+        let ops = extra(&outcome, &mut new)?;
+        let seqs = self.store.write_events_with(&new, &ops)?;
         if self.live.load(Ordering::Acquire) {
             let index = &space.index;
             let points: Vec<IndexPoint<'_>> = seqs
@@ -291,7 +306,6 @@ impl Pipeline {
             index.insert(&points)?;
             self.metrics.index_vectors.set(index.len() as i64);
         }
-        outcome.accepted = new.len() as u64;
         self.notify(&new);
         self.count("firms", &outcome);
         self.metrics
@@ -317,6 +331,16 @@ impl Pipeline {
         &self,
         source: &str,
         batch: Vec<(u64, WeatherObservation)>,
+    ) -> Result<IngestOutcome, PipelineError> {
+        self.ingest_weather_with(source, batch, |_| Ok(Vec::new()))
+    }
+
+    /// [`Pipeline::ingest_weather`] with `extra` writes, made from the outcome, in the same batch.
+    pub fn ingest_weather_with(
+        &self,
+        source: &str,
+        batch: Vec<(u64, WeatherObservation)>,
+        extra: impl FnOnce(&IngestOutcome) -> Result<Vec<StoreOp>, PipelineError>,
     ) -> Result<IngestOutcome, PipelineError> {
         let _writer = self.writer.lock().map_err(|_| PipelineError::Poisoned)?;
         let mut outcome = IngestOutcome::default();
@@ -352,7 +376,9 @@ impl Pipeline {
         refused.into_iter().for_each(|r| outcome.reject(r.error));
         let observations: Vec<WeatherObservation> =
             fresh.into_values().map(|(_, obs)| obs).collect();
-        self.store.put_weather(&observations)?;
+        outcome.accepted = observations.len() as u64;
+        let ops = extra(&outcome)?;
+        self.store.put_weather_with(&observations, &ops)?;
         let mut correlator = self
             .correlator
             .write()
@@ -360,7 +386,6 @@ impl Pipeline {
         observations
             .iter()
             .for_each(|obs| correlator.add_observation(obs));
-        outcome.accepted = observations.len() as u64;
         self.count("weather", &outcome);
         Ok(outcome)
     }
@@ -428,12 +453,23 @@ impl Pipeline {
         &self,
         batch: Vec<(u64, SensorReading)>,
     ) -> Result<IngestOutcome, PipelineError> {
+        self.ingest_sensors_with(batch, |_| Ok(Vec::new()))
+    }
+
+    /// [`Pipeline::ingest_sensors`] with `extra` writes in the same batch.
+    pub fn ingest_sensors_with(
+        &self,
+        batch: Vec<(u64, SensorReading)>,
+        extra: impl FnOnce(&IngestOutcome) -> Result<Vec<StoreOp>, PipelineError>,
+    ) -> Result<IngestOutcome, PipelineError> {
+        let _writer = self.writer.lock().map_err(|_| PipelineError::Poisoned)?;
         let readings: Vec<SensorReading> = batch.into_iter().map(|(_, r)| r).collect();
-        self.store.put_sensor_readings(&readings)?;
         let outcome = IngestOutcome {
             accepted: readings.len() as u64,
             ..IngestOutcome::default()
         };
+        let ops = extra(&outcome)?;
+        self.store.put_sensor_readings_with(&readings, &ops)?;
         self.count("sensors", &outcome);
         Ok(outcome)
     }
@@ -544,5 +580,6 @@ fn build_event(
         ml_predictions: None,
         model_version: Some(model_version.to_owned()),
         ingested_at: None,
+        similar_events: None,
     }
 }

@@ -53,6 +53,7 @@ pub fn event_from(fixture: &Value) -> FireEventV2 {
         ml_predictions: None,
         model_version: None,
         ingested_at: None,
+        similar_events: None,
     }
 }
 

@@ -3,10 +3,12 @@
 mod api;
 mod auth;
 mod avro;
+mod broker;
 mod decode;
 mod golden;
 mod incidents;
 mod index;
+mod kafka;
 mod models;
 mod patterns;
 mod pipeline;

@@ -1,0 +1,512 @@
+//! Record formats on the topics: JSON, and Confluent-framed Avro (magic byte 0, a 4-byte
+//! big-endian schema id, then the Avro datum).
+//!
+//! Avro inputs are read with the writer's schema (found by id) resolved against FireSight's own
+//! reader schema for the topic, then checked by the same code as the JSON form, so both formats
+//! refuse a bad record with the same field and reason.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use apache_avro::Schema;
+use apache_avro::types::Value;
+use chrono::{DateTime, NaiveDate};
+use serde::Deserialize;
+use serde_json::{Map, Number, Value as Json};
+
+use crate::event::{FieldError, FireDetection, FireEventV2, SensorReading, WeatherObservation};
+use crate::stream::decode::{JsonEvent, json_error};
+
+/// The magic byte that opens a Confluent-framed record.
+pub const MAGIC: u8 = 0;
+
+const REGISTRY: &str = include_str!("../../../schemas/registry.json");
+const SCHEMA_FILES: [(&str, &str); 5] = [
+    (
+        "fire_event_v1.avsc",
+        include_str!("../../../schemas/fire_event_v1.avsc"),
+    ),
+    (
+        "fire_event_v2.avsc",
+        include_str!("../../../schemas/fire_event_v2.avsc"),
+    ),
+    (
+        "fire_detection_v1.avsc",
+        include_str!("../../../schemas/fire_detection_v1.avsc"),
+    ),
+    (
+        "weather_observation_v1.avsc",
+        include_str!("../../../schemas/weather_observation_v1.avsc"),
+    ),
+    (
+        "sensor_reading_v1.avsc",
+        include_str!("../../../schemas/sensor_reading_v1.avsc"),
+    ),
+];
+
+/// The fixed id of `fire_event_v2.avsc` (the enriched topic's current schema).
+pub const FIRE_EVENT_V2_ID: u32 = 2;
+/// The fixed id of `fire_event_v1.avsc`.
+pub const FIRE_EVENT_V1_ID: u32 = 1;
+/// The fixed id of `fire_detection_v1.avsc`.
+pub const FIRE_DETECTION_ID: u32 = 3;
+/// The fixed id of `weather_observation_v1.avsc`.
+pub const WEATHER_ID: u32 = 4;
+/// The fixed id of `sensor_reading_v1.avsc`.
+pub const SENSOR_ID: u32 = 5;
+
+#[derive(Deserialize)]
+struct RegistryFile {
+    schemas: Vec<RegistryEntry>,
+}
+
+#[derive(Deserialize)]
+struct RegistryEntry {
+    id: u32,
+    file: String,
+}
+
+/// Why a schema could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// A bundled schema does not parse (a build defect).
+    #[error("bundled schema {0} is invalid: {1}")]
+    Bundled(String, String),
+    /// The registry could not be reached or answered an error; the record is retried later.
+    #[error("schema registry: {0}")]
+    Unreachable(String),
+}
+
+/// Schema ids → schemas: the bundled fixed ids, or a schema registry's REST API (cached).
+pub struct Schemas {
+    fixed: HashMap<u32, Arc<Schema>>,
+    readers: Readers,
+    remote: Option<Remote>,
+}
+
+/// FireSight's reader schema for each input kind and for the enriched record.
+pub struct Readers {
+    fire_event: Arc<Schema>,
+    detection: Arc<Schema>,
+    weather: Arc<Schema>,
+    sensor: Arc<Schema>,
+}
+
+struct Remote {
+    url: String,
+    client: reqwest::Client,
+    runtime: tokio::runtime::Handle,
+    cache: Mutex<HashMap<u32, Option<Arc<Schema>>>>,
+}
+
+/// How a record's schema id resolved.
+enum Lookup {
+    Found(Arc<Schema>),
+    Unknown,
+}
+
+impl Schemas {
+    /// The bundled schemas with their fixed ids (`schemas/registry.json`).
+    pub fn bundled() -> Result<Self, SchemaError> {
+        let registry: RegistryFile = serde_json::from_str(REGISTRY)
+            .map_err(|e| SchemaError::Bundled("registry.json".into(), e.to_string()))?;
+        let parse = |file: &str| -> Result<Arc<Schema>, SchemaError> {
+            let text = SCHEMA_FILES
+                .iter()
+                .find(|(name, _)| *name == file)
+                .map(|(_, text)| *text)
+                .ok_or_else(|| SchemaError::Bundled(file.into(), "not bundled".into()))?;
+            Schema::parse_str(text)
+                .map(Arc::new)
+                .map_err(|e| SchemaError::Bundled(file.into(), e.to_string()))
+        };
+        let mut fixed = HashMap::new();
+        for entry in &registry.schemas {
+            fixed.insert(entry.id, parse(&entry.file)?);
+        }
+        let reader = |id: u32| {
+            fixed
+                .get(&id)
+                .cloned()
+                .ok_or_else(|| SchemaError::Bundled(format!("id {id}"), "missing".into()))
+        };
+        let readers = Readers {
+            fire_event: reader(FIRE_EVENT_V2_ID)?,
+            detection: reader(FIRE_DETECTION_ID)?,
+            weather: reader(WEATHER_ID)?,
+            sensor: reader(SENSOR_ID)?,
+        };
+        Ok(Self {
+            fixed,
+            readers,
+            remote: None,
+        })
+    }
+
+    /// Resolves ids through a schema registry at `url` (Confluent REST: `GET /schemas/ids/{id}`),
+    /// caching each answer; FireSight's reader schemas stay the bundled ones.
+    pub fn with_registry(
+        mut self,
+        url: &str,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Self, SchemaError> {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| SchemaError::Unreachable(e.to_string()))?;
+        self.remote = Some(Remote {
+            url: url.trim_end_matches('/').to_owned(),
+            client,
+            runtime,
+            cache: Mutex::new(HashMap::new()),
+        });
+        Ok(self)
+    }
+
+    fn lookup(&self, id: u32) -> Result<Lookup, SchemaError> {
+        let Some(remote) = &self.remote else {
+            return Ok(match self.fixed.get(&id) {
+                Some(schema) => Lookup::Found(Arc::clone(schema)),
+                None => Lookup::Unknown,
+            });
+        };
+        if let Some(known) = remote
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
+            return Ok(known.clone().map_or(Lookup::Unknown, Lookup::Found));
+        }
+        let fetched = remote.runtime.block_on(remote.fetch(id))?;
+        remote
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, fetched.clone());
+        Ok(fetched.map_or(Lookup::Unknown, Lookup::Found))
+    }
+
+    /// Decodes one input record of kind `T` (JSON, or Confluent-framed Avro).
+    pub fn decode<T: Input>(&self, payload: &[u8]) -> Result<T, Refusal> {
+        if payload.first() == Some(&MAGIC) {
+            let datum = self.avro_value(payload, T::reader(&self.readers))?;
+            let json = to_json(datum, "$").map_err(Refusal::Field)?;
+            let item: T =
+                serde_json::from_value(json).map_err(|e| Refusal::Field(json_error(1, &e)))?;
+            item.check(1).map_err(Refusal::Field)?;
+            return Ok(item);
+        }
+        let text = std::str::from_utf8(payload).map_err(|e| {
+            Refusal::Format(format!(
+                "not UTF-8 JSON and not Confluent-framed Avro (no magic byte 0): invalid UTF-8 at byte {}",
+                e.valid_up_to()
+            ))
+        })?;
+        if text.trim().is_empty() {
+            return Err(Refusal::Format("empty record".into()));
+        }
+        let item: T = serde_json::from_str(text).map_err(|e| {
+            if e.is_syntax() || e.is_eof() {
+                Refusal::Format(format!("not JSON: {e}"))
+            } else {
+                Refusal::Field(json_error(1, &e))
+            }
+        })?;
+        item.check(1).map_err(Refusal::Field)?;
+        Ok(item)
+    }
+
+    /// Reads a framed `FireEventV2`, written with any registered version (V1 data reads as V2).
+    pub fn decode_fire_event(&self, payload: &[u8]) -> Result<FireEventV2, Refusal> {
+        if payload.first() != Some(&MAGIC) {
+            return serde_json::from_slice(payload)
+                .map_err(|e| Refusal::Format(format!("not a FireEventV2: {e}")));
+        }
+        let datum = self.avro_value(payload, &self.readers.fire_event)?;
+        apache_avro::from_value(&datum)
+            .map_err(|e| Refusal::Format(format!("not a FireEventV2: {e}")))
+    }
+
+    fn avro_value(&self, payload: &[u8], reader: &Schema) -> Result<Value, Refusal> {
+        let Some(id) = payload.get(1..5) else {
+            return Err(Refusal::Format(format!(
+                "starts with the Avro magic byte but is {} bytes, shorter than the 5-byte header",
+                payload.len()
+            )));
+        };
+        let id = u32::from_be_bytes([id[0], id[1], id[2], id[3]]);
+        let writer = match self.lookup(id).map_err(Refusal::Schema)? {
+            Lookup::Found(schema) => schema,
+            Lookup::Unknown => {
+                return Err(Refusal::Format(format!("unknown schema id {id}")));
+            }
+        };
+        let mut body = &payload[5..];
+        let value =
+            apache_avro::from_avro_datum(&writer, &mut body, Some(reader)).map_err(|e| {
+                Refusal::Format(format!("Avro datum (schema id {id}) does not decode: {e}"))
+            })?;
+        if !body.is_empty() {
+            return Err(Refusal::Format(format!(
+                "{} bytes left over after the Avro datum (schema id {id})",
+                body.len()
+            )));
+        }
+        Ok(value)
+    }
+
+    /// Encodes a `FireEventV2` as a Confluent-framed datum with the V2 schema's id.
+    pub fn encode_fire_event(&self, event: &FireEventV2) -> Result<Vec<u8>, String> {
+        self.encode_framed(FIRE_EVENT_V2_ID, &self.readers.fire_event, event)
+    }
+
+    /// Encodes any serialisable value as a Confluent-framed datum of `schema` under `id`.
+    pub fn encode_framed<S: serde::Serialize>(
+        &self,
+        id: u32,
+        schema: &Schema,
+        value: &S,
+    ) -> Result<Vec<u8>, String> {
+        let value = apache_avro::to_value(value).map_err(|e| e.to_string())?;
+        let value = value.resolve(schema).map_err(|e| e.to_string())?;
+        let datum = apache_avro::to_avro_datum(schema, value).map_err(|e| e.to_string())?;
+        let mut out = Vec::with_capacity(datum.len() + 5);
+        out.push(MAGIC);
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(&datum);
+        Ok(out)
+    }
+
+    /// A bundled schema by its fixed id (producers and tests encode with it).
+    pub fn fixed(&self, id: u32) -> Option<Arc<Schema>> {
+        self.fixed.get(&id).cloned()
+    }
+}
+
+impl Remote {
+    async fn fetch(&self, id: u32) -> Result<Option<Arc<Schema>>, SchemaError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            schema: String,
+        }
+        let url = format!("{}/schemas/ids/{id}", self.url);
+        let unreachable = |e: reqwest::Error| SchemaError::Unreachable(format!("{url}: {e}"));
+        let response = self.client.get(&url).send().await.map_err(unreachable)?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let response = response.error_for_status().map_err(unreachable)?;
+        let answer: Answer = response.json().await.map_err(unreachable)?;
+        Schema::parse_str(&answer.schema)
+            .map(|s| Some(Arc::new(s)))
+            .map_err(|e| SchemaError::Unreachable(format!("{url}: schema does not parse: {e}")))
+    }
+}
+
+/// Why an input record was refused.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The bytes are not a record of any accepted format.
+    Format(String),
+    /// A field is missing, mistyped or out of range.
+    Field(FieldError),
+    /// The registry could not be asked; not the record's fault.
+    Schema(SchemaError),
+}
+
+impl Refusal {
+    /// The field at fault (`$` for the record as a whole).
+    pub fn field(&self) -> &str {
+        match self {
+            Self::Field(error) => &error.field,
+            _ => "$",
+        }
+    }
+
+    /// The reason in words.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Format(reason) => reason.clone(),
+            Self::Field(error) => error.reason.clone(),
+            Self::Schema(error) => error.to_string(),
+        }
+    }
+}
+
+/// An input record kind: its reader schema and its checks.
+pub trait Input: JsonEvent {
+    /// The kind's name in metrics and dead letters.
+    const KIND: &'static str;
+    /// FireSight's reader schema for the kind.
+    fn reader(readers: &Readers) -> &Schema;
+}
+
+impl Input for FireDetection {
+    const KIND: &'static str = "detection";
+    fn reader(readers: &Readers) -> &Schema {
+        &readers.detection
+    }
+}
+
+impl Input for WeatherObservation {
+    const KIND: &'static str = "weather";
+    fn reader(readers: &Readers) -> &Schema {
+        &readers.weather
+    }
+}
+
+impl Input for SensorReading {
+    const KIND: &'static str = "sensor";
+    fn reader(readers: &Readers) -> &Schema {
+        &readers.sensor
+    }
+}
+
+/// An Avro value as the JSON form of the same record: timestamps become RFC 3339, dates
+/// `YYYY-MM-DD`; a non-finite double is refused here, naming its field, since JSON has none.
+fn to_json(value: Value, path: &str) -> Result<Json, FieldError> {
+    let unsupported =
+        |what: &str| FieldError::new(1, path, format!("Avro {what} is not accepted here"));
+    Ok(match value {
+        Value::Null => Json::Null,
+        Value::Boolean(b) => Json::Bool(b),
+        Value::Int(i) => Json::from(i),
+        Value::Long(i) => Json::from(i),
+        Value::Float(f) => finite(path, f64::from(f))?,
+        Value::Double(f) => finite(path, f)?,
+        Value::String(s) | Value::Enum(_, s) => Json::String(s),
+        Value::Union(_, inner) => to_json(*inner, path)?,
+        Value::Array(items) => Json::Array(
+            items
+                .into_iter()
+                .map(|v| to_json(v, path))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Record(fields) => {
+            let mut map = Map::with_capacity(fields.len());
+            for (name, value) in fields {
+                let json = to_json(value, &name)?;
+                map.insert(name, json);
+            }
+            Json::Object(map)
+        }
+        Value::TimestampMillis(ms) => {
+            let at = DateTime::from_timestamp_millis(ms)
+                .ok_or_else(|| FieldError::new(1, path, format!("{ms} ms is out of range")))?;
+            Json::String(at.to_rfc3339())
+        }
+        Value::Date(days) => {
+            let date = NaiveDate::from_epoch_days(days)
+                .ok_or_else(|| FieldError::new(1, path, format!("day {days} is out of range")))?;
+            Json::String(date.to_string())
+        }
+        Value::Bytes(_) | Value::Fixed(..) => return Err(unsupported("bytes")),
+        Value::Map(_) => return Err(unsupported("map")),
+        _ => return Err(unsupported("logical type")),
+    })
+}
+
+fn finite(path: &str, value: f64) -> Result<Json, FieldError> {
+    Number::from_f64(value)
+        .map(Json::Number)
+        .ok_or_else(|| FieldError::new(1, path, format!("must be a finite number, got {value}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detection_json() -> String {
+        r#"{"latitude":-33.9,"longitude":150.1,"acquired_at":"2019-09-10T03:40:00Z","satellite":"Terra","instrument":"MODIS","brightness_k":330.5,"brightness_background_k":295.1,"scan_km":1.0,"track_km":1.0,"confidence_percent":80.0,"confidence":"high","frp_mw":25.3,"daytime":true,"version":"6.3","detection_type":0}"#.to_owned()
+    }
+
+    #[test]
+    fn avro_and_json_forms_decode_to_the_same_detection() {
+        let schemas = Schemas::bundled().expect("bundled");
+        let json: FireDetection = schemas.decode(detection_json().as_bytes()).expect("json");
+        let schema = schemas.fixed(FIRE_DETECTION_ID).expect("schema");
+        let mut value = serde_json::to_value(&json).expect("to json");
+        value["acquired_at"] = Json::from(json.acquired_at.timestamp_millis());
+        let framed = schemas
+            .encode_framed(FIRE_DETECTION_ID, &schema, &value)
+            .expect("encodes");
+        let avro: FireDetection = schemas.decode(&framed).expect("avro");
+        assert_eq!(avro, json);
+    }
+
+    #[test]
+    fn refusals_name_the_field_and_reason() {
+        let schemas = Schemas::bundled().expect("bundled");
+        let far = detection_json().replace("-33.9", "123");
+        let err = schemas
+            .decode::<FireDetection>(far.as_bytes())
+            .expect_err("lat 123");
+        assert_eq!(err.field(), "latitude");
+        assert!(err.reason().contains("outside"), "{}", err.reason());
+        let missing = detection_json().replace(r#""frp_mw":25.3,"#, "");
+        let err = schemas
+            .decode::<FireDetection>(missing.as_bytes())
+            .expect_err("missing");
+        assert_eq!(err.field(), "frp_mw");
+        let err = schemas
+            .decode::<FireDetection>(b"{not json")
+            .expect_err("garbage");
+        assert!(
+            matches!(err, Refusal::Format(ref r) if r.starts_with("not JSON")),
+            "{err:?}"
+        );
+        let err = schemas
+            .decode::<FireDetection>(&[0, 0, 0, 0, 99, 1, 2])
+            .expect_err("id");
+        assert_eq!(err.reason(), "unknown schema id 99");
+        let err = schemas
+            .decode::<FireDetection>(&[0xff, 0xfe])
+            .expect_err("binary");
+        assert!(err.reason().contains("invalid UTF-8"), "{}", err.reason());
+    }
+
+    #[test]
+    fn avro_nan_is_refused_with_its_field() {
+        let schemas = Schemas::bundled().expect("bundled");
+        let good: FireDetection = schemas.decode(detection_json().as_bytes()).expect("json");
+        let schema = schemas.fixed(FIRE_DETECTION_ID).expect("schema");
+        let mut value = serde_json::to_value(&good).expect("to json");
+        value["acquired_at"] = Json::from(good.acquired_at.timestamp_millis());
+        let mut record = apache_avro::to_value(&value).expect("value");
+        if let Value::Map(ref mut fields) = record {
+            fields.insert("frp_mw".into(), Value::Double(f64::NAN));
+        }
+        let record = record.resolve(&schema).expect("resolves");
+        let mut framed = vec![MAGIC];
+        framed.extend_from_slice(&FIRE_DETECTION_ID.to_be_bytes());
+        framed.extend(apache_avro::to_avro_datum(&schema, record).expect("datum"));
+        let err = schemas.decode::<FireDetection>(&framed).expect_err("NaN");
+        assert_eq!(err.field(), "frp_mw");
+        assert!(err.reason().contains("finite"), "{}", err.reason());
+    }
+
+    #[test]
+    fn a_v2_reader_reads_v1_framed_events() {
+        let schemas = Schemas::bundled().expect("bundled");
+        let v1 = schemas.fixed(FIRE_EVENT_V1_ID).expect("v1");
+        let event = serde_json::json!({
+            "event_id": "fd_1",
+            "source": {"provider": "NASA FIRMS", "satellite": "Terra", "instrument": "MODIS", "version": "6.3"},
+            "detection_time": 1_568_086_800_000_i64,
+            "location": {"latitude": -33.9, "longitude": 150.1},
+            "fire_characteristics": {"brightness_k": 330.5, "brightness_background_k": 295.1, "frp_mw": 25.3,
+                "scan_km": 1.0, "track_km": 1.0, "confidence": "high", "confidence_percent": 80.0,
+                "daytime": true, "detection_type": 0},
+            "weather_conditions": null
+        });
+        let framed = schemas
+            .encode_framed(FIRE_EVENT_V1_ID, &v1, &event)
+            .expect("v1 encodes");
+        let read = schemas.decode_fire_event(&framed).expect("v2 reads v1");
+        assert_eq!(read.event_id, "fd_1");
+        assert_eq!(read.correlation_id, None);
+        assert_eq!(read.similar_events, None);
+        assert!((read.fire_characteristics.frp_mw - 25.3).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,211 @@
+//! A tansu Kafka-protocol broker for tests and benches: in memory, on a free loopback port,
+//! started here and killed on drop. Shared by `tests/it/kafka.rs` and `benches/stream.rs`.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{DeliveryResult, OwnedMessage};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The tansu binary: `FIRESIGHT_TANSU`, or where `scripts/setup.sh` installs it.
+fn tansu() -> PathBuf {
+    let path = std::env::var_os("FIRESIGHT_TANSU").map_or_else(
+        || PathBuf::from("/var/cache/firesight/tools/bin/tansu"),
+        PathBuf::from,
+    );
+    assert!(
+        path.is_file(),
+        "{} is missing: scripts/setup.sh installs the tansu broker (or set FIRESIGHT_TANSU)",
+        path.display()
+    );
+    path
+}
+
+/// A tansu broker with in-memory storage on a free loopback port; killed on drop.
+pub struct Broker {
+    child: Child,
+    /// `host:port` for `bootstrap.servers`.
+    pub address: String,
+}
+
+impl Broker {
+    pub fn start() -> Self {
+        let port = free_port();
+        let address = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{address}");
+        let child = Command::new(tansu())
+            .args(["broker", "--storage-engine", "memory://tansu/"])
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        let broker = Self { child, address };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&broker.address).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen on {}",
+                broker.address
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        broker
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let status = Command::new(tansu())
+            .args([
+                "topic",
+                "create",
+                name,
+                "--partitions",
+                &partitions.to_string(),
+            ])
+            .args(["--broker", &format!("tcp://{}", self.address)])
+            .stdout(Stdio::null())
+            .status()
+            .expect("tansu topic create runs");
+        assert!(status.success(), "creating topic {name} failed");
+    }
+
+    pub fn producer(&self) -> BaseProducer<Deliveries> {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.address)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("message.max.bytes", "16000000")
+            .create_with_context(Deliveries::default())
+            .expect("producer")
+    }
+
+    /// Sends keyed records and waits until the broker has acknowledged every one.
+    pub fn produce(&self, topic: &str, records: &[(String, Vec<u8>)]) {
+        let producer = self.producer();
+        for (key, payload) in records {
+            let mut record = BaseRecord::to(topic)
+                .key(key.as_str())
+                .payload(payload.as_slice());
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        record = back;
+                        producer.poll(Duration::from_millis(10));
+                    }
+                }
+            }
+        }
+        producer
+            .flush(Duration::from_secs(60))
+            .expect("every record acknowledged");
+        let deliveries = producer.context();
+        assert_eq!(
+            deliveries.failed.load(Ordering::Acquire),
+            0,
+            "the broker refused records sent to {topic}: {:?}",
+            deliveries.first_error.lock().ok().and_then(|e| e.clone())
+        );
+        assert_eq!(
+            deliveries.delivered.load(Ordering::Acquire),
+            records.len(),
+            "acknowledged by {topic}"
+        );
+    }
+
+    /// Every record of a topic from the start, read until `done` holds (or the timeout).
+    pub fn read_until(
+        &self,
+        topic: &str,
+        timeout: Duration,
+        done: impl Fn(&[OwnedMessage]) -> bool,
+    ) -> Vec<OwnedMessage> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.address)
+            .set("group.id", "firesight-test-reader")
+            .set("enable.auto.commit", "false")
+            .set("fetch.max.bytes", "52428800")
+            .set("max.partition.fetch.bytes", "16000000")
+            .create()
+            .expect("consumer");
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        let mut tpl = TopicPartitionList::new();
+        for partition in metadata.topics()[0].partitions() {
+            tpl.add_partition_offset(topic, partition.id(), Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&tpl).expect("assign");
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        // `done` may look at every record, so it is asked only when the topic pauses or after
+        // every thousand records, not after each one.
+        while Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(message)) => {
+                    out.push(message.detach());
+                    if out.len() % 1000 == 0 && done(&out) {
+                        break;
+                    }
+                }
+                _ => {
+                    if done(&out) {
+                        break;
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Counts a producer's acknowledgements and refusals.
+#[derive(Default)]
+pub struct Deliveries {
+    delivered: AtomicUsize,
+    failed: AtomicUsize,
+    first_error: std::sync::Mutex<Option<String>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                self.delivered.fetch_add(1, Ordering::AcqRel);
+            }
+            Err((error, _)) => {
+                self.failed.fetch_add(1, Ordering::AcqRel);
+                if let Ok(mut first) = self.first_error.lock() {
+                    first.get_or_insert_with(|| error.to_string());
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,577 @@
+//! Kafka streaming against a real Kafka-protocol broker (tansu, in memory, started here) and the
+//! real `firesight` binary, killed with SIGKILL where the test says so.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use firesight::event::{FireDetection, Station, WeatherObservation};
+use firesight::stream::decode::{FirmsDecoder, StationDecoder, WeatherDecoder};
+use firesight::stream::kafka::codec::Schemas;
+use firesight::stream::kafka::{self, HEADER_FIELD, HEADER_OFFSET, HEADER_REASON, HEADER_TOPIC};
+use rdkafka::message::{Message, OwnedMessage};
+use tempfile::TempDir;
+
+use super::broker::{Broker, free_port};
+use super::support::{decode_file, repo, sample};
+
+const DETECTIONS: &str = "wildfire-fire-detections";
+const WEATHER: &str = "wildfire-weather";
+const SENSORS: &str = "wildfire-iot-sensors";
+const ENRICHED: &str = "wildfire-fire-events-enriched";
+const DEAD_LETTERS: &str = "wildfire-dead-letters";
+const ALERTS: &str = "wildfire-alerts";
+const LATE: &str = "wildfire-late-events";
+const INCIDENTS: &str = "wildfire-incidents";
+const ACTIVE_FIRES: &str = "wildfire-active-fires";
+const OUTPUT_TOPICS: [&str; 6] = [
+    ENRICHED,
+    ALERTS,
+    LATE,
+    DEAD_LETTERS,
+    INCIDENTS,
+    ACTIVE_FIRES,
+];
+
+/// Short group timeouts, so that an instance a test stops or kills gives its partitions up soon.
+const QUICK_GROUP: &str = r#"
+[kafka.client]
+"session.timeout.ms" = "6000"
+"max.poll.interval.ms" = "10000"
+"#;
+
+/// The input topics with `partitions` each, and the outputs with one.
+fn create_all(broker: &Broker, partitions: u32) {
+    for topic in [DETECTIONS, WEATHER, SENSORS] {
+        broker.create_topic(topic, partitions);
+    }
+    for topic in OUTPUT_TOPICS {
+        broker.create_topic(topic, 1);
+    }
+}
+
+/// A group's window-state changelog: one partition per detections partition.
+fn create_changelog(broker: &Broker, group: &str, partitions: u32) {
+    broker.create_topic(&format!("{group}-state-changelog"), partitions);
+}
+
+/// The `firesight` binary serving with Kafka on; killed on drop.
+struct FireSight {
+    child: Child,
+    api: String,
+    log: PathBuf,
+}
+
+impl FireSight {
+    fn start(broker: &Broker, store: &Path, group: &str, load: &[PathBuf]) -> Self {
+        Self::start_with(broker, store, group, load, &[])
+    }
+
+    fn start_with(
+        broker: &Broker,
+        store: &Path,
+        group: &str,
+        load: &[PathBuf],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let port = free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_firesight"));
+        let config = store.with_extension("toml");
+        std::fs::write(&config, QUICK_GROUP).expect("config file");
+        command
+            .current_dir(repo())
+            .arg("serve")
+            .env("FIRESIGHT_CONFIG", &config)
+            .env("FIRESIGHT__STORE__PATH", store)
+            .env("FIRESIGHT__API__LISTEN", format!("127.0.0.1:{port}"))
+            .env("FIRESIGHT__AUTH__ALLOW_OPEN", "true")
+            .env("FIRESIGHT__SEARCH__ENABLED", "false")
+            .env("FIRESIGHT__INDEX__BUILD_THREADS", "1")
+            .env("FIRESIGHT__KAFKA__BROKERS", &broker.address)
+            .env("FIRESIGHT__KAFKA__GROUP_ID", group)
+            .env(
+                "RUST_LOG",
+                std::env::var("FIRESIGHT_TEST_LOG")
+                    .unwrap_or_else(|_| "warn,firesight=info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(store.with_extension("log")).expect("log file"),
+            ));
+        command.envs(env.iter().copied());
+        if !load.is_empty() {
+            command.arg("--load").args(load);
+        }
+        let child = command.spawn().expect("firesight starts");
+        Self {
+            child,
+            api: format!("http://127.0.0.1:{port}"),
+            log: store.with_extension("log"),
+        }
+    }
+
+    /// A counter from `/metrics` (0 while the API is not up yet).
+    fn counter(&self, name: &str, labels: &str) -> u64 {
+        let Ok(response) = http::get(&format!("{}/metrics", self.api)) else {
+            return 0;
+        };
+        let prefix = if labels.is_empty() {
+            format!("{name} ")
+        } else {
+            format!("{name}{{{labels}}} ")
+        };
+        response
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
+    }
+
+    fn wait_for(&self, what: &str, timeout: Duration, done: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !done(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for the clean shutdown.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("firesight did not stop within 60 s of SIGTERM");
+    }
+}
+
+impl Drop for FireSight {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The log lives in the test's temporary directory; show its end when the test failed.
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- {} (last 40 lines)", self.log.display());
+            tail.iter().rev().for_each(|line| eprintln!("{line}"));
+        }
+    }
+}
+
+/// Tiny blocking GET for the metrics, so the tests need no runtime.
+mod http {
+    pub fn get(url: &str) -> std::io::Result<String> {
+        use std::io::{Read, Write};
+        let rest = url.strip_prefix("http://").unwrap_or(url);
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let mut stream = std::net::TcpStream::connect(host)?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+        write!(stream, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body)?;
+        Ok(body)
+    }
+}
+
+fn detections(limit: usize) -> Vec<FireDetection> {
+    let mut all: Vec<FireDetection> =
+        decode_file::<FirmsDecoder>(&sample("fire_archive_M6_96619.csv"))
+            .into_iter()
+            .map(|d| d.expect("the archive decodes").1)
+            .collect();
+    // A real feed arrives in acquisition order.
+    all.sort_by_key(|d| d.acquired_at);
+    all.truncate(limit);
+    all
+}
+
+fn detection_records(detections: &[FireDetection]) -> Vec<(String, Vec<u8>)> {
+    detections
+        .iter()
+        .map(|d| {
+            let key = kafka::cell_key(d.latitude, d.longitude);
+            (key, serde_json::to_vec(d).expect("json"))
+        })
+        .collect()
+}
+
+fn weather_records() -> Vec<(String, Vec<u8>)> {
+    let stations: HashMap<u32, Station> =
+        decode_file::<StationDecoder>(&sample("australia_bom_weather_stations.csv"))
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|(_, s)| (s.id, s))
+            .collect();
+    decode_file::<WeatherDecoder>(&sample("australia_bom_daily_weather_2019-05_2020-06.csv"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|(_, obs): (u64, WeatherObservation)| {
+            let key = stations.get(&obs.station_id).map_or_else(
+                || "unknown".to_owned(),
+                |s| kafka::cell_key(s.latitude, s.longitude),
+            );
+            (key, serde_json::to_vec(&obs).expect("json"))
+        })
+        .collect()
+}
+
+fn stations_file() -> Vec<PathBuf> {
+    vec![sample("australia_bom_weather_stations.csv")]
+}
+
+/// Distinct keys of a topic's records, with every copy of each.
+fn by_key(messages: &[OwnedMessage]) -> BTreeMap<String, Vec<Vec<u8>>> {
+    let mut out: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    for m in messages {
+        let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+        out.entry(key)
+            .or_default()
+            .push(m.payload().unwrap_or_default().to_vec());
+    }
+    out
+}
+
+fn header(message: &OwnedMessage, name: &str) -> String {
+    String::from_utf8_lossy(kafka::header(message, name).unwrap_or_default()).into_owned()
+}
+
+fn avro_detection_with_nan_frp(detection: &FireDetection) -> Vec<u8> {
+    use apache_avro::types::Value;
+    use firesight::stream::kafka::codec::{FIRE_DETECTION_ID, MAGIC};
+    let schema = Schemas::bundled()
+        .expect("schemas")
+        .fixed(FIRE_DETECTION_ID)
+        .expect("detection schema");
+    let mut json = serde_json::to_value(detection).expect("json");
+    json["acquired_at"] = detection.acquired_at.timestamp_millis().into();
+    let mut value = apache_avro::to_value(&json).expect("value");
+    if let Value::Map(ref mut fields) = value {
+        fields.insert("frp_mw".into(), Value::Double(f64::NAN));
+    }
+    let value = value.resolve(&schema).expect("resolves");
+    let mut framed = vec![MAGIC];
+    framed.extend_from_slice(&FIRE_DETECTION_ID.to_be_bytes());
+    framed.extend(apache_avro::to_avro_datum(&schema, value).expect("datum"));
+    framed
+}
+
+#[test]
+fn archive_and_weather_replay_through_the_topics_gives_one_enriched_event_per_detection() {
+    let broker = Broker::start();
+    create_all(&broker, 4);
+    let dir = TempDir::new().expect("tmp");
+    let weather = weather_records();
+    broker.produce(WEATHER, &weather);
+    create_changelog(&broker, "replay", 4);
+    let service = FireSight::start(&broker, &dir.path().join("db"), "replay", &stations_file());
+    let accepted = |s: &FireSight| {
+        s.counter(
+            "firesight_ingest_records_total",
+            r#"kind="weather",outcome="accepted""#,
+        ) + s.counter(
+            "firesight_ingest_records_total",
+            r#"kind="weather",outcome="duplicate""#,
+        ) + s.counter(
+            "firesight_ingest_records_total",
+            r#"kind="weather",outcome="rejected""#,
+        )
+    };
+    service.wait_for("the weather topic", Duration::from_secs(300), |s| {
+        accepted(s) >= weather.len() as u64
+    });
+    let all = detections(usize::MAX);
+    assert_eq!(all.len() as u64, super::support::ARCHIVE_ROWS);
+    broker.produce(DETECTIONS, &detection_records(&all));
+    let wanted: HashSet<String> = all.iter().map(FireDetection::event_id).collect();
+    let enriched = broker.read_until(ENRICHED, Duration::from_secs(900), |m| {
+        by_key(m).len() >= wanted.len()
+    });
+    let by_id = by_key(&enriched);
+    let missing = wanted.iter().filter(|id| !by_id.contains_key(*id)).count();
+    assert_eq!(missing, 0, "input ids without an enriched record");
+    assert_eq!(
+        by_id.len(),
+        wanted.len(),
+        "one enriched record per detection, keyed by event id"
+    );
+    let schemas = Schemas::bundled().expect("schemas");
+    let mut matched = 0;
+    for copies in by_id.values() {
+        assert!(
+            copies.windows(2).all(|w| w[0] == w[1]),
+            "copies of an id differ"
+        );
+        let event = schemas
+            .decode_fire_event(&copies[0])
+            .expect("a framed FireEventV2");
+        assert!(
+            event.ml_predictions.is_some(),
+            "model outputs are in the record"
+        );
+        assert!(
+            event.similar_events.is_some(),
+            "nearest earlier events are in the record"
+        );
+        if event.weather_conditions.is_some() {
+            matched += 1;
+        }
+    }
+    // The file path joins exactly 5,779 of these detections, as the independent Python join
+    // does (tests/it/pipeline.rs); weather that came through its topic must give the same.
+    assert_eq!(matched, 5_779, "detections joined with weather");
+    let incidents: HashSet<String> = by_id
+        .values()
+        .filter_map(|copies| schemas.decode_fire_event(&copies[0]).ok()?.correlation_id)
+        .collect();
+    assert!(
+        incidents.len() > 100 && incidents.len() < wanted.len() / 2,
+        "{} incidents formed from {} detections",
+        incidents.len(),
+        wanted.len()
+    );
+    service.stop();
+}
+
+#[test]
+fn bad_records_on_every_input_topic_go_to_the_dead_letter_topic_and_consumption_goes_on() {
+    let broker = Broker::start();
+    create_all(&broker, 1);
+    let dir = TempDir::new().expect("tmp");
+    let good = detections(3);
+    let json = |d: &FireDetection| serde_json::to_value(d).expect("json");
+    let mut far = json(&good[0]);
+    far["latitude"] = 123.0.into();
+    let mut missing = json(&good[0]);
+    missing.as_object_mut().expect("object").remove("frp_mw");
+    // JSON has no NaN, so the NaN comes in the Avro form.
+    let nan = avro_detection_with_nan_frp(&good[0]);
+    let huge = vec![b' '; 10 * 1024 * 1024];
+    let bad: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("not json", b"this is not json".to_vec(), "$"),
+        ("unknown schema id", vec![0, 0, 0, 0x30, 0x39, 2, 4], "$"),
+        ("missing field", missing.to_string().into_bytes(), "frp_mw"),
+        ("latitude 123", far.to_string().into_bytes(), "latitude"),
+        ("FRP NaN", nan, "frp_mw"),
+        ("10 MB", huge, "$"),
+    ];
+    let mut expected = Vec::new();
+    for topic in [DETECTIONS, WEATHER, SENSORS] {
+        let records: Vec<(String, Vec<u8>)> = bad
+            .iter()
+            .map(|(name, payload, _)| ((*name).to_owned(), payload.clone()))
+            .collect();
+        broker.produce(topic, &records);
+        for (name, _, field) in &bad {
+            expected.push((topic, *name, *field));
+        }
+    }
+    // After the bad ones, good detections still come through.
+    broker.produce(DETECTIONS, &detection_records(&good));
+    create_changelog(&broker, "bad", 1);
+    let service = FireSight::start(&broker, &dir.path().join("db"), "bad", &stations_file());
+    let letters = broker.read_until(DEAD_LETTERS, Duration::from_secs(120), |m| {
+        m.len() >= expected.len()
+    });
+    let enriched = broker.read_until(ENRICHED, Duration::from_secs(120), |m| {
+        by_key(m).len() >= good.len()
+    });
+    assert_eq!(
+        by_key(&enriched).len(),
+        good.len(),
+        "good records after bad ones are processed"
+    );
+    let mut seen = Vec::new();
+    for letter in &letters {
+        let topic = header(letter, HEADER_TOPIC);
+        let name = String::from_utf8_lossy(letter.key().unwrap_or_default()).into_owned();
+        let (_, payload, _) = bad
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .expect("a known bad record");
+        assert_eq!(
+            letter.payload().unwrap_or_default(),
+            payload.as_slice(),
+            "original bytes kept"
+        );
+        assert!(
+            !header(letter, HEADER_REASON).is_empty(),
+            "a reason for {name}"
+        );
+        assert!(header(letter, HEADER_OFFSET).parse::<i64>().is_ok());
+        seen.push((
+            topic,
+            name,
+            header(letter, HEADER_FIELD),
+            header(letter, HEADER_REASON),
+        ));
+    }
+    for (topic, name, field) in &expected {
+        let found = seen
+            .iter()
+            .find(|(t, n, _, _)| t == topic && n == name)
+            .unwrap_or_else(|| {
+                panic!("{name} on {topic} is not in the dead-letter topic: {seen:?}")
+            });
+        // Weather and sensor records have no frp_mw or the same field names: what matters is
+        // that a field is named where one is at fault.
+        if *topic == DETECTIONS {
+            assert_eq!(&found.2, field, "{name}: {}", found.3);
+        }
+    }
+    service.stop();
+}
+
+/// A detection like the archive's first, moved to `minutes` after `base` and `east_km` east.
+fn synthetic(
+    template: &FireDetection,
+    base: chrono::DateTime<chrono::Utc>,
+    minutes: f64,
+    east_km: f64,
+) -> FireDetection {
+    let mut d = template.clone();
+    d.acquired_at = base + chrono::Duration::milliseconds((minutes * 60_000.0) as i64);
+    d.longitude += east_km / (111.32 * d.latitude.to_radians().cos());
+    d
+}
+
+fn json_of(messages: &[OwnedMessage]) -> Vec<serde_json::Value> {
+    messages
+        .iter()
+        .map(|m| serde_json::from_slice(m.payload().unwrap_or_default()).expect("JSON output"))
+        .collect()
+}
+
+#[test]
+fn windows_through_the_broker_merge_incidents_route_late_records_alert_on_growth_and_close_when_idle()
+ {
+    let broker = Broker::start();
+    create_all(&broker, 1);
+    let dir = TempDir::new().expect("tmp");
+    let template = detections(1).remove(0);
+    let base = template.acquired_at;
+    let mut inputs = vec![
+        // Two fires 4 km apart, then a detection between them, out of order: one incident.
+        synthetic(&template, base, 0.0, 0.0),
+        synthetic(&template, base, 1.0, 4.0),
+        synthetic(&template, base, 0.5, 2.0),
+    ];
+    // Growth 50 km away: one detection at +0, +4 and +8 min, then 8 at +10.
+    for (i, minute) in [0.0, 4.0, 8.0].into_iter().chain([10.0; 8]).enumerate() {
+        inputs.push(synthetic(&template, base, minute, 50.0 + i as f64 * 0.05));
+    }
+    // Stream time +21 min (far away) closes the growth windows; then a record from -10 min.
+    inputs.push(synthetic(&template, base, 21.0, 200.0));
+    inputs.push(synthetic(&template, base, -10.0, 100.0));
+    let late_id = inputs.last().expect("late").event_id();
+    broker.produce(DETECTIONS, &detection_records(&inputs));
+    create_changelog(&broker, "windows", 1);
+    let service = FireSight::start_with(
+        &broker,
+        &dir.path().join("db"),
+        "windows",
+        &stations_file(),
+        &[("FIRESIGHT__WINDOWS__IDLE_CLOSE_SECONDS", "2")],
+    );
+
+    let late = broker.read_until(LATE, Duration::from_secs(120), |m| !m.is_empty());
+    assert_eq!(late.len(), 1, "exactly the one late record");
+    // Late for its tumbling window and for any session; with no incident, no hopping window.
+    assert_eq!(header(&late[0], kafka::HEADER_LATE_FOR), "tumbling,session");
+    let original: FireDetection =
+        serde_json::from_slice(late[0].payload().unwrap_or_default()).expect("original bytes");
+    assert_eq!(original.event_id(), late_id);
+
+    let alerts = json_of(&broker.read_until(ALERTS, Duration::from_secs(60), |m| !m.is_empty()));
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(
+        (
+            alerts[0]["detections"].as_u64(),
+            alerts[0]["previous"].as_u64()
+        ),
+        (Some(10), Some(1))
+    );
+
+    // Idle for 2 s: everything closes, so every incident's final record is published.
+    let incidents = json_of(&broker.read_until(INCIDENTS, Duration::from_secs(60), |m| {
+        json_of(m)
+            .iter()
+            .filter(|i| i["status"] == "closed")
+            .count()
+            >= 3
+    }));
+    let merged: Vec<_> = incidents
+        .iter()
+        .filter(|i| i["status"] == "merged")
+        .collect();
+    assert_eq!(merged.len(), 1, "{incidents:?}");
+    let survivor = merged[0]["merged_into"]
+        .as_str()
+        .expect("merged_into")
+        .to_owned();
+    let closed: HashMap<String, u64> = incidents
+        .iter()
+        .filter(|i| i["status"] == "closed")
+        .map(|i| {
+            (
+                i["incident_id"].as_str().unwrap_or_default().to_owned(),
+                i["detections"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    // The merged fire (3), the growing one (11) and the far one (1); the late record was late
+    // for the sessions, so it is in none.
+    assert_eq!(closed.get(&survivor), Some(&3), "{closed:?}");
+    let mut sizes: Vec<u64> = closed.values().copied().collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, vec![1, 3, 11]);
+
+    let enriched = broker.read_until(ENRICHED, Duration::from_secs(60), |m| {
+        by_key(m).len() >= inputs.len()
+    });
+    let schemas = Schemas::bundled().expect("schemas");
+    let events: HashMap<String, firesight::event::FireEventV2> = by_key(&enriched)
+        .into_iter()
+        .map(|(id, copies)| (id, schemas.decode_fire_event(&copies[0]).expect("event")))
+        .collect();
+    assert_eq!(
+        events.len(),
+        inputs.len(),
+        "late records are enriched and published too"
+    );
+    assert_eq!(
+        events[&late_id].correlation_id, None,
+        "the late record joined no session"
+    );
+    assert_eq!(
+        events[&inputs[2].event_id()].correlation_id.as_deref(),
+        Some(survivor.as_str())
+    );
+    let on_time = inputs.len() as u64 - 1;
+    let total = |m: &[OwnedMessage]| -> u64 {
+        json_of(m)
+            .iter()
+            .map(|w| w["detections"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    let active = broker.read_until(ACTIVE_FIRES, Duration::from_secs(30), |m| {
+        total(m) >= on_time
+    });
+    assert_eq!(
+        total(&active),
+        on_time,
+        "every on-time detection is in one tumbling window"
+    );
+    service.stop();
+}
