@@ -579,7 +579,7 @@ impl Settings {
                 return Err(invalid(key, "must be positive"));
             }
         }
-        if w.hop_size_seconds % w.hop_advance_seconds != 0 {
+        if !w.hop_size_seconds.is_multiple_of(w.hop_advance_seconds) {
             return Err(invalid(
                 "windows.hop_size_seconds",
                 "must be a whole multiple of windows.hop_advance_seconds",

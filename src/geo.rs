@@ -53,6 +53,11 @@ pub fn utc_of_local(day: NaiveDate, hour: u32, longitude: f64) -> DateTime<Utc> 
     local.and_utc() - Duration::seconds(offset_s)
 }
 
+/// The 0.1° cell (about 11 km) a point falls in, as integer steps: the sensor join's index.
+pub fn sensor_cell(lat: f64, lon: f64) -> (i32, i32) {
+    ((lat * 10.0).floor() as i32, (lon * 10.0).floor() as i32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,9 +76,4 @@ mod tests {
         let three_pm = utc_of_local(local_day(at, 150.0), 15, 150.0);
         assert_eq!(three_pm.to_rfc3339(), "2019-08-02T05:00:00+00:00");
     }
-}
-
-/// The 0.1° cell (about 11 km) a point falls in, as integer steps: the sensor join's index.
-pub fn sensor_cell(lat: f64, lon: f64) -> (i32, i32) {
-    ((lat * 10.0).floor() as i32, (lon * 10.0).floor() as i32)
 }

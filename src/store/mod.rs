@@ -76,6 +76,9 @@ pub const CF_SENSOR_CELLS: &str = "sensor_cells";
 /// Column family: the streaming operators' state (sessions, windows, stream time).
 pub const CF_STREAM_STATE: &str = "stream_state";
 
+/// A stored key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// A write to apply in the same batch as a stage's own (the streaming consumer's offsets,
 /// outbox entries and operator state).
 #[derive(Debug, Clone, PartialEq)]
@@ -448,7 +451,7 @@ impl Store {
         prefix: &[u8],
         from: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<KeyValue>, StoreError> {
         let start = if from < prefix { prefix } else { from };
         let mode = IteratorMode::From(start, Direction::Forward);
         let mut out = Vec::new();

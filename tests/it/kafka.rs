@@ -136,11 +136,6 @@ impl FireSight {
         }
     }
 
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
     /// SIGTERM, then wait for the clean shutdown.
     fn stop(mut self) {
         let pid = self.child.id().to_string();

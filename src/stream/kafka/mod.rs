@@ -360,6 +360,9 @@ impl ConsumerContext for Rebalancer {
     }
 }
 
+/// A decoded run: the items with their index in the run, and the refused records.
+type Decoded<T> = (Vec<(u64, T)>, Vec<(usize, Refusal)>);
+
 /// One input record, detached from the consumer.
 struct Polled {
     topic: String,
@@ -493,10 +496,7 @@ impl Processor {
     }
 
     /// Decodes a run: the items with their index in the run, and the refused records.
-    fn decode<T: Input>(
-        &self,
-        run: &[Polled],
-    ) -> Result<(Vec<(u64, T)>, Vec<(usize, Refusal)>), StreamError> {
+    fn decode<T: Input>(&self, run: &[Polled]) -> Result<Decoded<T>, StreamError> {
         let mut items = Vec::with_capacity(run.len());
         let mut refused = Vec::new();
         for (i, record) in run.iter().enumerate() {
@@ -666,13 +666,7 @@ impl Processor {
     /// Stores each partition's window state and queues its checkpoint (next offset and state)
     /// for the changelog.
     fn checkpoints(&self, run: &[Polled], ops: &mut Vec<StoreOp>) -> Result<(), PipelineError> {
-        let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-        for record in run {
-            let slot = next
-                .entry((record.topic.as_str(), record.partition))
-                .or_insert(0);
-            *slot = (*slot).max(record.offset + 1);
-        }
+        let next = next_offsets(run);
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
         for ((topic, partition), offset) in next {
             let key = (topic.to_owned(), partition);
@@ -854,13 +848,7 @@ impl Processor {
     }
 
     fn offsets(&self, run: &[Polled]) -> Vec<StoreOp> {
-        let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-        for record in run {
-            let slot = next
-                .entry((record.topic.as_str(), record.partition))
-                .or_insert(0);
-            *slot = (*slot).max(record.offset + 1);
-        }
+        let next = next_offsets(run);
         next.into_iter()
             .map(|((topic, partition), offset)| offset_op(topic, partition, offset))
             .collect()
@@ -868,13 +856,7 @@ impl Processor {
 
     /// Commits group offsets (asynchronously) for lag monitoring; FireSight's own are in RocksDB.
     fn commit_group(&self, consumer: &BaseConsumer<Rebalancer>, batch: &[Polled]) {
-        let mut next: HashMap<(&str, i32), i64> = HashMap::new();
-        for record in batch {
-            let slot = next
-                .entry((record.topic.as_str(), record.partition))
-                .or_insert(0);
-            *slot = (*slot).max(record.offset + 1);
-        }
+        let next = next_offsets(batch);
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), offset) in next {
             if let Err(error) = tpl.add_partition_offset(topic, partition, Offset::Offset(offset)) {
@@ -910,6 +892,18 @@ impl Processor {
             }
         }
     }
+}
+
+/// Each partition's next offset after `records`.
+fn next_offsets(records: &[Polled]) -> BTreeMap<(&str, i32), i64> {
+    let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    for record in records {
+        let slot = next
+            .entry((record.topic.as_str(), record.partition))
+            .or_insert(0);
+        *slot = (*slot).max(record.offset + 1);
+    }
+    next
 }
 
 /// The JSON form of a window output. They are plain structs of strings and numbers (no maps
