@@ -714,8 +714,14 @@ impl NativeHnsw {
     /// Unlinks deleted points: every list that names one is re-chosen from its live entries and
     /// the live neighbours of the deleted ones, then deleted slots become free for reuse.
     /// Searches run throughout; inserts and deletes wait. Returns the slots freed.
+    ///
+    /// A live point whose only way in was through a deleted one can be pruned from every
+    /// re-chosen list (each live neighbour finds it "covered" by a nearer point), so once the
+    /// deleted slots are gone every live neighbour they had is searched for and relinked
+    /// where the search cannot find it.
     pub fn compact(&self) -> Result<usize, IndexError> {
         let _exclusive = self.maintenance.write().map_err(|_| IndexError::Poisoned)?;
+        let mut orphans = Vec::new();
         {
             let view = self.view()?;
             if view.core.deleted == 0 {
@@ -725,6 +731,12 @@ impl NativeHnsw {
             let mut second = Vec::new();
             for slot in 0..view.core.slots() as u32 {
                 if !view.live(slot) {
+                    if view.core.states[slot as usize] == SlotState::Deleted {
+                        for level in 0..=view.core.levels[slot as usize] {
+                            view.neighbours(slot, level, &mut list);
+                            orphans.extend(list.iter().filter(|&&n| view.live(n)));
+                        }
+                    }
                     continue;
                 }
                 for level in 0..=view.core.levels[slot as usize] {
@@ -776,6 +788,12 @@ impl NativeHnsw {
             }
         }
         core.deleted = 0;
+        drop(core);
+        orphans.sort_unstable();
+        orphans.dedup();
+        for slot in orphans {
+            self.repair_one(slot)?;
+        }
         Ok(freed)
     }
 
