@@ -604,7 +604,7 @@ def anomaly(x, train_rows):
     inits = [numpy_helper.from_array(mean.astype(np.float32), "mean"),
              numpy_helper.from_array(std.astype(np.float32), "std"),
              numpy_helper.from_array(quantiles.astype(np.float32), "quantiles"),
-             numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+             numpy_helper.from_array(np.ones((len(FEATURES), 1), np.float32), "ones"),
              numpy_helper.from_array(scored.astype(np.float32), "scored")]
     nodes = [helper.make_node("IsNaN", ["features"], ["missing"]),
              helper.make_node("Not", ["missing"], ["present_b"]),
@@ -617,8 +617,12 @@ def anomaly(x, train_rows):
     nodes += [helper.make_node("Sub", ["recon", "z"], ["diff"]),
               helper.make_node("Mul", ["diff", "present"], ["masked"]),
               helper.make_node("Mul", ["masked", "masked"], ["sq"]),
-              helper.make_node("ReduceSum", ["sq", "axis1"], ["sq_sum"], keepdims=1),
-              helper.make_node("ReduceSum", ["present", "axis1"], ["n_present"], keepdims=1),
+              # Row sums as a product with a column of ones, not ReduceSum: onnxruntime's
+              # ReduceSum adds a row in an order that depends on where the row sits in the batch,
+              # so the same event could score 1/999 apart in two batches (a restarted stream
+              # consumer batches differently). Its MatMul gives every row the same bits.
+              helper.make_node("MatMul", ["sq", "ones"], ["sq_sum"]),
+              helper.make_node("MatMul", ["present", "ones"], ["n_present"]),
               helper.make_node("Div", ["sq_sum", "n_present"], ["error"]),
               helper.make_node("Greater", ["error", "quantiles"], ["above"]),
               helper.make_node("Cast", ["above"], ["above_f"], to=TensorProto.FLOAT),
@@ -638,11 +642,12 @@ def anomaly(x, train_rows):
 def update_manifest(entries):
     path = MODELS / "manifest.json"
     manifest = json.loads(path.read_text())
-    keys = {(e["name"], e["version"]) for e in entries}
-    kept = [m for m in manifest["models"] if (m["name"], m["version"]) not in keys]
     for e in entries:
         e["sha256"] = hashlib.sha256((MODELS / e["file"]).read_bytes()).hexdigest()
-    manifest["models"] = kept + entries
+    # Entries keep their place (other scripts' entries too), so a rerun leaves no diff.
+    fresh = {(e["name"], e["version"]): e for e in entries}
+    models = [fresh.pop((m["name"], m["version"]), m) for m in manifest["models"]]
+    manifest["models"] = models + list(fresh.values())
     path.write_text(json.dumps(manifest, indent=2) + "\n")
 
 

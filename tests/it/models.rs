@@ -101,6 +101,47 @@ fn predictions_match_the_training_script() {
     }
 }
 
+/// A stream consumer restarted after a crash batches the same events differently; each event's
+/// predictions must not change with it, down to the bit (the crash test compares stores).
+#[test]
+fn each_prediction_is_the_same_whatever_batch_the_event_is_in() {
+    let service = &loaded().service;
+    let events: Vec<FireEventV2> = service
+        .store
+        .events_between(i64::MIN, i64::MAX)
+        .expect("events")
+        .collect::<Result<_, _>>()
+        .expect("read");
+    let rows: Vec<[f32; FEATURE_COUNT]> = events.iter().map(event_features).collect();
+    let names = vec![
+        "fire-danger".to_owned(),
+        "growth-outlook".to_owned(),
+        "anomaly".to_owned(),
+    ];
+    let predictors = Predictors::load(&manifest_path(), &names, "", 1).expect("predictors load");
+    let bits = |size: usize| -> Vec<Vec<(String, u64)>> {
+        rows.chunks(size)
+            .flat_map(|chunk| predictors.predict(chunk).expect("predicts"))
+            .map(|row| {
+                row.into_iter()
+                    .map(|p| (p.model, p.value.to_bits()))
+                    .collect()
+            })
+            .collect()
+    };
+    let alone = bits(1);
+    for size in [7, 256, rows.len()] {
+        let batched = bits(size);
+        let differing = (0..rows.len()).filter(|&i| alone[i] != batched[i]).count();
+        assert_eq!(
+            differing,
+            0,
+            "{differing} of {} events predicted differently in batches of {size} than alone",
+            rows.len()
+        );
+    }
+}
+
 /// Same-incident precision@10 on the held-out period, as the model card reports it: v2 must
 /// beat standardised raw features by a wide margin there.
 #[test]
