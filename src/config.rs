@@ -160,6 +160,9 @@ pub struct KafkaSettings {
     pub linger_ms: u64,
     /// Nearest past events written into each enriched record (`similar_events`).
     pub similar_k: usize,
+    /// Most seconds start-up waits for the weather and sensor tables to reach their ends
+    /// before it processes detections.
+    pub table_bootstrap_seconds: u64,
     /// Extra librdkafka properties for both the consumer and the producer (e.g. security).
     pub client: std::collections::BTreeMap<String, String>,
 }

@@ -38,7 +38,11 @@ pub const STREAM_RESTORE_SECONDS: &str = "firesight_stream_restore_duration_seco
 
 /// Partitions whose checkpoint was newer in the changelog than in the local store.
 pub const STREAM_RESTORED: &str = "firesight_stream_restored_partitions_total";
-/// Input partitions this instance holds.
+/// Input offsets the broker skipped: from a partition's stored offset to the first record it
+/// delivered after it, and between records of one fetch, by topic.
+pub const STREAM_OFFSET_GAPS: &str = "firesight_stream_offset_gaps_total";
+/// Detections partitions the group gave this instance (the weather and sensor tables are read
+/// whole by every instance and not counted).
 pub const STREAM_ASSIGNED: &str = "firesight_stream_assigned_partitions";
 
 /// The service's metrics.
@@ -77,6 +81,8 @@ pub struct Metrics {
     pub stream_restored: IntCounter,
     /// See [`STREAM_ASSIGNED`].
     pub stream_assigned: IntGauge,
+    /// See [`STREAM_OFFSET_GAPS`].
+    pub stream_offset_gaps: IntCounterVec,
 }
 
 impl Metrics {
@@ -133,7 +139,14 @@ impl Metrics {
                 STREAM_RESTORED,
                 "Partitions whose state was restored from the changelog.",
             )?,
-            stream_assigned: IntGauge::new(STREAM_ASSIGNED, "Input partitions held.")?,
+            stream_assigned: IntGauge::new(STREAM_ASSIGNED, "Detections partitions held.")?,
+            stream_offset_gaps: IntCounterVec::new(
+                Opts::new(
+                    STREAM_OFFSET_GAPS,
+                    "Input offsets skipped between the stored offset and the records delivered.",
+                ),
+                &["topic"],
+            )?,
             registry,
         };
         metrics
@@ -184,6 +197,9 @@ impl Metrics {
         metrics
             .registry
             .register(Box::new(metrics.stream_assigned.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.stream_offset_gaps.clone()))?;
         Ok(metrics)
     }
 

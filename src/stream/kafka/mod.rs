@@ -117,12 +117,14 @@ pub fn start(
             settings: settings.clone(),
             metrics: pipeline.metrics().clone(),
         })?;
-    let topics = [
-        settings.detections_topic.as_str(),
-        settings.weather_topic.as_str(),
-        settings.sensors_topic.as_str(),
-    ];
-    consumer.subscribe(&topics)?;
+    // Only detections are shared out by the group: the weather and sensor topics are global
+    // tables, read whole by every instance (below), so a detection finds the weather of any
+    // station and the group's assignor balances the detections partitions alone.
+    consumer.subscribe(&[settings.detections_topic.as_str()])?;
+    let tables = [&settings.weather_topic, &settings.sensors_topic]
+        .into_iter()
+        .map(|topic| table_consumer(settings, &store, topic))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let producer: BaseProducer<Acks> = client_config(settings)
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -158,7 +160,8 @@ pub fn start(
         std::thread::Builder::new()
             .name("kafka-consumer".into())
             .spawn(move || {
-                processor.run(&consumer, &stop);
+                processor.bootstrap(&tables, &stop);
+                processor.run(&consumer, &tables, &stop);
                 processed.store(true, Ordering::Release);
                 let deadline = Instant::now() + DRAIN_TIMEOUT + Duration::from_secs(5);
                 while !drained.load(Ordering::Acquire) && Instant::now() < deadline {
@@ -178,6 +181,52 @@ pub fn start(
         consumer: Some(consumer),
         drainer: Some(drainer),
     })
+}
+
+/// A global table's consumer: every partition of `topic` assigned (no group), each starting at
+/// the offset in the store, reporting when it reaches a partition's end. One per topic, because
+/// librdkafka's end-of-partition event names the partition but not the topic.
+fn table_consumer(
+    settings: &KafkaSettings,
+    store: &Store,
+    topic: &str,
+) -> anyhow::Result<(String, BaseConsumer)> {
+    let consumer: BaseConsumer = client_config(settings)
+        .set("group.id", format!("{}-tables", settings.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .set(
+            "fetch.max.bytes",
+            (settings.max_record_bytes.max(1 << 20) * 16).to_string(),
+        )
+        .set(
+            "max.partition.fetch.bytes",
+            (settings.max_record_bytes.max(1 << 20) * 2).to_string(),
+        )
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        tracing::warn!(%topic, "table topic has no partitions (does it exist?); not reading it");
+    }
+    let mut tpl = TopicPartitionList::new();
+    for partition in partitions {
+        let start = match stored_offset(store, topic, partition)? {
+            Some(next) => Offset::Offset(next),
+            None => Offset::Beginning,
+        };
+        tpl.add_partition_offset(topic, partition, start)?;
+    }
+    tracing::info!(%topic, partitions = tpl.count(), "reading a global table");
+    consumer.assign(&tpl)?;
+    Ok((topic.to_owned(), consumer))
 }
 
 fn client_config(settings: &KafkaSettings) -> ClientConfig {
@@ -403,10 +452,76 @@ struct Processor {
 }
 
 impl Processor {
-    fn run(&self, consumer: &BaseConsumer<Rebalancer>, stop: &AtomicBool) {
-        let linger = Duration::from_millis(self.settings.linger_ms);
+    /// Reads the tables up to their ends before any detection is processed, so start-up joins
+    /// against loaded tables; gives up after `table_bootstrap_seconds` (the rest follows).
+    fn bootstrap(&self, tables: &[(String, BaseConsumer)], stop: &AtomicBool) {
+        let started = Instant::now();
+        let limit = Duration::from_secs(self.settings.table_bootstrap_seconds);
+        let mut pending: Vec<std::collections::HashSet<i32>> = tables
+            .iter()
+            .map(|(_, consumer)| {
+                consumer
+                    .assignment()
+                    .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let mut read = 0;
+        while pending.iter().any(|p| !p.is_empty()) && !stop.load(Ordering::Acquire) {
+            if started.elapsed() > limit {
+                let partitions: usize = pending.iter().map(|p| p.len()).sum();
+                tracing::warn!(
+                    partitions,
+                    read,
+                    "tables not at their ends after table_bootstrap_seconds; processing detections while they catch up"
+                );
+                return;
+            }
+            for ((_, consumer), pending) in tables.iter().zip(&mut pending) {
+                let mut ends = Vec::new();
+                let batch = self.poll_batch(consumer, Duration::from_millis(50), &mut ends);
+                read += batch.len();
+                self.process_table_batch(consumer, &batch);
+                for partition in ends {
+                    pending.remove(&partition);
+                }
+            }
+        }
+        tracing::info!(
+            read,
+            seconds = started.elapsed().as_secs_f64(),
+            "weather and sensor tables loaded"
+        );
+    }
+
+    /// Processes a batch of table records; on failure seeks back to the stored offsets.
+    fn process_table_batch(&self, tables: &BaseConsumer, batch: &[Polled]) {
+        if batch.is_empty() {
+            return;
+        }
+        match self.process(batch) {
+            Ok(()) => self.outbox.release(),
+            Err(error) => {
+                tracing::error!(%error, "processing a table batch failed; rewinding to the stored offsets");
+                rewind(self.pipeline.store(), tables, batch);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+
+    fn run(
+        &self,
+        consumer: &BaseConsumer<Rebalancer>,
+        tables: &[(String, BaseConsumer)],
+        stop: &AtomicBool,
+    ) {
         while !stop.load(Ordering::Acquire) {
-            let batch = self.poll_batch(consumer, linger);
+            // Table records first: they are what the detections after them join against.
+            for (_, table) in tables {
+                let updates = self.poll_batch(table, Duration::ZERO, &mut Vec::new());
+                self.process_table_batch(table, &updates);
+            }
+            let batch = self.poll_batch(consumer, Duration::from_millis(100), &mut Vec::new());
             if batch.is_empty() {
                 match self.close_idle() {
                     Ok(()) => self.outbox.release(),
@@ -427,25 +542,39 @@ impl Processor {
                     // and window state.
                     tracing::error!(%error, "processing a batch failed; rewinding to the stored offsets");
                     self.forget_states();
-                    self.rewind(consumer, &batch);
+                    rewind(self.pipeline.store(), consumer, &batch);
                     std::thread::sleep(Duration::from_secs(1));
                 }
             }
         }
     }
 
-    fn poll_batch(&self, consumer: &BaseConsumer<Rebalancer>, linger: Duration) -> Vec<Polled> {
+    /// Up to `max_batch` records: waits `wait` for the first, then `linger_ms` for the rest.
+    /// Partitions whose end the consumer reached are added to `ends`.
+    fn poll_batch<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        wait: Duration,
+        ends: &mut Vec<i32>,
+    ) -> Vec<Polled> {
+        let linger = Duration::from_millis(self.settings.linger_ms);
         let mut batch = Vec::new();
         let mut deadline: Option<Instant> = None;
         while batch.len() < self.settings.max_batch {
             let timeout = match deadline {
-                None => Duration::from_millis(100),
+                None => wait,
                 Some(at) => at.saturating_duration_since(Instant::now()),
             };
             match consumer.poll(timeout) {
                 Some(Ok(message)) => {
                     batch.push(Polled::of(&message));
                     deadline.get_or_insert_with(|| Instant::now() + linger);
+                }
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    ends.push(partition);
+                    if deadline.is_none() {
+                        break;
+                    }
                 }
                 Some(Err(error)) => {
                     tracing::warn!(%error, "consumer error");
@@ -474,6 +603,7 @@ impl Processor {
 
     /// Processes runs of one kind, each committed with its offsets and outputs.
     fn process(&self, batch: &[Polled]) -> Result<(), StreamError> {
+        self.count_gaps(batch)?;
         let mut start = 0;
         while start < batch.len() {
             let kind = self.kind(&batch[start].topic);
@@ -491,6 +621,35 @@ impl Processor {
                 }
             }
             start = end;
+        }
+        Ok(())
+    }
+
+    /// Counts and logs offsets the broker skipped on each partition of a batch: from the stored
+    /// offset to the first record, then between records. Compaction and transaction markers
+    /// leave such gaps on purpose; on an input topic that has neither, a gap is records the
+    /// broker never delivered (tansu 0.6.0 does this after a seek into the middle of a producer
+    /// batch), and this is where they become visible rather than lost without a trace.
+    fn count_gaps(&self, batch: &[Polled]) -> Result<(), PipelineError> {
+        let mut expected: HashMap<(&str, i32), Option<i64>> = HashMap::new();
+        for record in batch {
+            let key = (record.topic.as_str(), record.partition);
+            let next = match expected.get(&key) {
+                Some(next) => *next,
+                None => stored_offset(self.pipeline.store(), key.0, key.1)?,
+            };
+            if let Some(next) = next
+                && record.offset > next
+            {
+                let skipped = record.offset - next;
+                tracing::warn!(topic = %record.topic, partition = record.partition, from = next, to = record.offset, skipped, "offsets skipped: the broker delivered no records for them");
+                self.pipeline
+                    .metrics()
+                    .stream_offset_gaps
+                    .with_label_values(&[&record.topic])
+                    .inc_by(skipped as u64);
+            }
+            expected.insert(key, Some(record.offset + 1));
         }
         Ok(())
     }
@@ -634,6 +793,7 @@ impl Processor {
             accepted = outcome.accepted,
             duplicates = outcome.duplicates,
             refused = refused.len(),
+            spans = ?spans(run),
             "detections"
         );
         Ok(())
@@ -867,34 +1027,48 @@ impl Processor {
             tracing::debug!(%error, "group offset commit failed (lag figures only)");
         }
     }
+}
 
-    /// Seeks every partition of a failed batch back to the offset in the store.
-    fn rewind(&self, consumer: &BaseConsumer<Rebalancer>, batch: &[Polled]) {
-        let mut first: HashMap<(&str, i32), i64> = HashMap::new();
-        for record in batch {
-            let slot = first
-                .entry((record.topic.as_str(), record.partition))
-                .or_insert(record.offset);
-            *slot = (*slot).min(record.offset);
-        }
-        for ((topic, partition), earliest) in first {
-            let offset = match stored_offset(self.pipeline.store(), topic, partition) {
-                Ok(Some(next)) => next,
-                _ => earliest,
-            };
-            if let Err(error) = consumer.seek(
-                topic,
-                partition,
-                Offset::Offset(offset),
-                Duration::from_secs(5),
-            ) {
-                tracing::error!(%topic, partition, %error, "seek failed");
-            }
+/// Seeks every partition of a failed batch back to the offset in the store.
+fn rewind<C: ConsumerContext>(store: &Store, consumer: &BaseConsumer<C>, batch: &[Polled]) {
+    let mut first: HashMap<(&str, i32), i64> = HashMap::new();
+    for record in batch {
+        let slot = first
+            .entry((record.topic.as_str(), record.partition))
+            .or_insert(record.offset);
+        *slot = (*slot).min(record.offset);
+    }
+    for ((topic, partition), earliest) in first {
+        let offset = match stored_offset(store, topic, partition) {
+            Ok(Some(next)) => next,
+            _ => earliest,
+        };
+        if let Err(error) = consumer.seek(
+            topic,
+            partition,
+            Offset::Offset(offset),
+            Duration::from_secs(5),
+        ) {
+            tracing::error!(%topic, partition, %error, "seek failed");
         }
     }
 }
 
 /// Each partition's next offset after `records`.
+/// Each partition's first offset, last offset and record count in a run, for debug logs.
+fn spans(records: &[Polled]) -> BTreeMap<i32, (i64, i64, usize)> {
+    let mut spans: BTreeMap<i32, (i64, i64, usize)> = BTreeMap::new();
+    for record in records {
+        let span = spans
+            .entry(record.partition)
+            .or_insert((record.offset, record.offset, 0));
+        span.0 = span.0.min(record.offset);
+        span.1 = span.1.max(record.offset);
+        span.2 += 1;
+    }
+    spans
+}
+
 fn next_offsets(records: &[Polled]) -> BTreeMap<(&str, i32), i64> {
     let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
     for record in records {
