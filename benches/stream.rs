@@ -28,8 +28,17 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 const PARTITIONS: u32 = 4;
-/// Offered rate for the latency figures, records per second.
-const RATE: u64 = 5_000;
+/// Default offered rate for the latency figures, records per second.
+const DEFAULT_RATE: u64 = 5_000;
+
+/// The offered rate: `FIRESIGHT_BENCH_RATE` records per second, 5,000 unless set.
+fn rate() -> u64 {
+    std::env::var("FIRESIGHT_BENCH_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&r| r > 0)
+        .unwrap_or(DEFAULT_RATE)
+}
 /// How long the fixed rate is offered.
 const RATE_SECONDS: u64 = 10;
 
@@ -155,7 +164,7 @@ fn produce_all(
     Ok(records.len() as f64 / started.elapsed().as_secs_f64())
 }
 
-/// Offers `records` at `RATE` per second and returns each one's produce → visible latency on
+/// Offers `records` at `rate()` per second and returns each one's produce → visible latency on
 /// `output` (matched by key for the service's output, by payload order for the passthrough).
 fn latencies(
     broker: &Broker,
@@ -184,7 +193,7 @@ fn latencies(
         let mut sent = HashMap::with_capacity(records.len());
         let started = Instant::now();
         for (i, (key, payload, event_id)) in records.iter().enumerate() {
-            let due = started + Duration::from_micros(i as u64 * 1_000_000 / RATE);
+            let due = started + Duration::from_micros(i as u64 * 1_000_000 / rate());
             while Instant::now() < due {
                 producer.poll(Duration::ZERO);
                 std::thread::sleep(Duration::from_micros(100));
@@ -207,7 +216,7 @@ fn latencies(
         sent
     });
     let mut seen: HashMap<Vec<u8>, Instant> = HashMap::new();
-    let expected = RATE as usize * RATE_SECONDS as usize;
+    let expected = rate() as usize * RATE_SECONDS as usize;
     let deadline = Instant::now() + Duration::from_secs(RATE_SECONDS * 6 + 60);
     while seen.len() < expected && Instant::now() < deadline {
         if let Some(Ok(message)) = reader.poll(Duration::from_millis(5)) {
@@ -259,11 +268,13 @@ fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    let all = detections(copies + 1)?;
-    let per_copy = all.len() / (copies as usize + 1);
+    // The copies after the bulk ones feed the fixed-rate run (one copy is fewer records than
+    // rate() × RATE_SECONDS).
+    let all = detections(copies + 2)?;
+    let per_copy = all.len() / (copies as usize + 2);
     let (bulk, fresh) = all.split_at(per_copy * copies as usize);
     let bulk = records(bulk);
-    let fresh = records(&fresh[..(RATE * RATE_SECONDS) as usize]);
+    let fresh = records(&fresh[..(rate() * RATE_SECONDS) as usize]);
     let broker = Broker::start();
     let s = Settings::defaults()?.kafka;
     for topic in [
@@ -380,7 +391,10 @@ fn main() -> anyhow::Result<()> {
     })?;
 
     println!();
-    println!("| path | records/s | p50 ms | p95 ms | p99 ms (at {RATE}/s for {RATE_SECONDS} s) |");
+    println!(
+        "| path | records/s | p50 ms | p95 ms | p99 ms (at {}/s for {RATE_SECONDS} s) |",
+        rate()
+    );
     println!("|---|---|---|---|---|");
     println!("| producer alone | {produce_rate:.0} | | | |");
     println!(
