@@ -190,8 +190,8 @@ fn table_consumer(
     settings: &KafkaSettings,
     store: &Store,
     topic: &str,
-) -> anyhow::Result<(String, BaseConsumer)> {
-    let consumer: BaseConsumer = client_config(settings)
+) -> anyhow::Result<(String, BaseConsumer<Tables>)> {
+    let consumer: BaseConsumer<Tables> = client_config(settings)
         .set("group.id", format!("{}-tables", settings.group_id))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -205,7 +205,7 @@ fn table_consumer(
             "max.partition.fetch.bytes",
             (settings.max_record_bytes.max(1 << 20) * 2).to_string(),
         )
-        .create()?;
+        .create_with_context(Tables)?;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
     let partitions: Vec<i32> = metadata
         .topics()
@@ -332,6 +332,22 @@ impl Rebalancer {
 
 impl ClientContext for Rebalancer {}
 
+/// The table consumers' context: reaching a partition's end is what they ask to be told, not
+/// an error, so librdkafka's copy of that event is not logged as one.
+struct Tables;
+
+impl ClientContext for Tables {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            tracing::trace!(%reason, "table partition end");
+        } else {
+            tracing::error!(%error, %reason, "librdkafka");
+        }
+    }
+}
+
+impl ConsumerContext for Tables {}
+
 impl ConsumerContext for Rebalancer {
     fn rebalance(
         &self,
@@ -454,7 +470,7 @@ struct Processor {
 impl Processor {
     /// Reads the tables up to their ends before any detection is processed, so start-up joins
     /// against loaded tables; gives up after `table_bootstrap_seconds` (the rest follows).
-    fn bootstrap(&self, tables: &[(String, BaseConsumer)], stop: &AtomicBool) {
+    fn bootstrap(&self, tables: &[(String, BaseConsumer<Tables>)], stop: &AtomicBool) {
         let started = Instant::now();
         let limit = Duration::from_secs(self.settings.table_bootstrap_seconds);
         let mut pending: Vec<std::collections::HashSet<i32>> = tables
@@ -495,7 +511,7 @@ impl Processor {
     }
 
     /// Processes a batch of table records; on failure seeks back to the stored offsets.
-    fn process_table_batch(&self, tables: &BaseConsumer, batch: &[Polled]) {
+    fn process_table_batch(&self, tables: &BaseConsumer<Tables>, batch: &[Polled]) {
         if batch.is_empty() {
             return;
         }
@@ -512,7 +528,7 @@ impl Processor {
     fn run(
         &self,
         consumer: &BaseConsumer<Rebalancer>,
-        tables: &[(String, BaseConsumer)],
+        tables: &[(String, BaseConsumer<Tables>)],
         stop: &AtomicBool,
     ) {
         while !stop.load(Ordering::Acquire) {
