@@ -15,6 +15,12 @@ fn manifest_path() -> std::path::PathBuf {
     repo().join("models/manifest.json")
 }
 
+/// The three registered predictors.
+fn predictors() -> Predictors {
+    let names = ["fire-danger", "growth-outlook", "anomaly"].map(str::to_owned);
+    Predictors::load(&manifest_path(), &names, "", 1).expect("predictors load")
+}
+
 #[test]
 fn every_registered_model_matches_its_digest_and_declares_its_contract() {
     let manifest = Manifest::load(&manifest_path()).expect("manifest");
@@ -49,12 +55,7 @@ fn predictions_match_the_training_script() {
         .map(event_from)
         .collect();
     let rows: Vec<[f32; FEATURE_COUNT]> = events.iter().map(event_features).collect();
-    let names = vec![
-        "fire-danger".to_owned(),
-        "growth-outlook".to_owned(),
-        "anomaly".to_owned(),
-    ];
-    let predictors = Predictors::load(&manifest_path(), &names, "", 1).expect("predictors load");
+    let predictors = predictors();
     let got = predictors.predict(&rows).expect("predicts");
     let by_model =
         |row: usize, model: &str| got[row].iter().find(|p| p.model == model).map(|p| p.value);
@@ -113,12 +114,7 @@ fn each_prediction_is_the_same_whatever_batch_the_event_is_in() {
         .collect::<Result<_, _>>()
         .expect("read");
     let rows: Vec<[f32; FEATURE_COUNT]> = events.iter().map(event_features).collect();
-    let names = vec![
-        "fire-danger".to_owned(),
-        "growth-outlook".to_owned(),
-        "anomaly".to_owned(),
-    ];
-    let predictors = Predictors::load(&manifest_path(), &names, "", 1).expect("predictors load");
+    let predictors = predictors();
     let bits = |size: usize| -> Vec<Vec<(String, u64)>> {
         rows.chunks(size)
             .flat_map(|chunk| predictors.predict(chunk).expect("predicts"))

@@ -96,21 +96,9 @@ pub fn start(
     let outbox = Arc::new(Outbox::open(&store)?);
     let stop = Arc::new(AtomicBool::new(false));
     let states: States = Arc::default();
-    let consumer: BaseConsumer<Rebalancer> = client_config(settings)
-        .set("group.id", &settings.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
+    let consumer: BaseConsumer<Rebalancer> = consumer_config(settings, &settings.group_id)
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("group.protocol", "classic")
-        .set(
-            "fetch.max.bytes",
-            (settings.max_record_bytes.max(1 << 20) * 16).to_string(),
-        )
-        .set(
-            "max.partition.fetch.bytes",
-            (settings.max_record_bytes.max(1 << 20) * 2).to_string(),
-        )
         .create_with_context(Rebalancer {
             store: Arc::clone(&store),
             states: Arc::clone(&states),
@@ -191,21 +179,10 @@ fn table_consumer(
     store: &Store,
     topic: &str,
 ) -> anyhow::Result<(String, BaseConsumer<Tables>)> {
-    let consumer: BaseConsumer<Tables> = client_config(settings)
-        .set("group.id", format!("{}-tables", settings.group_id))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "true")
-        .set(
-            "fetch.max.bytes",
-            (settings.max_record_bytes.max(1 << 20) * 16).to_string(),
-        )
-        .set(
-            "max.partition.fetch.bytes",
-            (settings.max_record_bytes.max(1 << 20) * 2).to_string(),
-        )
-        .create_with_context(Tables)?;
+    let consumer: BaseConsumer<Tables> =
+        consumer_config(settings, &format!("{}-tables", settings.group_id))
+            .set("enable.partition.eof", "true")
+            .create_with_context(Tables)?;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
     let partitions: Vec<i32> = metadata
         .topics()
@@ -227,6 +204,26 @@ fn table_consumer(
     tracing::info!(%topic, partitions = tpl.count(), "reading a global table");
     consumer.assign(&tpl)?;
     Ok((topic.to_owned(), consumer))
+}
+
+/// A consumer's settings: no automatic offsets (FireSight's are in its store), from the start
+/// of a partition it has none for, and fetches sized for `max_record_bytes`.
+fn consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig {
+    let mut config = client_config(settings);
+    config
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "fetch.max.bytes",
+            (settings.max_record_bytes.max(1 << 20) * 16).to_string(),
+        )
+        .set(
+            "max.partition.fetch.bytes",
+            (settings.max_record_bytes.max(1 << 20) * 2).to_string(),
+        );
+    config
 }
 
 fn client_config(settings: &KafkaSettings) -> ClientConfig {
