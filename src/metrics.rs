@@ -38,6 +38,8 @@ pub const STREAM_RESTORE_SECONDS: &str = "firesight_stream_restore_duration_seco
 
 /// Partitions whose checkpoint was newer in the changelog than in the local store.
 pub const STREAM_RESTORED: &str = "firesight_stream_restored_partitions_total";
+/// Rebalance callbacks this instance ran (assignments and revocations, empty ones included).
+pub const STREAM_REBALANCES: &str = "firesight_stream_rebalances_total";
 /// Input offsets the broker skipped: from a partition's stored offset to the first record it
 /// delivered after it, and between records of one fetch, by topic.
 pub const STREAM_OFFSET_GAPS: &str = "firesight_stream_offset_gaps_total";
@@ -83,6 +85,8 @@ pub struct Metrics {
     pub stream_assigned: IntGauge,
     /// See [`STREAM_OFFSET_GAPS`].
     pub stream_offset_gaps: IntCounterVec,
+    /// See [`STREAM_REBALANCES`].
+    pub stream_rebalances: IntCounter,
 }
 
 impl Metrics {
@@ -147,6 +151,10 @@ impl Metrics {
                 ),
                 &["topic"],
             )?,
+            stream_rebalances: IntCounter::new(
+                STREAM_REBALANCES,
+                "Rebalance callbacks run (assignments and revocations).",
+            )?,
             registry,
         };
         metrics
@@ -200,6 +208,9 @@ impl Metrics {
         metrics
             .registry
             .register(Box::new(metrics.stream_offset_gaps.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.stream_rebalances.clone()))?;
         Ok(metrics)
     }
 
