@@ -902,33 +902,45 @@ impl Processor {
                 ],
             }));
         }
+        let s = &self.settings;
         for alert in &emitted.alerts {
-            ops.push(self.outbox.push(&OutRecord {
-                topic: self.settings.alerts_topic.clone(),
-                partition: None,
-                key: Some(alert.incident_id.clone().into_bytes()),
-                payload: json(alert),
-                headers: vec![(HEADER_ALERT.into(), b"growth".to_vec())],
-            }));
+            let growth = vec![(HEADER_ALERT.into(), b"growth".to_vec())];
+            ops.push(self.keyed(&s.alerts_topic, &alert.incident_id, json(alert), growth));
         }
         for incident in &emitted.incidents {
-            ops.push(self.outbox.push(&OutRecord {
-                topic: self.settings.incidents_topic.clone(),
-                partition: None,
-                key: Some(incident.incident_id.clone().into_bytes()),
-                payload: json(incident),
-                headers: Vec::new(),
-            }));
+            let payload = json(incident);
+            ops.push(self.keyed(
+                &s.incidents_topic,
+                &incident.incident_id,
+                payload,
+                Vec::new(),
+            ));
         }
         for window in &emitted.active_fires {
-            ops.push(self.outbox.push(&OutRecord {
-                topic: self.settings.active_fires_topic.clone(),
-                partition: None,
-                key: Some(window.region.clone().into_bytes()),
-                payload: json(window),
-                headers: Vec::new(),
-            }));
+            ops.push(self.keyed(
+                &s.active_fires_topic,
+                &window.region,
+                json(window),
+                Vec::new(),
+            ));
         }
+    }
+
+    /// The write that queues a window output keyed by `key`, partitioned by the producer.
+    fn keyed(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: Vec<u8>,
+        headers: Vec<(String, Vec<u8>)>,
+    ) -> StoreOp {
+        self.outbox.push(&OutRecord {
+            topic: topic.to_owned(),
+            partition: None,
+            key: Some(key.as_bytes().to_vec()),
+            payload,
+            headers,
+        })
     }
 
     /// Queues each new event's enriched record, with its nearest earlier events.
@@ -1068,7 +1080,6 @@ fn rewind<C: ConsumerContext>(store: &Store, consumer: &BaseConsumer<C>, batch: 
     }
 }
 
-/// Each partition's next offset after `records`.
 /// Each partition's first offset, last offset and record count in a run, for debug logs.
 fn spans(records: &[Polled]) -> BTreeMap<i32, (i64, i64, usize)> {
     let mut spans: BTreeMap<i32, (i64, i64, usize)> = BTreeMap::new();
@@ -1083,6 +1094,7 @@ fn spans(records: &[Polled]) -> BTreeMap<i32, (i64, i64, usize)> {
     spans
 }
 
+/// Each partition's next offset after `records`.
 fn next_offsets(records: &[Polled]) -> BTreeMap<(&str, i32), i64> {
     let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
     for record in records {
