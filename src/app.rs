@@ -161,11 +161,15 @@ impl Service {
         }
         let metrics = Metrics::new().context("registering metrics")?;
         let (space, through) = open_space(&settings, &store, embedder)?;
-        let correlator = Correlator::load(&store, settings.correlate.max_station_distance_km)?
-            .with_sensors(
-                settings.correlate.sensor_radius_km,
-                settings.correlate.sensor_window_minutes,
-            );
+        let correlator = Correlator::load(
+            &store,
+            settings.correlate.max_station_distance_km,
+            settings.correlate.weather_max_age_hours,
+        )?
+        .with_sensors(
+            settings.correlate.sensor_radius_km,
+            settings.correlate.sensor_window_minutes,
+        );
         let pipeline = Arc::new(Pipeline::new(
             Arc::clone(&store),
             correlator,

@@ -354,6 +354,9 @@ pub struct StoreSettings {
 pub struct CorrelateSettings {
     /// Farthest station a detection may be joined with.
     pub max_station_distance_km: f64,
+    /// Oldest observation a detection may be joined with, hours after it became valid (a daily
+    /// summary is valid from the station's local midnight, so 24 joins the detection's own day).
+    pub weather_max_age_hours: f64,
     /// Sensor readings within this distance of a detection are summarised in it (0: none).
     pub sensor_radius_km: f64,
     /// … and within this many minutes before or after it.
@@ -472,6 +475,13 @@ impl Settings {
             return Err(invalid(
                 "correlate.max_station_distance_km",
                 "must be a positive number",
+            ));
+        }
+        let age = self.correlate.weather_max_age_hours;
+        if !(age.is_finite() && age > 0.0) {
+            return Err(invalid(
+                "correlate.weather_max_age_hours",
+                "must be a positive number of hours",
             ));
         }
         let sensors = self.correlate.sensor_radius_km;

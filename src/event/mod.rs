@@ -240,9 +240,40 @@ pub struct WeatherObservation {
     pub wind_dir_3pm: Option<String>,
     /// Mean sea-level pressure at 3pm, hPa.
     pub mslp_3pm_hpa: Option<f64>,
+    /// When a point observation was taken (UTC). Absent for a daily summary, which describes its
+    /// whole local day and is valid from the station's local midnight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_at: Option<DateTime<Utc>>,
 }
 
 impl WeatherObservation {
+    /// The instant from which this observation is the station's latest: `observed_at`, or the
+    /// station's local (solar) midnight starting `date`. The weather table is versioned by it.
+    pub fn valid_from(&self, station_longitude: f64) -> DateTime<Utc> {
+        self.observed_at
+            .unwrap_or_else(|| crate::geo::utc_of_local(self.date, 0, station_longitude))
+    }
+
+    /// Refuses an `observed_at` that does not fall on `date` at the station's local solar time.
+    pub fn check_day(&self, line: u64, station_longitude: f64) -> Result<(), FieldError> {
+        let Some(at) = self.observed_at else {
+            return Ok(());
+        };
+        let day = crate::geo::local_day(at, station_longitude);
+        if day == self.date {
+            return Ok(());
+        }
+        Err(FieldError::new(
+            line,
+            "observed_at",
+            format!(
+                "{} is on {day} at the station (local solar time), not on `date` {}",
+                at.to_rfc3339(),
+                self.date
+            ),
+        ))
+    }
+
     /// Checks physical ranges of the values that are present.
     pub fn validate(&self, line: u64) -> Result<(), FieldError> {
         let checks: [(&str, Option<f64>, f64, f64); 9] = [

@@ -18,7 +18,7 @@ pub struct FireEventV2 {
     pub location: Location,
     /// Radiometric description of the fire pixel.
     pub fire_characteristics: FireCharacteristics,
-    /// Outcome of the weather join (`matched`, `no_station_in_range`).
+    /// Outcome of the weather join (`matched`, `no_station_in_range`, `no_recent_observation`).
     pub weather_status: Option<WeatherStatus>,
     /// The joined observation, when one was in range.
     pub weather_conditions: Option<WeatherConditions>,
@@ -96,10 +96,13 @@ pub struct FireCharacteristics {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WeatherStatus {
-    /// A station within range had an observation for the detection's local day.
+    /// A station within range had an observation at or before the detection, within the maximum age.
     Matched,
-    /// No station with an observation for that day lies within the configured radius.
+    /// No listed station lies within the configured radius.
     NoStationInRange,
+    /// Stations lie within range, but none has an observation at or before the detection that
+    /// is within the maximum age: the weather for the area has not arrived yet, or is stale.
+    NoRecentObservation,
 }
 
 /// The observation joined to a detection, with how far and how old it is.
@@ -113,7 +116,8 @@ pub struct WeatherConditions {
     pub distance_km: f64,
     /// Observation day (`YYYY-MM-DD`, station local).
     pub observation_date: String,
-    /// Detection time minus the day's 3 pm observation (local solar time), hours; negative if before.
+    /// Detection time minus the observation's time, hours (a daily summary's is its 3 pm reading,
+    /// local solar time, so this is negative for a morning detection).
     pub age_hours: f64,
     /// Minimum temperature, °C.
     pub min_temp_c: Option<f64>,

@@ -4,7 +4,6 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use chrono::{Datelike, NaiveDate};
 use rocksdb::{
     ColumnFamilyDescriptor, DB, DBCompressionType, Direction, IteratorMode, Options, WriteBatch,
 };
@@ -23,7 +22,7 @@ pub const CF_ID_MAP: &str = "id_map";
 pub const CF_VECTORS: &str = "vectors";
 /// Column family: station number → `Station`.
 pub const CF_STATIONS: &str = "stations";
-/// Column family: (station, day) → `WeatherObservation`.
+/// Column family: (station, valid-from time) → `WeatherObservation`: the versioned weather table.
 pub const CF_WEATHER: &str = "weather";
 /// Column family: (sensor, time) → `SensorReading`.
 pub const CF_SENSORS: &str = "sensors";
@@ -211,13 +210,21 @@ impl Store {
             Some(item) => decode_u64(CF_DEAD_LETTERS, &item?.0)? + 1,
             None => 0,
         };
-        Ok(Self {
+        let store = Self {
             db,
             next_seq: AtomicU64::new(next_seq),
             event_count: AtomicU64::new(event_count),
             next_dead_letter: AtomicU64::new(next_dead_letter),
             mirror: std::sync::atomic::AtomicBool::new(false),
-        })
+        };
+        let moved = store.migrate_weather_keys()?;
+        if moved > 0 {
+            tracing::info!(
+                moved,
+                "Weather observations re-keyed by the time they are valid from."
+            );
+        }
+        Ok(store)
     }
 
     fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily, StoreError> {
@@ -601,46 +608,83 @@ impl Store {
             .collect()
     }
 
-    /// Stores observations (callers have checked them against what is stored).
-    pub fn put_weather(&self, observations: &[WeatherObservation]) -> Result<(), StoreError> {
+    /// Stores observations, each under its station and the instant it is valid from (epoch ms);
+    /// callers have checked them against what is stored.
+    pub fn put_weather(
+        &self,
+        observations: &[(i64, WeatherObservation)],
+    ) -> Result<(), StoreError> {
         self.put_weather_with(observations, &[])
     }
 
     /// [`Store::put_weather`] with `extra` writes in the same atomic batch.
     pub fn put_weather_with(
         &self,
-        observations: &[WeatherObservation],
+        observations: &[(i64, WeatherObservation)],
         extra: &[StoreOp],
     ) -> Result<(), StoreError> {
         let mut batch = self.batch_of(extra)?;
-        for obs in observations {
+        for (valid_from, obs) in observations {
             batch.put_cf(
                 self.cf(CF_WEATHER)?,
-                weather_key(obs.station_id, obs.date),
+                weather_key(obs.station_id, *valid_from),
                 serde_json::to_vec(obs)?,
             );
         }
         Ok(self.db.write(batch)?)
     }
 
-    /// The observation of `station` for `date`.
-    pub fn weather(
+    /// The observation of `station` valid from exactly `valid_from` (epoch ms).
+    pub fn weather_at(
         &self,
         station: u32,
-        date: NaiveDate,
+        valid_from: i64,
     ) -> Result<Option<WeatherObservation>, StoreError> {
         self.db
-            .get_pinned_cf(self.cf(CF_WEATHER)?, weather_key(station, date))?
+            .get_pinned_cf(self.cf(CF_WEATHER)?, weather_key(station, valid_from))?
             .map(|v| decode_json(CF_WEATHER, &v))
             .transpose()
     }
 
-    /// Every stored observation, for building the correlator's day index.
-    pub fn all_weather(&self) -> Result<Vec<WeatherObservation>, StoreError> {
+    /// `(station, valid from)` of every stored observation, in key order: the correlator's
+    /// in-memory index of the versioned weather table.
+    pub fn weather_versions(&self) -> Result<Vec<(u32, i64)>, StoreError> {
         self.db
             .iterator_cf(self.cf(CF_WEATHER)?, IteratorMode::Start)
-            .map(|item| decode_json(CF_WEATHER, &item?.1))
+            .map(|item| decode_weather_key(&item?.0))
             .collect()
+    }
+
+    /// Re-keys observations written by FireSight before the weather table was versioned by
+    /// time (8-byte `(station, day)` keys) to `(station, valid from)`. Returns how many moved.
+    fn migrate_weather_keys(&self) -> Result<usize, StoreError> {
+        let cf = self.cf(CF_WEATHER)?;
+        let mut batch = WriteBatch::default();
+        let mut moved = 0;
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (key, value) = item?;
+            if key.len() != 8 {
+                continue;
+            }
+            let obs: WeatherObservation = decode_json(CF_WEATHER, &value)?;
+            let station: Station = self
+                .db
+                .get_pinned_cf(self.cf(CF_STATIONS)?, obs.station_id.to_be_bytes())?
+                .map(|v| decode_json(CF_STATIONS, &v))
+                .transpose()?
+                .ok_or_else(|| StoreError::Corrupt {
+                    cf: CF_WEATHER,
+                    reason: format!("observation of unknown station {:06}", obs.station_id),
+                })?;
+            let valid_from = obs.valid_from(station.longitude).timestamp_millis();
+            batch.delete_cf(cf, &key);
+            batch.put_cf(cf, weather_key(obs.station_id, valid_from), &value);
+            moved += 1;
+        }
+        if moved > 0 {
+            self.db.write(batch)?;
+        }
+        Ok(moved)
     }
 
     /// Stores sensor readings keyed by sensor and time (a replay overwrites, never duplicates).
@@ -898,11 +942,24 @@ fn decode_time(prefix: &[u8]) -> i64 {
     ((u64::MAX - u64::from_be_bytes(bytes)) ^ (1 << 63)) as i64
 }
 
-fn weather_key(station: u32, date: NaiveDate) -> [u8; 8] {
-    let mut key = [0u8; 8];
+/// `(station BE, valid from as order-preserving i64 BE)`: one station's versions sort by time,
+/// so "latest at or before t" is one step back from `(station, t)`.
+fn weather_key(station: u32, valid_from: i64) -> [u8; 12] {
+    let mut key = [0u8; 12];
     key[..4].copy_from_slice(&station.to_be_bytes());
-    key[4..].copy_from_slice(&date.num_days_from_ce().to_be_bytes());
+    key[4..].copy_from_slice(&((valid_from as u64) ^ (1 << 63)).to_be_bytes());
     key
+}
+
+fn decode_weather_key(key: &[u8]) -> Result<(u32, i64), StoreError> {
+    let key: [u8; 12] = key.try_into().map_err(|_| StoreError::Corrupt {
+        cf: CF_WEATHER,
+        reason: format!("key of {} bytes, expected 12", key.len()),
+    })?;
+    let station = u32::from_be_bytes([key[0], key[1], key[2], key[3]]);
+    let mut time = [0u8; 8];
+    time.copy_from_slice(&key[4..]);
+    Ok((station, (u64::from_be_bytes(time) ^ (1 << 63)) as i64))
 }
 
 fn decode_u64(cf: &'static str, bytes: &[u8]) -> Result<u64, StoreError> {
@@ -996,6 +1053,41 @@ mod tests {
         assert!(newer < older);
         assert_eq!(decode_time(&older[..8]), 1_564_620_960_000);
         assert_eq!(decode_time(&time_key(-5, "")[..8]), -5);
+    }
+
+    #[test]
+    fn day_keyed_weather_from_before_versioning_is_rekeyed_when_the_store_opens() {
+        let dir = tempfile::TempDir::new().expect("tempdir");
+        let station: Station = serde_json::from_value(serde_json::json!({
+            "id": 66062, "name": "SYDNEY (OBSERVATORY HILL)", "region": "NSW", "height_m": 39.0,
+            "latitude": -33.8607, "longitude": 151.205
+        }))
+        .expect("station");
+        let obs: WeatherObservation = serde_json::from_value(serde_json::json!({
+            "station_id": 66062, "station_name": "SYDNEY (OBSERVATORY HILL)", "date": "2019-11-12",
+            "min_temp_c": null, "max_temp_c": 26.5, "rain_mm": null, "max_gust_kmh": null,
+            "temp_9am_c": null, "rh_9am_pct": null, "wind_9am_kmh": null, "temp_3pm_c": null,
+            "rh_3pm_pct": null, "wind_3pm_kmh": null, "wind_dir_3pm": null, "mslp_3pm_hpa": null
+        }))
+        .expect("observation");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            store.put_stations(&[station]).expect("station");
+            // The old key: station, then the day as days from the common era, both BE.
+            let mut old = 66_062_u32.to_be_bytes().to_vec();
+            old.extend_from_slice(&737_375_i32.to_be_bytes());
+            let cf = store.cf(CF_WEATHER).expect("cf");
+            let json = serde_json::to_vec(&obs).expect("json");
+            store.db.put_cf(cf, old, json).expect("put");
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        // Local solar midnight at 151.205° E starting 2019-11-12.
+        let midnight = 1_573_480_511_000;
+        assert_eq!(
+            store.weather_versions().expect("versions"),
+            vec![(66_062, midnight)]
+        );
+        assert_eq!(store.weather_at(66_062, midnight).expect("read"), Some(obs));
     }
 
     #[test]

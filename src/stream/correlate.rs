@@ -1,8 +1,7 @@
-//! The weather join: each detection meets the nearest station that observed its local day.
+//! The weather join: each detection meets the nearest station's latest observation at or before
+//! it, within a maximum age (an as-of join on the versioned weather table).
 
 use std::collections::HashMap;
-
-use chrono::NaiveDate;
 
 use crate::event::{
     FireDetection, SensorSummary, Station, WeatherConditions, WeatherObservation, WeatherStatus,
@@ -10,15 +9,17 @@ use crate::event::{
 use crate::geo;
 use crate::store::{Store, StoreError};
 
-/// Hour of the BOM afternoon observation; `age_hours` is measured from it.
+/// Hour of the BOM afternoon observation; a daily summary's `age_hours` is measured from it.
 const OBSERVATION_HOUR: u32 = 15;
 
-/// Stations and which of them reported on which day; observations themselves stay in RocksDB.
+/// Stations and the instants their observations are valid from; observations stay in RocksDB.
 #[derive(Debug, Default)]
 pub struct Correlator {
     stations: HashMap<u32, Station>,
-    reporting: HashMap<NaiveDate, Vec<u32>>,
+    /// Per station, the valid-from instants (epoch ms) of its stored observations, ascending.
+    versions: HashMap<u32, Vec<i64>>,
     max_distance_km: f64,
+    max_age_ms: i64,
     sensor_radius_km: f64,
     sensor_window_ms: i64,
 }
@@ -33,15 +34,21 @@ pub struct Correlation {
 }
 
 impl Correlator {
-    /// Builds the station table and day index from the store.
-    pub fn load(store: &Store, max_distance_km: f64) -> Result<Self, StoreError> {
+    /// Builds the station table and the weather versions from the store. Observations older
+    /// than `max_age_hours` at a detection's time do not join it.
+    pub fn load(
+        store: &Store,
+        max_distance_km: f64,
+        max_age_hours: f64,
+    ) -> Result<Self, StoreError> {
         let mut correlator = Self {
             max_distance_km,
+            max_age_ms: (max_age_hours * 3_600_000.0).round() as i64,
             ..Self::default()
         };
         correlator.add_stations(store.stations()?);
-        for obs in store.all_weather()? {
-            correlator.add_observation(&obs);
+        for (station, valid_from) in store.weather_versions()? {
+            correlator.add_version(station, valid_from);
         }
         Ok(correlator)
     }
@@ -111,11 +118,11 @@ impl Correlator {
         }
     }
 
-    /// Records that a station reported on a day.
-    pub fn add_observation(&mut self, obs: &WeatherObservation) {
-        let ids = self.reporting.entry(obs.date).or_default();
-        if !ids.contains(&obs.station_id) {
-            ids.push(obs.station_id);
+    /// Records that `station` has an observation valid from `valid_from` (epoch ms).
+    pub fn add_version(&mut self, station: u32, valid_from: i64) {
+        let versions = self.versions.entry(station).or_default();
+        if let Err(at) = versions.binary_search(&valid_from) {
+            versions.insert(at, valid_from);
         }
     }
 
@@ -136,46 +143,63 @@ impl Correlator {
         matches.next().is_none().then_some(first)
     }
 
-    /// Joins a detection with the nearest station that reported on its local day.
+    /// Joins a detection with the nearest station whose latest observation at or before the
+    /// detection is at most the maximum age old.
     pub fn correlate(
         &self,
         store: &Store,
         detection: &FireDetection,
     ) -> Result<Correlation, StoreError> {
-        let day = geo::local_day(detection.acquired_at, detection.longitude);
-        let Some((station, distance_km)) =
-            self.nearest_reporting(day, detection.latitude, detection.longitude)
-        else {
-            return Ok(Correlation {
-                status: WeatherStatus::NoStationInRange,
-                conditions: None,
-            });
+        let at = detection.acquired_at.timestamp_millis();
+        let in_range = self.stations_in_range(detection.latitude, detection.longitude);
+        let status = if in_range.is_empty() {
+            WeatherStatus::NoStationInRange
+        } else {
+            WeatherStatus::NoRecentObservation
         };
-        let Some(obs) = store.weather(station.id, day)? else {
-            return Ok(Correlation {
-                status: WeatherStatus::NoStationInRange,
-                conditions: None,
+        for (station, distance_km) in in_range {
+            let Some(valid_from) = self.as_of(station.id, at) else {
+                continue;
+            };
+            let Some(obs) = store.weather_at(station.id, valid_from)? else {
+                continue;
+            };
+            let observed_at = obs.observed_at.unwrap_or_else(|| {
+                geo::utc_of_local(obs.date, OBSERVATION_HOUR, station.longitude)
             });
-        };
-        let observed_at = geo::utc_of_local(day, OBSERVATION_HOUR, station.longitude);
-        let age_hours = (detection.acquired_at - observed_at).num_seconds() as f64 / 3600.0;
+            let age_hours = (detection.acquired_at - observed_at).num_seconds() as f64 / 3600.0;
+            return Ok(Correlation {
+                status: WeatherStatus::Matched,
+                conditions: Some(conditions(station, &obs, distance_km, age_hours)),
+            });
+        }
         Ok(Correlation {
-            status: WeatherStatus::Matched,
-            conditions: Some(conditions(station, &obs, distance_km, age_hours)),
+            status,
+            conditions: None,
         })
     }
 
-    fn nearest_reporting(&self, day: NaiveDate, lat: f64, lon: f64) -> Option<(&Station, f64)> {
+    /// The valid-from instant of `station`'s latest observation at or before `at`, if it is
+    /// within the maximum age.
+    fn as_of(&self, station: u32, at: i64) -> Option<i64> {
+        let versions = self.versions.get(&station)?;
+        let latest = *versions.get(versions.partition_point(|&v| v <= at).checked_sub(1)?)?;
+        (at - latest <= self.max_age_ms).then_some(latest)
+    }
+
+    /// Listed stations within the join radius, nearest first (ties by number).
+    fn stations_in_range(&self, lat: f64, lon: f64) -> Vec<(&Station, f64)> {
         // One degree of latitude is ~111 km: a cheap bound before the haversine.
         let lat_window = self.max_distance_km / 110.0;
-        self.reporting
-            .get(&day)?
-            .iter()
-            .filter_map(|id| self.stations.get(id))
+        let mut near: Vec<(&Station, f64)> = self
+            .stations
+            .values()
             .filter(|s| (s.latitude - lat).abs() <= lat_window)
             .map(|s| (s, geo::distance_km(lat, lon, s.latitude, s.longitude)))
             .filter(|(_, d)| *d <= self.max_distance_km)
-            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .collect();
+        near.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.id.cmp(&b.0.id)));
+        near
     }
 }
 

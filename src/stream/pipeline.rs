@@ -2,7 +2,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::NaiveDate;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -344,7 +343,7 @@ impl Pipeline {
     ) -> Result<IngestOutcome, PipelineError> {
         let _writer = self.writer.lock().map_err(|_| PipelineError::Poisoned)?;
         let mut outcome = IngestOutcome::default();
-        let mut fresh: HashMap<(u32, NaiveDate), (u64, WeatherObservation)> =
+        let mut fresh: HashMap<(u32, i64), (u64, WeatherObservation)> =
             HashMap::with_capacity(batch.len());
         let mut refused = Vec::new();
         {
@@ -353,18 +352,22 @@ impl Pipeline {
                 .read()
                 .map_err(|_| PipelineError::Poisoned)?;
             for (line, mut obs) in batch {
-                let verdict = match resolve_station(&correlator, line, &obs) {
-                    Ok(id) => {
-                        obs.station_id = id;
-                        self.weather_verdict(line, &obs, &fresh)?
-                    }
+                let version = resolve_station(&correlator, line, &obs).and_then(|station| {
+                    obs.station_id = station.id;
+                    obs.check_day(line, station.longitude)?;
+                    Ok(obs.valid_from(station.longitude).timestamp_millis())
+                });
+                let verdict = match version {
+                    Ok(valid_from) => self
+                        .weather_verdict(line, &obs, valid_from, &fresh)?
+                        .map(|verdict| (verdict, valid_from)),
                     Err(error) => Err(error),
                 };
                 match verdict {
-                    Ok(WeatherVerdict::New) => {
-                        fresh.insert((obs.station_id, obs.date), (line, obs));
+                    Ok((WeatherVerdict::New, valid_from)) => {
+                        fresh.insert((obs.station_id, valid_from), (line, obs));
                     }
-                    Ok(WeatherVerdict::Duplicate) => outcome.duplicates += 1,
+                    Ok((WeatherVerdict::Duplicate, _)) => outcome.duplicates += 1,
                     Err(error) => refused.push(Rejected {
                         error,
                         raw: serde_json::to_string(&obs).unwrap_or_default(),
@@ -374,8 +377,10 @@ impl Pipeline {
         }
         self.dead_letter(source, "weather", &refused)?;
         refused.into_iter().for_each(|r| outcome.reject(r.error));
-        let observations: Vec<WeatherObservation> =
-            fresh.into_values().map(|(_, obs)| obs).collect();
+        let observations: Vec<(i64, WeatherObservation)> = fresh
+            .into_iter()
+            .map(|((_, valid_from), (_, obs))| (valid_from, obs))
+            .collect();
         outcome.accepted = observations.len() as u64;
         let ops = extra(&outcome)?;
         self.store.put_weather_with(&observations, &ops)?;
@@ -385,7 +390,7 @@ impl Pipeline {
             .map_err(|_| PipelineError::Poisoned)?;
         observations
             .iter()
-            .for_each(|obs| correlator.add_observation(obs));
+            .for_each(|(valid_from, obs)| correlator.add_version(obs.station_id, *valid_from));
         self.count("weather", &outcome);
         Ok(outcome)
     }
@@ -394,26 +399,31 @@ impl Pipeline {
         &self,
         line: u64,
         obs: &WeatherObservation,
-        fresh: &HashMap<(u32, NaiveDate), (u64, WeatherObservation)>,
+        valid_from: i64,
+        fresh: &HashMap<(u32, i64), (u64, WeatherObservation)>,
     ) -> Result<Result<WeatherVerdict, FieldError>, StoreError> {
         let conflict = |previous: String| {
+            let (field, when) = match obs.observed_at {
+                Some(at) => ("observed_at", at.to_rfc3339()),
+                None => ("Date", obs.date.to_string()),
+            };
             FieldError::new(
                 line,
-                "Date",
+                field,
                 format!(
-                    "station {:06} already has a different observation for {} ({previous})",
-                    obs.station_id, obs.date
+                    "station {:06} already has a different observation for {when} ({previous})",
+                    obs.station_id
                 ),
             )
         };
-        if let Some((earlier, seen)) = fresh.get(&(obs.station_id, obs.date)) {
+        if let Some((earlier, seen)) = fresh.get(&(obs.station_id, valid_from)) {
             return Ok(if seen == obs {
                 Ok(WeatherVerdict::Duplicate)
             } else {
                 Err(conflict(format!("line {earlier}")))
             });
         }
-        Ok(match self.store.weather(obs.station_id, obs.date)? {
+        Ok(match self.store.weather_at(obs.station_id, valid_from)? {
             None => Ok(WeatherVerdict::New),
             Some(stored) if &stored == obs => Ok(WeatherVerdict::Duplicate),
             Some(_) => Err(conflict("stored earlier".into())),
@@ -510,16 +520,16 @@ impl Pipeline {
     }
 }
 
-fn resolve_station(
-    correlator: &Correlator,
+fn resolve_station<'a>(
+    correlator: &'a Correlator,
     line: u64,
     obs: &WeatherObservation,
-) -> Result<u32, FieldError> {
-    if correlator.station(obs.station_id).is_some() {
-        return Ok(obs.station_id);
-    }
-    if let Some(station) = correlator.station_named(&obs.station_name) {
-        return Ok(station.id);
+) -> Result<&'a Station, FieldError> {
+    if let Some(station) = correlator
+        .station(obs.station_id)
+        .or_else(|| correlator.station_named(&obs.station_name))
+    {
+        return Ok(station);
     }
     Err(FieldError::new(
         line,

@@ -16,6 +16,7 @@ mod reindex;
 mod search;
 mod support;
 mod telemetry;
+mod weather_join;
 mod weaviate;
 mod weaviate_grpc;
 #[cfg(feature = "weaviate-live")]

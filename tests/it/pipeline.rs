@@ -133,10 +133,11 @@ fn known_detections_join_the_expected_station_and_day() {
         );
         assert_eq!(event.weather_status, Some(WeatherStatus::Matched));
     }
-    let far = event_at(-16.0861, 136.9023, "2019-08-28", "0505");
+    // A listed station lies within 150 km of this one, but none with an observation that day.
+    let stale = event_at(-16.0861, 136.9023, "2019-08-28", "0505");
     assert_eq!(
-        (far.weather_status, far.weather_conditions),
-        (Some(WeatherStatus::NoStationInRange), None)
+        (stale.weather_status, stale.weather_conditions),
+        (Some(WeatherStatus::NoRecentObservation), None)
     );
 }
 
@@ -146,13 +147,18 @@ fn join_count_equals_the_independent_implementation() {
     let page = store
         .list_events(i64::MIN, i64::MAX, None, ARCHIVE_ROWS as usize)
         .expect("list");
-    let matched = page
-        .events
-        .iter()
-        .filter(|e| e.weather_status == Some(WeatherStatus::Matched))
-        .count();
-    // 5,779 of 36,011 detections have a reporting station within 150 km (Python reference).
-    assert_eq!(matched, 5_779);
+    let count = |status| {
+        page.events
+            .iter()
+            .filter(|e| e.weather_status == Some(status))
+            .count()
+    };
+    // 5,779 of 36,011 detections have a station within 150 km that reported on their local day
+    // (the Python join in models/train_event_encoder.py). 34,511 have a listed station within
+    // 150 km at all (numpy haversine over the 715 stations), so 1,500 have none.
+    assert_eq!(count(WeatherStatus::Matched), 5_779);
+    assert_eq!(count(WeatherStatus::NoRecentObservation), 34_511 - 5_779);
+    assert_eq!(count(WeatherStatus::NoStationInRange), 1_500);
 }
 
 /// Recall@10 of the service's index against brute force over the same vectors and attributes,

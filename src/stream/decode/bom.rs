@@ -92,6 +92,7 @@ impl RecordDecoder for WeatherDecoder {
             wind_3pm_kmh: w3,
             wind_dir_3pm: wind_dir,
             mslp_3pm_hpa: p3,
+            observed_at: None,
         };
         observation.validate(line)?;
         Ok(observation)

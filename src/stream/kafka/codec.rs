@@ -21,7 +21,7 @@ use crate::stream::decode::{JsonEvent, json_error};
 pub const MAGIC: u8 = 0;
 
 const REGISTRY: &str = include_str!("../../../schemas/registry.json");
-const SCHEMA_FILES: [(&str, &str); 5] = [
+const SCHEMA_FILES: [(&str, &str); 6] = [
     (
         "fire_event_v1.avsc",
         include_str!("../../../schemas/fire_event_v1.avsc"),
@@ -39,6 +39,10 @@ const SCHEMA_FILES: [(&str, &str); 5] = [
         include_str!("../../../schemas/weather_observation_v1.avsc"),
     ),
     (
+        "weather_observation_v2.avsc",
+        include_str!("../../../schemas/weather_observation_v2.avsc"),
+    ),
+    (
         "sensor_reading_v1.avsc",
         include_str!("../../../schemas/sensor_reading_v1.avsc"),
     ),
@@ -50,8 +54,10 @@ pub const FIRE_EVENT_V2_ID: u32 = 2;
 pub const FIRE_EVENT_V1_ID: u32 = 1;
 /// The fixed id of `fire_detection_v1.avsc`.
 pub const FIRE_DETECTION_ID: u32 = 3;
-/// The fixed id of `weather_observation_v1.avsc`.
-pub const WEATHER_ID: u32 = 4;
+/// The fixed id of `weather_observation_v1.avsc` (daily summaries only).
+pub const WEATHER_V1_ID: u32 = 4;
+/// The fixed id of `weather_observation_v2.avsc` (adds `observed_at`), the weather reader schema.
+pub const WEATHER_ID: u32 = 6;
 /// The fixed id of `sensor_reading_v1.avsc`.
 pub const SENSOR_ID: u32 = 5;
 
@@ -484,6 +490,57 @@ mod tests {
         let err = schemas.decode::<FireDetection>(&framed).expect_err("NaN");
         assert_eq!(err.field(), "frp_mw");
         assert!(err.reason().contains("finite"), "{}", err.reason());
+    }
+
+    /// A framed weather datum written with schema `id`, `observed_at` set if the schema has it.
+    fn framed_weather(schemas: &Schemas, id: u32, observed_at: Option<i64>) -> Vec<u8> {
+        let schema = schemas.fixed(id).expect("schema");
+        let mut record = apache_avro::types::Record::new(&schema).expect("record schema");
+        record.put("station_id", 66_062_i64);
+        record.put("station_name", "SYDNEY (OBSERVATORY HILL)");
+        record.put("date", Value::Date(18_212));
+        for field in [
+            "min_temp_c",
+            "rain_mm",
+            "max_gust_kmh",
+            "temp_9am_c",
+            "rh_9am_pct",
+            "wind_9am_kmh",
+            "temp_3pm_c",
+            "rh_3pm_pct",
+            "wind_3pm_kmh",
+            "mslp_3pm_hpa",
+        ] {
+            record.put(field, Value::Union(0, Box::new(Value::Null)));
+        }
+        record.put("wind_dir_3pm", Value::Union(0, Box::new(Value::Null)));
+        record.put("max_temp_c", Value::Union(1, Box::new(Value::Double(26.5))));
+        if let Some(ms) = observed_at {
+            record.put(
+                "observed_at",
+                Value::Union(1, Box::new(Value::TimestampMillis(ms))),
+            );
+        }
+        let mut framed = vec![MAGIC];
+        framed.extend_from_slice(&id.to_be_bytes());
+        framed.extend(apache_avro::to_avro_datum(&schema, record).expect("datum"));
+        framed
+    }
+
+    #[test]
+    fn v1_weather_reads_as_a_daily_summary_and_v2_keeps_its_observation_time() {
+        let schemas = Schemas::bundled().expect("bundled");
+        let v1 = framed_weather(&schemas, WEATHER_V1_ID, None);
+        let read: WeatherObservation = schemas.decode(&v1).expect("v1 reads");
+        assert_eq!(read.date.to_string(), "2019-11-12");
+        assert_eq!((read.observed_at, read.max_temp_c), (None, Some(26.5)));
+
+        let v2 = framed_weather(&schemas, WEATHER_ID, Some(1_573_538_400_000));
+        let read: WeatherObservation = schemas.decode(&v2).expect("v2 reads");
+        assert_eq!(
+            read.observed_at.map(|t| t.to_rfc3339()),
+            Some("2019-11-12T06:00:00+00:00".to_owned())
+        );
     }
 
     #[test]

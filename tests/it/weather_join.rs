@@ -1,0 +1,218 @@
+//! The as-of weather join on the real BOM station list: each detection meets the latest
+//! observation at or before it, within the maximum age, whatever order the observations came in.
+
+use chrono::{DateTime, Utc};
+use firesight::app::Service;
+use firesight::event::{FireDetection, WeatherObservation, WeatherStatus};
+use firesight::stream::decode::StationDecoder;
+
+use super::support::{decode_file, open, sample};
+
+/// Sydney (Observatory Hill) and Sydney Airport, about 10 km apart.
+const OBSERVATORY_HILL: u32 = 66_062;
+const AIRPORT: u32 = 66_037;
+
+fn at(text: &str) -> DateTime<Utc> {
+    text.parse().expect("RFC 3339")
+}
+
+fn station_position(id: u32) -> (f64, f64) {
+    decode_file::<StationDecoder>(&sample("australia_bom_weather_stations.csv"))
+        .into_iter()
+        .filter_map(|d| d.ok().map(|(_, station)| station))
+        .find(|s| s.id == id)
+        .map(|s| (s.latitude, s.longitude))
+        .expect("station listed")
+}
+
+/// A point observation whose maximum temperature marks which one was joined.
+fn observation(station: u32, observed_at: &str, marker: f64) -> WeatherObservation {
+    let observed_at = at(observed_at);
+    WeatherObservation {
+        station_id: station,
+        station_name: String::new(),
+        date: firesight::geo::local_day(observed_at, station_position(station).1),
+        min_temp_c: None,
+        max_temp_c: Some(marker),
+        rain_mm: None,
+        max_gust_kmh: None,
+        temp_9am_c: None,
+        rh_9am_pct: None,
+        wind_9am_kmh: None,
+        temp_3pm_c: None,
+        rh_3pm_pct: None,
+        wind_3pm_kmh: None,
+        wind_dir_3pm: None,
+        mslp_3pm_hpa: None,
+        observed_at: Some(observed_at),
+    }
+}
+
+fn detection(position: (f64, f64), acquired_at: &str) -> FireDetection {
+    serde_json::from_value(serde_json::json!({
+        "latitude": position.0, "longitude": position.1, "acquired_at": acquired_at,
+        "satellite": "Terra", "instrument": "MODIS", "brightness_k": 330.5,
+        "brightness_background_k": 295.1, "scan_km": 1.0, "track_km": 1.0,
+        "confidence_percent": 80.0, "confidence": "high", "frp_mw": 25.3, "daytime": true,
+        "version": "6.3", "detection_type": 0
+    }))
+    .expect("detection")
+}
+
+/// A join's status and, if matched, `(station, marker, age in hours)`.
+type Joined = (WeatherStatus, Option<(i64, f64, f64)>);
+
+/// The join for a detection at `position` and `when`.
+fn join(service: &Service, position: (f64, f64), when: &str) -> Joined {
+    let event = service
+        .pipeline
+        .enrich(&detection(position, when))
+        .expect("enriched");
+    let joined = event
+        .weather_conditions
+        .map(|w| (w.station_id, w.max_temp_c.expect("marker"), w.age_hours));
+    (event.weather_status.expect("status"), joined)
+}
+
+fn ingest(service: &Service, observations: Vec<WeatherObservation>) -> (u64, Vec<String>) {
+    let batch = observations.into_iter().enumerate();
+    let outcome = service
+        .pipeline
+        .ingest_weather("test", batch.map(|(i, o)| (i as u64 + 1, o)).collect())
+        .expect("ingest");
+    let refused = outcome
+        .rejected
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.reason))
+        .collect();
+    (outcome.accepted, refused)
+}
+
+#[test]
+fn a_detection_joins_the_latest_observation_at_or_before_it_within_the_maximum_age() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let service = open(dir.path(), &[sample("australia_bom_weather_stations.csv")]);
+    let hill = station_position(OBSERVATORY_HILL);
+    assert_eq!(
+        join(&service, hill, "2019-11-12T05:00:00Z"),
+        (WeatherStatus::NoRecentObservation, None),
+        "stations in range, but no weather at all yet"
+    );
+    let (accepted, refused) = ingest(
+        &service,
+        vec![
+            observation(OBSERVATORY_HILL, "2019-11-12T00:00:00Z", 20.0),
+            observation(OBSERVATORY_HILL, "2019-11-12T06:00:00Z", 26.0),
+        ],
+    );
+    assert_eq!((accepted, refused.len()), (2, 0), "{refused:?}");
+
+    let none = (WeatherStatus::NoRecentObservation, None);
+    let matched = |marker: f64, age: f64| {
+        (
+            WeatherStatus::Matched,
+            Some((i64::from(OBSERVATORY_HILL), marker, age)),
+        )
+    };
+    let expect = |cases: &[(&str, Joined)]| {
+        for (when, expected) in cases {
+            assert_eq!(&join(&service, hill, when), expected, "detection at {when}");
+        }
+    };
+    expect(&[
+        // Before the first observation: the area has stations, the weather has not arrived.
+        ("2019-11-11T23:59:00Z", none),
+        ("2019-11-12T05:59:00Z", matched(20.0, 5.98)),
+        // "At or before" includes the same millisecond.
+        ("2019-11-12T06:00:00Z", matched(26.0, 0.0)),
+        // The default maximum age is 24 hours: exactly 24 h joins, a minute more does not.
+        ("2019-11-13T06:00:00Z", matched(26.0, 24.0)),
+        ("2019-11-13T06:01:00Z", none),
+    ]);
+
+    // An observation that arrives late, out of time order, becomes the version it belongs to.
+    let late = observation(OBSERVATORY_HILL, "2019-11-12T03:00:00Z", 23.0);
+    assert_eq!(ingest(&service, vec![late]).0, 1);
+    expect(&[
+        ("2019-11-12T05:59:00Z", matched(23.0, 2.98)),
+        ("2019-11-12T02:59:00Z", matched(20.0, 2.98)),
+    ]);
+
+    // The nearest station with a recent observation wins over a nearer one whose latest is stale.
+    ingest(
+        &service,
+        vec![observation(AIRPORT, "2019-11-14T00:00:00Z", 30.0)],
+    );
+    let (status, joined) = join(&service, hill, "2019-11-14T01:00:00Z");
+    assert_eq!(status, WeatherStatus::Matched);
+    assert_eq!(joined.map(|j| (j.0, j.1)), Some((i64::from(AIRPORT), 30.0)));
+
+    // Far from every station with weather (the Coral Sea).
+    assert_eq!(
+        join(&service, (-17.0, 155.0), "2019-11-12T05:00:00Z"),
+        (WeatherStatus::NoStationInRange, None)
+    );
+}
+
+#[test]
+fn point_observations_are_refused_when_their_time_and_day_disagree_or_conflict() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let service = open(dir.path(), &[sample("australia_bom_weather_stations.csv")]);
+    let mut wrong_day = observation(OBSERVATORY_HILL, "2019-11-12T06:00:00Z", 26.0);
+    wrong_day.date = wrong_day.date.pred_opt().expect("day before");
+    let (accepted, refused) = ingest(&service, vec![wrong_day]);
+    assert_eq!(accepted, 0);
+    assert_eq!(refused.len(), 1);
+    assert!(
+        refused[0].contains("observed_at") && refused[0].contains("not on `date`"),
+        "{refused:?}"
+    );
+
+    let first = observation(OBSERVATORY_HILL, "2019-11-12T06:00:00Z", 26.0);
+    assert_eq!(ingest(&service, vec![first.clone()]).0, 1);
+    // The same observation again is a duplicate; different values at the same instant conflict.
+    let (accepted, refused) = ingest(
+        &service,
+        vec![
+            first,
+            observation(OBSERVATORY_HILL, "2019-11-12T06:00:00Z", 27.0),
+        ],
+    );
+    assert_eq!(accepted, 0);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].contains("already has a different observation"),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn a_daily_summary_is_valid_from_the_station_s_local_midnight_for_one_day() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let service = open(dir.path(), &[sample("australia_bom_weather_stations.csv")]);
+    let hill = station_position(OBSERVATORY_HILL);
+    let mut daily = observation(OBSERVATORY_HILL, "2019-11-12T03:00:00Z", 24.0);
+    daily.observed_at = None;
+    assert_eq!(daily.date.to_string(), "2019-11-12");
+    assert_eq!(ingest(&service, vec![daily.clone()]).0, 1);
+    // Local solar midnight at 151.205° E is 13:55:11 UTC the day before.
+    let midnight = daily.valid_from(hill.1);
+    assert_eq!(midnight, at("2019-11-11T13:55:11Z"));
+    let before = (midnight - chrono::Duration::seconds(1)).to_rfc3339();
+    assert_eq!(
+        join(&service, hill, &before),
+        (WeatherStatus::NoRecentObservation, None)
+    );
+    let (status, joined) = join(&service, hill, &midnight.to_rfc3339());
+    assert_eq!(status, WeatherStatus::Matched);
+    // A daily summary's age is counted from its 3 pm reading, as the encoder was trained.
+    assert_eq!(joined.map(|j| j.2), Some(-15.0));
+    let last = (midnight + chrono::Duration::hours(24)).to_rfc3339();
+    assert_eq!(join(&service, hill, &last).0, WeatherStatus::Matched);
+    let after =
+        (midnight + chrono::Duration::hours(24) + chrono::Duration::seconds(1)).to_rfc3339();
+    assert_eq!(
+        join(&service, hill, &after),
+        (WeatherStatus::NoRecentObservation, None)
+    );
+}
