@@ -960,3 +960,78 @@ fn events_by_id(
         })
         .collect()
 }
+
+#[test]
+fn with_a_schema_registry_input_ids_resolve_through_it_and_enriched_records_carry_its_id() {
+    use firesight::stream::kafka::codec::FIRE_DETECTION_ID;
+    let broker = Broker::start();
+    create_all(&broker, 1);
+    create_changelog(&broker, "registry", 1);
+    let registry = super::registry::Registry::start();
+    let schema_text = |file: &str| {
+        std::fs::read_to_string(repo().join("schemas").join(file)).expect("schema file")
+    };
+    let detection_schema = schema_text("fire_detection_v1.avsc");
+    let id = registry.add(&format!("{DETECTIONS}-value"), &detection_schema);
+    let schema = apache_avro::Schema::parse_str(&detection_schema).expect("schema");
+    let schemas = Schemas::bundled().expect("schemas");
+    let sample = detections(40);
+    let framed = |id: u32, d: &FireDetection| {
+        let mut json = serde_json::to_value(d).expect("json");
+        json["acquired_at"] = d.acquired_at.timestamp_millis().into();
+        schemas.encode_framed(id, &schema, &json).expect("encodes")
+    };
+    let mut records: Vec<(String, Vec<u8>)> = sample
+        .iter()
+        .map(|d| (kafka::cell_key(d.latitude, d.longitude), framed(id, d)))
+        .collect();
+    // The bundled fixed id means nothing to a registry that never gave it out; 4242 nobody gave.
+    records.push(("fixed".into(), framed(FIRE_DETECTION_ID, &sample[0])));
+    records.push(("unknown".into(), framed(4242, &sample[0])));
+    broker.produce(DETECTIONS, &records);
+
+    let dir = TempDir::new().expect("tempdir");
+    let _service = FireSight::start_with(
+        &broker,
+        &dir.path().join("db"),
+        "registry",
+        &stations_file(),
+        &[("FIRESIGHT__KAFKA__SCHEMA_REGISTRY_URL", &registry.url)],
+    );
+    let enriched = broker.read_until(ENRICHED, Duration::from_secs(180), |m| {
+        by_key(m).len() >= sample.len()
+    });
+    let letters = broker.read_until(DEAD_LETTERS, Duration::from_secs(60), |m| m.len() >= 2);
+
+    // FireSight registered its output schema and frames every enriched record with that id.
+    let output_id = registry
+        .id_of(
+            &format!("{ENRICHED}-value"),
+            &schema_text("fire_event_v2.avsc"),
+        )
+        .expect("fire_event_v2 registered under the enriched topic's subject");
+    assert_ne!(output_id, firesight::stream::kafka::codec::FIRE_EVENT_V2_ID);
+    let v2 = apache_avro::Schema::parse_str(&schema_text("fire_event_v2.avsc")).expect("v2");
+    let expected: HashSet<String> = sample.iter().map(FireDetection::event_id).collect();
+    assert_eq!(
+        by_key(&enriched).into_keys().collect::<HashSet<_>>(),
+        expected
+    );
+    for message in &enriched {
+        let payload = message.payload().expect("payload");
+        assert_eq!(payload[0], 0, "Confluent magic byte");
+        assert_eq!(payload[1..5], output_id.to_be_bytes(), "the registry's id");
+        let mut datum = &payload[5..];
+        apache_avro::from_avro_datum(&v2, &mut datum, None).expect("a fire_event_v2 datum");
+        assert!(datum.is_empty(), "nothing after the datum");
+    }
+    let mut reasons: Vec<String> = letters.iter().map(|m| header(m, HEADER_REASON)).collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            format!("unknown schema id {FIRE_DETECTION_ID}"),
+            "unknown schema id 4242".to_owned()
+        ]
+    );
+}

@@ -12,6 +12,7 @@ mod kafka;
 mod models;
 mod patterns;
 mod pipeline;
+mod registry;
 mod reindex;
 mod search;
 mod support;

@@ -88,6 +88,8 @@ pub struct Schemas {
     fixed: HashMap<u32, Arc<Schema>>,
     readers: Readers,
     remote: Option<Remote>,
+    /// The id enriched records are framed with: `FIRE_EVENT_V2_ID`, or the registry's.
+    output_id: u32,
 }
 
 /// FireSight's reader schema for each input kind and for the enriched record.
@@ -146,7 +148,36 @@ impl Schemas {
             fixed,
             readers,
             remote: None,
+            output_id: FIRE_EVENT_V2_ID,
         })
+    }
+
+    /// Registers `fire_event_v2.avsc` under `subject` with the registry (Confluent REST:
+    /// `POST /subjects/{subject}/versions`) and frames enriched records with the id it answers.
+    /// Registering the same schema again gives the same id, so every instance agrees. Without a
+    /// registry the fixed id stays.
+    pub fn register_output(&mut self, subject: &str) -> Result<u32, SchemaError> {
+        if let Some(remote) = &self.remote {
+            let text = SCHEMA_FILES
+                .iter()
+                .find(|(name, _)| *name == "fire_event_v2.avsc")
+                .map(|(_, text)| *text)
+                .ok_or_else(|| {
+                    SchemaError::Bundled("fire_event_v2.avsc".into(), "not bundled".into())
+                })?;
+            // The caller may be on the runtime's own thread, where blocking on it would panic.
+            self.output_id = std::thread::scope(|scope| {
+                scope
+                    .spawn(|| remote.runtime.block_on(remote.register(subject, text)))
+                    .join()
+                    .unwrap_or_else(|_| {
+                        Err(SchemaError::Unreachable(
+                            "registration thread panicked".into(),
+                        ))
+                    })
+            })?;
+        }
+        Ok(self.output_id)
     }
 
     /// Resolves ids through a schema registry at `url` (Confluent REST: `GET /schemas/ids/{id}`),
@@ -262,9 +293,10 @@ impl Schemas {
         Ok(value)
     }
 
-    /// Encodes a `FireEventV2` as a Confluent-framed datum with the V2 schema's id.
+    /// Encodes a `FireEventV2` as a Confluent-framed datum with the V2 schema's id (the
+    /// registry's, after [`Schemas::register_output`]).
     pub fn encode_fire_event(&self, event: &FireEventV2) -> Result<Vec<u8>, String> {
-        self.encode_framed(FIRE_EVENT_V2_ID, &self.readers.fire_event, event)
+        self.encode_framed(self.output_id, &self.readers.fire_event, event)
     }
 
     /// Encodes any serialisable value as a Confluent-framed datum of `schema` under `id`.
@@ -291,6 +323,32 @@ impl Schemas {
 }
 
 impl Remote {
+    async fn register(&self, subject: &str, schema: &str) -> Result<u32, SchemaError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            id: u32,
+        }
+        let url = format!("{}/subjects/{subject}/versions", self.url);
+        let unreachable = |e: reqwest::Error| SchemaError::Unreachable(format!("{url}: {e}"));
+        let response = self
+            .client
+            .post(&url)
+            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            .json(&serde_json::json!({ "schema": schema }))
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(SchemaError::Unreachable(format!(
+                "{url}: registering the enriched schema answered {status}: {body}"
+            )));
+        }
+        let answer: Answer = response.json().await.map_err(unreachable)?;
+        Ok(answer.id)
+    }
+
     async fn fetch(&self, id: u32) -> Result<Option<Arc<Schema>>, SchemaError> {
         #[derive(Deserialize)]
         struct Answer {

@@ -91,6 +91,11 @@ pub fn start(
     let mut schemas = Schemas::bundled()?;
     if !settings.schema_registry_url.is_empty() {
         schemas = schemas.with_registry(&settings.schema_registry_url, runtime)?;
+        if settings.output_format == "avro" {
+            let subject = format!("{}-value", settings.enriched_topic);
+            let id = schemas.register_output(&subject)?;
+            tracing::info!(%subject, id, "Enriched records are framed with the registry's schema id.");
+        }
     }
     let store = Arc::clone(pipeline.store());
     let outbox = Arc::new(Outbox::open(&store)?);
