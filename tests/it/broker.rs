@@ -36,9 +36,10 @@ fn tansu() -> PathBuf {
     path
 }
 
-/// A tansu broker with in-memory storage on a free loopback port; killed on drop.
+/// A tansu broker with in-memory storage on a free loopback port, killed on drop; or a broker
+/// running elsewhere ([`Broker::external`]), left as it is.
 pub struct Broker {
-    child: Child,
+    child: Option<Child>,
     /// `host:port` for `bootstrap.servers`.
     pub address: String,
 }
@@ -55,7 +56,10 @@ impl Broker {
             .stderr(Stdio::null())
             .spawn()
             .expect("tansu starts");
-        let broker = Self { child, address };
+        let broker = Self {
+            child: Some(child),
+            address,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(&broker.address).is_err() {
             assert!(
@@ -68,7 +72,22 @@ impl Broker {
         broker
     }
 
+    /// A broker someone else runs (a real Kafka, say); topics are made through the admin API.
+    #[allow(
+        dead_code,
+        reason = "only tests/it/kafka_live.rs, behind the kafka-live feature"
+    )]
+    pub fn external(address: &str) -> Self {
+        Self {
+            child: None,
+            address: address.to_owned(),
+        }
+    }
+
     pub fn create_topic(&self, name: &str, partitions: u32) {
+        if self.child.is_none() {
+            return self.create_topic_by_admin(name, partitions);
+        }
         let status = Command::new(tansu())
             .args([
                 "topic",
@@ -82,6 +101,38 @@ impl Broker {
             .status()
             .expect("tansu topic create runs");
         assert!(status.success(), "creating topic {name} failed");
+    }
+
+    fn create_topic_by_admin(&self, name: &str, partitions: u32) {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        use rdkafka::client::DefaultClientContext;
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.address)
+            .create()
+            .expect("admin client");
+        let topic = NewTopic::new(name, partitions as i32, TopicReplication::Fixed(1));
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results =
+            block_on(admin.create_topics([&topic], &options)).expect("CreateTopics answered");
+        for result in results {
+            result.unwrap_or_else(|(topic, code)| panic!("creating topic {topic} failed: {code}"));
+        }
+    }
+
+    /// Deletes topics through the admin API (a live broker keeps what a test made otherwise).
+    #[allow(
+        dead_code,
+        reason = "only tests/it/kafka_live.rs, behind the kafka-live feature"
+    )]
+    pub fn delete_topics(&self, names: &[&str]) {
+        use rdkafka::admin::{AdminClient, AdminOptions};
+        use rdkafka::client::DefaultClientContext;
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.address)
+            .create()
+            .expect("admin client");
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let _ = block_on(admin.delete_topics(names, &options));
     }
 
     pub fn producer(&self) -> BaseProducer<Deliveries> {
@@ -198,6 +249,15 @@ impl Broker {
     }
 }
 
+/// Waits for an admin request (the admin client runs its own thread; any executor will do).
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
+
 /// Counts a producer's acknowledgements and refusals.
 #[derive(Default)]
 pub struct Deliveries {
@@ -228,7 +288,9 @@ impl ProducerContext for Deliveries {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

@@ -218,12 +218,17 @@ fn detections(limit: usize) -> Vec<FireDetection> {
 }
 
 fn detection_records(detections: &[FireDetection]) -> Vec<(String, Vec<u8>)> {
+    encoded_records(detections, &|d| serde_json::to_vec(d).expect("json"))
+}
+
+/// Detections keyed by their cell, as producers should key them, each encoded by `encode`.
+fn encoded_records(
+    detections: &[FireDetection],
+    encode: &dyn Fn(&FireDetection) -> Vec<u8>,
+) -> Vec<(String, Vec<u8>)> {
     detections
         .iter()
-        .map(|d| {
-            let key = kafka::cell_key(d.latitude, d.longitude);
-            (key, serde_json::to_vec(d).expect("json"))
-        })
+        .map(|d| (kafka::cell_key(d.latitude, d.longitude), encode(d)))
         .collect()
 }
 
@@ -328,11 +333,55 @@ fn avro_detection_with_nan_frp(detection: &FireDetection) -> Vec<u8> {
 fn archive_and_weather_replay_through_the_topics_gives_one_enriched_event_per_detection() {
     let broker = Broker::start();
     create_all(&broker, 4);
+    create_changelog(&broker, "replay", 4);
+    let schemas = Schemas::bundled().expect("schemas");
+    let json = |d: &FireDetection| serde_json::to_vec(d).expect("json");
+    replay_archive(&broker, &Replay::default(), &schemas, &json);
+}
+
+/// The topics and settings of one archive replay.
+pub(super) struct Replay<'a> {
+    pub detections: String,
+    pub weather: String,
+    pub enriched: String,
+    pub group: String,
+    /// Extra `FIRESIGHT__…` settings for the service.
+    pub env: Vec<(&'a str, String)>,
+}
+
+impl Default for Replay<'_> {
+    fn default() -> Self {
+        Self {
+            detections: DETECTIONS.into(),
+            weather: WEATHER.into(),
+            enriched: ENRICHED.into(),
+            group: "replay".into(),
+            env: Vec::new(),
+        }
+    }
+}
+
+/// Replays the BOM weather, then the whole archive (each detection encoded by `encode`),
+/// through the topics and checks the enriched topic: one record per id, byte-identical copies,
+/// model outputs and neighbours in each, 5,779 weather joins, incidents formed. `schemas` reads
+/// the enriched records.
+pub(super) fn replay_archive(
+    broker: &Broker,
+    replay: &Replay<'_>,
+    schemas: &Schemas,
+    encode: &dyn Fn(&FireDetection) -> Vec<u8>,
+) {
     let dir = TempDir::new().expect("tmp");
     let weather = weather_records();
-    broker.produce(WEATHER, &weather);
-    create_changelog(&broker, "replay", 4);
-    let service = FireSight::start(&broker, &dir.path().join("db"), "replay", &stations_file());
+    broker.produce(&replay.weather, &weather);
+    let env: Vec<(&str, &str)> = replay.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let service = FireSight::start_with(
+        broker,
+        &dir.path().join("db"),
+        &replay.group,
+        &stations_file(),
+        &env,
+    );
     let accepted = |s: &FireSight| {
         s.counter(
             "firesight_ingest_records_total",
@@ -350,9 +399,9 @@ fn archive_and_weather_replay_through_the_topics_gives_one_enriched_event_per_de
     });
     let all = detections(usize::MAX);
     assert_eq!(all.len() as u64, super::support::ARCHIVE_ROWS);
-    broker.produce(DETECTIONS, &detection_records(&all));
+    broker.produce(&replay.detections, &encoded_records(&all, encode));
     let wanted: HashSet<String> = all.iter().map(FireDetection::event_id).collect();
-    let enriched = broker.read_until(ENRICHED, Duration::from_secs(900), |m| {
+    let enriched = broker.read_until(&replay.enriched, Duration::from_secs(900), |m| {
         by_key(m).len() >= wanted.len()
     });
     let by_id = by_key(&enriched);
@@ -363,7 +412,6 @@ fn archive_and_weather_replay_through_the_topics_gives_one_enriched_event_per_de
         wanted.len(),
         "one enriched record per detection, keyed by event id"
     );
-    let schemas = Schemas::bundled().expect("schemas");
     let mut matched = 0;
     for copies in by_id.values() {
         assert!(
@@ -981,10 +1029,7 @@ fn with_a_schema_registry_input_ids_resolve_through_it_and_enriched_records_carr
         json["acquired_at"] = d.acquired_at.timestamp_millis().into();
         schemas.encode_framed(id, &schema, &json).expect("encodes")
     };
-    let mut records: Vec<(String, Vec<u8>)> = sample
-        .iter()
-        .map(|d| (kafka::cell_key(d.latitude, d.longitude), framed(id, d)))
-        .collect();
+    let mut records = encoded_records(&sample, &|d| framed(id, d));
     // The bundled fixed id means nothing to a registry that never gave it out; 4242 nobody gave.
     records.push(("fixed".into(), framed(FIRE_DETECTION_ID, &sample[0])));
     records.push(("unknown".into(), framed(4242, &sample[0])));

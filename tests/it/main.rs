@@ -9,6 +9,8 @@ mod golden;
 mod incidents;
 mod index;
 mod kafka;
+#[cfg(feature = "kafka-live")]
+mod kafka_live;
 mod models;
 mod patterns;
 mod pipeline;
