@@ -260,6 +260,12 @@ fn settings(dir: &std::path::Path, broker: &Broker) -> anyhow::Result<Settings> 
     settings.kafka.brokers = broker.address.clone();
     settings.kafka.group_id = "bench".into();
     settings.windows.idle_close_seconds = 3600;
+    if let Some(threads) = std::env::var("FIRESIGHT_BENCH_BUILD_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        settings.index.build_threads = threads;
+    }
     Ok(settings)
 }
 

@@ -157,6 +157,9 @@ impl Outbox {
         from: u64,
         limit: usize,
     ) -> Result<Vec<(u64, OutRecord)>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         store
             .scan(CF_STREAM_OUTBOX, &[], &from.to_be_bytes(), limit)?
             .into_iter()
