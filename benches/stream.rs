@@ -266,6 +266,12 @@ fn settings(dir: &std::path::Path, broker: &Broker) -> anyhow::Result<Settings> 
     {
         settings.index.build_threads = threads;
     }
+    if let Some(k) = std::env::var("FIRESIGHT_BENCH_SIMILAR_K")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        settings.kafka.similar_k = k;
+    }
     Ok(settings)
 }
 

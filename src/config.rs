@@ -163,6 +163,9 @@ pub struct KafkaSettings {
     /// Most seconds start-up waits for the weather and sensor tables to reach their ends
     /// before it processes detections.
     pub table_bootstrap_seconds: u64,
+    /// How often the weather and sensor topics' metadata is read again, so partitions added to
+    /// them (or the topics themselves, created after start) are read without a restart.
+    pub table_refresh_seconds: u64,
     /// Extra librdkafka properties for both the consumer and the producer (e.g. security).
     pub client: std::collections::BTreeMap<String, String>,
 }
@@ -627,6 +630,12 @@ impl Settings {
         }
         if kafka.max_record_bytes < 1024 {
             return Err(invalid("kafka.max_record_bytes", "must be at least 1024"));
+        }
+        if kafka.table_refresh_seconds == 0 {
+            return Err(invalid(
+                "kafka.table_refresh_seconds",
+                "must be at least 1 (metadata is read from the broker each time)",
+            ));
         }
         if !kafka.enabled() {
             return Ok(());

@@ -252,6 +252,19 @@ fn weather_records() -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// Weather records the service has taken in: accepted, duplicates and refused.
+fn weather_read(service: &FireSight) -> u64 {
+    ["accepted", "duplicate", "rejected"]
+        .iter()
+        .map(|outcome| {
+            service.counter(
+                "firesight_ingest_records_total",
+                &format!(r#"kind="weather",outcome="{outcome}""#),
+            )
+        })
+        .sum()
+}
+
 fn stations_file() -> Vec<PathBuf> {
     vec![sample("australia_bom_weather_stations.csv")]
 }
@@ -382,20 +395,8 @@ pub(super) fn replay_archive(
         &stations_file(),
         &env,
     );
-    let accepted = |s: &FireSight| {
-        s.counter(
-            "firesight_ingest_records_total",
-            r#"kind="weather",outcome="accepted""#,
-        ) + s.counter(
-            "firesight_ingest_records_total",
-            r#"kind="weather",outcome="duplicate""#,
-        ) + s.counter(
-            "firesight_ingest_records_total",
-            r#"kind="weather",outcome="rejected""#,
-        )
-    };
     service.wait_for("the weather topic", Duration::from_secs(300), |s| {
-        accepted(s) >= weather.len() as u64
+        weather_read(s) >= weather.len() as u64
     });
     let all = detections(usize::MAX);
     assert_eq!(all.len() as u64, super::support::ARCHIVE_ROWS);
@@ -1079,4 +1080,34 @@ fn with_a_schema_registry_input_ids_resolve_through_it_and_enriched_records_carr
             "unknown schema id 4242".to_owned()
         ]
     );
+}
+
+#[test]
+fn a_weather_topic_created_after_start_is_found_and_read_without_a_restart() {
+    let broker = Broker::start();
+    for topic in [DETECTIONS, SENSORS].into_iter().chain(OUTPUT_TOPICS) {
+        broker.create_topic(topic, 1);
+    }
+    create_changelog(&broker, "late-table", 1);
+    let dir = TempDir::new().expect("tmp");
+    let service = FireSight::start_with(
+        &broker,
+        &dir.path().join("db"),
+        "late-table",
+        &stations_file(),
+        &[("FIRESIGHT__KAFKA__TABLE_REFRESH_SECONDS", "1")],
+    );
+    service.wait_for(
+        "the missing weather topic to be noticed",
+        Duration::from_secs(120),
+        |s| std::fs::read_to_string(&s.log).is_ok_and(|log| log.contains("has no partitions yet")),
+    );
+    broker.create_topic(WEATHER, 2);
+    let weather = weather_records();
+    broker.produce(WEATHER, &weather);
+    service.wait_for("the weather topic", Duration::from_secs(300), |s| {
+        weather_read(s) >= weather.len() as u64
+    });
+    assert_eq!(weather_read(&service), weather.len() as u64);
+    service.stop();
 }

@@ -188,27 +188,51 @@ fn table_consumer(
         consumer_config(settings, &format!("{}-tables", settings.group_id))
             .set("enable.partition.eof", "true")
             .create_with_context(Tables)?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
-    let partitions: Vec<i32> = metadata
+    let assigned = assign_new_partitions(&consumer, store, topic, Duration::from_secs(30))?;
+    if assigned == 0 {
+        tracing::warn!(
+            %topic,
+            every_seconds = settings.table_refresh_seconds,
+            "table topic has no partitions yet (does it exist?); looking again periodically"
+        );
+    }
+    tracing::info!(%topic, partitions = assigned, "reading a global table");
+    Ok((topic.to_owned(), consumer))
+}
+
+/// Assigns the partitions of a table topic that `consumer` does not read yet, each from the
+/// store's offset or the beginning; returns how many. Called at start and then periodically, so
+/// partitions added to the topic, or the topic created after start, are read without a restart.
+fn assign_new_partitions(
+    consumer: &BaseConsumer<Tables>,
+    store: &Store,
+    topic: &str,
+    timeout: Duration,
+) -> anyhow::Result<usize> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let assigned: std::collections::HashSet<i32> = consumer
+        .assignment()?
+        .elements_for_topic(topic)
+        .iter()
+        .map(|e| e.partition())
+        .collect();
+    let mut tpl = TopicPartitionList::new();
+    let partitions = metadata
         .topics()
         .iter()
-        .filter(|t| t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if partitions.is_empty() {
-        tracing::warn!(%topic, "table topic has no partitions (does it exist?); not reading it");
-    }
-    let mut tpl = TopicPartitionList::new();
-    for partition in partitions {
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()));
+    for partition in partitions.filter(|p| !assigned.contains(p)) {
         let start = match stored_offset(store, topic, partition)? {
             Some(next) => Offset::Offset(next),
             None => Offset::Beginning,
         };
         tpl.add_partition_offset(topic, partition, start)?;
     }
-    tracing::info!(%topic, partitions = tpl.count(), "reading a global table");
-    consumer.assign(&tpl)?;
-    Ok((topic.to_owned(), consumer))
+    if tpl.count() > 0 {
+        consumer.incremental_assign(&tpl)?;
+    }
+    Ok(tpl.count())
 }
 
 /// A consumer's settings: no automatic offsets (FireSight's are in its store), from the start
@@ -513,6 +537,22 @@ impl Processor {
         );
     }
 
+    /// Starts reading table partitions that appeared since the last look.
+    fn find_table_partitions(&self, tables: &[(String, BaseConsumer<Tables>)]) {
+        for (topic, consumer) in tables {
+            let store = self.pipeline.store();
+            match assign_new_partitions(consumer, store, topic, Duration::from_secs(5)) {
+                Ok(0) => {}
+                Ok(partitions) => {
+                    tracing::info!(%topic, partitions, "new table partitions: reading them");
+                }
+                Err(error) => {
+                    tracing::warn!(%topic, %error, "looking for new table partitions failed");
+                }
+            }
+        }
+    }
+
     /// Processes a batch of table records; on failure seeks back to the stored offsets.
     fn process_table_batch(&self, tables: &BaseConsumer<Tables>, batch: &[Polled]) {
         if batch.is_empty() {
@@ -534,7 +574,13 @@ impl Processor {
         tables: &[(String, BaseConsumer<Tables>)],
         stop: &AtomicBool,
     ) {
+        let refresh = Duration::from_secs(self.settings.table_refresh_seconds);
+        let mut refreshed = Instant::now();
         while !stop.load(Ordering::Acquire) {
+            if refreshed.elapsed() >= refresh {
+                self.find_table_partitions(tables);
+                refreshed = Instant::now();
+            }
             // Table records first: they are what the detections after them join against.
             for (_, table) in tables {
                 let updates = self.poll_batch(table, Duration::ZERO, &mut Vec::new());
