@@ -659,6 +659,16 @@ impl Store {
     /// time (8-byte `(station, day)` keys) to `(station, valid from)`. Returns how many moved.
     fn migrate_weather_keys(&self) -> Result<usize, StoreError> {
         let cf = self.cf(CF_WEATHER)?;
+        // The migration is one atomic batch, so a store has old keys only, new keys only, or
+        // none: the first key tells, without a scan at every start.
+        let first = self
+            .db
+            .iterator_cf(cf, IteratorMode::Start)
+            .next()
+            .transpose()?;
+        if first.is_none_or(|(key, _)| key.len() != 8) {
+            return Ok(0);
+        }
         let mut batch = WriteBatch::default();
         let mut moved = 0;
         for item in self.db.iterator_cf(cf, IteratorMode::Start) {

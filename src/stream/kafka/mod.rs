@@ -195,8 +195,9 @@ fn table_consumer(
             every_seconds = settings.table_refresh_seconds,
             "table topic has no partitions yet (does it exist?); looking again periodically"
         );
+    } else {
+        tracing::info!(%topic, partitions = assigned, "reading a global table");
     }
-    tracing::info!(%topic, partitions = assigned, "reading a global table");
     Ok((topic.to_owned(), consumer))
 }
 
@@ -539,8 +540,8 @@ impl Processor {
 
     /// Starts reading table partitions that appeared since the last look.
     fn find_table_partitions(&self, tables: &[(String, BaseConsumer<Tables>)]) {
+        let store = self.pipeline.store();
         for (topic, consumer) in tables {
-            let store = self.pipeline.store();
             match assign_new_partitions(consumer, store, topic, Duration::from_secs(5)) {
                 Ok(0) => {}
                 Ok(partitions) => {
