@@ -608,16 +608,9 @@ impl Store {
             .collect()
     }
 
-    /// Stores observations, each under its station and the instant it is valid from (epoch ms);
-    /// callers have checked them against what is stored.
-    pub fn put_weather(
-        &self,
-        observations: &[(i64, WeatherObservation)],
-    ) -> Result<(), StoreError> {
-        self.put_weather_with(observations, &[])
-    }
-
-    /// [`Store::put_weather`] with `extra` writes in the same atomic batch.
+    /// Stores observations, each under its station and the instant it is valid from (epoch ms),
+    /// with `extra` writes in the same atomic batch; callers have checked them against what is
+    /// stored.
     pub fn put_weather_with(
         &self,
         observations: &[(i64, WeatherObservation)],

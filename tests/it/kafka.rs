@@ -329,7 +329,7 @@ fn header(message: &OwnedMessage, name: &str) -> String {
 
 fn avro_detection_with_nan_frp(detection: &FireDetection) -> Vec<u8> {
     use apache_avro::types::Value;
-    use firesight::stream::kafka::codec::{FIRE_DETECTION_ID, MAGIC};
+    use firesight::stream::kafka::codec::{FIRE_DETECTION_ID, frame};
     let schema = Schemas::bundled()
         .expect("schemas")
         .fixed(FIRE_DETECTION_ID)
@@ -341,10 +341,10 @@ fn avro_detection_with_nan_frp(detection: &FireDetection) -> Vec<u8> {
         fields.insert("frp_mw".into(), Value::Double(f64::NAN));
     }
     let value = value.resolve(&schema).expect("resolves");
-    let mut framed = vec![MAGIC];
-    framed.extend_from_slice(&FIRE_DETECTION_ID.to_be_bytes());
-    framed.extend(apache_avro::to_avro_datum(&schema, value).expect("datum"));
-    framed
+    frame(
+        FIRE_DETECTION_ID,
+        &apache_avro::to_avro_datum(&schema, value).expect("datum"),
+    )
 }
 
 #[test]

@@ -91,12 +91,11 @@ fn the_archive_replays_through_a_live_kafka_with_its_schema_registry() {
         let subject = format!("{}-value", replay.detections);
         runtime.block_on(register(&registry, &subject, &text))
     };
-    let bundled = Schemas::bundled().expect("schemas");
-    let schema = bundled.fixed(FIRE_DETECTION_ID).expect("detection schema");
+    let schema = schemas.fixed(FIRE_DETECTION_ID).expect("detection schema");
     let encode = |d: &FireDetection| {
         let mut json = serde_json::to_value(d).expect("json");
         json["acquired_at"] = d.acquired_at.timestamp_millis().into();
-        bundled
+        schemas
             .encode_framed(detection_id, &schema, &json)
             .expect("encodes")
     };

@@ -309,17 +309,23 @@ impl Schemas {
         let value = apache_avro::to_value(value).map_err(|e| e.to_string())?;
         let value = value.resolve(schema).map_err(|e| e.to_string())?;
         let datum = apache_avro::to_avro_datum(schema, value).map_err(|e| e.to_string())?;
-        let mut out = Vec::with_capacity(datum.len() + 5);
-        out.push(MAGIC);
-        out.extend_from_slice(&id.to_be_bytes());
-        out.extend_from_slice(&datum);
-        Ok(out)
+        Ok(frame(id, &datum))
     }
 
     /// A bundled schema by its fixed id (producers and tests encode with it).
     pub fn fixed(&self, id: u32) -> Option<Arc<Schema>> {
         self.fixed.get(&id).cloned()
     }
+}
+
+/// The Confluent wire form of an Avro datum: the magic byte, the schema id (4 bytes, big-endian),
+/// the datum.
+pub fn frame(id: u32, datum: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(datum.len() + 5);
+    out.push(MAGIC);
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(datum);
+    out
 }
 
 impl Remote {
@@ -542,9 +548,8 @@ mod tests {
             fields.insert("frp_mw".into(), Value::Double(f64::NAN));
         }
         let record = record.resolve(&schema).expect("resolves");
-        let mut framed = vec![MAGIC];
-        framed.extend_from_slice(&FIRE_DETECTION_ID.to_be_bytes());
-        framed.extend(apache_avro::to_avro_datum(&schema, record).expect("datum"));
+        let datum = apache_avro::to_avro_datum(&schema, record).expect("datum");
+        let framed = frame(FIRE_DETECTION_ID, &datum);
         let err = schemas.decode::<FireDetection>(&framed).expect_err("NaN");
         assert_eq!(err.field(), "frp_mw");
         assert!(err.reason().contains("finite"), "{}", err.reason());
@@ -579,10 +584,10 @@ mod tests {
                 Value::Union(1, Box::new(Value::TimestampMillis(ms))),
             );
         }
-        let mut framed = vec![MAGIC];
-        framed.extend_from_slice(&id.to_be_bytes());
-        framed.extend(apache_avro::to_avro_datum(&schema, record).expect("datum"));
-        framed
+        frame(
+            id,
+            &apache_avro::to_avro_datum(&schema, record).expect("datum"),
+        )
     }
 
     #[test]
