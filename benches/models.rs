@@ -13,7 +13,8 @@ use firesight::config::Settings;
 use firesight::embed::{
     Embedder, FEATURE_COUNT, OnnxEmbedder, Predictors, SentenceEncoder, event_features,
 };
-use firesight::search::{decode_calfire, incident_text};
+use firesight::search::incident_text;
+use firesight::stream::decode::decode_calfire;
 
 /// Texts per sentence-encoder call, both sides.
 const TEXT_BATCH: usize = 32;

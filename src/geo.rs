@@ -15,8 +15,9 @@ pub fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
 }
 
 /// The mean position of points `(lat, lon)` in degrees, averaged as unit vectors on the sphere
-/// (so a group straddling the antimeridian centres on it, not on Greenwich), rounded to 1e-5°.
-pub fn centroid(points: impl IntoIterator<Item = (f64, f64)>) -> crate::event::Location {
+/// (so a group straddling the antimeridian centres on it, not on Greenwich), rounded to 1e-5°;
+/// returned as `(lat, lon)`.
+pub fn centroid(points: impl IntoIterator<Item = (f64, f64)>) -> (f64, f64) {
     let (mut x, mut y, mut z) = (0.0, 0.0, 0.0);
     for (lat, lon) in points {
         let (p, l) = (lat.to_radians(), lon.to_radians());
@@ -25,10 +26,10 @@ pub fn centroid(points: impl IntoIterator<Item = (f64, f64)>) -> crate::event::L
         z += p.sin();
     }
     let round = |d: f64| (d * 1e5).round() / 1e5;
-    crate::event::Location {
-        latitude: round(z.atan2(f64::hypot(x, y)).to_degrees()),
-        longitude: round(y.atan2(x).to_degrees()),
-    }
+    (
+        round(z.atan2(f64::hypot(x, y)).to_degrees()),
+        round(y.atan2(x).to_degrees()),
+    )
 }
 
 /// Local mean solar time at `longitude`: UTC shifted by 4 minutes per degree.

@@ -134,7 +134,7 @@ pub struct FireSummary {
     /// Fire radiative power, MW.
     pub frp_mw: f64,
     /// Confidence class.
-    pub confidence: String,
+    pub confidence: crate::event::ConfidenceClass,
     /// Weather station joined, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weather_station: Option<String>,
@@ -152,7 +152,7 @@ impl From<&FireEventV2> for FireSummary {
             longitude: e.location.longitude,
             satellite: e.source.satellite.clone(),
             frp_mw: e.fire_characteristics.frp_mw,
-            confidence: e.fire_characteristics.confidence.clone(),
+            confidence: e.fire_characteristics.confidence,
             weather_station: e
                 .weather_conditions
                 .as_ref()
@@ -413,7 +413,8 @@ fn remote_summary(hit: &RemoteHit) -> Result<FireSummary, ApiError> {
         frp_mw: hit.frp_mw.ok_or_else(|| missing("frpMw"))?,
         confidence: hit
             .confidence
-            .clone()
+            .as_deref()
+            .and_then(crate::event::ConfidenceClass::parse)
             .ok_or_else(|| missing("confidence"))?,
         weather_station: None,
         max_temp_c: None,

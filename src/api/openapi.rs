@@ -47,7 +47,7 @@ use super::{admin, fires, health, incidents, ingest, patterns, search};
         health::readyz,
         health::metrics,
     ),
-    components(schemas(TimeBound, ConfidenceClass)),
+    components(schemas(TimeBound, crate::event::ConfidenceClass)),
     modifiers(&KeyScheme),
     tags(
         (name = "ingest", description = "Detections, weather, stations and sensor readings in"),
@@ -107,18 +107,6 @@ impl utoipa::PartialSchema for TimeBound {
 
 impl utoipa::ToSchema for TimeBound {}
 
-/// A confidence class, for `min_confidence`.
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "lowercase")]
-pub enum ConfidenceClass {
-    /// Low.
-    Low,
-    /// Nominal.
-    Nominal,
-    /// High.
-    High,
-}
-
 /// What any keyed route may answer besides its own errors: a bad parameter, no or an unknown
 /// key, a key whose role is too low, and "still starting" (or, for queries, "timed out").
 #[derive(utoipa::IntoResponses)]
@@ -168,5 +156,5 @@ pub struct WindowFilters {
     )]
     source: Option<String>,
     /// low, nominal or high.
-    min_confidence: Option<ConfidenceClass>,
+    min_confidence: Option<crate::event::ConfidenceClass>,
 }

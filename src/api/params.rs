@@ -117,9 +117,9 @@ impl Params {
         };
         let min_confidence = match self.text("min_confidence") {
             None => None,
-            Some("low") => Some(0),
-            Some("nominal") => Some(1),
-            Some("high") => Some(2),
+            Some(text @ ("low" | "nominal" | "high")) => {
+                crate::event::ConfidenceClass::parse(text).map(crate::event::ConfidenceClass::rank)
+            }
             Some(other) => {
                 return Err(ApiError::bad(
                     "min_confidence",

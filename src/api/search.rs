@@ -276,8 +276,9 @@ pub async fn historical_incidents(
     body: Bytes,
 ) -> Result<Json<IngestOutcome>, ApiError> {
     let outcome = tokio::task::spawn_blocking(move || {
-        let (outcome, stored) =
-            crate::search::load_historical(&state.store, &body, "http:/v1/historical-incidents")?;
+        let (outcome, stored) = state
+            .pipeline
+            .ingest_historical(&body, "http:/v1/historical-incidents")?;
         if let Some(search) = &state.search {
             // Merged records are re-rendered only at the next build; new ones are added now.
             search

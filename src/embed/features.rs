@@ -36,15 +36,6 @@ pub const FEATURE_NAMES: [&str; FEATURE_COUNT] = [
     "weather_present",
 ];
 
-/// VIIRS reports only a class; these stand-ins sit inside MODIS' ranges for the same class.
-fn class_percent(class: &str) -> f32 {
-    match class {
-        "low" => 20.0,
-        "high" => 90.0,
-        _ => 55.0,
-    }
-}
-
 /// The feature row of an event. Missing weather values are NaN; the model imputes them.
 pub fn event_features(event: &FireEventV2) -> [f32; FEATURE_COUNT] {
     let fc = &event.fire_characteristics;
@@ -62,7 +53,7 @@ pub fn event_features(event: &FireEventV2) -> [f32; FEATURE_COUNT] {
         |f: fn(&crate::event::WeatherConditions) -> Option<f64>| w.and_then(f).unwrap_or(f64::NAN);
     let confidence = fc
         .confidence_percent
-        .unwrap_or_else(|| class_percent(&fc.confidence));
+        .unwrap_or_else(|| fc.confidence.stand_in_percent());
     let row = [
         lat.cos() * lon.cos(),
         lat.cos() * lon.sin(),

@@ -1,6 +1,9 @@
 //! Domain events (fire detections, weather, stations, sensor readings) and the `FireEventV2` record.
 
+mod historical;
 mod record;
+
+pub use historical::HistoricalIncident;
 
 pub use record::{
     FireCharacteristics, FireEventV2, ImpactAssessment, Location, MlPrediction, SensorSummary,
@@ -63,8 +66,22 @@ impl Instrument {
     }
 }
 
-/// FIRMS confidence class; MODIS percentages map onto it with FIRMS' own thresholds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// FIRMS confidence class; MODIS percentages map onto it with FIRMS' own thresholds. The one
+/// definition of confidence: every source format maps onto it here, and every consumer (the
+/// encoder's features, the index filters, the stream windows) reads its number from here.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ConfidenceClass {
     /// MODIS < 30 %, VIIRS `l`.
@@ -87,6 +104,17 @@ impl ConfidenceClass {
         }
     }
 
+    /// The class FIRMS writes as `l`/`n`/`h` (VIIRS archive files) or spells out (NRT files and
+    /// FireSight's own records), in any case; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "l" | "low" => Some(Self::Low),
+            "n" | "nominal" => Some(Self::Nominal),
+            "h" | "high" => Some(Self::High),
+            _ => None,
+        }
+    }
+
     /// Lower-case name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -94,6 +122,32 @@ impl ConfidenceClass {
             Self::Nominal => "nominal",
             Self::High => "high",
         }
+    }
+
+    /// A percentage standing in for the class where only a class is known (VIIRS): inside the
+    /// MODIS range FIRMS maps to the same class (low < 30, nominal 30–79, high ≥ 80). The event
+    /// encoder was trained on these values.
+    pub fn stand_in_percent(self) -> f32 {
+        match self {
+            Self::Low => 20.0,
+            Self::Nominal => 55.0,
+            Self::High => 90.0,
+        }
+    }
+
+    /// The class as a rank, 0 (low) to 2 (high), for filters kept beside each vector.
+    pub fn rank(self) -> u8 {
+        match self {
+            Self::Low => 0,
+            Self::Nominal => 1,
+            Self::High => 2,
+        }
+    }
+}
+
+impl std::fmt::Display for ConfidenceClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -296,7 +350,7 @@ impl WeatherObservation {
     }
 }
 
-/// One IoT sensor reading (JSON form only in this version).
+/// One IoT sensor reading (NDJSON over HTTP and files, JSON or Avro on the sensors topic).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SensorReading {

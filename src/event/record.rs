@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 pub struct FireEventV2 {
     /// Content-derived detection id (`fd_…`).
     pub event_id: String,
-    /// Incident this event belongs to; assigned by the streaming sessions (none yet).
+    /// Incident this event belongs to: on the Kafka path, the spatial session the stream
+    /// windows put it in; absent on the embedded default, whose `GET /v1/incidents` groups
+    /// detections per request.
     pub correlation_id: Option<String>,
     /// Where the detection came from.
     pub source: SourceInfo,
@@ -22,7 +24,8 @@ pub struct FireEventV2 {
     pub weather_status: Option<WeatherStatus>,
     /// The joined observation, when one was in range.
     pub weather_conditions: Option<WeatherConditions>,
-    /// Nearby IoT sensor readings (not joined in this version).
+    /// IoT sensor readings within `correlate.sensor_radius_km` and `sensor_window_minutes` before
+    /// the detection; absent when there were none.
     pub sensor_summary: Option<SensorSummary>,
     /// Rule-based assessment.
     pub impact_assessment: Option<ImpactAssessment>,
@@ -69,6 +72,16 @@ pub struct Location {
     pub longitude: f64,
 }
 
+impl From<(f64, f64)> for Location {
+    /// A `(lat, lon)` pair, as `geo` computes them.
+    fn from((latitude, longitude): (f64, f64)) -> Self {
+        Self {
+            latitude,
+            longitude,
+        }
+    }
+}
+
 /// Radiometric description of the pixel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FireCharacteristics {
@@ -83,7 +96,7 @@ pub struct FireCharacteristics {
     /// Along-track pixel size, km.
     pub track_km: f64,
     /// `low`, `nominal` or `high`.
-    pub confidence: String,
+    pub confidence: super::ConfidenceClass,
     /// MODIS confidence percentage.
     pub confidence_percent: Option<f32>,
     /// Daytime overpass.

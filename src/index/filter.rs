@@ -33,11 +33,7 @@ impl PointAttrs {
             lat: event.location.latitude as f32,
             lon: event.location.longitude as f32,
             source: Self::source_code(&event.source.satellite),
-            confidence: match event.fire_characteristics.confidence.as_str() {
-                "high" => 2,
-                "nominal" => 1,
-                _ => 0,
-            },
+            confidence: event.fire_characteristics.confidence.rank(),
             incident: event
                 .correlation_id
                 .as_deref()

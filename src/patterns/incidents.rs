@@ -2,9 +2,9 @@
 //!
 //! Two detections belong to one incident when they lie within `link_km` of each other and
 //! `link_hours` apart; an incident is a connected group under that rule. Neighbours are found on a
-//! grid of `link_km` cells, so grouping a window is near-linear in its size. The streaming
-//! sessions (issue 3) will assign the same groups incrementally as `correlation_id`; until then
-//! the API computes them over the window it is asked about.
+//! grid of `link_km` cells, so grouping a window is near-linear in its size. The API computes
+//! them over the window it is asked about; the Kafka path's `correlation_id` comes from the
+//! stream windows' spatial sessions instead (`stream::windows`), a different rule.
 
 use std::collections::HashMap;
 
@@ -195,7 +195,8 @@ fn describe(events: &[FireEventV2], members: &[usize], growth_ms: i64) -> Incide
         centroid: crate::geo::centroid(members.iter().map(|&i| {
             let l = events[i].location;
             (l.latitude, l.longitude)
-        })),
+        }))
+        .into(),
         bbox,
         total_frp_mw: (total * 10.0).round() / 10.0,
         max_frp_mw: max,

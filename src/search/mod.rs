@@ -1,7 +1,6 @@
 //! Natural-language search over historical incidents and fire events: BM25 (tantivy) and
 //! sentence vectors (all-MiniLM-L6-v2), fused by reciprocal rank, with filters read from the query.
 
-mod calfire;
 mod query;
 mod render;
 
@@ -18,12 +17,11 @@ use tantivy::tokenizer::{
 };
 use tantivy::{Index, IndexReader, IndexWriter, doc};
 
-pub use calfire::{HistoricalIncident, decode as decode_calfire, is_calfire_header};
 pub use query::{Understood, understand};
 pub use render::{event_text, incident_text, region_words};
 
 use crate::embed::{EmbedError, SentenceEncoder};
-use crate::event::FireEventV2;
+use crate::event::{FireEventV2, HistoricalIncident};
 use crate::store::{Store, StoreError};
 
 /// Reciprocal-rank-fusion constant (the usual 60).
@@ -576,35 +574,16 @@ fn mostly_non_latin(text: &str) -> bool {
     !letters.is_empty() && latin * 2 < letters.len()
 }
 
-/// Decodes a CAL FIRE export and stores its incidents (merging with any already stored); refused
-/// records go to the dead letters with their reason. The search index picks them up from the
-/// store at its next build, or at once through [`SearchIndex::add`] by the caller.
-pub fn load_historical(
-    store: &Store,
-    bytes: &[u8],
-    source: &str,
-) -> Result<(crate::stream::IngestOutcome, Vec<HistoricalIncident>), StoreError> {
-    let (incidents, rejected) = decode_calfire(bytes);
-    let mut outcome = crate::stream::IngestOutcome::default();
-    let now = chrono::Utc::now().timestamp_millis();
-    let letters: Vec<crate::store::DeadLetter> = rejected
-        .iter()
-        .map(|(error, raw)| crate::store::DeadLetter {
-            source: source.to_owned(),
-            error: error.clone(),
-            raw: raw.clone(),
-            at_ms: now,
-        })
-        .collect();
-    store.put_dead_letters(&letters)?;
-    for (error, _) in rejected {
-        outcome.reject(error);
-    }
-    let total = incidents.len() as u64;
-    let (new, stored) = store.put_historical_incidents(incidents)?;
-    outcome.accepted = new as u64;
-    outcome.duplicates = total - new as u64;
-    Ok((outcome, stored))
+/// The search index and whether its first build has finished.
+pub struct SearchState {
+    /// The index.
+    pub index: Arc<SearchIndex>,
+    /// True once every stored incident (and event, with `search.index_events`) is in it.
+    pub ready: std::sync::atomic::AtomicBool,
+    /// Why the build stopped, if it failed.
+    pub failure: std::sync::Mutex<Option<String>>,
+    /// Longest query accepted, bytes.
+    pub max_query_bytes: usize,
 }
 
 #[cfg(test)]

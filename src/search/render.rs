@@ -3,8 +3,7 @@
 
 use chrono::{DateTime, Datelike};
 
-use super::calfire::HistoricalIncident;
-use crate::event::FireEventV2;
+use crate::event::{FireEventV2, HistoricalIncident};
 
 const MONTHS: [&str; 12] = [
     "January",

@@ -84,7 +84,7 @@ pub fn sniff(path: &Path) -> Result<(FileKind, bool), LoadError> {
             () if json("station_id") => Some((FileKind::Weather, true)),
             () => None,
         }
-    } else if crate::search::is_calfire_header(&line) {
+    } else if super::decode::is_calfire_header(&line) {
         Some((FileKind::HistoricalIncidents, false))
     } else if line.contains("bright_ti4") || line.contains("brightness") {
         Some((FileKind::Firms, false))
@@ -122,16 +122,13 @@ pub fn load_files(
                     path: path.clone(),
                     source,
                 })?;
-                crate::search::load_historical(
-                    pipeline.store(),
-                    &bytes,
-                    &path.display().to_string(),
-                )
-                .map(|(outcome, _)| outcome)
-                .map_err(|e| LoadError::Ingest {
-                    path: path.clone(),
-                    source: IngestError::from(super::PipelineError::from(e)),
-                })
+                pipeline
+                    .ingest_historical(&bytes, &path.display().to_string())
+                    .map(|(outcome, _)| outcome)
+                    .map_err(|e| LoadError::Ingest {
+                        path: path.clone(),
+                        source: IngestError::from(e),
+                    })
             }
             (FileKind::Stations, _) => load_one(
                 pipeline,

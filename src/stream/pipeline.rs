@@ -11,8 +11,9 @@ use super::decode::Rejected;
 use super::ingest::IngestOutcome;
 use crate::embed::{EmbedError, Embedder, FEATURE_COUNT, Predictors, event_features};
 use crate::event::{
-    FieldError, FireCharacteristics, FireDetection, FireEventV2, ImpactAssessment, Location,
-    SensorReading, SourceInfo, Station, WeatherConditions, WeatherObservation,
+    FieldError, FireCharacteristics, FireDetection, FireEventV2, HistoricalIncident,
+    ImpactAssessment, Location, SensorReading, SourceInfo, Station, WeatherConditions,
+    WeatherObservation,
 };
 use crate::index::{IndexError, IndexPoint, NativeHnsw, PointAttrs, VectorIndex};
 use crate::metrics::Metrics;
@@ -458,7 +459,7 @@ impl Pipeline {
         Ok(outcome)
     }
 
-    /// Stores sensor readings (they join detections in the streaming issue).
+    /// Stores sensor readings; later detections within range summarise them (`sensor_summary`).
     pub fn ingest_sensors(
         &self,
         batch: Vec<(u64, SensorReading)>,
@@ -482,6 +483,34 @@ impl Pipeline {
         self.store.put_sensor_readings_with(&readings, &ops)?;
         self.count("sensors", &outcome);
         Ok(outcome)
+    }
+
+    /// Decodes an agency's incident export (CAL FIRE's two CSV shapes) and stores its
+    /// incidents, merging with any already stored; refused records go to the dead letters with
+    /// their reason. Counted like every other source. Returns the tally and the records as
+    /// stored, for the caller to hand to the search index.
+    pub fn ingest_historical(
+        &self,
+        bytes: &[u8],
+        source: &str,
+    ) -> Result<(IngestOutcome, Vec<HistoricalIncident>), PipelineError> {
+        let (incidents, rejected) = super::decode::decode_calfire(bytes);
+        let _writer = self.writer.lock().map_err(|_| PipelineError::Poisoned)?;
+        let letters: Vec<Rejected> = rejected
+            .into_iter()
+            .map(|(error, raw)| Rejected { error, raw })
+            .collect();
+        self.dead_letter(source, "historical_incidents", &letters)?;
+        let mut outcome = IngestOutcome::default();
+        for letter in letters {
+            outcome.reject(letter.error);
+        }
+        let total = incidents.len() as u64;
+        let (new, stored) = self.store.put_historical_incidents(incidents)?;
+        outcome.accepted = new as u64;
+        outcome.duplicates = total - new as u64;
+        self.count("historical_incidents", &outcome);
+        Ok((outcome, stored))
     }
 
     /// Keeps refused records with their reasons and counts them.
@@ -578,7 +607,7 @@ fn build_event(
             frp_mw: detection.frp_mw,
             scan_km: detection.scan_km,
             track_km: detection.track_km,
-            confidence: detection.confidence.as_str().into(),
+            confidence: detection.confidence,
             confidence_percent: detection.confidence_percent,
             daytime: detection.daytime,
             detection_type: detection.detection_type.map(i32::from),

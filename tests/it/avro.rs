@@ -74,7 +74,10 @@ fn v2_reader_reads_v1_data() {
     let event: FireEventV2 = from_value(&values[0]).expect("into FireEventV2");
     assert_eq!(event.event_id, "fd_0123");
     assert_eq!(event.detection_time, 1_564_620_960_000);
-    assert_eq!(event.fire_characteristics.confidence, "nominal");
+    assert_eq!(
+        event.fire_characteristics.confidence,
+        firesight::event::ConfidenceClass::Nominal
+    );
     assert_eq!(
         event.fire_characteristics.confidence_percent, None,
         "new nested field takes its default"

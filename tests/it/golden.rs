@@ -41,7 +41,10 @@ pub fn event_from(fixture: &Value) -> FireEventV2 {
             frp_mw: f("frp_mw"),
             scan_km: f("scan_km"),
             track_km: f("track_km"),
-            confidence: fixture["confidence"].as_str().expect("confidence").into(),
+            confidence: fixture["confidence"]
+                .as_str()
+                .and_then(firesight::event::ConfidenceClass::parse)
+                .expect("confidence"),
             confidence_percent: fixture["confidence_percent"].as_f64().map(|c| c as f32),
             daytime: fixture["daytime"].as_bool().expect("daytime"),
             detection_type: None,

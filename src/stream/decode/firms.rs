@@ -179,13 +179,7 @@ fn satellite(line: u64, text: &str) -> Result<&'static str, FieldError> {
 
 /// MODIS writes a percentage; VIIRS writes `l`/`n`/`h` (NRT files spell them out).
 fn confidence(line: u64, text: &str) -> Result<(Option<f32>, ConfidenceClass), FieldError> {
-    let class = match text.to_ascii_lowercase().as_str() {
-        "l" | "low" => Some(ConfidenceClass::Low),
-        "n" | "nominal" => Some(ConfidenceClass::Nominal),
-        "h" | "high" => Some(ConfidenceClass::High),
-        _ => None,
-    };
-    if let Some(class) = class {
+    if let Some(class) = ConfidenceClass::parse(text) {
         return Ok((None, class));
     }
     let percent = number(line, "confidence", text)?;

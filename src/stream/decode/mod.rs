@@ -1,11 +1,13 @@
 //! Decoders from FIRMS CSV, BOM CSV and JSON into domain events, fed incrementally so bodies can stream.
 
 mod bom;
+mod calfire;
 mod firms;
 mod json;
 mod lines;
 
 pub use bom::{StationDecoder, WeatherDecoder};
+pub use calfire::{decode as decode_calfire, is_calfire_header};
 pub use firms::FirmsDecoder;
 pub use json::{JsonDecoder, JsonEvent, json_error};
 pub use lines::{CsvStream, RecordDecoder, StreamDecoder};
