@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use firesight::event::{FireDetection, Station, WeatherObservation};
-use firesight::store::{CF_EVENTS, CF_STREAM_OFFSETS, CF_STREAM_STATE, CF_WEATHER, Store};
+use firesight::store::{Family, Store, StoreOp};
 use firesight::stream::decode::{FirmsDecoder, StationDecoder, WeatherDecoder};
 use firesight::stream::kafka::codec::Schemas;
 use firesight::stream::kafka::{self, HEADER_FIELD, HEADER_OFFSET, HEADER_REASON, HEADER_TOPIC};
@@ -291,14 +291,14 @@ fn state_digest(path: &Path) -> BTreeMap<String, String> {
     let store = Store::open(path).expect("store opens");
     let mut out = BTreeMap::new();
     let cfs = [
-        (CF_EVENTS, "event"),
-        (CF_WEATHER, "weather"),
-        (CF_STREAM_OFFSETS, "offset"),
-        (CF_STREAM_STATE, "windows"),
+        (Family::Events, "event"),
+        (Family::Weather, "weather"),
+        (Family::StreamOffsets, "offset"),
+        (Family::StreamState, "windows"),
     ];
     for (cf, prefix) in cfs {
-        for (key, value) in store.scan(cf, &[], &[], usize::MAX).expect("scan") {
-            let value = if cf == CF_EVENTS {
+        for (key, value) in store.dump(cf).expect("dump") {
+            let value = if cf == Family::Events {
                 let mut event: serde_json::Value = serde_json::from_slice(&value).expect("json");
                 event["ingested_at"] = serde_json::Value::Null;
                 event.to_string()
@@ -315,7 +315,7 @@ fn state_digest(path: &Path) -> BTreeMap<String, String> {
 fn stored_offsets(path: &Path, topic: &str, partitions: i32) -> Vec<Option<i64>> {
     let store = Store::open(path).expect("store opens");
     (0..partitions)
-        .map(|p| kafka::outbox::stored_offset(&store, topic, p).expect("offset"))
+        .map(|p| store.stream_offset(topic, p).expect("offset"))
         .collect()
 }
 
@@ -558,7 +558,7 @@ fn offsets_the_broker_never_delivers_are_counted_not_lost_silently() {
     let db = dir.path().join("db");
     Store::open(&db)
         .expect("store")
-        .apply(&[kafka::outbox::offset_op(DETECTIONS, 0, 5)])
+        .apply(&[StoreOp::stream_offset(DETECTIONS, 0, 5)])
         .expect("stored offset");
     let service = FireSight::start(&broker, &db, "gaps", &stations_file());
     service.wait_for("the partitions", Duration::from_secs(120), |s| {

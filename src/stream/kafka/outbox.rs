@@ -1,5 +1,6 @@
 //! The transactional outbox: output records written in the same RocksDB batch as the state and
-//! input offsets that produced them, and the consumer's own offsets.
+//! input offsets that produced them (the store keeps them; this file says what a record is and
+//! hands out their sequence numbers).
 //!
 //! An outbox entry is removed only after the broker acknowledged it, so a crash at any moment
 //! either loses nothing (the entry is still there and is sent again, byte for byte) or never
@@ -7,7 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::store::{CF_STREAM_OFFSETS, CF_STREAM_OUTBOX, Store, StoreError, StoreOp};
+use crate::store::{Store, StoreError, StoreOp};
 
 /// One record to publish.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,10 +123,7 @@ pub struct Outbox {
 impl Outbox {
     /// Continues after the newest entry still in the store.
     pub fn open(store: &Store) -> Result<Self, StoreError> {
-        let next = match store.last_key(CF_STREAM_OUTBOX)? {
-            Some(key) => seq_of(&key)? + 1,
-            None => 0,
-        };
+        let next = store.last_outbox_seq()?.map_or(0, |seq| seq + 1);
         // At open every entry is visible: the index was rebuilt from the store before streaming.
         Ok(Self {
             next: AtomicU64::new(next),
@@ -148,7 +146,7 @@ impl Outbox {
     /// The write that queues `record`.
     pub fn push(&self, record: &OutRecord) -> StoreOp {
         let seq = self.next.fetch_add(1, Ordering::AcqRel);
-        StoreOp::put(CF_STREAM_OUTBOX, seq.to_be_bytes(), record.encode())
+        StoreOp::outbox_record(seq, record.encode())
     }
 
     /// Up to `limit` queued records from sequence `from` on, oldest first.
@@ -157,18 +155,15 @@ impl Outbox {
         from: u64,
         limit: usize,
     ) -> Result<Vec<(u64, OutRecord)>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
         store
-            .scan(CF_STREAM_OUTBOX, &[], &from.to_be_bytes(), limit)?
+            .outbox_records(from, limit)?
             .into_iter()
-            .map(|(key, value)| {
+            .map(|(seq, value)| {
                 let record = OutRecord::decode(&value).map_err(|reason| StoreError::Corrupt {
-                    cf: CF_STREAM_OUTBOX,
-                    reason,
+                    cf: "stream_outbox",
+                    reason: format!("entry {seq}: {reason}"),
                 })?;
-                Ok((seq_of(&key)?, record))
+                Ok((seq, record))
             })
             .collect()
     }
@@ -176,54 +171,9 @@ impl Outbox {
     /// The writes that remove acknowledged entries.
     pub fn acknowledge(seqs: &[u64]) -> Vec<StoreOp> {
         seqs.iter()
-            .map(|seq| StoreOp::delete(CF_STREAM_OUTBOX, seq.to_be_bytes()))
+            .map(|&seq| StoreOp::outbox_delivered(seq))
             .collect()
     }
-}
-
-fn seq_of(key: &[u8]) -> Result<u64, StoreError> {
-    array::<8>(key)
-        .map(u64::from_be_bytes)
-        .map_err(|reason| StoreError::Corrupt {
-            cf: CF_STREAM_OUTBOX,
-            reason,
-        })
-}
-
-/// The offsets key of one input partition.
-pub fn offset_key(topic: &str, partition: i32) -> Vec<u8> {
-    let mut key = topic.as_bytes().to_vec();
-    key.push(0);
-    key.extend_from_slice(&partition.to_be_bytes());
-    key
-}
-
-/// The write that records `next` as the partition's next offset to process.
-pub fn offset_op(topic: &str, partition: i32, next: i64) -> StoreOp {
-    StoreOp::put(
-        CF_STREAM_OFFSETS,
-        offset_key(topic, partition),
-        next.to_be_bytes(),
-    )
-}
-
-/// The next offset to process on a partition, if this store has processed any of it.
-pub fn stored_offset(
-    store: &Store,
-    topic: &str,
-    partition: i32,
-) -> Result<Option<i64>, StoreError> {
-    store
-        .get(CF_STREAM_OFFSETS, &offset_key(topic, partition))?
-        .map(|value| {
-            array::<8>(&value)
-                .map(i64::from_be_bytes)
-                .map_err(|reason| StoreError::Corrupt {
-                    cf: CF_STREAM_OFFSETS,
-                    reason,
-                })
-        })
-        .transpose()
 }
 
 #[cfg(test)]

@@ -1,0 +1,264 @@
+//! Every column family and every key encoding: the byte layout of the store, in one place.
+//! Numbers in keys are big-endian, signed ones with the sign bit flipped, so RocksDB's byte
+//! order is the numbers' order (the tests below check each encoding's order).
+
+use super::StoreError;
+
+/// A column family of the store, with its key → value layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// `events`: event id → `FireEventV2` (JSON).
+    Events,
+    /// `events_by_time`: (inverted detection time, event id) → nothing; newest-first listing.
+    EventsByTime,
+    /// `id_map`: event id → vector sequence number (u64 BE).
+    IdMap,
+    /// `vectors`: sequence number → (model version, event id, vector).
+    Vectors,
+    /// `meta`: counters.
+    Meta,
+    /// `stations`: station number → `Station`.
+    Stations,
+    /// `weather`: (station, valid-from time) → `WeatherObservation`: the versioned weather table.
+    Weather,
+    /// `sensors`: (sensor, time) → `SensorReading`.
+    Sensors,
+    /// `sensor_cells`: sensor readings by place and time: `0.1° cell (lat, lon) | time | sensor id` → the reading (JSON), for the join with detections.
+    SensorCells,
+    /// `dead_letters`: sequence → refused record with its reason.
+    DeadLetters,
+    /// `dead_letter_digests`: digest of a dead letter → its sequence number, so replays do not repeat it.
+    DeadLetterDigests,
+    /// `mirror_outbox`: events (and models) waiting to be mirrored to Weaviate; key = vector key.
+    MirrorOutbox,
+    /// `stream_outbox`: outbox sequence → an output record not yet acknowledged by the broker.
+    StreamOutbox,
+    /// `stream_offsets`: `topic \0 partition` → the next input offset to process (the streaming consumer's own position, written in the same batch as the state and outputs it caused).
+    StreamOffsets,
+    /// `stream_state`: the streaming operators' state (sessions, windows, stream time).
+    StreamState,
+    /// `historical_incidents`: CAL FIRE incident id → `HistoricalIncident` (JSON).
+    HistoricalIncidents,
+    /// `text_vectors`: (sentence-encoder version, document id#text digest) → its text vector (f32 LE), so a restart does not embed every text again.
+    TextVectors,
+}
+
+impl Family {
+    /// Every column family, opened (and created if missing) with the store.
+    pub const ALL: [Family; 17] = [
+        Family::Events,
+        Family::EventsByTime,
+        Family::IdMap,
+        Family::Vectors,
+        Family::Meta,
+        Family::Stations,
+        Family::Weather,
+        Family::Sensors,
+        Family::SensorCells,
+        Family::DeadLetters,
+        Family::DeadLetterDigests,
+        Family::MirrorOutbox,
+        Family::StreamOutbox,
+        Family::StreamOffsets,
+        Family::StreamState,
+        Family::HistoricalIncidents,
+        Family::TextVectors,
+    ];
+
+    /// The RocksDB name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Events => "events",
+            Self::EventsByTime => "events_by_time",
+            Self::IdMap => "id_map",
+            Self::Vectors => "vectors",
+            Self::Meta => "meta",
+            Self::Stations => "stations",
+            Self::Weather => "weather",
+            Self::Sensors => "sensors",
+            Self::SensorCells => "sensor_cells",
+            Self::DeadLetters => "dead_letters",
+            Self::DeadLetterDigests => "dead_letter_digests",
+            Self::MirrorOutbox => "mirror_outbox",
+            Self::StreamOutbox => "stream_outbox",
+            Self::StreamOffsets => "stream_offsets",
+            Self::StreamState => "stream_state",
+            Self::HistoricalIncidents => "historical_incidents",
+            Self::TextVectors => "text_vectors",
+        }
+    }
+}
+
+/// Newest-first ordering: the key starts with `u64::MAX - (time + 2^63)` big-endian.
+pub(super) fn time_key(detection_ms: i64, event_id: &str) -> Vec<u8> {
+    let shifted = (detection_ms as u64) ^ (1 << 63); // order-preserving i64 → u64
+    let mut key = (u64::MAX - shifted).to_be_bytes().to_vec();
+    key.extend_from_slice(event_id.as_bytes());
+    key
+}
+
+pub(super) fn decode_time(prefix: &[u8]) -> i64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(prefix);
+    ((u64::MAX - u64::from_be_bytes(bytes)) ^ (1 << 63)) as i64
+}
+
+/// `(station BE, valid from as order-preserving i64 BE)`: one station's versions sort by time,
+/// so "latest at or before t" is one step back from `(station, t)`.
+pub(super) fn weather_key(station: u32, valid_from: i64) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[..4].copy_from_slice(&station.to_be_bytes());
+    key[4..].copy_from_slice(&((valid_from as u64) ^ (1 << 63)).to_be_bytes());
+    key
+}
+
+pub(super) fn decode_weather_key(key: &[u8]) -> Result<(u32, i64), StoreError> {
+    let key: [u8; 12] = key.try_into().map_err(|_| StoreError::Corrupt {
+        cf: Family::Weather.name(),
+        reason: format!("key of {} bytes, expected 12", key.len()),
+    })?;
+    let station = u32::from_be_bytes([key[0], key[1], key[2], key[3]]);
+    let mut time = [0u8; 8];
+    time.copy_from_slice(&key[4..]);
+    Ok((station, (u64::from_be_bytes(time) ^ (1 << 63)) as i64))
+}
+
+/// `[model len u16][model][id len u16][id][f32 LE …]`.
+/// A vector's key: the event's sequence number, then the model version, so an event holds one
+/// vector per model and a scan in key order visits events in sequence order.
+pub(super) fn vector_key(seq: u64, model: &str) -> Vec<u8> {
+    let mut key = seq.to_be_bytes().to_vec();
+    key.extend_from_slice(model.as_bytes());
+    key
+}
+
+/// `cell lat | cell lon | time | sensor id`, each number order-preserving big-endian.
+pub(super) fn sensor_cell_key(cell: (i32, i32), time_ms: i64, sensor_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(16 + sensor_id.len());
+    key.extend_from_slice(&((cell.0 as u32) ^ (1 << 31)).to_be_bytes());
+    key.extend_from_slice(&((cell.1 as u32) ^ (1 << 31)).to_be_bytes());
+    key.extend_from_slice(&((time_ms as u64) ^ (1 << 63)).to_be_bytes());
+    key.extend_from_slice(sensor_id.as_bytes());
+    key
+}
+
+pub(super) fn text_vector_key(model: &str, doc: &str) -> Vec<u8> {
+    let mut key = model.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(doc.as_bytes());
+    key
+}
+
+/// `topic \0 partition (i32 BE)`: one input partition's key in the stream tables.
+pub(super) fn partition_key(topic: &str, partition: i32) -> Vec<u8> {
+    let mut key = topic.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(&partition.to_be_bytes());
+    key
+}
+
+/// A detections partition's window-state key: `partition \0` then [`partition_key`]. Also the
+/// key of the partition's records in the stream changelog topic.
+pub fn window_state_key(topic: &str, partition: i32) -> Vec<u8> {
+    let mut key = b"partition\0".to_vec();
+    key.extend(partition_key(topic, partition));
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_keys_sort_newest_first_and_round_trip() {
+        let older = time_key(1_564_620_960_000, "a");
+        let newer = time_key(1_564_620_960_001, "a");
+        assert!(newer < older);
+        assert_eq!(decode_time(&older[..8]), 1_564_620_960_000);
+        assert_eq!(decode_time(&time_key(-5, "")[..8]), -5);
+    }
+
+    #[test]
+    fn weather_keys_sort_by_station_then_time_and_round_trip() {
+        let times = [i64::MIN, -1_000, -1, 0, 1, 1_573_480_511_000, i64::MAX];
+        let mut keys: Vec<[u8; 12]> = Vec::new();
+        for station in [1_u32, 66_062, u32::MAX] {
+            for &t in &times {
+                let key = weather_key(station, t);
+                assert_eq!(decode_weather_key(&key).expect("decodes"), (station, t));
+                keys.push(key);
+            }
+        }
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(sorted, keys, "byte order is (station, time) order");
+        assert!(decode_weather_key(&keys[0][..11]).is_err());
+    }
+
+    #[test]
+    fn time_keys_put_newer_first_over_the_whole_range() {
+        let times = [i64::MAX, 1_000, 1, 0, -1, -1_000, i64::MIN];
+        let keys: Vec<Vec<u8>> = times.iter().map(|&t| time_key(t, "a")).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(sorted, keys, "newest first");
+        for (key, &t) in keys.iter().zip(&times) {
+            assert_eq!(decode_time(&key[..8]), t);
+        }
+        assert!(
+            time_key(5, "a") < time_key(5, "b"),
+            "ties break by event id"
+        );
+    }
+
+    #[test]
+    fn vector_keys_sort_by_sequence_then_model() {
+        let keys = [
+            vector_key(1, "event-encoder@1"),
+            vector_key(1, "event-encoder@2"),
+            vector_key(2, "event-encoder@1"),
+            vector_key(256, "a"),
+            vector_key(u64::MAX, ""),
+        ];
+        let mut sorted = keys.to_vec();
+        sorted.sort();
+        assert_eq!(sorted, keys);
+    }
+
+    #[test]
+    fn sensor_cell_keys_sort_by_cell_then_time() {
+        let keys = [
+            sensor_cell_key((-339, 1512), i64::MIN, "s"),
+            sensor_cell_key((-339, 1512), -1, "s"),
+            sensor_cell_key((-339, 1512), 0, "s"),
+            sensor_cell_key((-339, 1512), 1_564_620_960_000, "a"),
+            sensor_cell_key((-339, 1512), 1_564_620_960_000, "b"),
+            sensor_cell_key((-339, 1513), i64::MIN, "a"),
+            sensor_cell_key((0, -1800), 0, "a"),
+            sensor_cell_key((1, -1800), 0, "a"),
+        ];
+        let mut sorted = keys.to_vec();
+        sorted.sort();
+        assert_eq!(sorted, keys);
+    }
+
+    #[test]
+    fn partition_keys_are_distinct_and_group_by_topic() {
+        let a0 = partition_key("detections", 0);
+        let a1 = partition_key("detections", 1);
+        let b0 = partition_key("detections-2", 0);
+        assert!(a0 < a1);
+        assert_ne!(a0, b0);
+        assert!(window_state_key("detections", 0).starts_with(b"partition\0"));
+        assert_ne!(
+            window_state_key("detections", 0),
+            window_state_key("detections", 1)
+        );
+    }
+
+    #[test]
+    fn every_family_has_its_own_name() {
+        let names: std::collections::HashSet<&str> = Family::ALL.iter().map(|f| f.name()).collect();
+        assert_eq!(names.len(), Family::ALL.len());
+    }
+}

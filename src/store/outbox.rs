@@ -1,0 +1,117 @@
+//! The two outboxes, each written in the same atomic batch as the change it publishes and
+//! emptied only after the peer acknowledged:
+//! - the Weaviate mirror's is a *set* of vectors to send, keyed by the vector's own key (a vector
+//!   written twice before it is sent is sent once, as it is now);
+//! - the Kafka output's is an ordered *log* of records (`OutRecord`, encoded by `stream::kafka`),
+//!   keyed by a sequence number, since records must leave in the order they were made.
+
+use std::sync::atomic::Ordering;
+
+use rocksdb::{IteratorMode, WriteBatch};
+
+use super::keys::vector_key;
+use super::{Family, KeyValue, Store, StoreError, StoreOp, decode_u64};
+
+impl Store {
+    /// From now on, queue every vector written for the Weaviate mirror (same write batch).
+    pub fn enable_mirror_outbox(&self) {
+        self.mirror.store(true, Ordering::Release);
+    }
+
+    /// Queues every stored vector of `model` for the mirror, once per store and model: a
+    /// mirror switched on for a store that already holds events sends those too.
+    pub fn backfill_outbox(&self, model: &str) -> Result<usize, StoreError> {
+        let done = format!("mirror_backfilled:{model}").into_bytes();
+        if self.meta(&done)?.is_some() {
+            return Ok(0);
+        }
+        let mut queued = 0;
+        let mut batch = WriteBatch::default();
+        for stored in self.vectors()? {
+            let stored = stored?;
+            if stored.model_version == model {
+                batch.put_cf(
+                    self.cf(Family::MirrorOutbox)?,
+                    vector_key(stored.seq, model),
+                    [],
+                );
+                queued += 1;
+            }
+            if batch.len() >= 10_000 {
+                self.db.write(std::mem::take(&mut batch))?;
+            }
+        }
+        batch.put_cf(self.cf(Family::Meta)?, done, []);
+        self.db.write(batch)?;
+        Ok(queued)
+    }
+
+    /// Up to `limit` queued mirror entries, oldest sequence number first: `(seq, model)`.
+    pub fn outbox_batch(&self, limit: usize) -> Result<Vec<(u64, String)>, StoreError> {
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for item in self
+            .db
+            .iterator_cf(self.cf(Family::MirrorOutbox)?, IteratorMode::Start)
+            .take(limit)
+        {
+            let (key, _) = item?;
+            let (seq, model) = key.split_at_checked(8).ok_or_else(|| StoreError::Corrupt {
+                cf: Family::MirrorOutbox.name(),
+                reason: format!("key of {} bytes", key.len()),
+            })?;
+            let model = String::from_utf8(model.to_vec()).map_err(|_| StoreError::Corrupt {
+                cf: Family::MirrorOutbox.name(),
+                reason: "model name is not UTF-8".to_owned(),
+            })?;
+            out.push((decode_u64(Family::MirrorOutbox, seq)?, model));
+        }
+        Ok(out)
+    }
+
+    /// Removes delivered entries from the outbox.
+    pub fn outbox_remove(&self, entries: &[(u64, String)]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for (seq, model) in entries {
+            batch.delete_cf(self.cf(Family::MirrorOutbox)?, vector_key(*seq, model));
+        }
+        self.db.write(batch)?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// The sequence number of the newest Kafka outbox entry, if any.
+    pub fn last_outbox_seq(&self) -> Result<Option<u64>, StoreError> {
+        self.last_key(Family::StreamOutbox)?
+            .map(|key| decode_u64(Family::StreamOutbox, &key))
+            .transpose()
+    }
+
+    /// Up to `limit` Kafka outbox entries from sequence `from` on, oldest first, as
+    /// `(seq, encoded record)`.
+    pub fn outbox_records(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.scan(Family::StreamOutbox, &[], &from.to_be_bytes(), limit)?
+            .into_iter()
+            .map(|(key, value): KeyValue| Ok((decode_u64(Family::StreamOutbox, &key)?, value)))
+            .collect()
+    }
+}
+
+impl StoreOp {
+    /// The write that queues an encoded output record under `seq` in the Kafka outbox.
+    pub fn outbox_record(seq: u64, record: Vec<u8>) -> Self {
+        Self::put(Family::StreamOutbox, seq.to_be_bytes(), record)
+    }
+
+    /// The write that removes an acknowledged Kafka outbox entry.
+    pub fn outbox_delivered(seq: u64) -> Self {
+        Self::delete(Family::StreamOutbox, seq.to_be_bytes())
+    }
+}

@@ -1,0 +1,34 @@
+//! Client settings: what every consumer and the producer share, and the consumers' own.
+
+use rdkafka::config::ClientConfig;
+
+use crate::config::KafkaSettings;
+
+/// A consumer's settings: no automatic offsets (FireSight's are in its store), from the start
+/// of a partition it has none for, and fetches sized for `max_record_bytes`.
+pub(super) fn consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig {
+    let mut config = client_config(settings);
+    config
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "fetch.max.bytes",
+            (settings.max_record_bytes.max(1 << 20) * 16).to_string(),
+        )
+        .set(
+            "max.partition.fetch.bytes",
+            (settings.max_record_bytes.max(1 << 20) * 2).to_string(),
+        );
+    config
+}
+
+pub(super) fn client_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &settings.brokers);
+    for (key, value) in &settings.client {
+        config.set(key, value);
+    }
+    config
+}

@@ -1,0 +1,526 @@
+//! The consumer loop: polls the inputs in batches and runs each run of one kind through the
+//! pipeline, committing its state, offsets and outputs together.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::codec::{Input, Refusal, Schemas};
+use super::outbox::Outbox;
+use super::outputs::point_of;
+use super::rebalance::Rebalancer;
+use super::state::{States, state_mut, state_op};
+use super::tables::Tables;
+use crate::config::{KafkaSettings, WindowSettings};
+use crate::event::{FireDetection, SensorReading, WeatherObservation};
+use crate::store::{NewEvent, Store, StoreOp};
+use crate::stream::pipeline::{Pipeline, PipelineError};
+
+/// A decoded run: the items with their index in the run, and the refused records.
+type Decoded<T> = (Vec<(u64, T)>, Vec<(usize, Refusal)>);
+
+/// One input record, detached from the consumer.
+pub(super) struct Polled {
+    pub(super) topic: String,
+    pub(super) partition: i32,
+    pub(super) offset: i64,
+    pub(super) key: Option<Vec<u8>>,
+    pub(super) payload: Vec<u8>,
+}
+
+impl Polled {
+    fn of(message: &BorrowedMessage<'_>) -> Self {
+        Self {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Detection,
+    Weather,
+    Sensor,
+}
+
+pub(super) struct Processor {
+    pub(super) settings: KafkaSettings,
+    pub(super) windows: WindowSettings,
+    pub(super) pipeline: Arc<Pipeline>,
+    pub(super) schemas: Schemas,
+    pub(super) outbox: Arc<Outbox>,
+    pub(super) states: States,
+    /// When each detection partition last had input (for the idle close).
+    pub(super) last_input: std::sync::Mutex<HashMap<(String, i32), Instant>>,
+}
+
+impl Processor {
+    pub(super) fn run(
+        &self,
+        consumer: &BaseConsumer<Rebalancer>,
+        tables: &[(String, BaseConsumer<Tables>)],
+        stop: &AtomicBool,
+    ) {
+        let refresh = Duration::from_secs(self.settings.table_refresh_seconds);
+        let mut refreshed = Instant::now();
+        while !stop.load(Ordering::Acquire) {
+            if refreshed.elapsed() >= refresh {
+                self.find_table_partitions(tables);
+                refreshed = Instant::now();
+            }
+            // Table records first: they are what the detections after them join against.
+            for (_, table) in tables {
+                let updates = self.poll_batch(table, Duration::ZERO, &mut Vec::new());
+                self.process_table_batch(table, &updates);
+            }
+            let batch = self.poll_batch(consumer, Duration::from_millis(100), &mut Vec::new());
+            if batch.is_empty() {
+                match self.close_idle() {
+                    Ok(()) => self.outbox.release(),
+                    Err(error) => {
+                        tracing::error!(%error, "Closing idle partitions failed.");
+                        self.forget_states();
+                    }
+                }
+                continue;
+            }
+            match self.process(&batch) {
+                Ok(()) => {
+                    self.outbox.release();
+                    self.commit_group(consumer, &batch);
+                }
+                Err(error) => {
+                    // Nothing of the failed run was committed: go back to the store's offsets
+                    // and window state.
+                    tracing::error!(%error, "Processing a batch failed; rewinding to the stored offsets.");
+                    self.forget_states();
+                    rewind(self.pipeline.store(), consumer, &batch);
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// Up to `max_batch` records: waits `wait` for the first, then `linger_ms` for the rest.
+    /// Partitions whose end the consumer reached are added to `ends`.
+    pub(super) fn poll_batch<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        wait: Duration,
+        ends: &mut Vec<i32>,
+    ) -> Vec<Polled> {
+        let linger = Duration::from_millis(self.settings.linger_ms);
+        let mut batch = Vec::new();
+        let mut deadline: Option<Instant> = None;
+        while batch.len() < self.settings.max_batch {
+            let timeout = match deadline {
+                None => wait,
+                Some(at) => at.saturating_duration_since(Instant::now()),
+            };
+            match consumer.poll(timeout) {
+                Some(Ok(message)) => {
+                    batch.push(Polled::of(&message));
+                    deadline.get_or_insert_with(|| Instant::now() + linger);
+                }
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    ends.push(partition);
+                    if deadline.is_none() {
+                        break;
+                    }
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "The consumer reported an error.");
+                    if deadline.is_none() {
+                        break;
+                    }
+                }
+                None => break,
+            }
+        }
+        batch
+    }
+
+    fn kind(&self, topic: &str) -> Option<Kind> {
+        let s = &self.settings;
+        if topic == s.detections_topic {
+            Some(Kind::Detection)
+        } else if topic == s.weather_topic {
+            Some(Kind::Weather)
+        } else if topic == s.sensors_topic {
+            Some(Kind::Sensor)
+        } else {
+            None
+        }
+    }
+
+    /// Processes runs of one kind, each committed with its offsets and outputs.
+    pub(super) fn process(&self, batch: &[Polled]) -> Result<(), StreamError> {
+        self.count_gaps(batch)?;
+        let mut start = 0;
+        while start < batch.len() {
+            let kind = self.kind(&batch[start].topic);
+            let end = batch[start..]
+                .iter()
+                .position(|p| self.kind(&p.topic) != kind)
+                .map_or(batch.len(), |n| start + n);
+            let run = &batch[start..end];
+            match kind {
+                Some(Kind::Detection) => self.detections(run)?,
+                Some(Kind::Weather) => self.weather(run)?,
+                Some(Kind::Sensor) => self.sensors(run)?,
+                None => {
+                    tracing::warn!(topic = %run[0].topic, "Record from a topic FireSight does not read.");
+                }
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Counts and logs offsets the broker skipped on each partition of a batch: from the stored
+    /// offset to the first record, then between records. Compaction and transaction markers
+    /// leave such gaps on purpose; on an input topic that has neither, a gap is records the
+    /// broker never delivered (tansu 0.6.0 does this after a seek into the middle of a producer
+    /// batch), and this is where they become visible rather than lost without a trace.
+    fn count_gaps(&self, batch: &[Polled]) -> Result<(), PipelineError> {
+        let mut expected: HashMap<(&str, i32), Option<i64>> = HashMap::new();
+        for record in batch {
+            let key = (record.topic.as_str(), record.partition);
+            let next = match expected.get(&key) {
+                Some(next) => *next,
+                None => self.pipeline.store().stream_offset(key.0, key.1)?,
+            };
+            if let Some(next) = next
+                && record.offset > next
+            {
+                let skipped = record.offset - next;
+                tracing::warn!(topic = %record.topic, partition = record.partition, from = next, to = record.offset, skipped, "Offsets skipped: the broker delivered no records for them.");
+                self.pipeline
+                    .metrics()
+                    .stream_offset_gaps
+                    .with_label_values(&[&record.topic])
+                    .inc_by(skipped as u64);
+            }
+            expected.insert(key, Some(record.offset + 1));
+        }
+        Ok(())
+    }
+
+    /// Decodes a run: the items with their index in the run, and the refused records.
+    fn decode<T: Input>(&self, run: &[Polled]) -> Result<Decoded<T>, StreamError> {
+        let mut items = Vec::with_capacity(run.len());
+        let mut refused = Vec::new();
+        for (i, record) in run.iter().enumerate() {
+            if record.payload.len() > self.settings.max_record_bytes {
+                refused.push((
+                    i,
+                    Refusal::Format(format!(
+                        "record is {} bytes, over kafka.max_record_bytes = {}",
+                        record.payload.len(),
+                        self.settings.max_record_bytes
+                    )),
+                ));
+                continue;
+            }
+            match self.schemas.decode::<T>(&record.payload) {
+                Ok(item) => items.push((i as u64, item)),
+                Err(Refusal::Schema(error)) => return Err(StreamError::Schema(error.to_string())),
+                Err(refusal) => refused.push((i, refusal)),
+            }
+        }
+        Ok((items, refused))
+    }
+
+    fn forget_states(&self) {
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// Closes every window of partitions that had no input for `idle_close_seconds`.
+    fn close_idle(&self) -> Result<(), PipelineError> {
+        let idle_for = Duration::from_secs(u64::from(self.windows.idle_close_seconds));
+        let idle: Vec<(String, i32)> = self
+            .last_input
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, at)| at.elapsed() >= idle_for)
+            .map(|(key, _)| key.clone())
+            .collect();
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ops = Vec::new();
+        for key in &idle {
+            let Some(state) = states.get_mut(key) else {
+                continue;
+            };
+            if state.is_quiet() {
+                continue;
+            }
+            let emitted = state.flush(&self.windows);
+            tracing::info!(topic = %key.0, partition = key.1, incidents = emitted.incidents.len(), "Idle partition; closing its windows.");
+            self.route(&emitted, None, &mut ops);
+            ops.push(state_op(key, state)?);
+            let offset = self
+                .pipeline
+                .store()
+                .stream_offset(&key.0, key.1)?
+                .unwrap_or(0);
+            ops.push(self.checkpoint(key, offset, state));
+        }
+        drop(states);
+        self.last_input
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|key, _| !idle.contains(key));
+        self.pipeline.store().apply(&ops)?;
+        Ok(())
+    }
+
+    fn detections(&self, run: &[Polled]) -> Result<(), StreamError> {
+        let (items, refused) = self.decode::<FireDetection>(run)?;
+        let mut first_of: HashMap<String, usize> = HashMap::with_capacity(items.len());
+        for (i, detection) in &items {
+            first_of.entry(detection.event_id()).or_insert(*i as usize);
+        }
+        {
+            let now = Instant::now();
+            let mut last = self.last_input.lock().unwrap_or_else(|p| p.into_inner());
+            for record in run {
+                last.insert((record.topic.clone(), record.partition), now);
+            }
+        }
+        let outcome = self.pipeline.ingest_detections_with(items, |_, new| {
+            let mut ops = self.bookkeeping("firms", run, &refused)?;
+            self.windows_over(run, &first_of, new, &mut ops)?;
+            self.checkpoints(run, &mut ops)?;
+            self.publish_events(new, &mut ops)?;
+            Ok(ops)
+        })?;
+        tracing::debug!(
+            accepted = outcome.accepted,
+            duplicates = outcome.duplicates,
+            refused = refused.len(),
+            spans = ?spans(run),
+            "Detections processed."
+        );
+        Ok(())
+    }
+
+    /// Runs each new event through its partition's windows, in partition order: sets its
+    /// incident, and queues what the windows emit and the partitions' new state.
+    fn windows_over(
+        &self,
+        run: &[Polled],
+        first_of: &HashMap<String, usize>,
+        new: &mut [NewEvent],
+        ops: &mut Vec<StoreOp>,
+    ) -> Result<(), PipelineError> {
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        for new_event in new.iter_mut() {
+            let event = &mut new_event.event;
+            let Some(record) = first_of.get(&event.event_id).and_then(|&i| run.get(i)) else {
+                continue;
+            };
+            let key = (record.topic.clone(), record.partition);
+            let state = state_mut(&mut states, self.pipeline.store(), &key)?;
+            let emitted = state.on_detection(&point_of(event), &self.windows);
+            event.correlation_id = emitted.correlation_id.clone();
+            self.route(&emitted, Some(record), ops);
+        }
+        Ok(())
+    }
+
+    /// Stores each partition's window state and queues its checkpoint (next offset and state)
+    /// for the changelog.
+    fn checkpoints(&self, run: &[Polled], ops: &mut Vec<StoreOp>) -> Result<(), PipelineError> {
+        let next = next_offsets(run);
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        for ((topic, partition), offset) in next {
+            let key = (topic.to_owned(), partition);
+            let state = state_mut(&mut states, self.pipeline.store(), &key)?;
+            ops.push(state_op(&key, state)?);
+            ops.push(self.checkpoint(&key, offset, state));
+        }
+        Ok(())
+    }
+
+    fn weather(&self, run: &[Polled]) -> Result<(), StreamError> {
+        let (items, refused) = self.decode::<WeatherObservation>(run)?;
+        let source = format!("kafka:{}", self.settings.weather_topic);
+        self.pipeline
+            .ingest_weather_with(&source, items, |outcome| {
+                let mut ops = self.bookkeeping("weather", run, &refused)?;
+                // The pipeline refuses observations of unknown stations and contradicting ones (and
+                // keeps them as its own dead letters); the line it names is the record's index in the run.
+                let rejected: Vec<(usize, Refusal)> = outcome
+                    .rejected
+                    .iter()
+                    .map(|error| (error.line as usize, Refusal::Field(error.clone())))
+                    .collect();
+                ops.extend(self.bookkeeping_topic_only(run, &rejected));
+                Ok(ops)
+            })?;
+        Ok(())
+    }
+
+    fn sensors(&self, run: &[Polled]) -> Result<(), StreamError> {
+        let (items, refused) = self.decode::<SensorReading>(run)?;
+        self.pipeline
+            .ingest_sensors_with(items, |_| self.bookkeeping("sensors", run, &refused))?;
+        Ok(())
+    }
+
+    pub(super) fn offsets(&self, run: &[Polled]) -> Vec<StoreOp> {
+        let next = next_offsets(run);
+        next.into_iter()
+            .map(|((topic, partition), offset)| StoreOp::stream_offset(topic, partition, offset))
+            .collect()
+    }
+
+    /// Commits group offsets (asynchronously) for lag monitoring; FireSight's own are in RocksDB.
+    fn commit_group(&self, consumer: &BaseConsumer<Rebalancer>, batch: &[Polled]) {
+        let next = next_offsets(batch);
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in next {
+            if let Err(error) = tpl.add_partition_offset(topic, partition, Offset::Offset(offset)) {
+                tracing::warn!(%error, "Building the group commit failed.");
+            }
+        }
+        if let Err(error) = consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(%error, "Group offset commit failed (lag figures only).");
+        }
+    }
+}
+
+/// Seeks every partition of a failed batch back to the offset in the store.
+pub(super) fn rewind<C: ConsumerContext>(
+    store: &Store,
+    consumer: &BaseConsumer<C>,
+    batch: &[Polled],
+) {
+    let mut first: HashMap<(&str, i32), i64> = HashMap::new();
+    for record in batch {
+        let slot = first
+            .entry((record.topic.as_str(), record.partition))
+            .or_insert(record.offset);
+        *slot = (*slot).min(record.offset);
+    }
+    for ((topic, partition), earliest) in first {
+        let offset = match store.stream_offset(topic, partition) {
+            Ok(Some(next)) => next,
+            _ => earliest,
+        };
+        if let Err(error) = consumer.seek(
+            topic,
+            partition,
+            Offset::Offset(offset),
+            Duration::from_secs(5),
+        ) {
+            tracing::error!(%topic, partition, %error, "Seeking the partition back failed.");
+        }
+    }
+}
+
+/// Each partition's first offset, last offset and record count in a run, for debug logs.
+fn spans(records: &[Polled]) -> BTreeMap<i32, (i64, i64, usize)> {
+    let mut spans: BTreeMap<i32, (i64, i64, usize)> = BTreeMap::new();
+    for record in records {
+        let span = spans
+            .entry(record.partition)
+            .or_insert((record.offset, record.offset, 0));
+        span.0 = span.0.min(record.offset);
+        span.1 = span.1.max(record.offset);
+        span.2 += 1;
+    }
+    spans
+}
+
+/// Each partition's next offset after `records`.
+fn next_offsets(records: &[Polled]) -> BTreeMap<(&str, i32), i64> {
+    let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    for record in records {
+        let slot = next
+            .entry((record.topic.as_str(), record.partition))
+            .or_insert(0);
+        *slot = (*slot).max(record.offset + 1);
+    }
+    next
+}
+
+/// Why a batch could not be processed (it is read again from the stored offsets).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StreamError {
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("schema registry unavailable: {0}")]
+    Schema(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn polled(topic: &str, partition: i32, offset: i64) -> Polled {
+        Polled {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            key: None,
+            payload: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn next_offsets_are_one_past_each_partitions_highest_offset() {
+        let records = [
+            polled("detections", 1, 7),
+            polled("detections", 0, 12),
+            polled("weather", 0, 3),
+            polled("detections", 0, 10),
+            polled("detections", 1, 9),
+            polled("weather", 0, 2),
+            polled("sensors", 2, 0),
+            polled("detections", 0, 11),
+        ];
+        let expected: BTreeMap<(&str, i32), i64> = [
+            (("detections", 0), 13),
+            (("detections", 1), 10),
+            (("sensors", 2), 1),
+            (("weather", 0), 4),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(next_offsets(&records), expected);
+        assert!(next_offsets(&[]).is_empty());
+    }
+
+    #[test]
+    fn spans_give_each_partitions_lowest_and_highest_offset_and_count() {
+        let records = [
+            polled("detections", 2, 40),
+            polled("detections", 0, 5),
+            polled("detections", 2, 38),
+            polled("detections", 1, 9),
+            polled("detections", 0, 6),
+            polled("detections", 2, 41),
+        ];
+        let expected: BTreeMap<i32, (i64, i64, usize)> =
+            [(0, (5, 6, 2)), (1, (9, 9, 1)), (2, (38, 41, 3))]
+                .into_iter()
+                .collect();
+        assert_eq!(spans(&records), expected);
+        assert!(spans(&[]).is_empty());
+    }
+}
