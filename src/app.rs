@@ -7,26 +7,17 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::api::{self, AppState};
-use crate::config::Settings;
-use crate::embed::{Embedder, OnnxEmbedder, Predictors, SentenceEncoder};
-use crate::index::{
-    HnswIndex, IndexPoint, Metric, NativeHnsw, NativeParams, PointAttrs, VectorIndex,
-    VectorIndexRead, insertion_key,
-};
+use crate::config::{QueryBackend, Settings};
+use crate::embed::{Embedder, Predictors, SentenceEncoder};
+use crate::index::VectorIndex;
+use crate::lifecycle::{IndexLifecycle, load_embedder, open_space, replay, serving_model};
 use crate::metrics::Metrics;
-use crate::search::{Doc, SearchIndex};
+use crate::search::{Doc, SearchIndex, SearchState};
 use crate::store::Store;
 use crate::stream::Pipeline;
-use crate::stream::{Correlator, Space, load_files};
-
-/// Vectors per insert call while building the index from the store.
-const REBUILD_BATCH: usize = 8192;
-
-/// Meta key naming the encoder (`name@version`) whose space serves; set by the re-index job.
-pub const META_ACTIVE_MODEL: &[u8] = b"active_model";
+use crate::stream::{Correlator, load_files};
 
 /// The assembled service: every component, ready to ingest and answer.
 pub struct Service {
@@ -42,18 +33,8 @@ pub struct Service {
     pub remote: Option<crate::weaviate::WeaviateSearch>,
     /// Natural-language search, when `search.enabled`.
     pub search: Option<Arc<SearchState>>,
-}
-
-/// The search index and whether its first build has finished.
-pub struct SearchState {
-    /// The index.
-    pub index: Arc<SearchIndex>,
-    /// True once every stored incident (and event, with `search.index_events`) is in it.
-    pub ready: std::sync::atomic::AtomicBool,
-    /// Why the build stopped, if it failed.
-    pub failure: std::sync::Mutex<Option<String>>,
-    /// Longest query accepted, bytes.
-    pub max_query_bytes: usize,
+    /// The serving space's lifecycle, shared with the re-index job and the admin routes.
+    pub lifecycle: Arc<IndexLifecycle>,
 }
 
 /// Documents per search-index batch while building.
@@ -142,15 +123,7 @@ impl Service {
         let store = Arc::new(
             Store::open(path).with_context(|| format!("opening store {}", path.display()))?,
         );
-        let model = match store.meta(META_ACTIVE_MODEL)? {
-            Some(bytes) => String::from_utf8(bytes).context("active model name is not UTF-8")?,
-            // A store filled before the re-index job recorded the serving model keeps the
-            // space its vectors are in; switching is the re-index job's business.
-            None => match store.vectors()?.next().transpose()? {
-                Some(v) => v.model_version,
-                None => settings.embed.model.clone(),
-            },
-        };
+        let model = serving_model(&settings, &store)?;
         let embedder = load_embedder(&settings, &model)?;
         if !settings.weaviate.url.is_empty() {
             store.enable_mirror_outbox();
@@ -213,6 +186,12 @@ impl Service {
         metrics.store_events.set(store.event_count() as i64);
         let remote = query_backend(&settings)?;
         let search = start_search(&settings, &store, &pipeline)?;
+        let lifecycle = Arc::new(IndexLifecycle {
+            settings: settings.clone(),
+            store: Arc::clone(&store),
+            pipeline: Arc::clone(&pipeline),
+            metrics: metrics.clone(),
+        });
         Ok(Self {
             settings,
             pipeline,
@@ -220,6 +199,7 @@ impl Service {
             metrics,
             remote,
             search,
+            lifecycle,
         })
     }
 
@@ -265,30 +245,9 @@ impl Service {
         Ok(())
     }
 
-    /// Writes the native engine's snapshot, so the next start loads it instead of rebuilding.
-    /// Returns whether one was written (other engines and `index.snapshot = false` write none).
+    /// Writes the native engine's snapshot (see [`IndexLifecycle::save_snapshot`]).
     pub fn save_index(&self) -> anyhow::Result<bool> {
-        if !self.settings.index.snapshot {
-            return Ok(false);
-        }
-        let space = self.pipeline.space();
-        let Some(native) = space.native.as_ref() else {
-            return Ok(false);
-        };
-        let model = space.embedder.model_version();
-        let path = snapshot_path(&self.settings, model);
-        // The pipeline's writer lock keeps batches out while the covered range is read.
-        let started = Instant::now();
-        self.pipeline.quiesce(|| {
-            let meta = SnapshotMeta {
-                model_version: model.to_owned(),
-                through_seq: self.store.next_seq().checked_sub(1),
-            };
-            native.save(&path, &serde_json::to_vec(&meta)?)?;
-            anyhow::Ok(())
-        })??;
-        tracing::info!(path = %path.display(), vectors = native.len(), elapsed_ms = started.elapsed().as_millis() as u64, "Index snapshot written.");
-        Ok(true)
+        self.lifecycle.save_snapshot()
     }
 
     /// The API state for this service.
@@ -310,7 +269,7 @@ impl Service {
 
 /// The Weaviate query client when `index.query_backend = "weaviate"` (it connects on first use).
 fn query_backend(settings: &Settings) -> anyhow::Result<Option<crate::weaviate::WeaviateSearch>> {
-    if settings.index.query_backend != "weaviate" {
+    if settings.index.query_backend != QueryBackend::Weaviate {
         return Ok(None);
     }
     let w = &settings.weaviate;
@@ -332,191 +291,6 @@ fn report(results: Vec<(PathBuf, crate::stream::IngestOutcome)>) {
             tracing::warn!(path = %path.display(), line = r.line, field = %r.field, reason = %r.reason, "Record rejected.");
         }
     }
-}
-
-/// What a snapshot says about itself, so a stale or foreign one is never trusted.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct SnapshotMeta {
-    /// Encoder whose vectors the graph holds.
-    model_version: String,
-    /// Every stored vector up to this sequence number is in the graph; none after it.
-    through_seq: Option<u64>,
-}
-
-/// Where the native engine keeps the graph of one model version: beside the store.
-pub fn snapshot_path(settings: &Settings, model_version: &str) -> PathBuf {
-    let mut name = settings.store.path.clone().into_os_string();
-    name.push(format!(".{}.hnsw", model_version.replace(['/', '\\'], "_")));
-    PathBuf::from(name)
-}
-
-/// Loads the encoder `model` names (`name`, or `name@version`) from the manifest.
-pub fn load_embedder(settings: &Settings, model: &str) -> anyhow::Result<Arc<dyn Embedder>> {
-    let e = &settings.embed;
-    let embedder = OnnxEmbedder::load(&e.manifest, model, &e.onnxruntime_lib, e.intra_threads)
-        .with_context(|| format!("loading the encoder {model}"))?;
-    Ok(Arc::new(embedder))
-}
-
-/// An index for `embedder`'s space: the native engine from its snapshot when one matches
-/// this store and model, else an empty one of the configured engine. Returns it with the last
-/// sequence number it already holds; the caller replays the stored vectors after that.
-pub fn open_space(
-    settings: &Settings,
-    store: &Store,
-    embedder: Arc<dyn Embedder>,
-) -> anyhow::Result<(Space, Option<u64>)> {
-    let s = &settings.index;
-    let model = embedder.model_version().to_owned();
-    if s.engine == "hnsw_rs" {
-        let capacity = store.event_count() as usize;
-        let index = HnswIndex::new(
-            embedder.dim(),
-            s.m,
-            s.ef_construction,
-            s.ef_search,
-            capacity,
-        );
-        let space = Space {
-            embedder,
-            index: Arc::new(index),
-            native: None,
-        };
-        return Ok((space, None));
-    }
-    let params = native_params(settings, embedder.dim());
-    let path = snapshot_path(settings, &model);
-    let (native, through) = match s
-        .snapshot
-        .then(|| load_snapshot(&path, params, &model, store))
-        .flatten()
-    {
-        Some((index, through)) => (Arc::new(index), through),
-        None => (Arc::new(NativeHnsw::new(params)), None),
-    };
-    let space = Space {
-        embedder,
-        index: Arc::clone(&native) as Arc<dyn VectorIndex>,
-        native: Some(native),
-    };
-    Ok((space, through))
-}
-
-/// The native engine's settings from the configuration.
-fn native_params(settings: &Settings, dim: usize) -> NativeParams {
-    let s = &settings.index;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    NativeParams {
-        dim,
-        m: s.m,
-        ef_construction: s.ef_construction,
-        ef_search: s.ef_search,
-        metric: Metric::L2,
-        flat_search_cutoff: s.flat_search_cutoff,
-        build_threads: if s.build_threads == 0 {
-            cores
-        } else {
-            s.build_threads
-        },
-        ..NativeParams::new(dim)
-    }
-}
-
-/// A snapshot that matches this store and model, or `None` (with the reason logged).
-fn load_snapshot(
-    path: &std::path::Path,
-    params: NativeParams,
-    model: &str,
-    store: &Store,
-) -> Option<(NativeHnsw, Option<u64>)> {
-    if !path.exists() {
-        return None;
-    }
-    let refuse = |reason: String| {
-        tracing::warn!(path = %path.display(), %reason, "Snapshot not used; rebuilding from the store.");
-        None
-    };
-    let (index, meta) = match NativeHnsw::load(path, params) {
-        Ok(loaded) => loaded,
-        Err(e) => return refuse(e.to_string()),
-    };
-    let meta: SnapshotMeta = match serde_json::from_slice(&meta) {
-        Ok(meta) => meta,
-        Err(e) => return refuse(format!("unreadable metadata: {e}")),
-    };
-    if meta.model_version != model {
-        return refuse(format!(
-            "holds {} vectors, the encoder is {model}",
-            meta.model_version
-        ));
-    }
-    if meta.through_seq.is_some_and(|t| t >= store.next_seq()) {
-        return refuse("it is newer than the store (was the store replaced?)".to_owned());
-    }
-    Some((index, meta.through_seq))
-}
-
-/// Inserts the stored vectors of `model` after `through` (all of them when `None`).
-pub fn replay(
-    index: &dyn VectorIndex,
-    store: &Store,
-    model: &str,
-    through: Option<u64>,
-    progress: bool,
-) -> anyhow::Result<usize> {
-    let first = through.map_or(0, |t| t + 1);
-    let total = store.next_seq().saturating_sub(first);
-    let bar = if progress && total > 0 {
-        ProgressBar::new(total)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("indexing [{bar:40}] {pos}/{len} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let mut vectors = Vec::with_capacity(total as usize);
-    let mut skipped = 0u64;
-    for stored in store.vectors_from(first)? {
-        let stored = stored?;
-        if stored.model_version == model {
-            let event = store.event(&stored.event_id)?.ok_or_else(|| {
-                anyhow::anyhow!(
-                    "vector {} names event {} which is not stored",
-                    stored.seq,
-                    stored.event_id
-                )
-            })?;
-            vectors.push((stored, PointAttrs::of(&event)));
-        } else {
-            skipped += 1;
-        }
-    }
-    // hnsw_rs needs one global scramble (see `insertion_key`); the native engine does not
-    // care, and the same order keeps both reproducible.
-    vectors.sort_by_key(|(v, _)| insertion_key(v.seq));
-    let replayed = vectors.len();
-    for chunk in vectors.chunks(REBUILD_BATCH) {
-        let points: Vec<IndexPoint<'_>> = chunk
-            .iter()
-            .map(|(v, attrs)| IndexPoint {
-                seq: v.seq,
-                vector: &v.vector,
-                attrs: *attrs,
-            })
-            .collect();
-        index.insert(&points)?;
-        bar.inc(chunk.len() as u64);
-    }
-    bar.finish_and_clear();
-    if skipped > 0 {
-        tracing::warn!(
-            skipped,
-            model,
-            "Vectors of another model version were not indexed; run a re-index."
-        );
-    }
-    Ok(replayed)
 }
 
 /// Runs the embedded default: open, load `files`, serve until `shutdown` resolves.
@@ -574,7 +348,8 @@ pub async fn run(
     if service.settings.auth.keys.is_empty() {
         tracing::warn!(%listen, "No API keys configured: every route, ingest and re-index included, is open.");
     }
-    let app = api::router(service.api_state()).merge(api::admin::routes(Arc::clone(&service)));
+    let app =
+        api::router(service.api_state()).merge(api::admin::routes(Arc::clone(&service.lifecycle)));
     let _ = slot.set(app);
     tracing::info!(
         events = service.store.event_count(),

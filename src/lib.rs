@@ -7,6 +7,7 @@ pub mod embed;
 pub mod event;
 pub mod geo;
 pub mod index;
+pub mod lifecycle;
 pub mod metrics;
 pub mod patterns;
 pub mod reindex;

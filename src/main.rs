@@ -87,7 +87,7 @@ fn run(
             tokio::task::spawn_blocking(move || {
                 let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
                 let service = firesight::app::Service::open(settings, &[], progress)?;
-                let report = firesight::reindex::reindex(&service, &model, progress)?;
+                let report = firesight::reindex::reindex(&service.lifecycle, &model, progress)?;
                 println!(
                     "re-indexed {} events into {} ({} vectors indexed, resumed from {}) in {:.1} s",
                     report.embedded,

@@ -13,8 +13,8 @@ use std::time::Instant;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::app::{META_ACTIVE_MODEL, Service, load_embedder, open_space, replay};
 use crate::embed::Embedder;
+use crate::lifecycle::{IndexLifecycle, META_ACTIVE_MODEL, load_embedder, open_space, replay};
 use crate::store::Store;
 use crate::stream::Space;
 
@@ -58,7 +58,7 @@ pub fn checkpoint(store: &Store, model: &str) -> anyhow::Result<Option<u64>> {
 /// Embeds up to `CHUNK` stored events from sequence number `from` with `embedder` and commits
 /// them with the new checkpoint. Returns the next sequence number and how many were embedded.
 fn embed_chunk(
-    service: &Service,
+    service: &IndexLifecycle,
     embedder: &dyn Embedder,
     from: u64,
 ) -> anyhow::Result<(u64, u64)> {
@@ -98,7 +98,11 @@ fn embed_chunk(
 
 /// Re-embeds every stored event with `target` (`name@version` from the manifest), builds its
 /// index and switches the service to it. Safe to call again after a crash: it resumes.
-pub fn reindex(service: &Service, target: &str, progress: bool) -> anyhow::Result<ReindexReport> {
+pub fn reindex(
+    service: &IndexLifecycle,
+    target: &str,
+    progress: bool,
+) -> anyhow::Result<ReindexReport> {
     let started = Instant::now();
     let embedder = load_embedder(&service.settings, target)?;
     let model = embedder.model_version().to_owned();
@@ -169,7 +173,7 @@ pub fn reindex(service: &Service, target: &str, progress: bool) -> anyhow::Resul
         Ok(switched)
     })?;
     service.metrics.index_vectors.set(space.index.len() as i64);
-    if service.save_index()? {
+    if service.save_snapshot()? {
         tracing::info!(model, "Snapshot of the new space written.");
     }
     let report = ReindexReport {

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::KeyRing;
 use super::error::ApiError;
-use crate::app::Service;
 use crate::config::Role;
 use crate::embed::Manifest;
+use crate::lifecycle::IndexLifecycle;
 
 /// The state of the re-index job, as `GET /v1/admin/reindex` shows it.
 #[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
@@ -53,7 +53,7 @@ pub enum ReindexStatus {
 /// What the admin routes share.
 #[derive(Clone)]
 pub struct Admin {
-    service: Arc<Service>,
+    service: Arc<IndexLifecycle>,
     reindex: Arc<Mutex<ReindexStatus>>,
 }
 
@@ -67,7 +67,7 @@ pub struct ReindexRequest {
 }
 
 /// The admin routes for `service`.
-pub fn routes(service: Arc<Service>) -> Router {
+pub fn routes(service: Arc<IndexLifecycle>) -> Router {
     let keys = Arc::new(KeyRing::new(&service.settings.auth));
     let admin = Admin {
         service,

@@ -58,7 +58,7 @@ pub struct AppState {
     /// How incidents are grouped.
     pub incidents: crate::config::IncidentSettings,
     /// Natural-language search, when switched on.
-    pub search: Option<Arc<crate::app::SearchState>>,
+    pub search: Option<Arc<crate::search::SearchState>>,
 }
 
 /// The router with every route, the request span and the HTTP metrics.

@@ -400,7 +400,7 @@ fn a_restart_keeps_every_event_and_gives_the_same_neighbours() {
     );
     // A damaged snapshot is refused and the index rebuilt from the store.
     drop(service);
-    let snap = firesight::app::snapshot_path(&super::support::settings(dir.path()), &model);
+    let snap = firesight::lifecycle::snapshot_path(&super::support::settings(dir.path()), &model);
     let mut bytes = std::fs::read(&snap).expect("snapshot file");
     let at = bytes.len() / 3;
     bytes[at] ^= 1;

@@ -11,8 +11,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use firesight::app::{META_ACTIVE_MODEL, Service};
+use firesight::app::Service;
 use firesight::config::Settings;
+use firesight::lifecycle::META_ACTIVE_MODEL;
 use firesight::reindex::{checkpoint, reindex};
 use firesight::store::Store;
 
@@ -97,7 +98,7 @@ fn reindex_switches_spaces_while_queries_and_ingest_go_on() {
                     .expect("ingest during the re-index")
             })
         };
-        let report = reindex(&service, NEW, false).expect("re-index");
+        let report = reindex(&service.lifecycle, NEW, false).expect("re-index");
         ingest.join().expect("ingest thread");
         done.store(true, Ordering::Release);
         let (asked, models) = queries.join().expect("query thread");

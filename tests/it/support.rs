@@ -117,8 +117,9 @@ pub async fn serve_router(app: axum::Router) -> String {
 
 /// Serves every route of `service`, the admin routes included.
 pub async fn serve_all(service: &Arc<Service>) -> String {
-    let app = firesight::api::router(service.api_state())
-        .merge(firesight::api::admin::routes(Arc::clone(service)));
+    let app = firesight::api::router(service.api_state()).merge(firesight::api::admin::routes(
+        Arc::clone(&service.lifecycle),
+    ));
     serve_router(app).await
 }
 
