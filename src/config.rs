@@ -151,7 +151,7 @@ pub struct KafkaSettings {
     /// Schema registry base URL; empty resolves schema ids from `schemas/` (fixed ids).
     pub schema_registry_url: String,
     /// `avro` (Confluent-framed, schema id of `fire_event_v2`) or `json`, for the enriched topic.
-    pub output_format: String,
+    pub output_format: OutputFormat,
     /// Records larger than this are refused (to the dead-letter topic).
     pub max_record_bytes: usize,
     /// Most records processed and committed as one RocksDB batch.
@@ -388,8 +388,8 @@ pub struct EmbedSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IndexSettings {
-    /// Engine name.
-    pub engine: String,
+    /// Which engine holds the graph.
+    pub engine: IndexEngine,
     /// Graph degree.
     pub m: usize,
     /// Build-time candidate list size.
@@ -403,7 +403,37 @@ pub struct IndexSettings {
     /// Native engine: load the graph snapshot at start and write it at shutdown.
     pub snapshot: bool,
     /// Who answers similarity queries: `local` (this instance's index) or `weaviate`.
-    pub query_backend: String,
+    pub query_backend: QueryBackend,
+}
+
+/// `index.engine`: the vector-index engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IndexEngine {
+    /// FireSight's own HNSW engine (deletes, filtered search, snapshots).
+    Native,
+    /// The `hnsw_rs` crate, kept as a second engine and a cross-check.
+    HnswRs,
+}
+
+/// `index.query_backend`: who answers similarity queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryBackend {
+    /// This instance's index.
+    Local,
+    /// Weaviate, which the mirror fills.
+    Weaviate,
+}
+
+/// `kafka.output_format`: how enriched records are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputFormat {
+    /// Confluent-framed Avro with the schema id of `fire_event_v2`.
+    Avro,
+    /// JSON.
+    Json,
 }
 
 /// Ingest settings.
@@ -450,22 +480,13 @@ impl Settings {
         if !(2..=256).contains(&self.index.m) {
             return Err(invalid("index.m", "must be between 2 and 256"));
         }
-        if !["native", "hnsw_rs"].contains(&self.index.engine.as_str()) {
-            return Err(invalid("index.engine", "must be \"native\" or \"hnsw_rs\""));
-        }
         if self.index.ef_construction < self.index.m {
             return Err(invalid("index.ef_construction", "must be at least index.m"));
         }
         if self.index.ef_search == 0 {
             return Err(invalid("index.ef_search", "must be positive"));
         }
-        if !["local", "weaviate"].contains(&self.index.query_backend.as_str()) {
-            return Err(invalid(
-                "index.query_backend",
-                "must be \"local\" or \"weaviate\"",
-            ));
-        }
-        if self.index.query_backend == "weaviate" && self.weaviate.url.is_empty() {
+        if self.index.query_backend == QueryBackend::Weaviate && self.weaviate.url.is_empty() {
             return Err(invalid(
                 "index.query_backend",
                 "\"weaviate\" needs weaviate.url (the mirror fills the index it queries)",
@@ -619,12 +640,6 @@ impl Settings {
             key,
             reason: reason.to_owned(),
         };
-        if !["avro", "json"].contains(&kafka.output_format.as_str()) {
-            return Err(invalid(
-                "kafka.output_format",
-                "must be \"avro\" or \"json\"",
-            ));
-        }
         if kafka.max_batch == 0 {
             return Err(invalid("kafka.max_batch", "must be positive"));
         }
@@ -765,14 +780,28 @@ mod tests {
     #[test]
     fn the_weaviate_backend_needs_a_weaviate() {
         let mut settings = Settings::defaults().expect("defaults");
-        settings.index.query_backend = "weaviate".to_owned();
+        settings.index.query_backend = QueryBackend::Weaviate;
         let err = settings.validate().expect_err("no url");
         assert!(err.to_string().contains("index.query_backend"), "{err}");
         settings.weaviate.url = "http://127.0.0.1:8081".to_owned();
         settings.validate().expect("with a url");
-        settings.index.query_backend = "remote".to_owned();
-        let err = settings.validate().expect_err("unknown backend");
-        assert!(err.to_string().contains("index.query_backend"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_choice_is_refused_with_its_key_and_the_choices() {
+        for (key, value, choices) in [
+            ("index", "query_backend = \"remote\"", "weaviate"),
+            ("index", "engine = \"faiss\"", "hnsw_rs"),
+            ("kafka", "output_format = \"protobuf\"", "avro"),
+        ] {
+            let dir = tempfile::TempDir::new().expect("tempdir");
+            let path = dir.path().join("bad.toml");
+            std::fs::write(&path, format!("[{key}]\n{value}\n")).expect("write");
+            let err = Settings::load(Some(&path)).expect_err(value).to_string();
+            let field = value.split(' ').next().unwrap_or_default();
+            assert!(err.contains(field), "{value}: {err}");
+            assert!(err.contains(choices), "{value}: {err}");
+        }
     }
 
     #[test]

@@ -478,7 +478,7 @@ async fn mirrored() -> Fleet {
     s.weaviate.url = rest_url;
     s.weaviate.grpc_url = grpc_url;
     s.weaviate.api_key = "k-9".to_owned();
-    s.index.query_backend = "weaviate".to_owned();
+    s.index.query_backend = firesight::config::QueryBackend::Weaviate;
     let file = shared("firms/MODIS_C6_USA_contiguous_and_Hawaii_24h.2020-10-01.csv");
     let service = open_async(s, vec![file]).await;
     let mirror = service.mirror().expect("mirror").expect("configured");
@@ -688,7 +688,7 @@ async fn an_instance_without_the_event_asks_weaviate_for_its_vector_and_an_outag
     let dir = tempfile::TempDir::new().expect("tempdir");
     let mut s = settings(dir.path());
     s.weaviate = fleet.service.settings.weaviate.clone();
-    s.index.query_backend = "weaviate".to_owned();
+    s.index.query_backend = firesight::config::QueryBackend::Weaviate;
     let other = open_async(s, Vec::new()).await;
     assert_eq!(other.store.event_count(), 0);
     let app = firesight::api::router(other.api_state());
@@ -725,7 +725,7 @@ async fn an_instance_without_the_event_asks_weaviate_for_its_vector_and_an_outag
         .port();
     s.weaviate.grpc_url = format!("http://127.0.0.1:{port}");
     s.weaviate.timeout_ms = 2000;
-    s.index.query_backend = "weaviate".to_owned();
+    s.index.query_backend = firesight::config::QueryBackend::Weaviate;
     drop(other);
     let down = open_async(s, Vec::new()).await;
     let app = firesight::api::router(down.api_state());
