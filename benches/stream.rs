@@ -7,7 +7,10 @@
 //! many time-shifted copies of the Australian archive are replayed.
 
 #[path = "../tests/it/broker.rs"]
-#[allow(dead_code)]
+#[expect(
+    dead_code,
+    reason = "the bench starts the broker and produces; the tests' other helpers are not needed"
+)]
 mod broker;
 
 use std::collections::HashMap;

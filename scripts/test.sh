@@ -8,6 +8,7 @@ export ORT_DYLIB_PATH
 FIRESIGHT_TANSU="$(scripts/setup-tansu.sh)"
 export FIRESIGHT_TANSU
 cargo fmt --check
-cargo clippy --locked --all-targets -- -D warnings
+# --all-features, so the live-service tests (kafka-live, weaviate-live) are linted too.
+cargo clippy --locked --all-targets --all-features -- -D warnings
 # Benches are type-checked by clippy above and run by scripts/bench.sh, not here.
 cargo test --locked --lib --bins --tests

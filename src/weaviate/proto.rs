@@ -9,7 +9,10 @@
 //! `tests/it/weaviate_grpc.rs` checks the bytes these messages produce against those field
 //! numbers with its own wire reader, independent of `prost`.
 
-#![allow(missing_docs)] // Field meanings are Weaviate's; the module docs say where they are.
+#![expect(
+    missing_docs,
+    reason = "field meanings are Weaviate's; the module docs say where they are"
+)]
 
 use std::collections::HashMap;
 

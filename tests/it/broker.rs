@@ -73,9 +73,12 @@ impl Broker {
     }
 
     /// A broker someone else runs (a real Kafka, say); topics are made through the admin API.
-    #[allow(
-        dead_code,
-        reason = "only tests/it/kafka_live.rs, behind the kafka-live feature"
+    #[cfg_attr(
+        not(feature = "kafka-live"),
+        expect(
+            dead_code,
+            reason = "only tests/it/kafka_live.rs, behind the kafka-live feature"
+        )
     )]
     pub fn external(address: &str) -> Self {
         Self {
@@ -120,9 +123,12 @@ impl Broker {
     }
 
     /// Deletes topics through the admin API (a live broker keeps what a test made otherwise).
-    #[allow(
-        dead_code,
-        reason = "only tests/it/kafka_live.rs, behind the kafka-live feature"
+    #[cfg_attr(
+        not(feature = "kafka-live"),
+        expect(
+            dead_code,
+            reason = "only tests/it/kafka_live.rs, behind the kafka-live feature"
+        )
     )]
     pub fn delete_topics(&self, names: &[&str]) {
         use rdkafka::admin::{AdminClient, AdminOptions};

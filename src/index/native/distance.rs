@@ -3,7 +3,10 @@
 //! The kernel is chosen once, when an index is created, and called through a function pointer.
 //! This is the only module of the crate that uses `unsafe`: the intrinsics themselves, and the
 //! calls into functions compiled for a CPU feature the running CPU was checked to have.
-#![allow(unsafe_code)]
+#![expect(
+    unsafe_code,
+    reason = "SIMD intrinsics, called only after the CPU was checked to have the feature"
+)]
 
 /// A distance between two vectors of the same width; smaller is nearer.
 pub type Kernel = fn(&[f32], &[f32]) -> f32;
