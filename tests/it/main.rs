@@ -1,6 +1,7 @@
 //! Integration tests on real components (RocksDB, ONNX Runtime, HTTP) and the real shared data.
 
 mod api;
+mod architecture;
 mod auth;
 mod avro;
 mod broker;
