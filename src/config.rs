@@ -406,9 +406,27 @@ pub struct IndexSettings {
     pub query_backend: QueryBackend,
 }
 
+/// A setting that takes one of a few named values.
+trait Choice: Sized + Copy + 'static {
+    /// Each value's name in the configuration.
+    const NAMES: &'static [(&'static str, Self)];
+}
+
+/// The value named `text`, or the reason it is none, listing the names.
+fn choose<T: Choice>(text: &str) -> Result<T, String> {
+    T::NAMES
+        .iter()
+        .find(|(name, _)| *name == text)
+        .map(|(_, value)| *value)
+        .ok_or_else(|| {
+            let names: Vec<&str> = T::NAMES.iter().map(|(name, _)| *name).collect();
+            format!("`{text}` is not one of {}", names.join(", "))
+        })
+}
+
 /// `index.engine`: the vector-index engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(try_from = "String")]
 pub enum IndexEngine {
     /// FireSight's own HNSW engine (deletes, filtered search, snapshots).
     Native,
@@ -416,9 +434,22 @@ pub enum IndexEngine {
     HnswRs,
 }
 
+impl Choice for IndexEngine {
+    const NAMES: &'static [(&'static str, Self)] =
+        &[("native", Self::Native), ("hnsw_rs", Self::HnswRs)];
+}
+
+impl TryFrom<String> for IndexEngine {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        choose(&text)
+    }
+}
+
 /// `index.query_backend`: who answers similarity queries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(try_from = "String")]
 pub enum QueryBackend {
     /// This instance's index.
     Local,
@@ -426,14 +457,39 @@ pub enum QueryBackend {
     Weaviate,
 }
 
+impl Choice for QueryBackend {
+    const NAMES: &'static [(&'static str, Self)] =
+        &[("local", Self::Local), ("weaviate", Self::Weaviate)];
+}
+
+impl TryFrom<String> for QueryBackend {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        choose(&text)
+    }
+}
+
 /// `kafka.output_format`: how enriched records are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(try_from = "String")]
 pub enum OutputFormat {
     /// Confluent-framed Avro with the schema id of `fire_event_v2`.
     Avro,
     /// JSON.
     Json,
+}
+
+impl Choice for OutputFormat {
+    const NAMES: &'static [(&'static str, Self)] = &[("avro", Self::Avro), ("json", Self::Json)];
+}
+
+impl TryFrom<String> for OutputFormat {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        choose(&text)
+    }
 }
 
 /// Ingest settings.

@@ -66,9 +66,10 @@ impl Instrument {
     }
 }
 
-/// FIRMS confidence class; MODIS percentages map onto it with FIRMS' own thresholds. The one
-/// definition of confidence: every source format maps onto it here, and every consumer (the
-/// encoder's features, the index filters, the stream windows) reads its number from here.
+// The one definition of confidence: every source format maps onto it here, and every consumer
+// (the encoder's features, the index filters, the stream windows) reads its number from here.
+/// FIRMS confidence class: `low`, `nominal` or `high`. VIIRS reports the class; a MODIS
+/// percentage maps onto it with FIRMS' own thresholds (< 30, 30–79, ≥ 80).
 #[derive(
     Debug,
     Clone,
