@@ -149,6 +149,10 @@ impl Service {
             space.clone(),
             metrics.clone(),
             settings.embed.batch_size,
+            settings
+                .incidents
+                .enabled
+                .then(|| crate::tracker::Tracker::new(settings.incidents.clone())),
         ));
         let e = &settings.embed;
         pipeline.set_predictors(
@@ -261,7 +265,6 @@ impl Service {
             remote: self.remote.clone(),
             keys: Arc::new(api::auth::KeyRing::new(&self.settings.auth)),
             patterns: self.settings.patterns.clone(),
-            incidents: self.settings.incidents.clone(),
             search: self.search.clone(),
         }
     }

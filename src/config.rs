@@ -45,8 +45,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Clusters and outliers.
     pub patterns: PatternSettings,
-    /// Incidents and the views over them.
-    pub incidents: IncidentSettings,
+    /// The incident tracker and its alerts.
+    pub incidents: TrackerSettings,
     /// Trace export.
     pub telemetry: TelemetrySettings,
     /// Natural-language search.
@@ -67,22 +67,6 @@ pub struct WindowSettings {
     pub tumble_grace_seconds: u32,
     /// Region cell size for the tumbling windows, degrees.
     pub region_deg: f64,
-    /// A session (incident) closes after this long without a detection, seconds.
-    pub session_gap_seconds: u32,
-    /// A detection joins a session with a member within this distance, km.
-    pub session_km: f64,
-    /// How long after its gap a session still takes records, seconds.
-    pub session_grace_seconds: u32,
-    /// Hopping window length for the growth rate, seconds.
-    pub hop_size_seconds: u32,
-    /// Hopping window advance, seconds.
-    pub hop_advance_seconds: u32,
-    /// How long after its end a hopping window still takes records, seconds.
-    pub hop_grace_seconds: u32,
-    /// Growth (detections over the previous window's) above which an alert is raised.
-    pub growth_threshold: f64,
-    /// Fewest detections in a window for it to raise an alert.
-    pub growth_min_detections: u32,
     /// Wall-clock time without input after which a partition's windows all close, seconds.
     pub idle_close_seconds: u32,
 }
@@ -95,26 +79,6 @@ impl WindowSettings {
     /// Tumbling grace, ms.
     pub fn tumble_grace_ms(&self) -> i64 {
         i64::from(self.tumble_grace_seconds) * 1000
-    }
-    /// Session gap, ms.
-    pub fn session_gap_ms(&self) -> i64 {
-        i64::from(self.session_gap_seconds) * 1000
-    }
-    /// Session grace, ms.
-    pub fn session_grace_ms(&self) -> i64 {
-        i64::from(self.session_grace_seconds) * 1000
-    }
-    /// Hopping length, ms.
-    pub fn hop_size_ms(&self) -> i64 {
-        i64::from(self.hop_size_seconds) * 1000
-    }
-    /// Hopping advance, ms.
-    pub fn hop_advance_ms(&self) -> i64 {
-        i64::from(self.hop_advance_seconds) * 1000
-    }
-    /// Hopping grace, ms.
-    pub fn hop_grace_ms(&self) -> i64 {
-        i64::from(self.hop_grace_seconds) * 1000
     }
 }
 
@@ -210,19 +174,42 @@ pub struct TelemetrySettings {
     pub service_name: String,
 }
 
-/// How detections are grouped into incidents.
-#[derive(Debug, Clone, Deserialize)]
+/// The incident tracker (see `tracker`): how detections link, when an incident goes quiet, and
+/// when alerts are raised.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct IncidentSettings {
-    /// Detections this close belong together, km.
-    pub link_km: f64,
-    /// ... if they are also this close in time, hours.
-    pub link_hours: f64,
-    /// Growth rate compares the detections of this many hours before an incident's latest
-    /// one with the same period before that.
-    pub growth_hours: f64,
-    /// `GET /v1/incidents/{id}` follows an incident for at most this many days from its start.
-    pub max_span_days: u32,
+pub struct TrackerSettings {
+    /// Track incidents at all (off only to measure what tracking costs).
+    pub enabled: bool,
+    /// Added to half of each pixel's larger side when linking two detections, km.
+    pub link_buffer_km: f64,
+    /// The link distance never exceeds this, km.
+    pub max_link_km: f64,
+    /// An incident with no detection for this long is inactive; detections further apart in
+    /// time than this are not linked, days.
+    pub max_inactive_days: f64,
+    /// A pixel detected on this many separate UTC days (within reach in time) is a persistent
+    /// hot spot, kept out of new-fire and growth alerts.
+    pub persistent_min_days: u32,
+    /// Growth between two overpass snapshots (detections, or area) above which a growth alert is raised.
+    pub growth_threshold: f64,
+    /// Fewest detections in a snapshot for it to raise a growth alert.
+    pub growth_min_detections: u32,
+    /// Smallest area after the snapshot for a growth alert, km².
+    pub growth_min_area_km2: f64,
+    /// An incident raises `new_fire` once it has a detection of at least this confidence.
+    pub new_fire_min_confidence: crate::event::ConfidenceClass,
+    /// `p_fire` of the fire-danger model at or above which `high_danger` is raised.
+    pub high_danger_p_fire: f64,
+    /// Alert on static sources (FIRMS type 1–3) and persistent hot spots too.
+    pub alert_static_sources: bool,
+}
+
+impl TrackerSettings {
+    /// `max_inactive_days` in ms.
+    pub fn max_inactive_ms(&self) -> i64 {
+        (self.max_inactive_days * 86_400_000.0) as i64
+    }
 }
 
 /// Limits and defaults of the clustering and outlier routes.
@@ -611,11 +598,38 @@ impl Settings {
             ));
         }
         let i = &self.incidents;
-        let positive = i.link_km > 0.0 && i.link_hours > 0.0 && i.growth_hours > 0.0;
-        if !positive || i.link_km > 100.0 || i.max_span_days == 0 {
+        let distances = [i.link_buffer_km, i.max_link_km, i.growth_min_area_km2];
+        if distances.iter().any(|d| !d.is_finite() || *d < 0.0)
+            || i.max_link_km == 0.0
+            || i.max_link_km > 50.0
+        {
             return Err(invalid(
                 "incidents",
-                "link_km must be in (0, 100]; link_hours, growth_hours and max_span_days positive",
+                "link_buffer_km and growth_min_area_km2 must be non-negative, max_link_km in (0, 50]",
+            ));
+        }
+        if !(i.max_inactive_days.is_finite()
+            && i.max_inactive_days > 0.0
+            && i.max_inactive_days <= 365.0)
+        {
+            return Err(invalid(
+                "incidents.max_inactive_days",
+                "must be in (0, 365]",
+            ));
+        }
+        if !(i.growth_threshold.is_finite() && i.growth_threshold > 0.0) {
+            return Err(invalid("incidents.growth_threshold", "must be positive"));
+        }
+        if !(0.0..=1.0).contains(&i.high_danger_p_fire) {
+            return Err(invalid(
+                "incidents.high_danger_p_fire",
+                "must be a probability in [0, 1]",
+            ));
+        }
+        if i.persistent_min_days < 2 {
+            return Err(invalid(
+                "incidents.persistent_min_days",
+                "must be at least 2",
             ));
         }
         let p = &self.patterns;
@@ -662,9 +676,6 @@ impl Settings {
         };
         let positive = [
             ("windows.tumble_seconds", w.tumble_seconds),
-            ("windows.session_gap_seconds", w.session_gap_seconds),
-            ("windows.hop_size_seconds", w.hop_size_seconds),
-            ("windows.hop_advance_seconds", w.hop_advance_seconds),
             ("windows.idle_close_seconds", w.idle_close_seconds),
         ];
         for (key, value) in positive {
@@ -672,20 +683,8 @@ impl Settings {
                 return Err(invalid(key, "must be positive"));
             }
         }
-        if !w.hop_size_seconds.is_multiple_of(w.hop_advance_seconds) {
-            return Err(invalid(
-                "windows.hop_size_seconds",
-                "must be a whole multiple of windows.hop_advance_seconds",
-            ));
-        }
         if !(w.region_deg.is_finite() && w.region_deg > 0.0 && w.region_deg <= 90.0) {
             return Err(invalid("windows.region_deg", "must be in (0, 90]"));
-        }
-        if !(w.session_km.is_finite() && w.session_km > 0.0) {
-            return Err(invalid("windows.session_km", "must be a positive distance"));
-        }
-        if !(w.growth_threshold.is_finite() && w.growth_threshold > 0.0) {
-            return Err(invalid("windows.growth_threshold", "must be positive"));
         }
         Ok(())
     }

@@ -15,4 +15,5 @@ pub mod search;
 pub mod store;
 pub mod stream;
 pub mod telemetry;
+pub mod tracker;
 pub mod weaviate;

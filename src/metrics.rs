@@ -46,6 +46,12 @@ pub const STREAM_OFFSET_GAPS: &str = "firesight_stream_offset_gaps_total";
 /// Detections partitions the group gave this instance (the weather and sensor tables are read
 /// whole by every instance and not counted).
 pub const STREAM_ASSIGNED: &str = "firesight_stream_assigned_partitions";
+/// Time the incident tracker took per batch.
+pub const TRACKER_SECONDS: &str = "firesight_tracker_batch_duration_seconds";
+/// Alerts the tracker raised, all kinds.
+pub const TRACKER_ALERTS: &str = "firesight_tracker_alerts_total";
+/// Detections older than the inactivity horizon when they arrived (still tracked and stored).
+pub const TRACKER_LATE: &str = "firesight_tracker_late_detections_total";
 
 /// The service's metrics.
 #[derive(Clone)]
@@ -87,6 +93,12 @@ pub struct Metrics {
     pub stream_offset_gaps: IntCounterVec,
     /// See [`STREAM_REBALANCES`].
     pub stream_rebalances: IntCounter,
+    /// See [`TRACKER_SECONDS`].
+    pub tracker_seconds: Histogram,
+    /// See [`TRACKER_ALERTS`].
+    pub tracker_alerts: IntCounter,
+    /// See [`TRACKER_LATE`].
+    pub tracker_late: IntCounter,
 }
 
 impl Metrics {
@@ -155,6 +167,15 @@ impl Metrics {
                 STREAM_REBALANCES,
                 "Rebalance callbacks run (assignments and revocations).",
             )?,
+            tracker_seconds: Histogram::with_opts(
+                HistogramOpts::new(TRACKER_SECONDS, "Incident tracking per batch.")
+                    .buckets(prometheus::exponential_buckets(0.0001, 4.0, 10)?),
+            )?,
+            tracker_alerts: IntCounter::new(TRACKER_ALERTS, "Alerts raised by the tracker.")?,
+            tracker_late: IntCounter::new(
+                TRACKER_LATE,
+                "Detections older than the inactivity horizon on arrival.",
+            )?,
             registry,
         };
         metrics
@@ -211,6 +232,13 @@ impl Metrics {
         metrics
             .registry
             .register(Box::new(metrics.stream_rebalances.clone()))?;
+        for metric in [
+            Box::new(metrics.tracker_seconds.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(metrics.tracker_alerts.clone()),
+            Box::new(metrics.tracker_late.clone()),
+        ] {
+            metrics.registry.register(metric)?;
+        }
         Ok(metrics)
     }
 

@@ -1,9 +1,11 @@
 //! The HTTP API (axum): ingest, listing, similarity, health and metrics.
 
 pub mod admin;
+mod alerts;
 pub mod auth;
 mod error;
 mod fires;
+mod geojson;
 mod health;
 mod incidents;
 mod ingest;
@@ -55,8 +57,6 @@ pub struct AppState {
     pub keys: Arc<auth::KeyRing>,
     /// Clustering and outlier limits.
     pub patterns: crate::config::PatternSettings,
-    /// How incidents are grouped.
-    pub incidents: crate::config::IncidentSettings,
     /// Natural-language search, when switched on.
     pub search: Option<Arc<crate::search::SearchState>>,
 }
@@ -89,6 +89,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/incidents/{id}", get(incidents::get_one))
         .route("/v1/views/active-fires", get(incidents::active_fires))
         .route("/v1/views/growth-alerts", get(incidents::growth_alerts))
+        .route("/v1/alerts", get(alerts::list))
+        .route("/v1/alerts/stream", get(alerts::stream))
         .route("/v1/search", post(search::search))
         .route("/v1/predict", post(search::predict))
         .layer(DefaultBodyLimit::max(QUERY_BODY_LIMIT))

@@ -82,6 +82,11 @@ impl Params {
         self.0.get(name).map(String::as_str)
     }
 
+    /// `bbox` (`min_lon,min_lat,max_lon,max_lat`), when given.
+    pub fn bbox(&self) -> Result<Option<BBox>, ApiError> {
+        self.text("bbox").map(parse_bbox).transpose()
+    }
+
     /// The search filter parameters: `from`, `to` (as [`Params::time`]), `bbox`
     /// (`min_lon,min_lat,max_lon,max_lat`; west > east crosses the antimeridian), `source`
     /// (satellites, comma-separated), `min_confidence` (`low`, `nominal`, `high`), `incident`.

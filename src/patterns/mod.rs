@@ -8,11 +8,11 @@
 //! spacing, by local outlier factor, by the model's anomaly score when the encoder provides one,
 //! and by the rule anomalies of the pipeline.
 
+pub mod active_fires;
 pub mod clustering;
 pub mod explain;
 pub mod features;
 pub mod hdbscan;
-pub mod incidents;
 pub mod outliers;
 pub mod scope;
 

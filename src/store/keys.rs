@@ -41,11 +41,19 @@ pub enum Family {
     HistoricalIncidents,
     /// `text_vectors`: (sentence-encoder version, document id#text digest) → its text vector (f32 LE), so a restart does not embed every text again.
     TextVectors,
+    /// `incidents`: incident id → the tracker's incident record (JSON), redirects of merged ones included.
+    Incidents,
+    /// `incident_points`: tracked detections by place and time: `cell lat | cell lon | time | event id` → the detection and the incident it joined (JSON), for linking new detections.
+    IncidentPoints,
+    /// `incident_members`: `incident id \0 time | event id` → the detection (JSON): each incident's members, under the id it had when they joined.
+    IncidentMembers,
+    /// `alerts`: alert sequence (u64 BE) → the alert (JSON): the log `GET /v1/alerts` and the SSE stream read.
+    Alerts,
 }
 
 impl Family {
     /// Every column family, opened (and created if missing) with the store.
-    pub const ALL: [Family; 17] = [
+    pub const ALL: [Family; 21] = [
         Family::Events,
         Family::EventsByTime,
         Family::IdMap,
@@ -63,6 +71,10 @@ impl Family {
         Family::StreamState,
         Family::HistoricalIncidents,
         Family::TextVectors,
+        Family::Incidents,
+        Family::IncidentPoints,
+        Family::IncidentMembers,
+        Family::Alerts,
     ];
 
     /// The RocksDB name.
@@ -85,6 +97,10 @@ impl Family {
             Self::StreamState => "stream_state",
             Self::HistoricalIncidents => "historical_incidents",
             Self::TextVectors => "text_vectors",
+            Self::Incidents => "incidents",
+            Self::IncidentPoints => "incident_points",
+            Self::IncidentMembers => "incident_members",
+            Self::Alerts => "alerts",
         }
     }
 }
@@ -132,13 +148,29 @@ pub(super) fn vector_key(seq: u64, model: &str) -> Vec<u8> {
     key
 }
 
-/// `cell lat | cell lon | time | sensor id`, each number order-preserving big-endian.
-pub(super) fn sensor_cell_key(cell: (i32, i32), time_ms: i64, sensor_id: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(16 + sensor_id.len());
+/// `cell lat | cell lon | time | id`, each number order-preserving big-endian: the layout of
+/// every place-and-time table (sensor readings, tracked detections).
+pub(super) fn cell_time_key(cell: (i32, i32), time_ms: i64, id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(16 + id.len());
     key.extend_from_slice(&((cell.0 as u32) ^ (1 << 31)).to_be_bytes());
     key.extend_from_slice(&((cell.1 as u32) ^ (1 << 31)).to_be_bytes());
     key.extend_from_slice(&((time_ms as u64) ^ (1 << 63)).to_be_bytes());
-    key.extend_from_slice(sensor_id.as_bytes());
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// `incident id \0 time | event id`: one incident's members in time order.
+pub(super) fn member_key(incident: &str, time_ms: i64, event_id: &str) -> Vec<u8> {
+    let mut key = incident_prefix(incident);
+    key.extend_from_slice(&((time_ms as u64) ^ (1 << 63)).to_be_bytes());
+    key.extend_from_slice(event_id.as_bytes());
+    key
+}
+
+/// `incident id \0`: the prefix of one incident's member keys (no id is a prefix of another's).
+pub(super) fn incident_prefix(incident: &str) -> Vec<u8> {
+    let mut key = incident.as_bytes().to_vec();
+    key.push(0);
     key
 }
 
@@ -228,18 +260,39 @@ mod tests {
     #[test]
     fn sensor_cell_keys_sort_by_cell_then_time() {
         let keys = [
-            sensor_cell_key((-339, 1512), i64::MIN, "s"),
-            sensor_cell_key((-339, 1512), -1, "s"),
-            sensor_cell_key((-339, 1512), 0, "s"),
-            sensor_cell_key((-339, 1512), 1_564_620_960_000, "a"),
-            sensor_cell_key((-339, 1512), 1_564_620_960_000, "b"),
-            sensor_cell_key((-339, 1513), i64::MIN, "a"),
-            sensor_cell_key((0, -1800), 0, "a"),
-            sensor_cell_key((1, -1800), 0, "a"),
+            cell_time_key((-339, 1512), i64::MIN, "s"),
+            cell_time_key((-339, 1512), -1, "s"),
+            cell_time_key((-339, 1512), 0, "s"),
+            cell_time_key((-339, 1512), 1_564_620_960_000, "a"),
+            cell_time_key((-339, 1512), 1_564_620_960_000, "b"),
+            cell_time_key((-339, 1513), i64::MIN, "a"),
+            cell_time_key((0, -1800), 0, "a"),
+            cell_time_key((1, -1800), 0, "a"),
         ];
         let mut sorted = keys.to_vec();
         sorted.sort();
         assert_eq!(sorted, keys);
+    }
+
+    #[test]
+    fn member_keys_group_by_incident_then_sort_by_time() {
+        let keys = [
+            member_key("inc_a", i64::MIN, "fd_z"),
+            member_key("inc_a", -1, "fd_z"),
+            member_key("inc_a", 0, "fd_a"),
+            member_key("inc_a", 5, "fd_a"),
+            member_key("inc_a", 5, "fd_b"),
+            member_key("inc_ab", i64::MIN, "fd_a"),
+        ];
+        let mut sorted = keys.to_vec();
+        sorted.sort();
+        assert_eq!(sorted, keys);
+        assert!(
+            keys[..5]
+                .iter()
+                .all(|k| k.starts_with(&incident_prefix("inc_a")))
+        );
+        assert!(!keys[5].starts_with(&incident_prefix("inc_a")));
     }
 
     #[test]

@@ -7,11 +7,13 @@
 //! - `dead_letters.rs`: refused records with their reasons;
 //! - `outbox.rs`: the two outboxes (Weaviate mirror, Kafka output);
 //! - `stream_state.rs`: the streaming consumer's offsets and window state;
-//! - `historical.rs`: agency incident records and cached text vectors for search.
+//! - `historical.rs`: agency incident records and cached text vectors for search;
+//! - `incidents.rs`: the incident tracker's records, its spatial index, members and alert log.
 
 mod dead_letters;
 mod events;
 mod historical;
+mod incidents;
 mod keys;
 mod outbox;
 mod sensors;
@@ -91,6 +93,7 @@ pub struct Store {
     next_seq: AtomicU64,
     event_count: AtomicU64,
     next_dead_letter: AtomicU64,
+    next_alert: AtomicU64,
     /// When set, every vector written is also queued in the mirror outbox, in the same batch.
     mirror: std::sync::atomic::AtomicBool,
 }
@@ -125,11 +128,19 @@ impl Store {
             Some(item) => decode_u64(Family::DeadLetters, &item?.0)? + 1,
             None => 0,
         };
+        let alerts = db
+            .cf_handle(Family::Alerts.name())
+            .ok_or_else(|| missing_cf(Family::Alerts))?;
+        let next_alert = match db.iterator_cf(alerts, IteratorMode::End).next() {
+            Some(item) => decode_u64(Family::Alerts, &item?.0)? + 1,
+            None => 0,
+        };
         let store = Self {
             db,
             next_seq: AtomicU64::new(next_seq),
             event_count: AtomicU64::new(event_count),
             next_dead_letter: AtomicU64::new(next_dead_letter),
+            next_alert: AtomicU64::new(next_alert),
             mirror: std::sync::atomic::AtomicBool::new(false),
         };
         let moved = store.migrate_weather_keys()?;

@@ -2,7 +2,7 @@
 
 use rocksdb::{Direction, IteratorMode};
 
-use super::keys::sensor_cell_key;
+use super::keys::cell_time_key;
 use super::{Family, Store, StoreError, StoreOp, decode_json};
 use crate::event::SensorReading;
 
@@ -26,7 +26,7 @@ impl Store {
             let json = serde_json::to_vec(r)?;
             batch.put_cf(
                 self.cf(Family::SensorCells)?,
-                sensor_cell_key(
+                cell_time_key(
                     crate::geo::sensor_cell(r.latitude, r.longitude),
                     r.observed_at.timestamp_millis(),
                     &r.sensor_id,
@@ -45,8 +45,8 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<SensorReading>, StoreError> {
-        let start = sensor_cell_key(cell, from_ms, "");
-        let end = sensor_cell_key(cell, to_ms.saturating_add(1), "");
+        let start = cell_time_key(cell, from_ms, "");
+        let end = cell_time_key(cell, to_ms.saturating_add(1), "");
         let mode = IteratorMode::From(&start, Direction::Forward);
         let mut out = Vec::new();
         for item in self.db.iterator_cf(self.cf(Family::SensorCells)?, mode) {

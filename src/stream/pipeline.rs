@@ -18,6 +18,7 @@ use crate::event::{
 use crate::index::{IndexError, IndexPoint, NativeHnsw, PointAttrs, VectorIndex};
 use crate::metrics::Metrics;
 use crate::store::{DeadLetter, NewEvent, Store, StoreError, StoreOp};
+use crate::tracker::{Tracked, Tracker};
 
 /// Relative humidity at or above which a detection is flagged (seed rule).
 const HIGH_HUMIDITY_PCT: f64 = 70.0;
@@ -74,6 +75,10 @@ pub struct Pipeline {
     predictors: RwLock<Arc<Predictors>>,
     /// Receivers of every newly stored batch of events (the search index follows them).
     followers: Mutex<Vec<std::sync::mpsc::Sender<Vec<FireEventV2>>>>,
+    /// The incident tracker (none when `incidents.enabled` is off).
+    tracker: Option<Tracker>,
+    /// The next alert sequence after the last committed batch: live alert streams wait on it.
+    alerts_seen: tokio::sync::watch::Sender<u64>,
 }
 
 impl Pipeline {
@@ -85,8 +90,12 @@ impl Pipeline {
         space: Space,
         metrics: Metrics,
         embed_batch: usize,
+        tracker: Option<Tracker>,
     ) -> Self {
+        let (alerts_seen, _) = tokio::sync::watch::channel(0);
         Self {
+            tracker,
+            alerts_seen,
             store,
             correlator: RwLock::new(correlator),
             space: RwLock::new(Arc::new(space)),
@@ -97,6 +106,16 @@ impl Pipeline {
             predictors: RwLock::new(Arc::new(Predictors::none())),
             followers: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The incident tracker, when tracking is on.
+    pub fn tracker(&self) -> Option<&Tracker> {
+        self.tracker.as_ref()
+    }
+
+    /// Changes whenever a batch commits new alerts; its value is the sequence after the last.
+    pub fn alerts_seen(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.alerts_seen.subscribe()
     }
 
     /// Sets the predictors whose outputs go into `ml_predictions`.
@@ -241,16 +260,21 @@ impl Pipeline {
         &self,
         batch: Vec<(u64, FireDetection)>,
     ) -> Result<IngestOutcome, PipelineError> {
-        self.ingest_detections_with(batch, |_, _| Ok(Vec::new()))
+        self.ingest_detections_with(batch, |_, _, _| Ok(Vec::new()))
     }
 
     /// [`Pipeline::ingest_detections`], letting `extra` see (and amend) the new events after the
-    /// models ran and before they are stored; the writes it returns commit in the same batch.
-    /// The streaming consumer adds its offsets, operator state and output records this way.
+    /// models and the tracker ran and before they are stored, with what the tracker did; the
+    /// writes it returns commit in the same batch. The streaming consumer adds its offsets,
+    /// window state and output records (enriched events, incidents, alerts) this way.
     pub fn ingest_detections_with(
         &self,
         batch: Vec<(u64, FireDetection)>,
-        extra: impl FnOnce(&IngestOutcome, &mut [NewEvent]) -> Result<Vec<StoreOp>, PipelineError>,
+        extra: impl FnOnce(
+            &IngestOutcome,
+            &mut [NewEvent],
+            &Tracked,
+        ) -> Result<Vec<StoreOp>, PipelineError>,
     ) -> Result<IngestOutcome, PipelineError> {
         let _writer = self.writer.lock().map_err(|_| PipelineError::Poisoned)?;
         let mut outcome = IngestOutcome::default();
@@ -290,8 +314,15 @@ impl Pipeline {
             })
             .collect();
         outcome.accepted = new.len() as u64;
-        let ops = extra(&outcome, &mut new)?;
+        let tracked = self.track(&mut new)?;
+        let mut ops = extra(&outcome, &mut new, &tracked)?;
+        let alerts = tracked.alerts.len();
+        ops.extend(tracked.ops);
         let seqs = self.store.write_events_with(&new, &ops)?;
+        if alerts > 0 {
+            self.metrics.tracker_alerts.inc_by(alerts as u64);
+            self.alerts_seen.send_replace(self.store.peek_alert_seq());
+        }
         if self.live.load(Ordering::Acquire) {
             let index = &space.index;
             let points: Vec<IndexPoint<'_>> = seqs
@@ -312,6 +343,21 @@ impl Pipeline {
             .store_events
             .set(self.store.event_count() as i64);
         Ok(outcome)
+    }
+
+    /// Runs the tracker over the new events (setting their incidents), timing it.
+    fn track(&self, new: &mut [NewEvent]) -> Result<Tracked, PipelineError> {
+        let Some(tracker) = &self.tracker else {
+            return Ok(Tracked::default());
+        };
+        let started = Instant::now();
+        let mut events: Vec<&mut FireEventV2> = new.iter_mut().map(|n| &mut n.event).collect();
+        let tracked = tracker.track(&self.store, &mut events)?;
+        self.metrics
+            .tracker_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.tracker_late.inc_by(tracked.late);
+        Ok(tracked)
     }
 
     fn notify(&self, new: &[NewEvent]) {

@@ -762,25 +762,31 @@ fn json_of(messages: &[OwnedMessage]) -> Vec<serde_json::Value> {
 }
 
 #[test]
-fn windows_through_the_broker_merge_incidents_route_late_records_alert_on_growth_and_close_when_idle()
+fn the_tracker_through_the_broker_links_a_fire_publishes_incidents_and_alerts_and_windows_route_late_records()
  {
     let broker = Broker::start();
     create_all(&broker, 1);
     let dir = TempDir::new().expect("tmp");
-    let template = detections(1).remove(0);
+    let mut template = detections(1).remove(0);
+    (template.scan_km, template.track_km) = (1.0, 1.0);
+    template.confidence = firesight::event::ConfidenceClass::High;
+    if template.confidence_percent.is_some() {
+        template.confidence_percent = Some(90.0);
+    }
     let base = template.acquired_at;
     let mut inputs = vec![
-        // Two fires 4 km apart, then a detection between them, out of order: one incident.
+        // Three pixels 1 km apart in a row, the middle one out of order: 1 km pixels link
+        // within 1.5 km, so the ends link only through the middle one — one incident.
         synthetic(&template, base, 0.0, 0.0),
-        synthetic(&template, base, 1.0, 4.0),
-        synthetic(&template, base, 0.5, 2.0),
+        synthetic(&template, base, 1.0, 2.0),
+        synthetic(&template, base, 0.5, 1.0),
     ];
-    // Growth 50 km away: one detection at +0, +4 and +8 min, then 8 at +10.
-    for (i, minute) in [0.0, 4.0, 8.0].into_iter().chain([10.0; 8]).enumerate() {
-        inputs.push(synthetic(&template, base, minute, 50.0 + i as f64 * 0.05));
+    // Another fire 50 km away, and one 200 km away at +21 min.
+    for i in 0..4 {
+        inputs.push(synthetic(&template, base, 10.0, 50.0 + f64::from(i) * 0.5));
     }
-    // Stream time +21 min (far away) closes the growth windows; then a record from -10 min.
     inputs.push(synthetic(&template, base, 21.0, 200.0));
+    // Late for its tumbling window (stream time is +21 min), 100 km away: still tracked.
     inputs.push(synthetic(&template, base, -10.0, 100.0));
     let late_id = inputs.last().expect("late").event_id();
     broker.produce(DETECTIONS, &detection_records(&inputs));
@@ -795,55 +801,55 @@ fn windows_through_the_broker_merge_incidents_route_late_records_alert_on_growth
 
     let late = broker.read_until(LATE, Duration::from_secs(120), |m| !m.is_empty());
     assert_eq!(late.len(), 1, "exactly the one late record");
-    // Late for its tumbling window and for any session; with no incident, no hopping window.
-    assert_eq!(header(&late[0], kafka::HEADER_LATE_FOR), "tumbling,session");
+    assert_eq!(header(&late[0], kafka::HEADER_LATE_FOR), "tumbling");
     let original: FireDetection =
         serde_json::from_slice(late[0].payload().unwrap_or_default()).expect("original bytes");
     assert_eq!(original.event_id(), late_id);
 
-    let alerts = json_of(&broker.read_until(ALERTS, Duration::from_secs(60), |m| !m.is_empty()));
-    assert_eq!(alerts.len(), 1, "{alerts:?}");
-    assert_eq!(
-        (
-            alerts[0]["detections"].as_u64(),
-            alerts[0]["previous"].as_u64()
-        ),
-        (Some(10), Some(1))
-    );
-
-    // Idle for 2 s: everything closes, so every incident's final record is published.
+    // Four incidents, each published with its state; the row of three is one of them.
     let incidents = json_of(&broker.read_until(INCIDENTS, Duration::from_secs(60), |m| {
         json_of(m)
             .iter()
-            .filter(|i| i["status"] == "closed")
-            .count()
-            >= 3
+            .map(|i| i["id"].as_str().unwrap_or_default().to_owned())
+            .collect::<HashSet<_>>()
+            .len()
+            >= 4
     }));
-    let merged: Vec<_> = incidents
-        .iter()
-        .filter(|i| i["status"] == "merged")
+    let mut latest: HashMap<String, serde_json::Value> = HashMap::new();
+    for incident in incidents {
+        latest.insert(incident["id"].as_str().expect("id").to_owned(), incident);
+    }
+    let live: Vec<_> = latest
+        .values()
+        .filter(|i| i["status"] == "active")
         .collect();
-    assert_eq!(merged.len(), 1, "{incidents:?}");
-    let survivor = merged[0]["merged_into"]
-        .as_str()
-        .expect("merged_into")
-        .to_owned();
-    let closed: HashMap<String, u64> = incidents
+    let mut sizes: Vec<u64> = live
         .iter()
-        .filter(|i| i["status"] == "closed")
-        .map(|i| {
-            (
-                i["incident_id"].as_str().unwrap_or_default().to_owned(),
-                i["detections"].as_u64().unwrap_or(0),
-            )
-        })
+        .map(|i| i["detections"].as_u64().unwrap_or(0))
         .collect();
-    // The merged fire (3), the growing one (11) and the far one (1); the late record was late
-    // for the sessions, so it is in none.
-    assert_eq!(closed.get(&survivor), Some(&3), "{closed:?}");
-    let mut sizes: Vec<u64> = closed.values().copied().collect();
     sizes.sort_unstable();
-    assert_eq!(sizes, vec![1, 3, 11]);
+    assert_eq!(sizes, vec![1, 1, 3, 4], "{latest:?}");
+    let row = format!("inc_{}", inputs[0].event_id().trim_start_matches("fd_"));
+    assert_eq!(
+        latest[&row]["detections"].as_u64(),
+        Some(3),
+        "the oldest pixel names it"
+    );
+
+    // One new_fire alert per incident (the template is of nominal confidence or more), each
+    // with a place.
+    let alerts = json_of(&broker.read_until(ALERTS, Duration::from_secs(60), |m| m.len() >= 4));
+    let new_fires: HashSet<&str> = alerts
+        .iter()
+        .filter(|a| a["kind"] == "new_fire")
+        .map(|a| a["incident_id"].as_str().expect("incident"))
+        .collect();
+    assert_eq!(new_fires.len(), 4, "{alerts:?}");
+    for alert in &alerts {
+        assert!(alert["centroid"]["latitude"].is_number(), "{alert}");
+        assert!(!alert["perimeter"].as_array().expect("perimeter").is_empty());
+        assert!(!alert["reason"].as_str().unwrap_or_default().is_empty());
+    }
 
     let enriched = broker.read_until(ENRICHED, Duration::from_secs(60), |m| {
         by_key(m).len() >= inputs.len()
@@ -858,14 +864,16 @@ fn windows_through_the_broker_merge_incidents_route_late_records_alert_on_growth
         inputs.len(),
         "late records are enriched and published too"
     );
-    assert_eq!(
-        events[&late_id].correlation_id, None,
-        "the late record joined no session"
+    assert!(
+        events[&late_id].correlation_id.is_some(),
+        "a record late for a window is still tracked"
     );
-    assert_eq!(
-        events[&inputs[2].event_id()].correlation_id.as_deref(),
-        Some(survivor.as_str())
-    );
+    for input in &inputs[..3] {
+        assert_eq!(
+            events[&input.event_id()].correlation_id.as_deref(),
+            Some(row.as_str())
+        );
+    }
     let on_time = inputs.len() as u64 - 1;
     let total = |m: &[OwnedMessage]| -> u64 {
         json_of(m)

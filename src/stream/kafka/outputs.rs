@@ -16,6 +16,7 @@ use crate::store::{NewEvent, StoreOp};
 use crate::stream::decode::Rejected;
 use crate::stream::pipeline::PipelineError;
 use crate::stream::windows::{Emitted, PartitionState, Point};
+use crate::tracker::Tracked;
 
 /// Longest text of a refused record kept in the store's own dead letters (the topic gets all of it).
 const STORED_RAW_BYTES: usize = 64 * 1024;
@@ -87,7 +88,21 @@ impl Processor {
         })
     }
 
-    /// Queues what the windows emitted: late records, alerts, incident changes, active fires.
+    /// Queues what the tracker did in a batch: each changed incident's record (merged ones as
+    /// redirects), keyed by incident id so a compacted topic keeps each incident's latest, and
+    /// each alert, keyed by its incident with its kind in a header.
+    pub(super) fn publish_tracked(&self, tracked: &Tracked, ops: &mut Vec<StoreOp>) {
+        let s = &self.settings;
+        for incident in &tracked.incidents {
+            ops.push(self.keyed(&s.incidents_topic, &incident.id, json(incident), Vec::new()));
+        }
+        for alert in &tracked.alerts {
+            let kind = vec![(HEADER_ALERT.into(), alert.kind.as_str().as_bytes().to_vec())];
+            ops.push(self.keyed(&s.alerts_topic, &alert.incident_id, json(alert), kind));
+        }
+    }
+
+    /// Queues what the windows emitted: late records and closed active-fire windows.
     pub(super) fn route(&self, emitted: &Emitted, record: Option<&Polled>, ops: &mut Vec<StoreOp>) {
         if let (Some(late), Some(record)) = (&emitted.late, record) {
             for operator in &late.operators {
@@ -125,19 +140,6 @@ impl Processor {
             }));
         }
         let s = &self.settings;
-        for alert in &emitted.alerts {
-            let growth = vec![(HEADER_ALERT.into(), b"growth".to_vec())];
-            ops.push(self.keyed(&s.alerts_topic, &alert.incident_id, json(alert), growth));
-        }
-        for incident in &emitted.incidents {
-            let payload = json(incident);
-            ops.push(self.keyed(
-                &s.incidents_topic,
-                &incident.incident_id,
-                payload,
-                Vec::new(),
-            ));
-        }
         for window in &emitted.active_fires {
             ops.push(self.keyed(
                 &s.active_fires_topic,

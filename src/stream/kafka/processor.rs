@@ -269,7 +269,7 @@ impl Processor {
                 continue;
             }
             let emitted = state.flush(&self.windows);
-            tracing::info!(topic = %key.0, partition = key.1, incidents = emitted.incidents.len(), "Idle partition; closing its windows.");
+            tracing::info!(topic = %key.0, partition = key.1, windows = emitted.active_fires.len(), "Idle partition; closing its windows.");
             self.route(&emitted, None, &mut ops);
             ops.push(state_op(key, state)?);
             let offset = self
@@ -301,13 +301,16 @@ impl Processor {
                 last.insert((record.topic.clone(), record.partition), now);
             }
         }
-        let outcome = self.pipeline.ingest_detections_with(items, |_, new| {
-            let mut ops = self.bookkeeping("firms", run, &refused)?;
-            self.windows_over(run, &first_of, new, &mut ops)?;
-            self.checkpoints(run, &mut ops)?;
-            self.publish_events(new, &mut ops)?;
-            Ok(ops)
-        })?;
+        let outcome = self
+            .pipeline
+            .ingest_detections_with(items, |_, new, tracked| {
+                let mut ops = self.bookkeeping("firms", run, &refused)?;
+                self.windows_over(run, &first_of, new, &mut ops)?;
+                self.checkpoints(run, &mut ops)?;
+                self.publish_events(new, &mut ops)?;
+                self.publish_tracked(tracked, &mut ops);
+                Ok(ops)
+            })?;
         tracing::debug!(
             accepted = outcome.accepted,
             duplicates = outcome.duplicates,
@@ -318,25 +321,24 @@ impl Processor {
         Ok(())
     }
 
-    /// Runs each new event through its partition's windows, in partition order: sets its
-    /// incident, and queues what the windows emit and the partitions' new state.
+    /// Runs each new event through its partition's windows, in partition order, and queues
+    /// what the windows emit.
     fn windows_over(
         &self,
         run: &[Polled],
         first_of: &HashMap<String, usize>,
-        new: &mut [NewEvent],
+        new: &[NewEvent],
         ops: &mut Vec<StoreOp>,
     ) -> Result<(), PipelineError> {
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        for new_event in new.iter_mut() {
-            let event = &mut new_event.event;
+        for new_event in new.iter() {
+            let event = &new_event.event;
             let Some(record) = first_of.get(&event.event_id).and_then(|&i| run.get(i)) else {
                 continue;
             };
             let key = (record.topic.clone(), record.partition);
             let state = state_mut(&mut states, self.pipeline.store(), &key)?;
             let emitted = state.on_detection(&point_of(event), &self.windows);
-            event.correlation_id = emitted.correlation_id.clone();
             self.route(&emitted, Some(record), ops);
         }
         Ok(())
