@@ -13,7 +13,7 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 
 use super::error::ErrorBody;
-use super::{admin, fires, health, incidents, ingest, patterns, search};
+use super::{admin, alerts, fires, health, incidents, ingest, patterns, search};
 
 /// The document.
 #[derive(OpenApi)]
@@ -37,6 +37,8 @@ use super::{admin, fires, health, incidents, ingest, patterns, search};
         incidents::get_one,
         incidents::active_fires,
         incidents::growth_alerts,
+        alerts::list,
+        alerts::stream,
         search::search,
         search::predict,
         search::historical_incidents,
@@ -54,7 +56,7 @@ use super::{admin, fires, health, incidents, ingest, patterns, search};
         (name = "fires", description = "Stored FireEventV2 records"),
         (name = "similarity", description = "Nearest events in the encoder's space"),
         (name = "patterns", description = "Clusters and outliers of a window of events"),
-        (name = "incidents", description = "Detections grouped by space and time; active fires and growth alerts"),
+        (name = "incidents", description = "Incidents from the tracker (perimeters, overpass snapshots), their alerts (log and live stream), active fires and growth between overpasses"),
         (name = "search", description = "Natural-language search over historical incidents and fire events"),
         (name = "models", description = "Predictions of the registered models for an ad-hoc event"),
         (name = "operations", description = "Health, metrics, dead letters, re-index"),
