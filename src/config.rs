@@ -181,7 +181,11 @@ pub struct TelemetrySettings {
 pub struct TrackerSettings {
     /// Track incidents at all (off only to measure what tracking costs).
     pub enabled: bool,
-    /// Added to half of each pixel's larger side when linking two detections, km.
+    /// Two detections link within this many times the sum of their pixels' half sides (their
+    /// centre-to-edge reach), plus `link_buffer_km`: the rule scales with the sensor, as FIRED's
+    /// is counted in pixels.
+    pub link_pixels: f64,
+    /// Added to the scaled pixel reach when linking two detections, km.
     pub link_buffer_km: f64,
     /// The link distance never exceeds this, km.
     pub max_link_km: f64,
@@ -209,6 +213,12 @@ impl TrackerSettings {
     /// `max_inactive_days` in ms.
     pub fn max_inactive_ms(&self) -> i64 {
         (self.max_inactive_days * 86_400_000.0) as i64
+    }
+
+    /// The distance within which two detections link, km, from each pixel's reach (half its
+    /// larger side).
+    pub fn link_km(&self, reach_a_km: f64, reach_b_km: f64) -> f64 {
+        (self.link_pixels * (reach_a_km + reach_b_km) + self.link_buffer_km).min(self.max_link_km)
     }
 }
 
@@ -602,10 +612,12 @@ impl Settings {
         if distances.iter().any(|d| !d.is_finite() || *d < 0.0)
             || i.max_link_km == 0.0
             || i.max_link_km > 50.0
+            || !(i.link_pixels.is_finite() && i.link_pixels > 0.0 && i.link_pixels <= 10.0)
         {
             return Err(invalid(
                 "incidents",
-                "link_buffer_km and growth_min_area_km2 must be non-negative, max_link_km in (0, 50]",
+                "link_buffer_km and growth_min_area_km2 must be non-negative, max_link_km in (0, 50], \
+                 link_pixels in (0, 10]",
             ));
         }
         if !(i.max_inactive_days.is_finite()

@@ -1,7 +1,8 @@
 //! The incident tracker: the one definition of a fire incident, kept incrementally in the store.
 //!
-//! Two detections are linked when they lie within a link distance of each other — half of
-//! each pixel's larger side plus `link_buffer_km`, at most `max_link_km` — and at most
+//! Two detections are linked when they lie within a link distance of each other —
+//! `link_pixels` times the sum of their pixels' half sides, plus `link_buffer_km`, at most
+//! `max_link_km` (`TrackerSettings::link_km`) — and at most
 //! `max_inactive_days` apart. An incident is a connected group under that rule (single
 //! linkage, as in NASA's FEDS and in FIRED), so the groups do not depend on the order detections
 //! arrive in: a granule that arrives hours late joins, and may merge, the incidents it touches.
@@ -194,8 +195,7 @@ impl Tracker {
                 for point in points {
                     let other = &point.member;
                     let d = crate::geo::distance_km(member.lat, member.lon, other.lat, other.lon);
-                    let reach = (member.reach_km() + other.reach_km() + s.link_buffer_km)
-                        .min(s.max_link_km);
+                    let reach = s.link_km(member.reach_km(), other.reach_km());
                     if d > reach {
                         continue;
                     }

@@ -36,8 +36,14 @@ fn all_events() -> Vec<FireEventV2> {
 }
 
 /// Connected groups under the link rule, written independently of the tracker: within
-/// `min(max_link, (larger side a + larger side b) / 2 + buffer)` km and `days` days.
-fn link_groups(events: &[FireEventV2], buffer: f64, max_link: f64, days: f64) -> Vec<Vec<String>> {
+/// `min(max_link, pixels * (larger side a + larger side b) / 2 + buffer)` km and `days` days.
+fn link_groups(
+    events: &[FireEventV2],
+    pixels: f64,
+    buffer: f64,
+    max_link: f64,
+    days: f64,
+) -> Vec<Vec<String>> {
     let n = events.len();
     let mut parent: Vec<usize> = (0..n).collect();
     fn root(p: &mut [usize], mut x: usize) -> usize {
@@ -73,7 +79,7 @@ fn link_groups(events: &[FireEventV2], buffer: f64, max_link: f64, days: f64) ->
                     if j <= i || (a.detection_time - b.detection_time).abs() > span {
                         continue;
                     }
-                    let reach = ((side(a) + side(b)) / 2.0 + buffer).min(max_link);
+                    let reach = (pixels * (side(a) + side(b)) / 2.0 + buffer).min(max_link);
                     let d = firesight::geo::distance_km(
                         a.location.latitude,
                         a.location.longitude,
@@ -130,6 +136,7 @@ async fn incidents_are_the_connected_groups_of_the_link_rule_with_stable_ids() {
     let s = &loaded().service.settings.incidents;
     let theirs = partition(link_groups(
         &events,
+        s.link_pixels,
         s.link_buffer_km,
         s.max_link_km,
         s.max_inactive_days,
@@ -204,7 +211,49 @@ async fn incidents_are_the_connected_groups_of_the_link_rule_with_stable_ids() {
         area > 0.0 && area <= one["perimeter_area_km2"].as_f64().expect("hull area") + 1e-6,
         "{area}"
     );
-    assert!(!one["fire_line"].as_array().expect("fire line").is_empty());
+    // The fire line: pixels of the latest overpass on the perimeter (none when that pass saw
+    // only the interior). Among the ten largest incidents most have one.
+    let mut by_size: Vec<&Value> = items.iter().collect();
+    by_size.sort_by_key(|i| std::cmp::Reverse(i["detections"].as_u64()));
+    let mut with_line = 0;
+    for item in by_size.iter().take(10) {
+        let id = item["id"].as_str().expect("id");
+        let (_, one) = get(&format!("{base}/v1/incidents/{id}")).await;
+        let line = one["fire_line"].as_array().expect("fire line");
+        let latest = one["history"]
+            .as_array()
+            .expect("history")
+            .last()
+            .expect("one")["snapshot"]
+            .clone();
+        let members: BTreeSet<&str> = item["members"]
+            .as_array()
+            .expect("m")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        for pixel in line {
+            let pixel = pixel.as_str().expect("id");
+            assert!(members.contains(pixel), "{pixel} is a member of {id}");
+            let event = by_id[pixel];
+            let snapshot = firesight::tracker::incident::snapshot_label(
+                firesight::tracker::incident::snapshot_of(
+                    event.detection_time,
+                    event.location.longitude,
+                ),
+            );
+            assert_eq!(
+                snapshot,
+                latest.as_str().expect("label"),
+                "{pixel} is of the latest pass"
+            );
+        }
+        with_line += usize::from(!line.is_empty());
+    }
+    assert!(
+        with_line >= 5,
+        "{with_line} of the ten largest have a fire line"
+    );
     let (status, feature) = get(&format!("{base}/v1/incidents/{id}?f=geojson")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(feature["geometry"]["type"], "Polygon", "{feature}");

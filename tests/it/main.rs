@@ -5,6 +5,7 @@ mod architecture;
 mod auth;
 mod avro;
 mod broker;
+mod calfire;
 mod decode;
 mod golden;
 mod incidents;
