@@ -31,13 +31,13 @@ const CALIFORNIA: [[f64; 2]; 8] = [
 
 fn in_california(lon: f64, lat: f64) -> bool {
     let mut inside = false;
-    let mut j = CALIFORNIA.len() - 1;
-    for i in 0..CALIFORNIA.len() {
-        let ([xi, yi], [xj, yj]) = (CALIFORNIA[i], CALIFORNIA[j]);
+    let mut previous = CALIFORNIA[CALIFORNIA.len() - 1];
+    for [xi, yi] in CALIFORNIA {
+        let [xj, yj] = previous;
         if (yi > lat) != (yj > lat) && lon < (xj - xi) * (lat - yi) / (yj - yi) + xi {
             inside = !inside;
         }
-        j = i;
+        previous = [xi, yi];
     }
     inside
 }
