@@ -55,10 +55,20 @@ pub trait Ingestible: Sized + Send + 'static {
         source: &str,
         batch: Vec<(u64, Self)>,
     ) -> Result<IngestOutcome, PipelineError>;
+
+    /// The group a record must not be split from across batches: a detection's granule (all
+    /// pixels of one overpass minute), so the tracker sees each granule whole and its alerts do
+    /// not depend on where an input's chunks happened to end. `None`: any split is fine.
+    fn granule(&self) -> Option<i64> {
+        None
+    }
 }
 
 impl Ingestible for FireDetection {
     const KIND: &'static str = "firms";
+    fn granule(&self) -> Option<i64> {
+        Some(self.acquired_at.timestamp_millis())
+    }
     fn ingest(
         pipeline: &Pipeline,
         _source: &str,
@@ -112,6 +122,9 @@ pub enum IngestError {
     Pipeline(#[from] PipelineError),
 }
 
+/// A granule longer than this many batches is split after all (memory stays bounded).
+const GRANULE_HOLD_BATCHES: usize = 4;
+
 /// Feeds one input through a decoder and the pipeline in batches. Not async: callers on an
 /// async runtime move it into `spawn_blocking` per chunk.
 pub struct IngestSession<D: StreamDecoder> {
@@ -151,9 +164,32 @@ where
             .push(chunk, &mut self.pending)
             .map_err(IngestError::Format)?;
         if self.pending.len() >= self.batch_size {
+            // The trailing granule waits for the next chunk, which may hold more of it (unless
+            // it is already several batches long).
+            let keep = self.trailing_granule();
+            let held = if keep <= GRANULE_HOLD_BATCHES * self.batch_size {
+                self.pending.split_off(self.pending.len() - keep)
+            } else {
+                Vec::new()
+            };
             self.flush()?;
+            self.pending = held;
         }
         Ok(())
+    }
+
+    /// How many records at the end of `pending` belong to the last record's granule (0 when
+    /// the kind has none). A refused record between them does not end the run.
+    fn trailing_granule(&self) -> usize {
+        let granule = |d: &Decoded<D::Item>| d.as_ref().ok().and_then(|(_, item)| item.granule());
+        let Some(last) = self.pending.iter().rev().find_map(granule) else {
+            return 0;
+        };
+        self.pending
+            .iter()
+            .rev()
+            .take_while(|d| d.is_err() || granule(d) == Some(last))
+            .count()
     }
 
     /// Runs the last batch and returns the tally.

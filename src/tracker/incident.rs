@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 use super::geometry;
 use crate::event::Location;
 
+/// Unburned ground at least this wide between an incident's overpass hulls stays outside its
+/// perimeter, km: about two MODIS pixels at nadir, the scale at which detections link.
+pub const OUTLINE_EDGE_KM: f64 = 2.0;
+
 /// Twelve hours, ms: one overpass snapshot (a local solar morning or afternoon).
 pub const SNAPSHOT_MS: i64 = 12 * 3_600_000;
 
@@ -343,16 +347,18 @@ impl Incident {
         }
     }
 
-    /// The perimeter after snapshot `upto` (every snapshot when `None`): the convex hull of the
-    /// footprints burning by then.
+    /// The perimeter after snapshot `upto` (every snapshot when `None`): the concave outline of
+    /// the overpass hulls burning by then ([`geometry::concave_outline`], dug in where at least
+    /// [`OUTLINE_EDGE_KM`] of ground between them never burned). Within one overpass the shape
+    /// is its convex hull.
     pub fn perimeter(&self, upto: Option<i64>) -> Vec<[f64; 2]> {
-        let points: Vec<[f64; 2]> = self
+        let parts: Vec<Vec<[f64; 2]>> = self
             .snapshots
             .iter()
             .filter(|s| upto.is_none_or(|u| s.snapshot <= u))
-            .flat_map(|s| s.hull.iter().copied())
+            .map(|s| s.hull.clone())
             .collect();
-        geometry::convex_hull(&points)
+        geometry::concave_outline(&parts, OUTLINE_EDGE_KM)
     }
 
     /// Area burning by the end of snapshot `upto`, km².

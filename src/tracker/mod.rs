@@ -139,7 +139,9 @@ impl Tracker {
     /// Tracks a batch of new events: links each to its incident, sets its `correlation_id` and
     /// its static-source flags, and returns the writes and the alerts. Within the batch,
     /// detections are taken oldest first (then by id), so a whole granule founds its incident
-    /// from its first pixel without renaming.
+    /// from its first pixel without renaming, and alerts are evaluated after each granule (the
+    /// ingest sessions never split one across batches), so the same input gives the same alerts
+    /// however it was chunked.
     pub fn track(
         &self,
         store: &Store,
@@ -166,7 +168,7 @@ impl Tracker {
             let (x, y) = (&events[a], &events[b]);
             (x.detection_time, &x.event_id).cmp(&(y.detection_time, &y.event_id))
         });
-        for i in order {
+        for (k, &i) in order.iter().enumerate() {
             let event = &mut *events[i];
             let member = member_of(event);
             let t = member.time_ms;
@@ -310,12 +312,25 @@ impl Tracker {
             ));
             overlay.entry(cell).or_default().push(point);
             joined[i] = survivor;
+            // Alerts are evaluated after each granule (the detections of one acquisition
+            // minute), not once per batch: where a batch happens to end does not change them.
+            let granule_ends = order
+                .get(k + 1)
+                .is_none_or(|&next| events[next].detection_time != t);
+            if granule_ends {
+                self.raise(
+                    &mut work,
+                    std::mem::take(&mut touched),
+                    std::mem::take(&mut anomalies),
+                    std::mem::take(&mut danger),
+                    &mut out,
+                )?;
+            }
         }
 
         for (event, id) in events.iter_mut().zip(&joined) {
             event.correlation_id = Some(work.resolve(id)?);
         }
-        self.raise(&mut work, touched, anomalies, danger, &mut out)?;
         for id in &work.dirty {
             if let Some(incident) = work.incidents.get(id) {
                 out.ops

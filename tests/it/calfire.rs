@@ -8,10 +8,10 @@ use firesight::config::TrackerSettings;
 use firesight::event::FireEventV2;
 use firesight::geo::distance_km;
 use firesight::store::Store;
-use firesight::tracker::{Incident, IncidentStatus, Member, Tracker};
+use firesight::tracker::{Incident, Member, Tracker};
 use tempfile::TempDir;
 
-use super::support::{open, shared};
+use super::support::{live_incidents, open, shared};
 
 const MODIS_USA: &str = "firms/MODIS_C6_USA_contiguous_and_Hawaii_24h.2020-10-01.csv";
 const VIIRS_USA: &str = "firms/SUOMI_VIIRS_C2_USA_contiguous_and_Hawaii_7d.2025-11-05.csv";
@@ -87,20 +87,6 @@ fn calfire_records() -> Vec<Record> {
         .collect()
 }
 
-/// Live incidents of a store with their members.
-fn tracked(store: &Store, tracker: &Tracker) -> Vec<(Incident, Vec<Member>)> {
-    tracker
-        .incidents(store)
-        .expect("incidents")
-        .into_iter()
-        .filter(|i| i.status != IncidentStatus::Merged)
-        .map(|i| {
-            let members = tracker.members(store, &i).expect("members");
-            (i, members)
-        })
-        .collect()
-}
-
 fn size_bucket(n: u64) -> &'static str {
     match n {
         1 => "1",
@@ -144,7 +130,7 @@ fn us_files_give_incidents_that_match_cal_fire_records() {
     let dir = TempDir::new().expect("tmp");
     let service = open(dir.path(), &[shared(MODIS_USA), shared(VIIRS_USA)]);
     let tracker = Tracker::new(service.settings.incidents.clone());
-    let incidents = tracked(&service.store, &tracker);
+    let incidents = live_incidents(&service.store, &tracker);
     let alerts = tracker
         .alerts_from(&service.store, 0, usize::MAX)
         .expect("alerts");
@@ -271,7 +257,7 @@ fn retrack(events: &[FireEventV2], settings: TrackerSettings) -> Vec<(Incident, 
         let done = tracker.track(&store, &mut refs).expect("tracked");
         store.apply(&done.ops).expect("committed");
     }
-    tracked(&store, &tracker)
+    live_incidents(&store, &tracker)
 }
 
 /// The comparison with CAL FIRE under one setting.

@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::support::{get_json as get, loaded, serve_router};
+use super::support::{get_json as get, incident_partition, loaded, serve_router};
 use firesight::event::FireEventV2;
-use firesight::tracker::{IncidentStatus, Tracker};
+use firesight::tracker::Tracker;
 
 async fn serve() -> String {
     serve_router(firesight::api::router(loaded().service.api_state())).await
@@ -283,21 +283,7 @@ fn track(events: &[FireEventV2], batches: &[Vec<usize>]) -> BTreeMap<String, BTr
         let tracked = tracker.track(&store, &mut refs).expect("tracked");
         store.apply(&tracked.ops).expect("committed");
     }
-    tracker
-        .incidents(&store)
-        .expect("incidents")
-        .into_iter()
-        .filter(|i| i.status != IncidentStatus::Merged)
-        .map(|i| {
-            let members = tracker
-                .members(&store, &i)
-                .expect("members")
-                .into_iter()
-                .map(|m| m.event_id)
-                .collect();
-            (i.id, members)
-        })
-        .collect()
+    incident_partition(&store, &tracker)
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod broker;
 mod calfire;
 mod decode;
 mod golden;
+mod incident_paths;
 mod incidents;
 mod index;
 mod kafka;

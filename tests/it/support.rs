@@ -5,7 +5,9 @@ use std::sync::{Arc, OnceLock};
 
 use firesight::app::Service;
 use firesight::config::Settings;
+use firesight::store::Store;
 use firesight::stream::decode::{CsvStream, Decoded, RecordDecoder, StreamDecoder};
+use firesight::tracker::{Incident, IncidentStatus, Member, Tracker};
 use tempfile::TempDir;
 
 /// Detections in the bundled Australian MODIS archive.
@@ -91,6 +93,31 @@ pub fn loaded() -> &'static Loaded {
             service: Arc::new(service),
         }
     })
+}
+
+/// The live (not merged) incidents of a store with their members, in id order.
+pub fn live_incidents(store: &Store, tracker: &Tracker) -> Vec<(Incident, Vec<Member>)> {
+    tracker
+        .incidents(store)
+        .expect("incidents")
+        .into_iter()
+        .filter(|i| i.status != IncidentStatus::Merged)
+        .map(|i| {
+            let members = tracker.members(store, &i).expect("members");
+            (i, members)
+        })
+        .collect()
+}
+
+/// The live incidents of a store as incident id → its members' event ids.
+pub fn incident_partition(
+    store: &Store,
+    tracker: &Tracker,
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    live_incidents(store, tracker)
+        .into_iter()
+        .map(|(i, members)| (i.id, members.into_iter().map(|m| m.event_id).collect()))
+        .collect()
 }
 
 /// Decodes a whole file with a CSV format.
