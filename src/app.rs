@@ -1,7 +1,6 @@
 //! Wiring: open the store, load the encoder, rebuild the index, load files, serve until shutdown.
 
 use std::future::Future;
-use std::future::IntoFuture;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -309,10 +308,12 @@ pub async fn run(
         .await
         .with_context(|| format!("binding {listen}"))?;
     let slot = Arc::new(OnceLock::new());
-    let server = axum::serve(listener, api::starting_router(Arc::clone(&slot)))
-        .with_graceful_shutdown(shutdown)
-        .into_future();
-    let server = tokio::spawn(server);
+    let server = tokio::spawn(api::server::serve(
+        listener,
+        api::starting_router(Arc::clone(&slot)),
+        api::server::ServerLimits::of(&settings.api),
+        shutdown,
+    ));
     tracing::info!(%listen, "Listening; /healthz answers, the API opens when loading is done.");
     let opened =
         tokio::task::spawn_blocking(move || Service::open(settings, &files, progress)).await?;
@@ -359,7 +360,7 @@ pub async fn run(
         indexed = service.index().len(),
         "FireSight is serving."
     );
-    server.await?.context("serving HTTP")?;
+    server.await.context("serving HTTP")?;
     if let Some(stream) = stream {
         tokio::task::spawn_blocking(move || stream.stop()).await?;
     }

@@ -338,6 +338,14 @@ pub struct ApiSettings {
     pub request_timeout_ms: u64,
     /// Origins browsers may call the API from (CORS); empty sends no CORS headers.
     pub cors_allowed_origins: Vec<String>,
+    /// Longest a client may take to send a request's head (request line and headers), ms.
+    pub header_read_timeout_ms: u64,
+    /// Longest an ingest body may pause between two chunks, ms.
+    pub body_idle_timeout_ms: u64,
+    /// Most HTTP connections open at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Longest shutdown waits for in-flight requests (SSE streams included), ms.
+    pub shutdown_grace_ms: u64,
 }
 
 /// RocksDB settings.
@@ -547,6 +555,20 @@ impl Settings {
         }
         self.validate_kafka()?;
         self.validate_windows()?;
+        let api = [
+            (
+                "api.header_read_timeout_ms",
+                self.api.header_read_timeout_ms,
+            ),
+            ("api.body_idle_timeout_ms", self.api.body_idle_timeout_ms),
+            ("api.max_connections", self.api.max_connections as u64),
+            ("api.shutdown_grace_ms", self.api.shutdown_grace_ms),
+        ];
+        for (key, value) in api {
+            if value == 0 {
+                return Err(invalid(key, "must be positive"));
+            }
+        }
         let radius = self.correlate.max_station_distance_km;
         if !(radius.is_finite() && radius > 0.0) {
             return Err(invalid(

@@ -37,9 +37,24 @@ pub fn centroid(points: impl IntoIterator<Item = (f64, f64)>) -> (f64, f64) {
 /// Daily weather is reported per local day, and FIRMS times are UTC: an afternoon pass over
 /// eastern Australia is already the next local day. Solar time needs no time-zone database and
 /// is within an hour of civil time almost everywhere fires burn.
+///
+/// At the ends of chrono's range (years ±262,143), where the shift would overflow, the time is
+/// returned unshifted: such instants are refused by every decoder, and a time function must not
+/// panic on them anyway (it runs inside the pipeline's writer lock).
 pub fn local_solar_time(at: DateTime<Utc>, longitude: f64) -> chrono::NaiveDateTime {
-    let offset_s = (longitude * 240.0).round() as i64;
-    (at + Duration::seconds(offset_s)).naive_utc()
+    at.checked_add_signed(solar_offset(longitude))
+        .unwrap_or(at)
+        .naive_utc()
+}
+
+/// The solar offset of `longitude`: 4 minutes per degree (longitudes outside ±180° are clamped).
+fn solar_offset(longitude: f64) -> Duration {
+    let longitude = if longitude.is_finite() {
+        longitude.clamp(-180.0, 180.0)
+    } else {
+        0.0
+    };
+    Duration::seconds((longitude * 240.0).round() as i64)
 }
 
 /// The local solar day of `at` at `longitude`.
@@ -48,10 +63,11 @@ pub fn local_day(at: DateTime<Utc>, longitude: f64) -> NaiveDate {
 }
 
 /// UTC instant of `hour`:00 local solar time on `day` at `longitude`.
+/// Unshifted at the ends of chrono's range, as [`local_solar_time`].
 pub fn utc_of_local(day: NaiveDate, hour: u32, longitude: f64) -> DateTime<Utc> {
     let local = day.and_hms_opt(hour.min(23), 0, 0).unwrap_or_default();
-    let offset_s = (longitude * 240.0).round() as i64;
-    local.and_utc() - Duration::seconds(offset_s)
+    let at = local.and_utc();
+    at.checked_sub_signed(solar_offset(longitude)).unwrap_or(at)
 }
 
 /// The 0.1° cell (about 11 km) a point falls in, as integer steps: the sensor join's index.
@@ -62,6 +78,23 @@ pub fn sensor_cell(lat: f64, lon: f64) -> (i32, i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn solar_time_at_the_ends_of_the_time_range_does_not_panic() {
+        for at in [DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC] {
+            for lon in [-180.0, -0.1, 0.0, 151.2, 180.0, f64::NAN, 1e300] {
+                let local = local_solar_time(at, lon);
+                let day = local_day(at, lon);
+                assert_eq!(local.date(), day);
+                let back = utc_of_local(day, 12, lon);
+                assert!((back - at).num_days().abs() <= 1, "{at} {lon} {back}");
+            }
+        }
+        assert_eq!(
+            utc_of_local(NaiveDate::MAX, 23, -180.0).date_naive(),
+            NaiveDate::MAX
+        );
+    }
 
     #[test]
     fn sydney_to_melbourne_is_about_714_km() {

@@ -66,6 +66,14 @@ pub enum ApiError {
         "the request took longer than {0} ms; narrow it (a smaller window, a smaller k) or retry"
     )]
     Timeout(u64),
+    /// An ingest body paused longer than `api.body_idle_timeout_ms`.
+    #[error("the body paused for more than {idle_ms} ms{detail}")]
+    BodyTimeout {
+        /// The limit, ms.
+        idle_ms: u64,
+        /// What was done before the pause.
+        detail: String,
+    },
     /// The service is still loading files and rebuilding its index.
     #[error("FireSight is starting: loading files and rebuilding the index; retry shortly")]
     Starting,
@@ -91,8 +99,8 @@ pub struct ErrorBody {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Machine-readable kind: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
-    /// `payload_too_large`, `unsupported_media_type`, `unprocessable`, `conflict`, `starting`,
-    /// `unavailable`,
+    /// `request_timeout`, `payload_too_large`, `unsupported_media_type`, `unprocessable`,
+    /// `conflict`, `starting`, `unavailable`,
     /// `upstream`, `internal`.
     pub code: String,
     /// The parameter or body field at fault, when there is one.
@@ -134,6 +142,9 @@ impl ApiError {
             Self::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting", None),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
             Self::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout", None),
+            Self::BodyTimeout { .. } => {
+                (StatusCode::REQUEST_TIMEOUT, "request_timeout", Some("body"))
+            }
             Self::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream", None),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         }
@@ -160,6 +171,7 @@ impl IntoResponse for ApiError {
             | Self::Starting
             | Self::Unavailable(_)
             | Self::Timeout(_)
+            | Self::BodyTimeout { .. }
             | Self::PayloadTooLarge { .. }
             | Self::UnsupportedMediaType { .. } => self.to_string(),
         };

@@ -50,7 +50,7 @@ fn body_format(headers: &HeaderMap, csv_allowed: bool) -> Result<BodyFormat, Api
 /// `POST /v1/events/firms`: FIRMS CSV (MODIS or VIIRS columns) or detection NDJSON.
 #[utoipa::path(post, path = "/v1/events/firms", tag = "ingest",
     request_body(description = "FIRMS CSV (MODIS or VIIRS columns, archive or NRT) or detection NDJSON", content((String = "text/csv"), (String = "application/x-ndjson"))),
-    responses((status = 200, description = "What was stored and what was refused", body = crate::stream::IngestOutcome), (status = 413, description = "Body over `api.max_body_bytes`", body = crate::api::error::ErrorBody), (status = 415, description = "Content type not accepted", body = crate::api::error::ErrorBody), (status = 422, description = "Well-formed but not processable; `field` names what", body = crate::api::error::ErrorBody), crate::api::openapi::CommonErrors),
+    responses((status = 200, description = "What was stored and what was refused", body = crate::stream::IngestOutcome), (status = 408, description = "The body paused longer than `api.body_idle_timeout_ms`", body = crate::api::error::ErrorBody), (status = 413, description = "Body over `api.max_body_bytes`", body = crate::api::error::ErrorBody), (status = 415, description = "Content type not accepted", body = crate::api::error::ErrorBody), (status = 422, description = "Well-formed but not processable; `field` names what", body = crate::api::error::ErrorBody), crate::api::openapi::CommonErrors),
     security(("api_key" = [])))]
 pub async fn firms(
     State(state): State<AppState>,
@@ -64,7 +64,7 @@ pub async fn firms(
 /// `POST /v1/events/weather`: BOM daily-observation CSV or observation NDJSON.
 #[utoipa::path(post, path = "/v1/events/weather", tag = "ingest",
     request_body(description = "BOM daily-observation CSV or observation NDJSON", content((String = "text/csv"), (String = "application/x-ndjson"))),
-    responses((status = 200, description = "What was stored and what was refused", body = crate::stream::IngestOutcome), (status = 413, description = "Body over `api.max_body_bytes`", body = crate::api::error::ErrorBody), (status = 415, description = "Content type not accepted", body = crate::api::error::ErrorBody), (status = 422, description = "Well-formed but not processable; `field` names what", body = crate::api::error::ErrorBody), crate::api::openapi::CommonErrors),
+    responses((status = 200, description = "What was stored and what was refused", body = crate::stream::IngestOutcome), (status = 408, description = "The body paused longer than `api.body_idle_timeout_ms`", body = crate::api::error::ErrorBody), (status = 413, description = "Body over `api.max_body_bytes`", body = crate::api::error::ErrorBody), (status = 415, description = "Content type not accepted", body = crate::api::error::ErrorBody), (status = 422, description = "Well-formed but not processable; `field` names what", body = crate::api::error::ErrorBody), crate::api::openapi::CommonErrors),
     security(("api_key" = [])))]
 pub async fn weather(
     State(state): State<AppState>,
@@ -83,7 +83,7 @@ pub async fn weather(
 /// `POST /v1/stations`: the BOM station list CSV or station NDJSON.
 #[utoipa::path(post, path = "/v1/stations", tag = "ingest",
     request_body(description = "The BOM station list CSV or station NDJSON", content((String = "text/csv"), (String = "application/x-ndjson"))),
-    responses((status = 200, description = "What was stored and what was refused", body = crate::stream::IngestOutcome), (status = 413, description = "Body over `api.max_body_bytes`", body = crate::api::error::ErrorBody), (status = 415, description = "Content type not accepted", body = crate::api::error::ErrorBody), (status = 422, description = "Well-formed but not processable; `field` names what", body = crate::api::error::ErrorBody), crate::api::openapi::CommonErrors),
+    responses((status = 200, description = "What was stored and what was refused", body = crate::stream::IngestOutcome), (status = 408, description = "The body paused longer than `api.body_idle_timeout_ms`", body = crate::api::error::ErrorBody), (status = 413, description = "Body over `api.max_body_bytes`", body = crate::api::error::ErrorBody), (status = 415, description = "Content type not accepted", body = crate::api::error::ErrorBody), (status = 422, description = "Well-formed but not processable; `field` names what", body = crate::api::error::ErrorBody), crate::api::openapi::CommonErrors),
     security(("api_key" = [])))]
 pub async fn stations(
     State(state): State<AppState>,
@@ -96,7 +96,7 @@ pub async fn stations(
 /// `POST /v1/events/sensors`: sensor-reading NDJSON.
 #[utoipa::path(post, path = "/v1/events/sensors", tag = "ingest",
     request_body(description = "Sensor-reading NDJSON", content((String = "application/x-ndjson"))),
-    responses((status = 200, description = "What was stored and what was refused", body = crate::stream::IngestOutcome), (status = 413, description = "Body over `api.max_body_bytes`", body = crate::api::error::ErrorBody), (status = 415, description = "Content type not accepted", body = crate::api::error::ErrorBody), (status = 422, description = "Well-formed but not processable; `field` names what", body = crate::api::error::ErrorBody), crate::api::openapi::CommonErrors),
+    responses((status = 200, description = "What was stored and what was refused", body = crate::stream::IngestOutcome), (status = 408, description = "The body paused longer than `api.body_idle_timeout_ms`", body = crate::api::error::ErrorBody), (status = 413, description = "Body over `api.max_body_bytes`", body = crate::api::error::ErrorBody), (status = 415, description = "Content type not accepted", body = crate::api::error::ErrorBody), (status = 422, description = "Well-formed but not processable; `field` names what", body = crate::api::error::ErrorBody), crate::api::openapi::CommonErrors),
     security(("api_key" = [])))]
 pub async fn sensors(
     State(state): State<AppState>,
@@ -162,7 +162,19 @@ where
     );
     let mut stream = body.into_data_stream();
     let mut received = 0usize;
-    while let Some(chunk) = stream.next().await {
+    let idle_ms = state.settings.body_idle_timeout_ms;
+    let idle = std::time::Duration::from_millis(idle_ms);
+    loop {
+        let Ok(next) = tokio::time::timeout(idle, stream.next()).await else {
+            return Err(ApiError::BodyTimeout {
+                idle_ms,
+                detail: format!(
+                    "; the first {} lines were read and complete batches among them were stored. Re-sending is safe: ids are derived from content",
+                    session.lines_seen()
+                ),
+            });
+        };
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| ApiError::bad("body", format!("could not be read: {e}")))?;
         received += chunk.len();
         if received > limit {

@@ -13,6 +13,7 @@ pub mod openapi;
 mod params;
 mod patterns;
 mod search;
+pub mod server;
 
 pub use error::ApiError;
 

@@ -231,7 +231,7 @@ impl FireDetection {
         if self.satellite.is_empty() {
             return Err(FieldError::new(line, "satellite", "must not be empty"));
         }
-        Ok(())
+        check_time(line, "acq_date", self.acquired_at)
     }
 }
 
@@ -347,6 +347,23 @@ impl WeatherObservation {
                 check_range(line, field, v, lo, hi)?;
             }
         }
+        // A day is in range when its UTC noon is after the start of the record and it has begun
+        // somewhere on Earth: its earliest local midnight (UTC+14) is 14 h before UTC's.
+        let noon = self
+            .date
+            .and_hms_opt(12, 0, 0)
+            .unwrap_or_default()
+            .and_utc();
+        let begun = noon
+            .checked_sub_signed(chrono::Duration::hours(26))
+            .unwrap_or(noon);
+        if noon.timestamp_millis() < EARLIEST_EVENT_MS {
+            check_time(line, "Date", noon)?;
+        }
+        check_time(line, "Date", begun.max(noon.min(earliest_event())))?;
+        if let Some(at) = self.observed_at {
+            check_time(line, "observed_at", at)?;
+        }
         Ok(())
     }
 }
@@ -392,8 +409,51 @@ impl SensorReading {
                 check_range(line, field, v, lo, hi)?;
             }
         }
-        Ok(())
+        check_time(line, "observed_at", self.observed_at)
     }
+}
+
+/// The earliest event time accepted: 2000-01-01 UTC. FIRMS' record starts with MODIS on Terra
+/// (first fire data in November 2000); weather and sensor readings older than that have no
+/// detection to join. An earlier time is a typo (or a year that wrapped).
+pub const EARLIEST_EVENT_MS: i64 = 946_684_800_000;
+/// How far past this host's clock an event time may lie: clock skew between a provider and this
+/// host, no more. A later time is a typo or a forged record; accepted, it would move the
+/// tracker's and the stream's data clocks into the future for good.
+pub const MAX_FUTURE_SKEW_MS: i64 = 3_600_000;
+
+fn earliest_event() -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(EARLIEST_EVENT_MS).unwrap_or_default()
+}
+
+/// Refuses an event time before [`EARLIEST_EVENT_MS`] or more than [`MAX_FUTURE_SKEW_MS`] after
+/// the host's clock, naming the field.
+pub fn check_time(line: u64, field: &str, at: DateTime<Utc>) -> Result<(), FieldError> {
+    let ms = at.timestamp_millis();
+    if ms < EARLIEST_EVENT_MS {
+        return Err(FieldError::new(
+            line,
+            field,
+            format!(
+                "{} is before 2000-01-01, the start of the satellite fire record",
+                at.to_rfc3339()
+            ),
+        ));
+    }
+    let latest = Utc::now()
+        .timestamp_millis()
+        .saturating_add(MAX_FUTURE_SKEW_MS);
+    if ms > latest {
+        return Err(FieldError::new(
+            line,
+            field,
+            format!(
+                "{} is in the future (more than an hour past this host's clock)",
+                at.to_rfc3339()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses NaN, infinities and values outside `[lo, hi]`, naming the field.

@@ -2,8 +2,9 @@
 
 use std::collections::{HashMap, HashSet};
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Instant;
 
 use super::correlate::Correlator;
@@ -43,9 +44,14 @@ pub enum PipelineError {
     /// The index refused a vector.
     #[error(transparent)]
     Index(#[from] IndexError),
-    /// A lock was poisoned by an earlier panic.
-    #[error("pipeline lock poisoned")]
-    Poisoned,
+    /// A stage panicked on this batch: nothing of it was stored, and the next batch goes on.
+    #[error("the {stage} stage failed on this batch (a bug; nothing of it was stored): {message}")]
+    Panicked {
+        /// The ingest stage, e.g. `detections`.
+        stage: &'static str,
+        /// The panic's message.
+        message: String,
+    },
 }
 
 /// A vector space: the encoder that makes its vectors and the index that holds them.
@@ -182,7 +188,7 @@ impl Pipeline {
     where
         E: From<PipelineError>,
     {
-        let _writer = self.writer.lock().map_err(|_| PipelineError::Poisoned)?;
+        let _writer = self.writer();
         let next = Arc::new(prepare()?);
         *self.space.write().unwrap_or_else(|p| p.into_inner()) = next;
         Ok(())
@@ -203,7 +209,7 @@ impl Pipeline {
         let correlator = self
             .correlator
             .read()
-            .map_err(|_| PipelineError::Poisoned)?;
+            .unwrap_or_else(PoisonError::into_inner);
         let correlation = correlator.correlate(&self.store, detection)?;
         let mut event = build_event(
             detection,
@@ -249,9 +255,38 @@ impl Pipeline {
         Ok(vectors)
     }
 
+    /// The writer lock. A panic inside it (a bug) fails only its own batch (see
+    /// [`Pipeline::guarded`]), so a poisoned lock is taken over, never a reason to stop writing:
+    /// every write it guards is one atomic RocksDB batch, applied whole or not at all.
+    fn writer(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs one batch of `stage`, turning a panic into [`PipelineError::Panicked`] for that batch
+    /// alone (answered 500, logged, counted), so no input can stop ingest.
+    fn guarded<T>(
+        &self,
+        stage: &'static str,
+        f: impl FnOnce() -> Result<T, PipelineError>,
+    ) -> Result<T, PipelineError> {
+        std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            tracing::error!(stage, %message, "A batch failed on a bug; it was not stored, and ingest goes on.");
+            self.metrics
+                .ingest_records
+                .with_label_values(&[stage, "failed_batch"])
+                .inc();
+            Err(PipelineError::Panicked { stage, message })
+        })
+    }
+
     /// Runs `f` while no batch is being written, so the store and the index agree throughout.
     pub fn quiesce<T>(&self, f: impl FnOnce() -> T) -> Result<T, PipelineError> {
-        let _writer = self.writer.lock().map_err(|_| PipelineError::Poisoned)?;
+        let _writer = self.writer();
         Ok(f())
     }
 
@@ -276,73 +311,75 @@ impl Pipeline {
             &Tracked,
         ) -> Result<Vec<StoreOp>, PipelineError>,
     ) -> Result<IngestOutcome, PipelineError> {
-        let _writer = self.writer.lock().map_err(|_| PipelineError::Poisoned)?;
-        let mut outcome = IngestOutcome::default();
-        let mut seen = HashSet::with_capacity(batch.len());
-        let mut events = Vec::with_capacity(batch.len());
-        for (_, detection) in &batch {
-            let id = detection.event_id();
-            if !seen.insert(id.clone()) || self.store.contains_event(&id)? {
-                outcome.duplicates += 1;
-                continue;
+        self.guarded("detections", move || {
+            let _writer = self.writer();
+            let mut outcome = IngestOutcome::default();
+            let mut seen = HashSet::with_capacity(batch.len());
+            let mut events = Vec::with_capacity(batch.len());
+            for (_, detection) in &batch {
+                let id = detection.event_id();
+                if !seen.insert(id.clone()) || self.store.contains_event(&id)? {
+                    outcome.duplicates += 1;
+                    continue;
+                }
+                let event = self.enrich(detection)?;
+                // Counted here, not in `enrich`: ad-hoc similarity queries also enrich.
+                let result = if event.weather_conditions.is_some() {
+                    "hit"
+                } else {
+                    "miss"
+                };
+                self.metrics
+                    .correlate_joins
+                    .with_label_values(&[result])
+                    .inc();
+                events.push(event);
             }
-            let event = self.enrich(detection)?;
-            // Counted here, not in `enrich`: ad-hoc similarity queries also enrich.
-            let result = if event.weather_conditions.is_some() {
-                "hit"
-            } else {
-                "miss"
-            };
-            self.metrics
-                .correlate_joins
-                .with_label_values(&[result])
-                .inc();
-            events.push(event);
-        }
-        let space = self.space();
-        // One feature row per event feeds both the predictors and the encoder.
-        let rows: Vec<_> = events.iter().map(event_features).collect();
-        self.predict_rows(&mut events, &rows)?;
-        let vectors = self.embed_rows(space.embedder.as_ref(), &rows)?;
-        let now = chrono::Utc::now().timestamp_millis();
-        let mut new: Vec<NewEvent> = events
-            .into_iter()
-            .zip(vectors)
-            .map(|(mut event, vector)| {
-                event.ingested_at = Some(now);
-                NewEvent { event, vector }
-            })
-            .collect();
-        outcome.accepted = new.len() as u64;
-        let tracked = self.track(&mut new)?;
-        let mut ops = extra(&outcome, &mut new, &tracked)?;
-        let alerts = tracked.alerts.len();
-        ops.extend(tracked.ops);
-        let seqs = self.store.write_events_with(&new, &ops)?;
-        if alerts > 0 {
-            self.metrics.tracker_alerts.inc_by(alerts as u64);
-            self.alerts_seen.send_replace(self.store.peek_alert_seq());
-        }
-        if self.live.load(Ordering::Acquire) {
-            let index = &space.index;
-            let points: Vec<IndexPoint<'_>> = seqs
-                .iter()
-                .zip(&new)
-                .map(|(&seq, n)| IndexPoint {
-                    seq,
-                    vector: &n.vector,
-                    attrs: PointAttrs::of(&n.event),
+            let space = self.space();
+            // One feature row per event feeds both the predictors and the encoder.
+            let rows: Vec<_> = events.iter().map(event_features).collect();
+            self.predict_rows(&mut events, &rows)?;
+            let vectors = self.embed_rows(space.embedder.as_ref(), &rows)?;
+            let now = chrono::Utc::now().timestamp_millis();
+            let mut new: Vec<NewEvent> = events
+                .into_iter()
+                .zip(vectors)
+                .map(|(mut event, vector)| {
+                    event.ingested_at = Some(now);
+                    NewEvent { event, vector }
                 })
                 .collect();
-            index.insert(&points)?;
-            self.metrics.index_vectors.set(index.len() as i64);
-        }
-        self.notify(&new);
-        self.count("firms", &outcome);
-        self.metrics
-            .store_events
-            .set(self.store.event_count() as i64);
-        Ok(outcome)
+            outcome.accepted = new.len() as u64;
+            let tracked = self.track(&mut new)?;
+            let mut ops = extra(&outcome, &mut new, &tracked)?;
+            let alerts = tracked.alerts.len();
+            ops.extend(tracked.ops);
+            let seqs = self.store.write_events_with(&new, &ops)?;
+            if alerts > 0 {
+                self.metrics.tracker_alerts.inc_by(alerts as u64);
+                self.alerts_seen.send_replace(self.store.peek_alert_seq());
+            }
+            if self.live.load(Ordering::Acquire) {
+                let index = &space.index;
+                let points: Vec<IndexPoint<'_>> = seqs
+                    .iter()
+                    .zip(&new)
+                    .map(|(&seq, n)| IndexPoint {
+                        seq,
+                        vector: &n.vector,
+                        attrs: PointAttrs::of(&n.event),
+                    })
+                    .collect();
+                index.insert(&points)?;
+                self.metrics.index_vectors.set(index.len() as i64);
+            }
+            self.notify(&new);
+            self.count("firms", &outcome);
+            self.metrics
+                .store_events
+                .set(self.store.event_count() as i64);
+            Ok(outcome)
+        })
     }
 
     /// Runs the tracker over the new events (setting their incidents), timing it.
@@ -388,58 +425,60 @@ impl Pipeline {
         batch: Vec<(u64, WeatherObservation)>,
         extra: impl FnOnce(&IngestOutcome) -> Result<Vec<StoreOp>, PipelineError>,
     ) -> Result<IngestOutcome, PipelineError> {
-        let _writer = self.writer.lock().map_err(|_| PipelineError::Poisoned)?;
-        let mut outcome = IngestOutcome::default();
-        let mut fresh: HashMap<(u32, i64), (u64, WeatherObservation)> =
-            HashMap::with_capacity(batch.len());
-        let mut refused = Vec::new();
-        {
-            let correlator = self
-                .correlator
-                .read()
-                .map_err(|_| PipelineError::Poisoned)?;
-            for (line, mut obs) in batch {
-                let version = resolve_station(&correlator, line, &obs).and_then(|station| {
-                    obs.station_id = station.id;
-                    obs.check_day(line, station.longitude)?;
-                    Ok(obs.valid_from(station.longitude).timestamp_millis())
-                });
-                let verdict = match version {
-                    Ok(valid_from) => self
-                        .weather_verdict(line, &obs, valid_from, &fresh)?
-                        .map(|verdict| (verdict, valid_from)),
-                    Err(error) => Err(error),
-                };
-                match verdict {
-                    Ok((WeatherVerdict::New, valid_from)) => {
-                        fresh.insert((obs.station_id, valid_from), (line, obs));
+        self.guarded("weather", move || {
+            let _writer = self.writer();
+            let mut outcome = IngestOutcome::default();
+            let mut fresh: HashMap<(u32, i64), (u64, WeatherObservation)> =
+                HashMap::with_capacity(batch.len());
+            let mut refused = Vec::new();
+            {
+                let correlator = self
+                    .correlator
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner);
+                for (line, mut obs) in batch {
+                    let version = resolve_station(&correlator, line, &obs).and_then(|station| {
+                        obs.station_id = station.id;
+                        obs.check_day(line, station.longitude)?;
+                        Ok(obs.valid_from(station.longitude).timestamp_millis())
+                    });
+                    let verdict = match version {
+                        Ok(valid_from) => self
+                            .weather_verdict(line, &obs, valid_from, &fresh)?
+                            .map(|verdict| (verdict, valid_from)),
+                        Err(error) => Err(error),
+                    };
+                    match verdict {
+                        Ok((WeatherVerdict::New, valid_from)) => {
+                            fresh.insert((obs.station_id, valid_from), (line, obs));
+                        }
+                        Ok((WeatherVerdict::Duplicate, _)) => outcome.duplicates += 1,
+                        Err(error) => refused.push(Rejected {
+                            error,
+                            raw: serde_json::to_string(&obs).unwrap_or_default(),
+                        }),
                     }
-                    Ok((WeatherVerdict::Duplicate, _)) => outcome.duplicates += 1,
-                    Err(error) => refused.push(Rejected {
-                        error,
-                        raw: serde_json::to_string(&obs).unwrap_or_default(),
-                    }),
                 }
             }
-        }
-        self.dead_letter(source, "weather", &refused)?;
-        refused.into_iter().for_each(|r| outcome.reject(r.error));
-        let observations: Vec<(i64, WeatherObservation)> = fresh
-            .into_iter()
-            .map(|((_, valid_from), (_, obs))| (valid_from, obs))
-            .collect();
-        outcome.accepted = observations.len() as u64;
-        let ops = extra(&outcome)?;
-        self.store.put_weather_with(&observations, &ops)?;
-        let mut correlator = self
-            .correlator
-            .write()
-            .map_err(|_| PipelineError::Poisoned)?;
-        observations
-            .iter()
-            .for_each(|(valid_from, obs)| correlator.add_version(obs.station_id, *valid_from));
-        self.count("weather", &outcome);
-        Ok(outcome)
+            self.dead_letter(source, "weather", &refused)?;
+            refused.into_iter().for_each(|r| outcome.reject(r.error));
+            let observations: Vec<(i64, WeatherObservation)> = fresh
+                .into_iter()
+                .map(|((_, valid_from), (_, obs))| (valid_from, obs))
+                .collect();
+            outcome.accepted = observations.len() as u64;
+            let ops = extra(&outcome)?;
+            self.store.put_weather_with(&observations, &ops)?;
+            let mut correlator = self
+                .correlator
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            observations
+                .iter()
+                .for_each(|(valid_from, obs)| correlator.add_version(obs.station_id, *valid_from));
+            self.count("weather", &outcome);
+            Ok(outcome)
+        })
     }
 
     fn weather_verdict(
@@ -482,27 +521,29 @@ impl Pipeline {
         &self,
         batch: Vec<(u64, Station)>,
     ) -> Result<IngestOutcome, PipelineError> {
-        let _writer = self.writer.lock().map_err(|_| PipelineError::Poisoned)?;
-        let mut outcome = IngestOutcome::default();
-        let mut correlator = self
-            .correlator
-            .write()
-            .map_err(|_| PipelineError::Poisoned)?;
-        let mut fresh: Vec<Station> = Vec::with_capacity(batch.len());
-        for (_, station) in batch {
-            let known =
-                correlator.station(station.id) == Some(&station) || fresh.contains(&station);
-            if known {
-                outcome.duplicates += 1;
-            } else {
-                fresh.push(station);
+        self.guarded("stations", move || {
+            let _writer = self.writer();
+            let mut outcome = IngestOutcome::default();
+            let mut correlator = self
+                .correlator
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            let mut fresh: Vec<Station> = Vec::with_capacity(batch.len());
+            for (_, station) in batch {
+                let known =
+                    correlator.station(station.id) == Some(&station) || fresh.contains(&station);
+                if known {
+                    outcome.duplicates += 1;
+                } else {
+                    fresh.push(station);
+                }
             }
-        }
-        self.store.put_stations(&fresh)?;
-        outcome.accepted = fresh.len() as u64;
-        correlator.add_stations(fresh);
-        self.count("stations", &outcome);
-        Ok(outcome)
+            self.store.put_stations(&fresh)?;
+            outcome.accepted = fresh.len() as u64;
+            correlator.add_stations(fresh);
+            self.count("stations", &outcome);
+            Ok(outcome)
+        })
     }
 
     /// Stores sensor readings; later detections within range summarise them (`sensor_summary`).
@@ -519,16 +560,18 @@ impl Pipeline {
         batch: Vec<(u64, SensorReading)>,
         extra: impl FnOnce(&IngestOutcome) -> Result<Vec<StoreOp>, PipelineError>,
     ) -> Result<IngestOutcome, PipelineError> {
-        let _writer = self.writer.lock().map_err(|_| PipelineError::Poisoned)?;
-        let readings: Vec<SensorReading> = batch.into_iter().map(|(_, r)| r).collect();
-        let outcome = IngestOutcome {
-            accepted: readings.len() as u64,
-            ..IngestOutcome::default()
-        };
-        let ops = extra(&outcome)?;
-        self.store.put_sensor_readings_with(&readings, &ops)?;
-        self.count("sensors", &outcome);
-        Ok(outcome)
+        self.guarded("sensors", move || {
+            let _writer = self.writer();
+            let readings: Vec<SensorReading> = batch.into_iter().map(|(_, r)| r).collect();
+            let outcome = IngestOutcome {
+                accepted: readings.len() as u64,
+                ..IngestOutcome::default()
+            };
+            let ops = extra(&outcome)?;
+            self.store.put_sensor_readings_with(&readings, &ops)?;
+            self.count("sensors", &outcome);
+            Ok(outcome)
+        })
     }
 
     /// Decodes an agency's incident export (CAL FIRE's two CSV shapes) and stores its
@@ -540,23 +583,25 @@ impl Pipeline {
         bytes: &[u8],
         source: &str,
     ) -> Result<(IngestOutcome, Vec<HistoricalIncident>), PipelineError> {
-        let (incidents, rejected) = super::decode::decode_calfire(bytes);
-        let _writer = self.writer.lock().map_err(|_| PipelineError::Poisoned)?;
-        let letters: Vec<Rejected> = rejected
-            .into_iter()
-            .map(|(error, raw)| Rejected { error, raw })
-            .collect();
-        self.dead_letter(source, "historical_incidents", &letters)?;
-        let mut outcome = IngestOutcome::default();
-        for letter in letters {
-            outcome.reject(letter.error);
-        }
-        let total = incidents.len() as u64;
-        let (new, stored) = self.store.put_historical_incidents(incidents)?;
-        outcome.accepted = new as u64;
-        outcome.duplicates = total - new as u64;
-        self.count("historical_incidents", &outcome);
-        Ok((outcome, stored))
+        self.guarded("historical_incidents", move || {
+            let (incidents, rejected) = super::decode::decode_calfire(bytes);
+            let _writer = self.writer();
+            let letters: Vec<Rejected> = rejected
+                .into_iter()
+                .map(|(error, raw)| Rejected { error, raw })
+                .collect();
+            self.dead_letter(source, "historical_incidents", &letters)?;
+            let mut outcome = IngestOutcome::default();
+            for letter in letters {
+                outcome.reject(letter.error);
+            }
+            let total = incidents.len() as u64;
+            let (new, stored) = self.store.put_historical_incidents(incidents)?;
+            outcome.accepted = new as u64;
+            outcome.duplicates = total - new as u64;
+            self.count("historical_incidents", &outcome);
+            Ok((outcome, stored))
+        })
     }
 
     /// Keeps refused records with their reasons and counts them.

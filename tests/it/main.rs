@@ -8,6 +8,7 @@ mod broker;
 mod calfire;
 mod decode;
 mod golden;
+mod hostile;
 mod incident_paths;
 mod incidents;
 mod index;

@@ -104,7 +104,10 @@ impl WeatherDecoder {
         let year = integer(line, "Year", cell(record, self.year))?;
         let month = month_number(line, cell(record, self.month))?;
         let day = integer(line, "Date", cell(record, self.day))?;
-        NaiveDate::from_ymd_opt(year as i32, month, day).ok_or_else(|| {
+        let date = i32::try_from(year)
+            .ok()
+            .and_then(|y| NaiveDate::from_ymd_opt(y, month, day));
+        date.ok_or_else(|| {
             FieldError::new(
                 line,
                 "Date",

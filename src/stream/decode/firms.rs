@@ -27,31 +27,66 @@ pub struct FirmsDecoder {
 }
 
 impl FirmsDecoder {
-    /// Column names of the two brightness channels for this file's instrument.
-    fn channel_names(&self) -> (&'static str, &'static str) {
-        match self.instrument {
-            Instrument::Modis => ("brightness", "bright_t31"),
-            Instrument::Viirs => ("bright_ti4", "bright_ti5"),
-        }
-    }
-
-    fn check_instrument(&self, line: u64, record: &csv::StringRecord) -> Result<(), FieldError> {
-        let Some(index) = self.instrument_column else {
-            return Ok(());
+    /// This row's instrument. Files named like MODIS (`brightness`, `bright_t31`) may hold VIIRS
+    /// rows: FIRMS archive downloads of VIIRS (`fire_archive_SV-C2_*`, `fire_archive_J1V-C2_*`)
+    /// use those names with `instrument` = `VIIRS`, the I4 and I5 channels in them. So the
+    /// `instrument` column decides, or else the satellite (Terra and Aqua carry MODIS, the
+    /// others VIIRS); only a MODIS row under VIIRS column names is a contradiction.
+    fn row_instrument(
+        &self,
+        line: u64,
+        record: &csv::StringRecord,
+        satellite: &str,
+    ) -> Result<Instrument, FieldError> {
+        let by_satellite = match satellite {
+            "Terra" | "Aqua" => Instrument::Modis,
+            _ => Instrument::Viirs,
         };
-        let written = cell(record, index);
-        if written.is_empty() || written.eq_ignore_ascii_case(self.instrument.as_str()) {
-            return Ok(());
+        let written = self.instrument_column.map_or("", |i| cell(record, i));
+        let instrument = if written.is_empty() {
+            match self.instrument {
+                // VIIRS column names: a VIIRS file whatever the satellite says (checked below).
+                Instrument::Viirs => Instrument::Viirs,
+                Instrument::Modis => by_satellite,
+            }
+        } else if written.eq_ignore_ascii_case("MODIS") {
+            Instrument::Modis
+        } else if written.eq_ignore_ascii_case("VIIRS") {
+            Instrument::Viirs
+        } else {
+            return Err(FieldError::new(
+                line,
+                "instrument",
+                format!("unknown instrument `{written}` (FIRMS has MODIS and VIIRS)"),
+            ));
+        };
+        if instrument == Instrument::Modis && self.instrument == Instrument::Viirs {
+            return Err(FieldError::new(
+                line,
+                "instrument",
+                "`MODIS` contradicts the VIIRS columns (`bright_ti4`) of this file",
+            ));
         }
-        Err(FieldError::new(
-            line,
-            "instrument",
-            format!(
-                "`{written}` contradicts the {} columns of this file",
-                self.instrument.as_str()
-            ),
-        ))
+        if instrument != by_satellite {
+            return Err(FieldError::new(
+                line,
+                "satellite",
+                format!("{satellite} does not carry {}", instrument.as_str()),
+            ));
+        }
+        Ok(instrument)
     }
+}
+
+/// An error a detection's own check raised about a brightness channel, named as this file names
+/// the column (a VIIRS row of an archive file reads its I4 channel from `brightness`).
+fn as_file_names(mut error: FieldError, fire: &str, background: &str) -> FieldError {
+    error.field = match error.field.as_str() {
+        "brightness" | "bright_ti4" => fire.to_owned(),
+        "bright_t31" | "bright_ti5" => background.to_owned(),
+        _ => return error,
+    };
+    error
 }
 
 impl RecordDecoder for FirmsDecoder {
@@ -95,8 +130,12 @@ impl RecordDecoder for FirmsDecoder {
     }
 
     fn decode(&self, line: u64, record: &csv::StringRecord) -> Result<FireDetection, FieldError> {
-        self.check_instrument(line, record)?;
-        let (fire, background) = self.channel_names();
+        let (fire, background) = match self.instrument {
+            Instrument::Modis => ("brightness", "bright_t31"),
+            Instrument::Viirs => ("bright_ti4", "bright_ti5"),
+        };
+        let satellite = satellite(line, cell(record, self.satellite))?;
+        let instrument = self.row_instrument(line, record, satellite)?;
         let (confidence_percent, confidence) = confidence(line, cell(record, self.confidence))?;
         let detection = FireDetection {
             latitude: number(line, "latitude", cell(record, self.latitude))?,
@@ -106,8 +145,8 @@ impl RecordDecoder for FirmsDecoder {
                 cell(record, self.acq_date),
                 cell(record, self.acq_time),
             )?,
-            satellite: satellite(line, cell(record, self.satellite))?.to_owned(),
-            instrument: self.instrument,
+            satellite: satellite.to_owned(),
+            instrument,
             brightness_k: number(line, fire, cell(record, self.brightness))?,
             brightness_background_k: number(
                 line,
@@ -130,7 +169,9 @@ impl RecordDecoder for FirmsDecoder {
                 .transpose()?
                 .flatten(),
         };
-        detection.validate(line)?;
+        detection
+            .validate(line)
+            .map_err(|e| as_file_names(e, fire, background))?;
         Ok(detection)
     }
 }
@@ -274,6 +315,83 @@ mod tests {
             .collect();
         assert_eq!((errors[0].line, errors[0].field.as_str()), (2, "acq_time"));
         assert_eq!((errors[1].line, errors[1].field.as_str()), (3, "frp"));
+    }
+
+    #[test]
+    fn viirs_archive_rows_under_modis_column_names_are_viirs() {
+        // The shape of FIRMS' `fire_archive_SV-C2_*.csv` and `fire_archive_J1V-C2_*.csv`.
+        let rows = decode_all(
+            "latitude,longitude,brightness,scan,track,acq_date,acq_time,satellite,instrument,confidence,version,bright_t31,frp,daynight,type\n\
+             -33.40123,150.2178,340.25,0.39,0.36,2019-11-08,0318,N,VIIRS,n,2,290.12,5.61,D,0\n\
+             -33.40511,150.2201,367.0,0.52,0.42,2019-11-08,0412,1,VIIRS,h,2,296.3,22.4,D,0\n\
+             -33.4,150.2,320.5,1.0,1.0,2019-11-08,0015,T,MODIS,76,6.03,290.2,19.1,D,0\n\
+             -33.4,150.2,320.5,0.4,0.4,2019-11-08,0015,T,VIIRS,n,2,290.2,19.1,D,0\n\
+             -33.4,150.2,720.5,0.4,0.4,2019-11-08,0015,N,VIIRS,n,2,290.2,19.1,D,0\n\
+             -33.4,150.2,320.5,0.4,0.4,2019-11-08,0015,N,AVHRR,n,2,290.2,19.1,D,0\n",
+        );
+        let (_, snpp) = rows[0].as_ref().expect("VIIRS archive row decodes");
+        assert_eq!(
+            (snpp.instrument, snpp.satellite.as_str(), snpp.confidence),
+            (Instrument::Viirs, "Suomi NPP", ConfidenceClass::Nominal)
+        );
+        assert_eq!(
+            (snpp.brightness_k, snpp.brightness_background_k),
+            (340.25, 290.12)
+        );
+        let (_, noaa20) = rows[1].as_ref().expect("J1V archive row decodes");
+        assert_eq!(
+            (noaa20.instrument, noaa20.satellite.as_str()),
+            (Instrument::Viirs, "NOAA-20")
+        );
+        let (_, modis) = rows[2].as_ref().expect("a MODIS row of the same shape");
+        assert_eq!(modis.instrument, Instrument::Modis);
+        let refused: Vec<(u64, String)> = rows[3..]
+            .iter()
+            .map(|r| {
+                let e = &r.as_ref().expect_err("refused").error;
+                (e.line, e.field.clone())
+            })
+            .collect();
+        assert_eq!(
+            refused,
+            [
+                (5, "satellite".to_owned()),
+                (6, "brightness".to_owned()),
+                (7, "instrument".to_owned())
+            ],
+            "Terra carries no VIIRS; a range error names this file's column; AVHRR is not FIRMS"
+        );
+    }
+
+    #[test]
+    fn modis_rows_under_viirs_column_names_are_refused() {
+        let rows = decode_all(
+            "latitude,longitude,bright_ti4,scan,track,acq_date,acq_time,satellite,instrument,confidence,version,bright_ti5,frp,daynight\n\
+             48.1,-64.9,301.04,0.42,0.61,2025-10-29,0729,T,MODIS,n,2.0NRT,277.49,1.27,N\n",
+        );
+        let e = &rows[0].as_ref().expect_err("refused").error;
+        assert_eq!(e.field, "instrument");
+    }
+
+    #[test]
+    fn acquisition_dates_outside_the_satellite_era_are_refused() {
+        let far = chrono::Utc::now() + chrono::Duration::days(2);
+        let text = format!(
+            "latitude,longitude,brightness,scan,track,acq_date,acq_time,satellite,instrument,confidence,version,bright_t31,frp,daynight,type\n\
+             -33.4,150.2,320.5,1.0,1.0,+262142-12-31,0015,T,MODIS,76,6.03,290.2,19.1,D,0\n\
+             -33.4,150.2,320.5,1.0,1.0,-262143-01-01,0015,T,MODIS,76,6.03,290.2,19.1,D,0\n\
+             -33.4,150.2,320.5,1.0,1.0,2099-01-01,0015,T,MODIS,76,6.03,290.2,19.1,D,0\n\
+             -33.4,150.2,320.5,1.0,1.0,1999-12-31,2359,T,MODIS,76,6.03,290.2,19.1,D,0\n\
+             -33.4,150.2,320.5,1.0,1.0,{},0000,T,MODIS,76,6.03,290.2,19.1,D,0\n\
+             -33.4,150.2,320.5,1.0,1.0,2000-11-01,0000,T,MODIS,76,6.03,290.2,19.1,D,0\n",
+            far.format("%Y-%m-%d")
+        );
+        let rows = decode_all(&text);
+        for (i, row) in rows[..5].iter().enumerate() {
+            let e = &row.as_ref().expect_err("refused").error;
+            assert_eq!(e.field, "acq_date", "row {i}: {}", e.reason);
+        }
+        assert!(rows[5].is_ok(), "November 2000, MODIS' first fires");
     }
 
     #[test]

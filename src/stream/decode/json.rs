@@ -72,18 +72,25 @@ impl<T: JsonEvent> StreamDecoder for JsonDecoder<T> {
 
     fn push(&mut self, chunk: &[u8], out: &mut Vec<Decoded<T>>) -> Result<(), FieldError> {
         self.splitter
-            .push(chunk, |line, text| decode_into(line, text, out));
+            .push(chunk, |line, text| decode_line(line, text, out));
         Ok(())
     }
 
     fn finish(&mut self, out: &mut Vec<Decoded<T>>) -> Result<(), FieldError> {
         self.splitter
-            .finish(|line, text| decode_into(line, text, out));
+            .finish(|line, text| decode_line(line, text, out));
         Ok(())
     }
 
     fn lines_seen(&self) -> u64 {
         self.splitter.lines()
+    }
+}
+
+fn decode_line<T: JsonEvent>(line: u64, text: Result<&str, Rejected>, out: &mut Vec<Decoded<T>>) {
+    match text {
+        Ok(text) => decode_into(line, text, out),
+        Err(rejected) => out.push(Err(rejected)),
     }
 }
 

@@ -25,28 +25,38 @@ pub trait StreamDecoder {
     fn lines_seen(&self) -> u64;
 }
 
-/// Splits bytes into lines (LF or CRLF) across chunk boundaries.
+/// The longest line (one record) accepted, bytes. FIRMS rows are about 100 bytes and an NDJSON
+/// event well under 4 KiB; a longer line is refused as a record of its own, and its bytes past
+/// the excerpt kept for the dead letter are dropped as they arrive, never buffered.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+/// Bytes of an over-long line kept for its dead letter.
+const EXCERPT_BYTES: usize = 256;
+
+/// Splits bytes into lines (LF or CRLF) across chunk boundaries; a line over
+/// [`MAX_LINE_BYTES`] comes out as a [`Rejected`] naming field `line`.
 #[derive(Default)]
 pub(crate) struct LineSplitter {
     pending: Vec<u8>,
+    /// Bytes of the current line beyond what `pending` kept, once it is over the limit.
+    dropped: usize,
     line: u64,
 }
 
 impl LineSplitter {
     /// Calls `each(line_no, text)` for every complete line in `chunk`.
-    pub(crate) fn push(&mut self, chunk: &[u8], mut each: impl FnMut(u64, &str)) {
+    pub(crate) fn push(&mut self, chunk: &[u8], mut each: impl FnMut(u64, Result<&str, Rejected>)) {
         let mut rest = chunk;
         while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
-            self.pending.extend_from_slice(&rest[..pos]);
+            self.take(&rest[..pos]);
             self.emit(&mut each);
             rest = &rest[pos + 1..];
         }
-        self.pending.extend_from_slice(rest);
+        self.take(rest);
     }
 
     /// Emits a final line that had no newline.
-    pub(crate) fn finish(&mut self, mut each: impl FnMut(u64, &str)) {
-        if !self.pending.is_empty() {
+    pub(crate) fn finish(&mut self, mut each: impl FnMut(u64, Result<&str, Rejected>)) {
+        if !self.pending.is_empty() || self.dropped > 0 {
             self.emit(&mut each);
         }
     }
@@ -56,14 +66,48 @@ impl LineSplitter {
         self.line
     }
 
-    fn emit(&mut self, each: &mut impl FnMut(u64, &str)) {
-        self.line += 1;
-        if self.pending.last() == Some(&b'\r') {
-            self.pending.pop();
+    /// Adds part of the current line, keeping only an excerpt once it is over the limit.
+    fn take(&mut self, part: &[u8]) {
+        if self.dropped == 0 && self.pending.len() + part.len() <= MAX_LINE_BYTES {
+            self.pending.extend_from_slice(part);
+            return;
         }
-        let text = String::from_utf8_lossy(&self.pending);
-        each(self.line, &text);
+        if self.dropped == 0 {
+            self.dropped = self.pending.len().saturating_sub(EXCERPT_BYTES);
+            self.pending.truncate(EXCERPT_BYTES);
+        }
+        let room = EXCERPT_BYTES
+            .saturating_sub(self.pending.len())
+            .min(part.len());
+        self.pending.extend_from_slice(&part[..room]);
+        self.dropped += part.len() - room;
+    }
+
+    fn emit(&mut self, each: &mut impl FnMut(u64, Result<&str, Rejected>)) {
+        self.line += 1;
+        if self.dropped > 0 {
+            let length = self.pending.len() + self.dropped;
+            let rejected = Rejected {
+                error: FieldError::new(
+                    self.line,
+                    "line",
+                    format!(
+                        "is {length} bytes long, over the limit of {MAX_LINE_BYTES} bytes per record (its first {} bytes are kept here)",
+                        self.pending.len()
+                    ),
+                ),
+                raw: String::from_utf8_lossy(&self.pending).into_owned(),
+            };
+            each(self.line, Err(rejected));
+        } else {
+            if self.pending.last() == Some(&b'\r') {
+                self.pending.pop();
+            }
+            let text = String::from_utf8_lossy(&self.pending);
+            each(self.line, Ok(&text));
+        }
         self.pending.clear();
+        self.dropped = 0;
     }
 }
 
@@ -90,8 +134,22 @@ impl<D: RecordDecoder> CsvStream<D> {
         Self::default()
     }
 
-    fn handle(&mut self, line: u64, text: &str, out: &mut Vec<Decoded<D::Item>>) {
-        if self.header_error.is_some() || text.trim().is_empty() {
+    fn handle(&mut self, line: u64, text: Result<&str, Rejected>, out: &mut Vec<Decoded<D::Item>>) {
+        if self.header_error.is_some() {
+            return;
+        }
+        let text = match text {
+            Ok(text) => text,
+            Err(rejected) if self.decoder.is_none() => {
+                self.header_error = Some(rejected.error);
+                return;
+            }
+            Err(rejected) => {
+                out.push(Err(rejected));
+                return;
+            }
+        };
+        if text.trim().is_empty() {
             return;
         }
         let record = match parse_record(line, text) {
@@ -182,12 +240,51 @@ mod tests {
     fn lines_split_across_chunks_and_crlf() {
         let mut splitter = LineSplitter::default();
         let mut seen = Vec::new();
-        splitter.push(b"a,b\r\nc,", |n, t| seen.push((n, t.to_owned())));
-        splitter.push(b"d\r\ne", |n, t| seen.push((n, t.to_owned())));
-        splitter.finish(|n, t| seen.push((n, t.to_owned())));
+        let mut record = |n: u64, t: Result<&str, Rejected>| {
+            seen.push((n, t.map(str::to_owned).map_err(|r| r.error.reason)))
+        };
+        splitter.push(b"a,b\r\nc,", &mut record);
+        splitter.push(b"d\r\ne", &mut record);
+        splitter.finish(&mut record);
         assert_eq!(
             seen,
-            vec![(1, "a,b".into()), (2, "c,d".into()), (3, "e".into())]
+            vec![
+                (1, Ok("a,b".into())),
+                (2, Ok("c,d".into())),
+                (3, Ok("e".into()))
+            ]
         );
+    }
+
+    #[test]
+    fn an_over_long_line_is_one_refused_record_and_never_buffered_whole() {
+        let mut splitter = LineSplitter::default();
+        let mut seen = Vec::new();
+        let mut record = |n: u64, t: Result<&str, Rejected>| {
+            seen.push((
+                n,
+                t.map(str::to_owned)
+                    .map_err(|r| (r.error.field, r.raw.len())),
+            ))
+        };
+        splitter.push(b"ok\n", &mut record);
+        let block = vec![b'x'; 64 * 1024];
+        for _ in 0..40 {
+            splitter.push(&block, &mut record);
+            assert!(splitter.pending.len() <= MAX_LINE_BYTES);
+        }
+        splitter.push(b"\nnext\n", &mut record);
+        splitter.push(&vec![b'y'; MAX_LINE_BYTES + 1], &mut record);
+        splitter.finish(&mut record);
+        assert_eq!(
+            seen,
+            vec![
+                (1, Ok("ok".into())),
+                (2, Err(("line".into(), EXCERPT_BYTES))),
+                (3, Ok("next".into())),
+                (4, Err(("line".into(), EXCERPT_BYTES))),
+            ]
+        );
+        assert_eq!(splitter.lines(), 4);
     }
 }

@@ -280,6 +280,7 @@ impl Schemas {
             }
         };
         let mut body = &payload[5..];
+        limit_avro_allocations();
         let value =
             apache_avro::from_avro_datum(&writer, &mut body, Some(reader)).map_err(|e| {
                 Refusal::Format(format!("Avro datum (schema id {id}) does not decode: {e}"))
@@ -435,6 +436,20 @@ impl Input for SensorReading {
 
 /// An Avro value as the JSON form of the same record: timestamps become RFC 3339, dates
 /// `YYYY-MM-DD`; a non-finite double is refused here, naming its field, since JSON has none.
+/// The most apache-avro may reserve for one length it reads: a string's bytes, or an array's or
+/// map's element count. A Confluent record of ~100 bytes can claim 500,000,000 elements, and
+/// apache-avro reserves room for them before reading one (its own default limit, 512 MiB of
+/// *elements*, lets that reach tens of GiB). No record FireSight reads is near 16 MiB (the
+/// broker's own limit is 1 MiB by default, `kafka.max_record_bytes` ours), and every array
+/// element and string byte takes at least one input byte, so a valid record never meets it.
+pub const AVRO_MAX_ALLOCATION: usize = 16 * 1024 * 1024;
+
+/// Sets [`AVRO_MAX_ALLOCATION`] before any datum is read (the limit is process-wide and only the
+/// first setting counts: this runs before every decode, so it is the first).
+fn limit_avro_allocations() {
+    apache_avro::util::max_allocation_bytes(AVRO_MAX_ALLOCATION);
+}
+
 fn to_json(value: Value, path: &str) -> Result<Json, FieldError> {
     let unsupported =
         |what: &str| FieldError::new(1, path, format!("Avro {what} is not accepted here"));
@@ -534,6 +549,44 @@ mod tests {
             .decode::<FireDetection>(&[0xff, 0xfe])
             .expect_err("binary");
         assert!(err.reason().contains("invalid UTF-8"), "{}", err.reason());
+    }
+
+    /// Avro's zig-zag varint of `n`.
+    fn zigzag(n: i64) -> Vec<u8> {
+        let mut v = ((n << 1) ^ (n >> 63)) as u64;
+        let mut out = Vec::new();
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(byte);
+                return out;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    #[test]
+    fn a_tiny_record_claiming_a_huge_length_is_refused_not_allocated() {
+        let schemas = Schemas::bundled().expect("bundled");
+        // Schema id 2 (FireEventV2) starts with the event id, a string: claim 500 M bytes of it.
+        let mut payload = vec![0, 0, 0, 0, 2];
+        payload.extend(zigzag(500_000_000));
+        payload.extend(b"fd_");
+        let err = schemas
+            .decode::<FireDetection>(&payload)
+            .expect_err("refused");
+        assert!(err.reason().contains("does not decode"), "{}", err.reason());
+        // An array block count: 500 M elements of a record, in a 10-byte datum.
+        let schema = Schema::parse_str(
+            r#"{"type":"record","name":"R","fields":[{"name":"a","type":{"type":"array","items":{"type":"record","name":"I","fields":[{"name":"x","type":"long"}]}}}]}"#,
+        )
+        .expect("schema");
+        let mut datum = zigzag(500_000_000);
+        datum.extend([2, 0]);
+        limit_avro_allocations();
+        let result = apache_avro::from_avro_datum(&schema, &mut datum.as_slice(), None);
+        assert!(result.is_err(), "refused before reserving 500 M elements");
     }
 
     #[test]
