@@ -1,6 +1,10 @@
 //! The drainer: publishes the outbox with an idempotent producer and removes each entry once
-//! the broker acknowledged it.
+//! the broker acknowledged it. An entry that cannot be published — refused for good (too large,
+//! invalid, not authorised, a topic that does not exist) or failing
+//! [`MAX_DELIVERY_FAILURES`] times — moves to the dead letters with the broker's reason, so one
+//! bad output never holds up the others.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -8,9 +12,17 @@ use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
 
 use super::outbox::{OutRecord, Outbox};
-use crate::store::Store;
+use crate::event::FieldError;
+use crate::store::{DeadLetter, Store};
+
+/// Failed deliveries of one entry after which it is dead-lettered even if each failure looked
+/// transient (librdkafka has already retried inside each one, for `message.timeout.ms`).
+pub(super) const MAX_DELIVERY_FAILURES: u32 = 5;
+/// Bytes of a dead-lettered output's payload kept with its reason.
+const DEAD_PAYLOAD_BYTES: usize = 64 * 1024;
 
 /// How long shutdown waits for the outbox to be published.
 pub(super) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,7 +36,8 @@ pub(super) struct Acks {
 #[derive(Default)]
 pub(super) struct AckState {
     delivered: Vec<u64>,
-    failed: Vec<u64>,
+    /// Sequence, the broker's reason, and whether retrying cannot help.
+    failed: Vec<(u64, String, bool)>,
 }
 
 impl ClientContext for Acks {}
@@ -41,7 +54,8 @@ impl ProducerContext for Acks {
             }
             Err((error, _)) => {
                 tracing::warn!(%error, seq, "Delivery failed; the record stays in the outbox.");
-                done.failed.push(seq as u64);
+                done.failed
+                    .push((seq as u64, error.to_string(), refused_for_good(error)));
             }
         }
     }
@@ -57,6 +71,7 @@ pub(super) fn drain(
 ) {
     let mut cursor = 0u64;
     let mut stopping_since: Option<Instant> = None;
+    let mut failures: HashMap<u64, u32> = HashMap::new();
     loop {
         if processed.load(Ordering::Acquire) {
             let since = *stopping_since.get_or_insert_with(Instant::now);
@@ -83,8 +98,10 @@ pub(super) fn drain(
             }
         };
         for (seq, record) in &pending {
-            if !send(producer, *seq, record) {
-                break;
+            match send(producer, *seq, record) {
+                Sent::Queued => {}
+                Sent::Later => break,
+                Sent::Refused(reason) => bury(store, *seq, Some(record), &reason),
             }
             cursor = seq + 1;
         }
@@ -111,9 +128,21 @@ pub(super) fn drain(
         {
             tracing::error!(%error, "Removing delivered records from the outbox failed.");
         }
-        if let Some(first) = failed.iter().min() {
+        let mut again: Option<u64> = None;
+        for (seq, reason, for_good) in failed {
+            let count = failures.entry(seq).or_insert(0);
+            *count += 1;
+            if for_good || *count >= MAX_DELIVERY_FAILURES {
+                let reason = format!("not published after {count} attempt(s): {reason}");
+                failures.remove(&seq);
+                bury(store, seq, None, &reason);
+            } else {
+                again = Some(again.map_or(seq, |a| a.min(seq)));
+            }
+        }
+        if let Some(first) = again {
             // Send again from the first failure; later entries may go twice, byte-identical.
-            cursor = cursor.min(*first);
+            cursor = cursor.min(first);
         }
         if stopping_since.is_some() && pending.is_empty() && producer.in_flight_count() == 0 {
             let empty = Outbox::pending(store, 0, 1)
@@ -129,8 +158,18 @@ pub(super) fn drain(
     }
 }
 
-/// Hands a record to the producer; false when it refused it (the drainer tries again later).
-fn send(producer: &BaseProducer<Acks>, seq: u64, record: &OutRecord) -> bool {
+/// What handing a record to the producer came to.
+enum Sent {
+    /// Queued; its delivery report comes later.
+    Queued,
+    /// Not now (the drainer tries again later).
+    Later,
+    /// Refused for good, with the reason.
+    Refused(String),
+}
+
+/// Hands a record to the producer.
+fn send(producer: &BaseProducer<Acks>, seq: u64, record: &OutRecord) -> Sent {
     loop {
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
         for (name, value) in &record.headers {
@@ -149,18 +188,76 @@ fn send(producer: &BaseProducer<Acks>, seq: u64, record: &OutRecord) -> bool {
             out = out.partition(partition);
         }
         match producer.send(out) {
-            Ok(()) => return true,
-            Err((
-                KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                _,
-            )) => {
+            Ok(()) => return Sent::Queued,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 producer.poll(Duration::from_millis(10));
+            }
+            Err((error, _)) if refused_for_good(&error) => {
+                tracing::error!(%error, seq, topic = %record.topic, "The producer refused a record for good; it goes to the dead letters.");
+                return Sent::Refused(error.to_string());
             }
             Err((error, _)) => {
                 tracing::error!(%error, seq, "Producing failed; trying again shortly.");
                 std::thread::sleep(Duration::from_millis(200));
-                return false;
+                return Sent::Later;
             }
         }
+    }
+}
+
+/// Whether the producer or the broker refused a record in a way no retry changes.
+fn refused_for_good(error: &KafkaError) -> bool {
+    let KafkaError::MessageProduction(code) = error else {
+        return false;
+    };
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::BadMessage
+            | RDKafkaErrorCode::InvalidTopic
+            | RDKafkaErrorCode::UnknownTopic
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::PolicyViolation
+            | RDKafkaErrorCode::InvalidArgument
+    )
+}
+
+/// Moves outbox entry `seq` to the dead letters with `reason` and removes it from the outbox.
+/// A failure to write either is logged; the entry then stays and is tried again.
+fn bury(store: &Store, seq: u64, record: Option<&OutRecord>, reason: &str) {
+    let found;
+    let record = match record {
+        Some(record) => Some(record),
+        None => {
+            found = Outbox::pending(store, seq, 1)
+                .ok()
+                .and_then(|mut p| p.pop().filter(|(s, _)| *s == seq).map(|(_, r)| r));
+            found.as_ref()
+        }
+    };
+    let topic = record.map_or("?", |r| r.topic.as_str());
+    tracing::error!(
+        seq,
+        topic,
+        reason,
+        "An output record could not be published; it is in the dead letters."
+    );
+    let raw = record.map_or_else(String::new, |r| {
+        String::from_utf8_lossy(&r.payload[..r.payload.len().min(DEAD_PAYLOAD_BYTES)]).into_owned()
+    });
+    let letter = DeadLetter {
+        source: format!("kafka-output:{topic}"),
+        error: FieldError::new(seq, "record", reason),
+        raw,
+        at_ms: chrono::Utc::now().timestamp_millis(),
+    };
+    if let Err(error) = store
+        .put_dead_letters(&[letter])
+        .and_then(|_| store.apply(&Outbox::acknowledge(&[seq])))
+    {
+        tracing::error!(%error, seq, "Dead-lettering an output record failed; it stays in the outbox.");
     }
 }
