@@ -131,6 +131,8 @@ impl Service {
                 tracing::info!(queued, "Weaviate mirror switched on: stored events queued.");
             }
         }
+        // Before anything is loaded, so the alerts this run raises reach a new webhook target.
+        crate::webhooks::start_cursors(&settings.webhooks, &store).context("webhooks")?;
         let metrics = Metrics::new().context("registering metrics")?;
         let (space, through) = open_space(&settings, &store, embedder)?;
         let correlator = Correlator::load(
@@ -225,6 +227,15 @@ impl Service {
             max_backoff: std::time::Duration::from_millis(w.max_backoff_ms),
             metrics: self.metrics.clone(),
         }))
+    }
+
+    /// The webhook dispatcher, when `webhooks.targets` has any.
+    pub fn webhooks(&self) -> anyhow::Result<Option<crate::webhooks::Dispatcher>> {
+        crate::webhooks::Dispatcher::new(
+            &self.settings.webhooks,
+            Arc::clone(&self.store),
+            self.metrics.clone(),
+        )
     }
 
     /// The active index.
@@ -326,12 +337,28 @@ pub async fn run(
     };
     // This is the only place the slot is filled, once, so `set` cannot find it taken.
     let service = Arc::new(service);
-    let (stop_mirror, mirror_stopped) = tokio::sync::watch::channel(false);
+    let (stop_senders, senders_stopped) = tokio::sync::watch::channel(false);
     let mirror = match service.mirror()? {
         Some(mirror) => {
             tracing::info!(url = %service.settings.weaviate.url, "Mirroring to Weaviate.");
-            let mut stopped = mirror_stopped;
+            let mut stopped = senders_stopped;
             Some(tokio::spawn(mirror.run(async move {
+                let _ = stopped.changed().await;
+            })))
+        }
+        None => None,
+    };
+    let webhooks = match service.webhooks()? {
+        Some(dispatcher) => {
+            let targets: Vec<&str> = dispatcher
+                .targets()
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect();
+            tracing::info!(targets = ?targets, "Delivering alerts to webhooks.");
+            let mut stopped = stop_senders.subscribe();
+            let alerts = service.pipeline.alerts_seen();
+            Some(tokio::spawn(dispatcher.run(alerts, async move {
                 let _ = stopped.changed().await;
             })))
         }
@@ -364,9 +391,12 @@ pub async fn run(
     if let Some(stream) = stream {
         tokio::task::spawn_blocking(move || stream.stop()).await?;
     }
-    let _ = stop_mirror.send(true);
+    let _ = stop_senders.send(true);
     if let Some(mirror) = mirror {
         mirror.await?;
+    }
+    if let Some(webhooks) = webhooks {
+        webhooks.await?;
     }
     tokio::task::spawn_blocking(move || service.save_index()).await??;
     tracing::info!("Shut down cleanly.");

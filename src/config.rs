@@ -47,6 +47,8 @@ pub struct Settings {
     pub patterns: PatternSettings,
     /// The incident tracker and its alerts.
     pub incidents: TrackerSettings,
+    /// Alert delivery to HTTP receivers.
+    pub webhooks: WebhookSettings,
     /// Trace export.
     pub telemetry: TelemetrySettings,
     /// Natural-language search.
@@ -219,6 +221,66 @@ impl TrackerSettings {
     /// larger side).
     pub fn link_km(&self, reach_a_km: f64, reach_b_km: f64) -> f64 {
         (self.link_pixels * (reach_a_km + reach_b_km) + self.link_buffer_km).min(self.max_link_km)
+    }
+}
+
+/// Alert delivery to HTTP receivers: each alert the tracker logs is POSTed, signed, to every
+/// target whose kinds include it, from a durable queue, with retries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// The receivers; none by default.
+    pub targets: Vec<WebhookTarget>,
+    /// Attempts per alert and target before it is dead-lettered with the last error.
+    pub max_attempts: u32,
+    /// Wait after the first failed attempt, ms; doubled after each further failure.
+    pub initial_backoff_ms: u64,
+    /// Longest wait between two attempts (also caps a receiver's `Retry-After`), ms.
+    pub max_backoff_ms: u64,
+    /// Whole-request time limit (connect, send, answer), ms.
+    pub timeout_ms: u64,
+}
+
+/// One webhook receiver.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookTarget {
+    /// Unique name: the key of its queue and cursor in the store, and the metrics label.
+    pub name: String,
+    /// Where alerts are POSTed (`http://` or `https://`).
+    pub url: String,
+    /// The HMAC-SHA256 key of the `X-FireSight-Signature` header, given inline…
+    #[serde(default)]
+    pub secret: String,
+    /// …or named as an environment variable to read it from (kept out of config files).
+    #[serde(default)]
+    pub secret_env: String,
+    /// Alert kinds sent to it (`new_fire`, `growth`, `rule`, `high_danger`); empty: all.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+}
+
+impl WebhookTarget {
+    /// The signing key: `secret`, or the value of the variable `secret_env` names.
+    pub fn signing_key(&self) -> Result<String, ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            key: "webhooks.targets",
+            reason,
+        };
+        match (self.secret.is_empty(), self.secret_env.is_empty()) {
+            (false, true) => Ok(self.secret.clone()),
+            (true, false) => match std::env::var(&self.secret_env) {
+                Ok(key) if !key.is_empty() => Ok(key),
+                _ => Err(invalid(format!(
+                    "target `{}`: secret_env names `{}`, which is not set or empty",
+                    self.name, self.secret_env
+                ))),
+            },
+            _ => Err(invalid(format!(
+                "target `{}`: give exactly one of secret and secret_env (alerts are always signed)",
+                self.name
+            ))),
+        }
     }
 }
 
@@ -555,6 +617,7 @@ impl Settings {
         }
         self.validate_kafka()?;
         self.validate_windows()?;
+        self.validate_webhooks()?;
         let api = [
             (
                 "api.header_read_timeout_ms",
@@ -702,6 +765,65 @@ impl Settings {
 }
 
 impl Settings {
+    fn validate_webhooks(&self) -> Result<(), ConfigError> {
+        let w = &self.webhooks;
+        let invalid = |key, reason: String| ConfigError::Invalid { key, reason };
+        if w.max_attempts == 0 {
+            return Err(invalid("webhooks.max_attempts", "must be positive".into()));
+        }
+        if w.initial_backoff_ms == 0 || w.initial_backoff_ms > w.max_backoff_ms {
+            return Err(invalid(
+                "webhooks.initial_backoff_ms",
+                "must be positive and at most webhooks.max_backoff_ms".into(),
+            ));
+        }
+        if w.timeout_ms == 0 {
+            return Err(invalid("webhooks.timeout_ms", "must be positive".into()));
+        }
+        let mut names = std::collections::HashSet::new();
+        for t in &w.targets {
+            let name_ok = !t.name.is_empty()
+                && t.name.len() <= 64
+                && t.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !name_ok {
+                return Err(invalid(
+                    "webhooks.targets",
+                    format!("name `{}` must be 1-64 letters, digits, `-` or `_`", t.name),
+                ));
+            }
+            if !names.insert(t.name.as_str()) {
+                return Err(invalid(
+                    "webhooks.targets",
+                    format!("name `{}` is given twice", t.name),
+                ));
+            }
+            if !(t.url.starts_with("http://") || t.url.starts_with("https://"))
+                || reqwest::Url::parse(&t.url).is_err()
+            {
+                return Err(invalid(
+                    "webhooks.targets",
+                    format!(
+                        "target `{}`: url must be an http:// or https:// URL",
+                        t.name
+                    ),
+                ));
+            }
+            if t.url.starts_with("https://") {
+                return Err(invalid(
+                    "webhooks.targets",
+                    format!(
+                        "target `{}`: https is not built in yet (no TLS backend); use http on a private network",
+                        t.name
+                    ),
+                ));
+            }
+            t.signing_key()?;
+        }
+        Ok(())
+    }
+
     fn validate_windows(&self) -> Result<(), ConfigError> {
         let w = &self.windows;
         let invalid = |key, reason: &str| ConfigError::Invalid {

@@ -17,3 +17,4 @@ pub mod stream;
 pub mod telemetry;
 pub mod tracker;
 pub mod weaviate;
+pub mod webhooks;

@@ -1,8 +1,8 @@
 //! Prometheus metrics: names as constants, bounded labels, one registry per service.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Records through ingest, by kind (`firms`, `weather`, `stations`, `sensors`) and outcome.
@@ -52,6 +52,10 @@ pub const TRACKER_SECONDS: &str = "firesight_tracker_batch_duration_seconds";
 pub const TRACKER_ALERTS: &str = "firesight_tracker_alerts_total";
 /// Detections older than the inactivity horizon when they arrived (still tracked and stored).
 pub const TRACKER_LATE: &str = "firesight_tracker_late_detections_total";
+/// Webhook delivery attempts, by target and outcome (`delivered`, `retry`, `dead_letter`).
+pub const WEBHOOK_DELIVERIES: &str = "firesight_webhook_deliveries_total";
+/// Alerts queued for a webhook target and not yet accepted, by target.
+pub const WEBHOOK_QUEUED: &str = "firesight_webhook_queued";
 
 /// The service's metrics.
 #[derive(Clone)]
@@ -99,6 +103,10 @@ pub struct Metrics {
     pub tracker_alerts: IntCounter,
     /// See [`TRACKER_LATE`].
     pub tracker_late: IntCounter,
+    /// See [`WEBHOOK_DELIVERIES`].
+    pub webhook_deliveries: IntCounterVec,
+    /// See [`WEBHOOK_QUEUED`].
+    pub webhook_queued: IntGaugeVec,
 }
 
 impl Metrics {
@@ -176,6 +184,14 @@ impl Metrics {
                 TRACKER_LATE,
                 "Detections older than the inactivity horizon on arrival.",
             )?,
+            webhook_deliveries: IntCounterVec::new(
+                Opts::new(WEBHOOK_DELIVERIES, "Webhook delivery attempts by outcome."),
+                &["target", "outcome"],
+            )?,
+            webhook_queued: IntGaugeVec::new(
+                Opts::new(WEBHOOK_QUEUED, "Alerts waiting for a webhook receiver."),
+                &["target"],
+            )?,
             registry,
         };
         metrics
@@ -236,6 +252,8 @@ impl Metrics {
             Box::new(metrics.tracker_seconds.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(metrics.tracker_alerts.clone()),
             Box::new(metrics.tracker_late.clone()),
+            Box::new(metrics.webhook_deliveries.clone()),
+            Box::new(metrics.webhook_queued.clone()),
         ] {
             metrics.registry.register(metric)?;
         }

@@ -49,11 +49,13 @@ pub enum Family {
     IncidentMembers,
     /// `alerts`: alert sequence (u64 BE) → the alert (JSON): the log `GET /v1/alerts` and the SSE stream read.
     Alerts,
+    /// `webhook_queue`: `target name \0 alert sequence (u64 BE)` → the delivery's attempts so far and when to try next (JSON): alerts waiting for a webhook receiver's 2xx.
+    WebhookQueue,
 }
 
 impl Family {
     /// Every column family, opened (and created if missing) with the store.
-    pub const ALL: [Family; 21] = [
+    pub const ALL: [Family; 22] = [
         Family::Events,
         Family::EventsByTime,
         Family::IdMap,
@@ -75,6 +77,7 @@ impl Family {
         Family::IncidentPoints,
         Family::IncidentMembers,
         Family::Alerts,
+        Family::WebhookQueue,
     ];
 
     /// The RocksDB name.
@@ -101,6 +104,7 @@ impl Family {
             Self::IncidentPoints => "incident_points",
             Self::IncidentMembers => "incident_members",
             Self::Alerts => "alerts",
+            Self::WebhookQueue => "webhook_queue",
         }
     }
 }
@@ -170,6 +174,21 @@ pub(super) fn member_key(incident: &str, time_ms: i64, event_id: &str) -> Vec<u8
 /// `incident id \0`: the prefix of one incident's member keys (no id is a prefix of another's).
 pub(super) fn incident_prefix(incident: &str) -> Vec<u8> {
     let mut key = incident.as_bytes().to_vec();
+    key.push(0);
+    key
+}
+
+/// `target \0 alert sequence (u64 BE)`: one webhook target's queue in alert order (target names
+/// have no NUL, so no target's keys are a prefix of another's).
+pub(super) fn webhook_key(target: &str, seq: u64) -> Vec<u8> {
+    let mut key = webhook_prefix(target);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// `target \0`: the prefix of one webhook target's queue.
+pub(super) fn webhook_prefix(target: &str) -> Vec<u8> {
+    let mut key = target.as_bytes().to_vec();
     key.push(0);
     key
 }
@@ -293,6 +312,27 @@ mod tests {
                 .all(|k| k.starts_with(&incident_prefix("inc_a")))
         );
         assert!(!keys[5].starts_with(&incident_prefix("inc_a")));
+    }
+
+    #[test]
+    fn webhook_keys_group_by_target_then_sort_by_sequence() {
+        let keys = [
+            webhook_key("a", 0),
+            webhook_key("a", 1),
+            webhook_key("a", 256),
+            webhook_key("a", u64::MAX),
+            webhook_key("a-b", 0),
+            webhook_key("b", 0),
+        ];
+        let mut sorted = keys.to_vec();
+        sorted.sort();
+        assert_eq!(sorted, keys);
+        assert!(
+            keys[..4]
+                .iter()
+                .all(|k| k.starts_with(&webhook_prefix("a")))
+        );
+        assert!(!keys[4].starts_with(&webhook_prefix("a")));
     }
 
     #[test]

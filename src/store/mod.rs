@@ -8,7 +8,8 @@
 //! - `outbox.rs`: the two outboxes (Weaviate mirror, Kafka output);
 //! - `stream_state.rs`: the streaming consumer's offsets and window state;
 //! - `historical.rs`: agency incident records and cached text vectors for search;
-//! - `incidents.rs`: the incident tracker's records, its spatial index, members and alert log.
+//! - `incidents.rs`: the incident tracker's records, its spatial index, members and alert log;
+//! - `webhooks.rs`: the alerts waiting for each webhook receiver, and each one's cursor.
 
 mod dead_letters;
 mod events;
@@ -19,6 +20,7 @@ mod outbox;
 mod sensors;
 mod stream_state;
 mod weather;
+mod webhooks;
 
 use std::path::Path;
 use std::sync::atomic::AtomicU64;

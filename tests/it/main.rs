@@ -28,3 +28,4 @@ mod weaviate;
 mod weaviate_grpc;
 #[cfg(feature = "weaviate-live")]
 mod weaviate_live;
+mod webhooks;
