@@ -5,11 +5,13 @@
 //! write), then POSTs the due entries oldest first. The body is the alert exactly as logged, so
 //! a retry sends the same bytes; `X-FireSight-Alert-Id` carries its stable id for the receiver to
 //! drop a repeat (delivery is at least once: a crash after the receiver's 2xx and before the
-//! entry is settled sends it again). A 2xx settles an entry; a transport error, a timeout, 408,
-//! 429 or 5xx reschedules it with a doubling backoff (a `Retry-After` in seconds is honoured up
-//! to the maximum) and ends the round, so a receiver that is down is probed with one alert, not
-//! all of them; any other status, or the last attempt failing, moves it to the dead letters with
-//! the reason. One task per target: a slow receiver delays only its own alerts.
+//! entry is settled sends it again). A 2xx settles an entry. A failure reschedules it with a
+//! doubling backoff (a `Retry-After` in seconds is honoured up to the maximum) and ends the
+//! round, so a receiver that is down is probed with one alert, not all of them. A receiver that
+//! is away (unreachable, timed out, 429, 502, 503, 504) is waited for as long as it takes: the
+//! queue is on disk. One that fails on the alert (500, 408, other 5xx) gets `max_attempts`
+//! tries; then, or at once on any other status, the alert moves to the dead letters with the
+//! reason. One task per target: a slow receiver delays only its own alerts.
 
 pub mod sign;
 
@@ -71,8 +73,12 @@ struct Queued {
 /// What one POST came to.
 enum Answer {
     Accepted,
-    /// Worth trying again (after the receiver's hint, when it gave one).
+    /// The receiver failed on this alert (500, 408, …): worth trying again, up to
+    /// `max_attempts` (after the receiver's hint, when it gave one).
     Retry(String, Option<Duration>),
+    /// The receiver is not there (unreachable, timed out, 429, 502, 503, 504): tried again for
+    /// as long as it takes, never dead-lettered for it; the queue is on disk.
+    Unavailable(String, Option<Duration>),
     /// Will not succeed on retry.
     Refused(String),
 }
@@ -195,7 +201,9 @@ impl Dispatcher {
                 .await?;
                 continue;
             };
-            match self.post(&target, seq, &body).await {
+            let answer = self.post(&target, seq, &body).await;
+            let away = matches!(answer, Answer::Unavailable(..));
+            match answer {
                 Answer::Accepted => {
                     self.count(&target, "delivered");
                     self.apply(vec![StoreOp::webhook_settled(&target.name, seq)])
@@ -204,9 +212,9 @@ impl Dispatcher {
                 Answer::Refused(reason) => {
                     self.settle_dead(&target, seq, reason, lossy(&body)).await?;
                 }
-                Answer::Retry(reason, hint) => {
-                    state.attempts += 1;
-                    if state.attempts >= self.max_attempts {
+                Answer::Retry(reason, hint) | Answer::Unavailable(reason, hint) => {
+                    state.attempts = state.attempts.saturating_add(1);
+                    if state.attempts >= self.max_attempts && !away {
                         let reason =
                             format!("gave up after {} attempts; last: {reason}", state.attempts);
                         self.settle_dead(&target, seq, reason, lossy(&body)).await?;
@@ -280,9 +288,9 @@ impl Dispatcher {
         let mut response = match request.send().await {
             Ok(response) => response,
             Err(error) if error.is_timeout() => {
-                return Answer::Retry("the receiver did not answer in time".into(), None);
+                return Answer::Unavailable("the receiver did not answer in time".into(), None);
             }
-            Err(error) => return Answer::Retry(format!("not delivered: {error}"), None),
+            Err(error) => return Answer::Unavailable(format!("not delivered: {error}"), None),
         };
         let status = response.status();
         if status.is_success() {
@@ -307,7 +315,9 @@ impl Dispatcher {
             format!("the receiver answered {status}: {excerpt}")
         };
         let code = status.as_u16();
-        if status.is_server_error() || code == 408 || code == 429 {
+        if matches!(code, 429 | 502 | 503 | 504) {
+            Answer::Unavailable(reason, hint)
+        } else if status.is_server_error() || code == 408 {
             Answer::Retry(reason, hint)
         } else if status.is_redirection() {
             let to = response

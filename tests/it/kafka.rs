@@ -469,6 +469,36 @@ pub(super) fn replay_archive(
         wanted.len()
     );
     service.stop();
+    // The tracker's incidents are those of the same archive loaded from its file, ids and
+    // members, whatever order the partitions interleaved in. Alerts are evaluated per granule,
+    // and a poll may end inside one, so their ids are counted, not required equal.
+    let reference = &super::support::loaded().service;
+    let tracker = firesight::tracker::Tracker::new(reference.settings.incidents.clone());
+    let store = Store::open(&dir.path().join("db")).expect("store");
+    let by_stream = super::support::incident_partition(&store, &tracker);
+    let by_file = super::support::incident_partition(&reference.store, &tracker);
+    assert!(
+        by_stream == by_file,
+        "the stream's {} incidents are the file load's {}",
+        by_stream.len(),
+        by_file.len()
+    );
+    let ids = |store: &Store| -> HashSet<String> {
+        tracker
+            .alerts_from(store, 0, usize::MAX)
+            .expect("alerts")
+            .into_iter()
+            .map(|a| a.id)
+            .collect()
+    };
+    let (stream_alerts, file_alerts) = (ids(&store), ids(&reference.store));
+    println!(
+        "Kafka replay: {} incidents as the file load; alerts {} (file load {}, {} ids in common)",
+        by_stream.len(),
+        stream_alerts.len(),
+        file_alerts.len(),
+        stream_alerts.intersection(&file_alerts).count()
+    );
 }
 
 #[test]
@@ -557,6 +587,52 @@ fn bad_records_on_every_input_topic_go_to_the_dead_letter_topic_and_consumption_
             assert_eq!(&found.2, field, "{name}: {}", found.3);
         }
     }
+    service.stop();
+}
+
+#[test]
+fn an_output_the_producer_refuses_is_dead_lettered_and_later_outputs_still_go_out() {
+    let broker = Broker::start();
+    create_all(&broker, 1);
+    let dir = TempDir::new().expect("tmp");
+    // A 13 MB input record is refused (over kafka.max_record_bytes) and forwarded to the
+    // dead-letter topic with its bytes: more than the producer's message.max.bytes (12 x 1 MiB),
+    // so that output can never be published. It used to hold every later output back for ever.
+    let huge = vec![b'x'; 13_000_000];
+    broker.produce(DETECTIONS, &[("huge".to_owned(), huge)]);
+    let good = detections(3);
+    broker.produce(DETECTIONS, &detection_records(&good));
+    create_changelog(&broker, "poison", 1);
+    let service = FireSight::start(&broker, &dir.path().join("db"), "poison", &stations_file());
+    let enriched = broker.read_until(ENRICHED, Duration::from_secs(120), |m| {
+        by_key(m).len() >= good.len()
+    });
+    assert_eq!(
+        by_key(&enriched).len(),
+        good.len(),
+        "later outputs went out"
+    );
+    let letters: serde_json::Value = serde_json::from_str(
+        http::get(&format!("{}/v1/dead-letters?limit=100", service.api))
+            .expect("dead letters")
+            .split("\r\n\r\n")
+            .nth(1)
+            .expect("body"),
+    )
+    .expect("json");
+    let buried = letters["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|l| l["source"] == format!("kafka-output:{DEAD_LETTERS}"))
+        .unwrap_or_else(|| panic!("the unpublishable output is a dead letter: {letters}"));
+    assert_eq!(buried["error"]["field"], "record", "{buried}");
+    assert!(
+        buried["error"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("too large") || r.contains("MessageSizeTooLarge")),
+        "{buried}"
+    );
     service.stop();
 }
 

@@ -334,12 +334,24 @@ async fn queued_alerts_survive_a_restart_while_the_receiver_is_down() {
     .await;
     let total = logged(&service).len();
     assert!(total > 10, "{total} alerts");
-    // Receiver down: a round tries one alert and leaves everything queued.
+    // Receiver down: each round tries one alert and leaves everything queued; past
+    // max_attempts (3) nothing is dead-lettered, since the receiver is away, not refusing.
     let dispatcher = service.webhooks().expect("dispatcher").expect("target");
-    dispatcher.round(0).await.expect("round");
+    for _ in 0..6 {
+        dispatcher.round(0).await.expect("round");
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
     assert_eq!(
         service.store.webhook_queue_len("ops").expect("queue"),
         total
+    );
+    let letters = service
+        .store
+        .dead_letters(usize::MAX)
+        .expect("dead letters");
+    assert!(
+        letters.iter().all(|l| !l.source.starts_with("webhook:")),
+        "an unreachable receiver's alerts wait, they are not dead-lettered"
     );
     drop(dispatcher);
     drop(service);
