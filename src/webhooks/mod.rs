@@ -6,17 +6,19 @@
 //! a retry sends the same bytes; `X-FireSight-Alert-Id` carries its stable id for the receiver to
 //! drop a repeat (delivery is at least once: a crash after the receiver's 2xx and before the
 //! entry is settled sends it again). A 2xx settles an entry. A failure reschedules it with a
-//! doubling backoff (a `Retry-After` in seconds is honoured up to the maximum) and ends the
-//! round, so a receiver that is down is probed with one alert, not all of them. A receiver that
-//! is away (unreachable, timed out, 429, 502, 503, 504) is waited for as long as it takes: the
-//! queue is on disk. One that fails on the alert (500, 408, other 5xx) gets `max_attempts`
-//! tries; then, or at once on any other status, the alert moves to the dead letters with the
-//! reason. One task per target: a slow receiver delays only its own alerts.
+//! doubling backoff (a `Retry-After` in seconds is honoured up to the maximum). A receiver that
+//! is away (unreachable, timed out, 429, 502, 503, 504) is waited for as long as it takes (the
+//! queue is on disk), and nothing else is tried until that alert's retry is due: an outage
+//! costs one probe per backoff, not one per queued alert. One that fails on the alert itself
+//! (500, 408, another 5xx) gets `max_attempts` tries while the others go on; then, or at once on
+//! any other status, the alert moves to the dead letters with the reason. One task per target:
+//! a slow receiver delays only its own alerts.
 
 pub mod sign;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -87,6 +89,9 @@ enum Answer {
 pub struct Dispatcher {
     store: Arc<Store>,
     targets: Vec<Target>,
+    /// Per target, until when (wall clock, ms) its receiver is taken as away: no delivery is
+    /// tried before then, so an outage costs one probe per backoff, not one per queued alert.
+    away_until: Vec<AtomicI64>,
     client: reqwest::Client,
     max_attempts: u32,
     initial_backoff: Duration,
@@ -114,6 +119,7 @@ impl Dispatcher {
             .build()?;
         Ok(Some(Self {
             store,
+            away_until: targets.iter().map(|_| AtomicI64::new(0)).collect(),
             targets,
             client,
             max_attempts: settings.max_attempts,
@@ -174,10 +180,14 @@ impl Dispatcher {
         let store = Arc::clone(&self.store);
         let name = target.name.clone();
         let kinds = target.clone();
+        let away_until = self.away_until[i].load(Ordering::Acquire);
         let due = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
             enqueue(&store, &kinds)?;
             let now = now_ms();
             let mut due = Vec::new();
+            if now < away_until {
+                return Ok(due);
+            }
             for (seq, state) in store.webhook_queue(&name, ROUND)? {
                 let state: Queued = decode(&state)?;
                 if state.next_at_ms <= now {
@@ -205,6 +215,7 @@ impl Dispatcher {
             let away = matches!(answer, Answer::Unavailable(..));
             match answer {
                 Answer::Accepted => {
+                    self.away_until[i].store(0, Ordering::Release);
                     self.count(&target, "delivered");
                     self.apply(vec![StoreOp::webhook_settled(&target.name, seq)])
                         .await?;
@@ -231,8 +242,11 @@ impl Dispatcher {
                         serde_json::to_vec(&state)?,
                     )])
                     .await?;
-                    // The receiver is in trouble: the rest waits for the next round.
-                    break;
+                    if away {
+                        // The receiver is away: nothing more is tried until this probe is due.
+                        self.away_until[i].store(state.next_at_ms, Ordering::Release);
+                        break;
+                    }
                 }
             }
         }
@@ -253,6 +267,8 @@ impl Dispatcher {
             .webhook_queued
             .with_label_values(&[target.name.as_str()])
             .set(queued as i64);
+        let away_until = self.away_until[i].load(Ordering::Acquire);
+        let next = next.map(|at| at.max(away_until));
         Ok(match next {
             None => IDLE,
             Some(at) => Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64).min(IDLE),

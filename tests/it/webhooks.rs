@@ -70,7 +70,9 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> 
     let mut got = r.got.lock().expect("receiver lock");
     let tried_before = got.iter().any(|g| g.alert_id == alert_id);
     let status = match r.behaviour {
-        Behaviour::Flaky if seq % 3 == 0 && !tried_before => StatusCode::SERVICE_UNAVAILABLE,
+        Behaviour::Flaky if seq.is_multiple_of(3) && !tried_before => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         Behaviour::Flaky | Behaviour::Healthy => StatusCode::OK,
         Behaviour::Broken => StatusCode::INTERNAL_SERVER_ERROR,
         Behaviour::Refusing => StatusCode::BAD_REQUEST,
@@ -258,7 +260,11 @@ async fn every_alert_reaches_each_receiver_once_signed_and_failures_end_as_dead_
             tries.iter().all(|g| &g.body == bytes),
             "the logged bytes, on every try"
         );
-        assert_eq!(tries.len(), if seq % 3 == 0 { 2 } else { 1 }, "alert {seq}");
+        assert_eq!(
+            tries.len(),
+            if seq.is_multiple_of(3) { 2 } else { 1 },
+            "alert {seq}"
+        );
     }
 
     // The broken receiver: only growth alerts, each tried max_attempts times, then dead-lettered
