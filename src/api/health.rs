@@ -18,16 +18,21 @@ pub async fn healthz() -> impl IntoResponse {
 /// Start-up is done: the index is rebuilt and requested files are loaded. (Before that,
 /// `starting_router` answers this route with 503.)
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "Ready: events, indexed, model_version, engine", body = Object), (status = 503, description = "Still loading: `{\"ready\": false}`", body = Object)))]
+    responses((status = 200, description = "Ready: events, indexed, model_version, engine; `last_failed_batch` (stage, message, at_ms) when a batch has failed on a bug since start", body = Object), (status = 503, description = "Still loading: `{\"ready\": false}`", body = Object)))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let space = state.pipeline.space();
-    Json(json!({
+    let mut body = json!({
         "ready": true,
         "events": state.store.event_count(),
         "indexed": space.index.len(),
         "model_version": space.embedder.model_version(),
         "engine": space.index.engine(),
-    }))
+    });
+    // Still ready (the next batch is taken), but what broke is said.
+    if let Some(failure) = state.pipeline.last_failure() {
+        body["last_failed_batch"] = json!(failure);
+    }
+    Json(body)
 }
 
 /// Prometheus text exposition.

@@ -11,4 +11,4 @@ pub mod windows;
 pub use correlate::{Correlation, Correlator};
 pub use ingest::{IngestError, IngestOutcome, IngestSession, Ingestible, MAX_REPORTED_REJECTIONS};
 pub use load::{FileKind, LoadError, load_files, sniff};
-pub use pipeline::{Pipeline, PipelineError, Space};
+pub use pipeline::{BatchFailure, Pipeline, PipelineError, Space};

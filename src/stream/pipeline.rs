@@ -85,6 +85,19 @@ pub struct Pipeline {
     tracker: Option<Tracker>,
     /// The next alert sequence after the last committed batch: live alert streams wait on it.
     alerts_seen: tokio::sync::watch::Sender<u64>,
+    /// The last batch that failed on a bug, for `/readyz`.
+    last_failure: Mutex<Option<BatchFailure>>,
+}
+
+/// A batch that failed on a bug (a panic in a stage), as `/readyz` reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BatchFailure {
+    /// The ingest stage.
+    pub stage: &'static str,
+    /// The panic's message.
+    pub message: String,
+    /// When, ms since the epoch.
+    pub at_ms: i64,
 }
 
 impl Pipeline {
@@ -102,6 +115,7 @@ impl Pipeline {
         Self {
             tracker,
             alerts_seen,
+            last_failure: Mutex::new(None),
             store,
             correlator: RwLock::new(correlator),
             space: RwLock::new(Arc::new(space)),
@@ -262,6 +276,14 @@ impl Pipeline {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The last batch that failed on a bug, if any did since start.
+    pub fn last_failure(&self) -> Option<BatchFailure> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Runs one batch of `stage`, turning a panic into [`PipelineError::Panicked`] for that batch
     /// alone (answered 500, logged, counted), so no input can stop ingest.
     fn guarded<T>(
@@ -280,6 +302,14 @@ impl Pipeline {
                 .ingest_records
                 .with_label_values(&[stage, "failed_batch"])
                 .inc();
+            *self
+                .last_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(BatchFailure {
+                stage,
+                message: message.clone(),
+                at_ms: chrono::Utc::now().timestamp_millis(),
+            });
             Err(PipelineError::Panicked { stage, message })
         })
     }

@@ -145,6 +145,11 @@ async fn a_batch_that_panics_fails_alone_and_the_next_batch_is_stored() {
         "{failed:?}"
     );
     assert_eq!(service.store.event_count(), 0, "nothing of it was stored");
+    let failure = service
+        .pipeline
+        .last_failure()
+        .expect("the failure is kept for /readyz");
+    assert_eq!(failure.stage, "detections");
     let pipeline = Arc::clone(&service.pipeline);
     let stored = tokio::task::spawn_blocking(move || {
         pipeline.ingest_detections(vec![(2, detection(18)), (3, detection(19))])
