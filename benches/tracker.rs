@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use firesight::app::Service;
 use firesight::config::Settings;
+use firesight::tracker::IncidentStatus;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -43,7 +44,11 @@ fn run(before: &[PathBuf], file: &Path, tracker: bool) -> anyhow::Result<Run> {
     let secs = started.elapsed().as_secs_f64();
     let events = (service.store.event_count() - stored) as f64;
     let incidents = match service.pipeline.tracker() {
-        Some(t) => t.incidents(&service.store)?.len(),
+        Some(t) => t
+            .incidents(&service.store)?
+            .iter()
+            .filter(|i| i.status != IncidentStatus::Merged)
+            .count(),
         None => 0,
     };
     Ok(Run {

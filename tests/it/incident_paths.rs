@@ -3,25 +3,18 @@
 //! the real binary killed with SIGKILL in the middle of an HTTP ingest, restarted and sent
 //! everything again, ends with the same incidents and alerts, having lost no alert it had logged.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
 
-use super::support::{incident_partition as partition, loaded, repo, sample, serve_all, settings};
+use super::support::{
+    alert_ids, incident_partition as partition, loaded, repo, sample, serve_all, settings,
+};
 use firesight::store::Store;
 use firesight::tracker::{Alert, Tracker};
-
-fn alert_ids(store: &Store, tracker: &Tracker) -> BTreeSet<String> {
-    tracker
-        .alerts_from(store, 0, usize::MAX)
-        .expect("alerts")
-        .into_iter()
-        .map(|a| a.id)
-        .collect()
-}
 
 async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Value {
     let response = client

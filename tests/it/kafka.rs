@@ -483,15 +483,8 @@ pub(super) fn replay_archive(
         by_stream.len(),
         by_file.len()
     );
-    let ids = |store: &Store| -> HashSet<String> {
-        tracker
-            .alerts_from(store, 0, usize::MAX)
-            .expect("alerts")
-            .into_iter()
-            .map(|a| a.id)
-            .collect()
-    };
-    let (stream_alerts, file_alerts) = (ids(&store), ids(&reference.store));
+    let stream_alerts = super::support::alert_ids(&store, &tracker);
+    let file_alerts = super::support::alert_ids(&reference.store, &tracker);
     println!(
         "Kafka replay: {} incidents as the file load; alerts {} (file load {}, {} ids in common)",
         by_stream.len(),

@@ -120,6 +120,16 @@ pub fn incident_partition(
         .collect()
 }
 
+/// The ids of every alert a store logged.
+pub fn alert_ids(store: &Store, tracker: &Tracker) -> std::collections::BTreeSet<String> {
+    tracker
+        .alerts_from(store, 0, usize::MAX)
+        .expect("alerts")
+        .into_iter()
+        .map(|a| a.id)
+        .collect()
+}
+
 /// Decodes a whole file with a CSV format.
 pub fn decode_file<D: RecordDecoder>(path: &Path) -> Vec<Decoded<D::Item>> {
     let bytes = std::fs::read(path).expect("read");
