@@ -132,6 +132,11 @@ pub struct KafkaSettings {
     /// How often the weather and sensor topics' metadata is read again, so partitions added to
     /// them (or the topics themselves, created after start) are read without a restart.
     pub table_refresh_seconds: u64,
+    /// How many offsets before its stored position a partition is read again from on resume;
+    /// what was applied is skipped by offset. A broker that answers a fetch from inside a
+    /// producer batch with only the batches after it (tansu 0.6.0) would otherwise skip the rest
+    /// of that batch. At least the producers' largest batch, in records.
+    pub resume_rewind_records: u32,
     /// Extra librdkafka properties for both the consumer and the producer (e.g. security).
     pub client: std::collections::BTreeMap<String, String>,
 }
@@ -861,6 +866,12 @@ impl Settings {
             return Err(invalid(
                 "kafka.table_refresh_seconds",
                 "must be at least 1 (metadata is read from the broker each time)",
+            ));
+        }
+        if kafka.resume_rewind_records > 1_000_000 {
+            return Err(invalid(
+                "kafka.resume_rewind_records",
+                "must be at most 1000000 (each resume reads that many records again)",
             ));
         }
         if !kafka.enabled() {

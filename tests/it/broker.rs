@@ -156,21 +156,6 @@ impl Broker {
         self.produce_with(self.producer(), topic, records);
     }
 
-    /// [`Broker::produce`] with one record per producer batch, for tests that restart a
-    /// consumer at stored offsets. tansu 0.6.0 answers a fetch from an offset inside a batch
-    /// with the batches after it, so the rest of that batch would never be delivered; a real
-    /// Kafka broker returns the whole batch and the client skips the records before the offset.
-    pub fn produce_unbatched(&self, topic: &str, records: &[(String, Vec<u8>)]) {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", &self.address)
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "0")
-            .set("batch.num.messages", "1")
-            .create_with_context(Deliveries::default())
-            .expect("producer");
-        self.produce_with(producer, topic, records);
-    }
-
     fn produce_with(
         &self,
         producer: BaseProducer<Deliveries>,

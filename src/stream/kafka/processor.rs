@@ -81,9 +81,9 @@ impl Processor {
             // Table records first: they are what the detections after them join against.
             for (_, table) in tables {
                 let updates = self.poll_batch(table, Duration::ZERO, &mut Vec::new());
-                self.process_table_batch(table, &updates);
+                self.process_table_batch(table, updates);
             }
-            let batch = self.poll_batch(consumer, Duration::from_millis(100), &mut Vec::new());
+            let mut batch = self.poll_batch(consumer, Duration::from_millis(100), &mut Vec::new());
             if batch.is_empty() {
                 match self.close_idle() {
                     Ok(()) => self.outbox.release(),
@@ -94,17 +94,20 @@ impl Processor {
                 }
                 continue;
             }
-            match self.process(&batch) {
+            match self.process(&mut batch) {
                 Ok(()) => {
                     self.outbox.release();
-                    self.commit_group(consumer, &batch);
+                    if !batch.is_empty() {
+                        self.commit_group(consumer, &batch);
+                    }
                 }
                 Err(error) => {
                     // Nothing of the failed run was committed: go back to the store's offsets
                     // and window state.
                     tracing::error!(%error, "Processing a batch failed; rewinding to the stored offsets.");
                     self.forget_states();
-                    rewind(self.pipeline.store(), consumer, &batch);
+                    let back = self.settings.resume_rewind_records;
+                    rewind(self.pipeline.store(), consumer, &batch, back);
                     std::thread::sleep(Duration::from_secs(1));
                 }
             }
@@ -163,8 +166,11 @@ impl Processor {
         }
     }
 
-    /// Processes runs of one kind, each committed with its offsets and outputs.
-    pub(super) fn process(&self, batch: &[Polled]) -> Result<(), StreamError> {
+    /// Drops from `batch` what was already applied, then processes runs of one kind, each
+    /// committed with its offsets and outputs.
+    pub(super) fn process(&self, batch: &mut Vec<Polled>) -> Result<(), StreamError> {
+        self.drop_applied(batch)?;
+        let batch = &batch[..];
         self.count_gaps(batch)?;
         let mut start = 0;
         while start < batch.len() {
@@ -183,6 +189,35 @@ impl Processor {
                 }
             }
             start = end;
+        }
+        Ok(())
+    }
+
+    /// Drops the records before their partition's stored offset: a resume reads again from
+    /// `resume_rewind_records` before it (see [`resume_from`]), and those were applied.
+    fn drop_applied(&self, batch: &mut Vec<Polled>) -> Result<(), PipelineError> {
+        let mut stored: Vec<((&str, i32), Option<i64>)> = Vec::new();
+        let mut keep = Vec::with_capacity(batch.len());
+        for record in batch.iter() {
+            let key = (record.topic.as_str(), record.partition);
+            let next = match stored.iter().find(|(k, _)| *k == key) {
+                Some((_, next)) => *next,
+                None => {
+                    let next = self.pipeline.store().stream_offset(key.0, key.1)?;
+                    stored.push((key, next));
+                    next
+                }
+            };
+            keep.push(next.is_none_or(|next| record.offset >= next));
+        }
+        let dropped = keep.iter().filter(|k| !**k).count();
+        if dropped > 0 {
+            tracing::debug!(
+                dropped,
+                "Records read again after a resume were applied before; skipped."
+            );
+            let mut flags = keep.into_iter();
+            batch.retain(|_| flags.next().unwrap_or(true));
         }
         Ok(())
     }
@@ -406,11 +441,21 @@ impl Processor {
     }
 }
 
-/// Seeks every partition of a failed batch back to the offset in the store.
+/// Where reading a partition resumes when `next` is its stored offset: `back` offsets before
+/// it. A broker that answers a fetch from inside a producer batch with only the batches after
+/// it (tansu 0.6.0) still delivers the batch that holds `next`, as long as `back` spans a
+/// batch; the records before `next` are dropped as applied (`Processor::drop_applied`).
+pub(super) fn resume_from(next: i64, back: u32) -> i64 {
+    next.saturating_sub(i64::from(back)).max(0)
+}
+
+/// Seeks every partition of a failed batch back to `back` before the offset in the store (or
+/// to the batch's first record where the store has none).
 pub(super) fn rewind<C: ConsumerContext>(
     store: &Store,
     consumer: &BaseConsumer<C>,
     batch: &[Polled],
+    back: u32,
 ) {
     let mut first: HashMap<(&str, i32), i64> = HashMap::new();
     for record in batch {
@@ -421,7 +466,7 @@ pub(super) fn rewind<C: ConsumerContext>(
     }
     for ((topic, partition), earliest) in first {
         let offset = match store.stream_offset(topic, partition) {
-            Ok(Some(next)) => next,
+            Ok(Some(next)) => resume_from(next, back),
             _ => earliest,
         };
         if let Err(error) = consumer.seek(
@@ -482,6 +527,15 @@ mod tests {
             key: None,
             payload: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_resume_reads_again_from_before_the_stored_offset_never_below_zero() {
+        assert_eq!(resume_from(25_000, 10_000), 15_000);
+        assert_eq!(resume_from(5, 10_000), 0);
+        assert_eq!(resume_from(0, 10_000), 0);
+        assert_eq!(resume_from(7, 0), 7);
+        assert_eq!(resume_from(i64::MIN, 10), 0);
     }
 
     #[test]

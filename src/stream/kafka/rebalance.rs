@@ -11,6 +11,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::client_config;
+use super::processor::resume_from;
 use super::state::{States, state_key, state_op};
 use crate::config::KafkaSettings;
 use crate::store::{Store, StoreOp};
@@ -19,7 +20,8 @@ use crate::stream::windows::PartitionState;
 /// How long a restore waits for the next changelog record before taking what it read as all.
 const CHANGELOG_QUIET: Duration = Duration::from_secs(2);
 
-/// Starts every assigned partition at the offset in FireSight's own store, and forgets the
+/// Starts every assigned partition at the offset in FireSight's own store (read again from a
+/// little before it, see [`resume_from`]), and forgets the
 /// window state of revoked ones (it is in the store, and in the new owner's).
 pub(super) struct Rebalancer {
     pub(super) store: Arc<Store>,
@@ -141,12 +143,13 @@ impl ConsumerContext for Rebalancer {
                     }
                     match self.store.stream_offset(&topic, partition) {
                         Ok(Some(next)) => {
+                            let from = resume_from(next, self.settings.resume_rewind_records);
                             if let Err(error) =
-                                tpl.set_partition_offset(&topic, partition, Offset::Offset(next))
+                                tpl.set_partition_offset(&topic, partition, Offset::Offset(from))
                             {
                                 tracing::error!(%topic, partition, %error, "Cannot set the start offset.");
                             }
-                            tracing::info!(%topic, partition, next, "Partition assigned; resuming at the stored offset.");
+                            tracing::info!(%topic, partition, next, from, "Partition assigned; resuming at the stored offset (read again from `from`, applied records skipped).");
                         }
                         Ok(None) => {
                             tracing::info!(%topic, partition, "Partition assigned; it has no stored offset.")

@@ -9,7 +9,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::consumer_config;
-use super::processor::{Polled, Processor, rewind};
+use super::processor::{Polled, Processor, resume_from, rewind};
 use crate::config::KafkaSettings;
 use crate::store::Store;
 
@@ -25,7 +25,13 @@ pub(super) fn table_consumer(
         consumer_config(settings, &format!("{}-tables", settings.group_id))
             .set("enable.partition.eof", "true")
             .create_with_context(Tables)?;
-    let assigned = assign_new_partitions(&consumer, store, topic, Duration::from_secs(30))?;
+    let assigned = assign_new_partitions(
+        &consumer,
+        store,
+        topic,
+        settings.resume_rewind_records,
+        Duration::from_secs(30),
+    )?;
     if assigned == 0 {
         tracing::warn!(
             %topic,
@@ -38,13 +44,15 @@ pub(super) fn table_consumer(
     Ok((topic.to_owned(), consumer))
 }
 
-/// Assigns the partitions of a table topic that `consumer` does not read yet, each from the
-/// store's offset or the beginning; returns how many. Called at start and then periodically, so
+/// Assigns the partitions of a table topic that `consumer` does not read yet, each from
+/// `rewind` before the store's offset (what was applied is skipped) or from the beginning;
+/// returns how many. Called at start and then periodically, so
 /// partitions added to the topic, or the topic created after start, are read without a restart.
 fn assign_new_partitions(
     consumer: &BaseConsumer<Tables>,
     store: &Store,
     topic: &str,
+    rewind: u32,
     timeout: Duration,
 ) -> anyhow::Result<usize> {
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
@@ -62,7 +70,7 @@ fn assign_new_partitions(
         .flat_map(|t| t.partitions().iter().map(|p| p.id()));
     for partition in partitions.filter(|p| !assigned.contains(p)) {
         let start = match store.stream_offset(topic, partition)? {
-            Some(next) => Offset::Offset(next),
+            Some(next) => Offset::Offset(resume_from(next, rewind)),
             None => Offset::Beginning,
         };
         tpl.add_partition_offset(topic, partition, start)?;
@@ -119,7 +127,7 @@ impl Processor {
                 let mut ends = Vec::new();
                 let batch = self.poll_batch(consumer, Duration::from_millis(50), &mut ends);
                 read += batch.len();
-                self.process_table_batch(consumer, &batch);
+                self.process_table_batch(consumer, batch);
                 for partition in ends {
                     pending.remove(&partition);
                 }
@@ -136,7 +144,8 @@ impl Processor {
     pub(super) fn find_table_partitions(&self, tables: &[(String, BaseConsumer<Tables>)]) {
         let store = self.pipeline.store();
         for (topic, consumer) in tables {
-            match assign_new_partitions(consumer, store, topic, Duration::from_secs(5)) {
+            let rewind = self.settings.resume_rewind_records;
+            match assign_new_partitions(consumer, store, topic, rewind, Duration::from_secs(5)) {
                 Ok(0) => {}
                 Ok(partitions) => {
                     tracing::info!(%topic, partitions, "New table partitions found; reading them.");
@@ -149,16 +158,20 @@ impl Processor {
     }
 
     /// Processes a batch of table records; on failure seeks back to the stored offsets.
-    pub(super) fn process_table_batch(&self, tables: &BaseConsumer<Tables>, batch: &[Polled]) {
+    pub(super) fn process_table_batch(
+        &self,
+        tables: &BaseConsumer<Tables>,
+        mut batch: Vec<Polled>,
+    ) {
         if batch.is_empty() {
             return;
         }
-        match self.process(batch) {
+        match self.process(&mut batch) {
             Ok(()) => self.outbox.release(),
             Err(error) => {
                 tracing::error!(%error, "Processing a table batch failed; rewinding to the stored offsets.");
-
-                rewind(self.pipeline.store(), tables, batch);
+                let back = self.settings.resume_rewind_records;
+                rewind(self.pipeline.store(), tables, &batch, back);
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
