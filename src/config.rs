@@ -137,6 +137,10 @@ pub struct KafkaSettings {
     /// producer batch with only the batches after it (tansu 0.6.0) would otherwise skip the rest
     /// of that batch. At least the producers' largest batch, in records.
     pub resume_rewind_records: u32,
+    /// How long a detections partition at its end still holds back the granule it was last
+    /// read in (a producer may be writing the rest of it), milliseconds. The consumer processes
+    /// a granule once every partition has moved past it, so its alerts see it whole.
+    pub granule_grace_ms: u64,
     /// Extra librdkafka properties for both the consumer and the producer (e.g. security).
     pub client: std::collections::BTreeMap<String, String>,
 }
@@ -866,6 +870,12 @@ impl Settings {
             return Err(invalid(
                 "kafka.table_refresh_seconds",
                 "must be at least 1 (metadata is read from the broker each time)",
+            ));
+        }
+        if kafka.granule_grace_ms > 600_000 {
+            return Err(invalid(
+                "kafka.granule_grace_ms",
+                "must be at most 600000 (alerts wait that long after the input stops)",
             ));
         }
         if kafka.resume_rewind_records > 1_000_000 {

@@ -46,6 +46,8 @@ pub const STREAM_OFFSET_GAPS: &str = "firesight_stream_offset_gaps_total";
 /// Detections partitions the group gave this instance (the weather and sensor tables are read
 /// whole by every instance and not counted).
 pub const STREAM_ASSIGNED: &str = "firesight_stream_assigned_partitions";
+/// Detection records read and held back until every partition has moved past their granule.
+pub const STREAM_GRANULE_HELD: &str = "firesight_stream_granule_held_records";
 /// Time the incident tracker took per batch.
 pub const TRACKER_SECONDS: &str = "firesight_tracker_batch_duration_seconds";
 /// Alerts the tracker raised, all kinds.
@@ -93,6 +95,8 @@ pub struct Metrics {
     pub stream_restored: IntCounter,
     /// See [`STREAM_ASSIGNED`].
     pub stream_assigned: IntGauge,
+    /// See [`STREAM_GRANULE_HELD`].
+    pub stream_granule_held: IntGauge,
     /// See [`STREAM_OFFSET_GAPS`].
     pub stream_offset_gaps: IntCounterVec,
     /// See [`STREAM_REBALANCES`].
@@ -164,6 +168,10 @@ impl Metrics {
                 "Partitions whose state was restored from the changelog.",
             )?,
             stream_assigned: IntGauge::new(STREAM_ASSIGNED, "Detections partitions held.")?,
+            stream_granule_held: IntGauge::new(
+                STREAM_GRANULE_HELD,
+                "Detection records held back until every partition has moved past their granule.",
+            )?,
             stream_offset_gaps: IntCounterVec::new(
                 Opts::new(
                     STREAM_OFFSET_GAPS,
@@ -242,6 +250,9 @@ impl Metrics {
         metrics
             .registry
             .register(Box::new(metrics.stream_assigned.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.stream_granule_held.clone()))?;
         metrics
             .registry
             .register(Box::new(metrics.stream_offset_gaps.clone()))?;

@@ -470,8 +470,8 @@ pub(super) fn replay_archive(
     );
     service.stop();
     // The tracker's incidents are those of the same archive loaded from its file, ids and
-    // members, whatever order the partitions interleaved in. Alerts are evaluated per granule,
-    // and a poll may end inside one, so their ids are counted, not required equal.
+    // members, whatever order the partitions interleaved in; and so are its alerts, since the
+    // consumer holds back a granule until every partition has moved past it.
     let reference = &super::support::loaded().service;
     let tracker = firesight::tracker::Tracker::new(reference.settings.incidents.clone());
     let store = Store::open(&dir.path().join("db")).expect("store");
@@ -488,6 +488,13 @@ pub(super) fn replay_archive(
     println!(
         "Kafka replay: {} incidents as the file load; alerts {} (file load {}, {} ids in common)",
         by_stream.len(),
+        stream_alerts.len(),
+        file_alerts.len(),
+        stream_alerts.intersection(&file_alerts).count()
+    );
+    assert!(
+        stream_alerts == file_alerts,
+        "the stream's {} alert ids are the file load's {} ({} in common)",
         stream_alerts.len(),
         file_alerts.len(),
         stream_alerts.intersection(&file_alerts).count()

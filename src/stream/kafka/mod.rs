@@ -17,6 +17,7 @@
 pub mod codec;
 mod config;
 mod drain;
+mod granules;
 pub mod outbox;
 mod outputs;
 mod processor;
@@ -108,11 +109,14 @@ pub fn start(
     let consumer: BaseConsumer<Rebalancer> = consumer_config(settings, &settings.group_id)
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("group.protocol", "classic")
+        // A partition's end tells the granule gate that partition holds no one back.
+        .set("enable.partition.eof", "true")
         .create_with_context(Rebalancer {
             store: Arc::clone(&store),
             states: Arc::clone(&states),
             settings: settings.clone(),
             metrics: pipeline.metrics().clone(),
+            reassigned: std::sync::Mutex::default(),
         })?;
     // Only detections are shared out by the group: the weather and sensor topics are global
     // tables, read whole by every instance (below), so a detection finds the weather of any

@@ -12,6 +12,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::codec::{Input, Refusal, Schemas};
+use super::granules::Gate;
 use super::outbox::Outbox;
 use super::outputs::point_of;
 use super::rebalance::Rebalancer;
@@ -20,6 +21,7 @@ use super::tables::Tables;
 use crate::config::{KafkaSettings, WindowSettings};
 use crate::event::{FireDetection, SensorReading, WeatherObservation};
 use crate::store::{NewEvent, Store, StoreOp};
+use crate::stream::ingest::Ingestible;
 use crate::stream::pipeline::{Pipeline, PipelineError};
 
 /// A decoded run: the items with their index in the run, and the refused records.
@@ -73,6 +75,8 @@ impl Processor {
     ) {
         let refresh = Duration::from_secs(self.settings.table_refresh_seconds);
         let mut refreshed = Instant::now();
+        let mut gate = Gate::new(Duration::from_millis(self.settings.granule_grace_ms));
+        let mut backlog = false;
         while !stop.load(Ordering::Acquire) {
             if refreshed.elapsed() >= refresh {
                 self.find_table_partitions(tables);
@@ -83,13 +87,49 @@ impl Processor {
                 let updates = self.poll_batch(table, Duration::ZERO, &mut Vec::new());
                 self.process_table_batch(table, updates);
             }
-            let mut batch = self.poll_batch(consumer, Duration::from_millis(100), &mut Vec::new());
+            let mut ends = Vec::new();
+            // While the gate has a backlog to pass on, polling does not wait.
+            let wait = if backlog {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(100)
+            };
+            let polled = self.poll_batch(consumer, wait, &mut ends);
+            let reassigned = consumer.context().take_reassigned();
+            if !reassigned.is_empty() {
+                for partition in reassigned {
+                    gate.forget(partition);
+                }
+                let held: Vec<i32> = consumer
+                    .assignment()
+                    .map(|tpl| {
+                        tpl.elements_for_topic(&self.settings.detections_topic)
+                            .iter()
+                            .map(|e| e.partition())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                gate.assigned(&held);
+            }
+            let idle = polled.is_empty();
+            let polled = polled
+                .into_iter()
+                .map(|record| (self.granule(&record), record))
+                .collect();
+            let mut batch = gate.pass(polled, &ends, self.settings.max_batch, Instant::now());
+            backlog = batch.len() >= self.settings.max_batch;
+            self.pipeline
+                .metrics()
+                .stream_granule_held
+                .set(gate.held() as i64);
             if batch.is_empty() {
-                match self.close_idle() {
-                    Ok(()) => self.outbox.release(),
-                    Err(error) => {
-                        tracing::error!(%error, "Closing idle partitions failed.");
-                        self.forget_states();
+                if idle {
+                    match self.close_idle() {
+                        Ok(()) => self.outbox.release(),
+                        Err(error) => {
+                            tracing::error!(%error, "Closing idle partitions failed.");
+                            self.forget_states();
+                        }
                     }
                 }
                 continue;
@@ -103,9 +143,10 @@ impl Processor {
                 }
                 Err(error) => {
                     // Nothing of the failed run was committed: go back to the store's offsets
-                    // and window state.
+                    // and window state (what the gate held is read again too).
                     tracing::error!(%error, "Processing a batch failed; rewinding to the stored offsets.");
                     self.forget_states();
+                    batch.extend(gate.flush());
                     let back = self.settings.resume_rewind_records;
                     rewind(self.pipeline.store(), consumer, &batch, back);
                     std::thread::sleep(Duration::from_secs(1));
@@ -114,8 +155,19 @@ impl Processor {
         }
     }
 
+    /// A detection record's granule (its acquisition time, ms), for the gate; `None` when it
+    /// does not decode (the batch's decode refuses it with the reason).
+    fn granule(&self, record: &Polled) -> Option<i64> {
+        if record.payload.len() > self.settings.max_record_bytes {
+            return None;
+        }
+        let detection: FireDetection = self.schemas.decode(&record.payload).ok()?;
+        detection.granule()
+    }
+
     /// Up to `max_batch` records: waits `wait` for the first, then `linger_ms` for the rest.
-    /// Partitions whose end the consumer reached are added to `ends`.
+    /// Partitions whose end the consumer reached after their last record in the batch are
+    /// added to `ends` (each consumer reads one topic, so a partition number names it).
     pub(super) fn poll_batch<C: ConsumerContext>(
         &self,
         consumer: &BaseConsumer<C>,
@@ -132,6 +184,8 @@ impl Processor {
             };
             match consumer.poll(timeout) {
                 Some(Ok(message)) => {
+                    // An end reached before this record is not the partition's end any more.
+                    ends.retain(|p| *p != message.partition());
                     batch.push(Polled::of(&message));
                     deadline.get_or_insert_with(|| Instant::now() + linger);
                 }

@@ -28,6 +28,9 @@ pub(super) struct Rebalancer {
     pub(super) states: States,
     pub(super) settings: KafkaSettings,
     pub(super) metrics: crate::metrics::Metrics,
+    /// Detections partitions assigned or revoked since the consumer loop last asked: records it
+    /// read from them and holds back are not its to apply any more, or are read again.
+    pub(super) reassigned: std::sync::Mutex<Vec<i32>>,
 }
 
 /// One changelog record: a detections partition's next offset and its window state, together,
@@ -39,6 +42,21 @@ pub(super) struct Checkpoint {
 }
 
 impl Rebalancer {
+    /// The detections partitions assigned or revoked since the last call.
+    pub(super) fn take_reassigned(&self) -> Vec<i32> {
+        std::mem::take(&mut *self.reassigned.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn note_reassigned(&self, tpl: &TopicPartitionList) {
+        let mut reassigned = self.reassigned.lock().unwrap_or_else(|p| p.into_inner());
+        reassigned.extend(
+            tpl.elements()
+                .iter()
+                .filter(|e| e.topic() == self.settings.detections_topic)
+                .map(|e| e.partition()),
+        );
+    }
+
     fn count_assigned(&self, consumer: &BaseConsumer<Self>) {
         let held = consumer.assignment().map_or(0, |tpl| tpl.count());
         self.metrics.stream_assigned.set(held as i64);
@@ -110,7 +128,11 @@ impl Rebalancer {
     }
 }
 
-impl ClientContext for Rebalancer {}
+impl ClientContext for Rebalancer {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        super::tables::log_client_error(error, reason);
+    }
+}
 
 impl ConsumerContext for Rebalancer {
     fn rebalance(
@@ -126,6 +148,7 @@ impl ConsumerContext for Rebalancer {
         );
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.note_reassigned(tpl);
                 let partitions: Vec<(String, i32)> = tpl
                     .elements()
                     .iter()
@@ -168,6 +191,7 @@ impl ConsumerContext for Rebalancer {
                 result
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.note_reassigned(tpl);
                 tracing::info!(partitions = tpl.count(), "Partitions revoked.");
                 let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
                 for element in tpl.elements() {

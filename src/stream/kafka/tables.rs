@@ -87,11 +87,16 @@ pub(super) struct Tables;
 
 impl ClientContext for Tables {
     fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
-            tracing::trace!(%reason, "Table partition end reached.");
-        } else {
-            tracing::error!(%error, %reason, "Error reported by librdkafka.");
-        }
+        log_client_error(error, reason);
+    }
+}
+
+/// Logs an error librdkafka reports, except a partition's end, which the consumers ask for.
+pub(super) fn log_client_error(error: KafkaError, reason: &str) {
+    if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+        tracing::trace!(%reason, "Partition end reached.");
+    } else {
+        tracing::error!(%error, %reason, "Error reported by librdkafka.");
     }
 }
 
