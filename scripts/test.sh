@@ -9,6 +9,8 @@ FIRESIGHT_TANSU="$(scripts/setup-tansu.sh)"
 export FIRESIGHT_TANSU
 cargo fmt --check
 # --all-features, so the live-service tests (kafka-live, weaviate-live) are linted too.
-cargo clippy --locked --all-targets --all-features -- -D warnings
+cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
 # Benches are type-checked by clippy above and run by scripts/bench.sh, not here.
-cargo test --locked --lib --bins --tests
+cargo test --locked --workspace --lib --bins --tests
+# A short coverage-guided run of every decoder's fuzz target (about a minute; no RocksDB build).
+scripts/fuzz.sh

@@ -1,7 +1,7 @@
 //! Ingestion: decoders, the weather join, and the pipeline stages decode → correlate → features → embed → store + index.
 
 mod correlate;
-pub mod decode;
+pub use firesight_core::decode;
 mod ingest;
 pub mod kafka;
 mod load;

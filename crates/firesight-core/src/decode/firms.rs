@@ -259,7 +259,7 @@ fn detection_type(line: u64, text: &str) -> Result<Option<u8>, FieldError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream::decode::{CsvStream, StreamDecoder};
+    use crate::decode::{CsvStream, StreamDecoder};
 
     fn decode_all(input: &str) -> Vec<super::super::Decoded<FireDetection>> {
         let mut stream = CsvStream::<FirmsDecoder>::new();

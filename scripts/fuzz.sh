@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing of every input decoder (fuzz/, cargo-fuzz on the stable toolchain with
+# --sanitizer none), seeded from the real files, each target under a 256 MiB memory limit.
+#   scripts/fuzz.sh            a short run of every target (CI: 12 s each)
+#   scripts/fuzz.sh 1800       a long run by hand (30 minutes each)
+# The corpus grows across runs outside the clone; a crash stops the run, is saved under
+# fuzz/artifacts/<target>/, and becomes a unit test once fixed. The last lines per target are
+# libFuzzer's final statistics (executions, corpus size, peak RSS).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+SECONDS_EACH="${1:-12}"
+CARGO_FUZZ="$(scripts/setup-fuzz.sh)"
+WORK="${FIRESIGHT_FUZZ_DIR:-/var/cache/firesight/fuzz}"
+mkdir -p "$WORK"
+# Its own target directory: fuzz builds use other compiler flags than the service's.
+export CARGO_TARGET_DIR="$WORK/target"
+SHARED="${FIRESIGHT_SHARED_DATA:-../shared/data}"
+
+# seed TARGET PREFIX FILE...: the first 40 lines of each real file, behind the target's
+# prefix bytes (the chunk cut, and for ndjson the kind).
+seed() {
+  local target="$1" prefix="$2"
+  shift 2
+  mkdir -p "$WORK/corpus/$target"
+  for file in "$@"; do
+    [ -f "$file" ] || continue
+    { printf "$prefix"; head -n 40 "$file"; } >"$WORK/corpus/$target/seed-$(basename "$file")"
+  done
+}
+seed firms_csv '\x40\x00' data/sample/fire_archive_M6_96619.csv "$SHARED"/firms/*.csv
+seed bom_weather '\x80\x01' data/sample/australia_bom_daily_weather_2019-05_2020-06.csv
+seed bom_stations '\x80\x01' data/sample/australia_bom_weather_stations.csv
+seed calfire '' data/sample/calfire_mapdataall.csv data/sample/California_Fire_Incidents.csv
+mkdir -p "$WORK/corpus/ndjson"
+printf '\x00\x30\x00{"latitude":-11.807,"longitude":142.0583,"acquired_at":"2019-08-01T00:56:00Z","satellite":"Terra","instrument":"MODIS","brightness_k":313.0,"brightness_background_k":297.3,"scan_km":1.0,"track_km":1.0,"confidence_percent":48.0,"confidence":"nominal","frp_mw":6.6,"daytime":true,"version":"6.3","detection_type":0}\n' >"$WORK/corpus/ndjson/seed-detection"
+printf '\x01\x30\x00{"station_id":1019,"station_name":"KALUMBURU","date":"2019-08-01","min_temp_c":17.0,"max_temp_c":31.2,"rain_mm":0.0,"max_gust_kmh":null,"temp_9am_c":22.0,"rh_9am_pct":40.0,"wind_9am_kmh":11.0,"temp_3pm_c":30.1,"rh_3pm_pct":20.0,"wind_3pm_kmh":13.0,"wind_dir_3pm":"E","mslp_3pm_hpa":1012.4}\n' >"$WORK/corpus/ndjson/seed-weather"
+printf '\x02\x30\x00{"sensor_id":"s-1","latitude":-33.9,"longitude":151.2,"observed_at":"2019-11-08T03:00:00Z","temperature_c":41.5,"humidity_pct":9.0,"pm25_ugm3":310.0,"wind_kmh":null}\n' >"$WORK/corpus/ndjson/seed-sensor"
+printf '\x03\x30\x00{"id":1019,"name":"KALUMBURU","region":"WA","latitude":-14.30,"longitude":126.64,"height_m":23.0}\n' >"$WORK/corpus/ndjson/seed-station"
+
+for target in firms_csv bom_weather bom_stations ndjson calfire; do
+  echo "== $target (${SECONDS_EACH} s)"
+  "$CARGO_FUZZ" fuzz run --sanitizer none "$target" "$WORK/corpus/$target" -- \
+    -max_total_time="$SECONDS_EACH" -rss_limit_mb=256 -malloc_limit_mb=256 -max_len=16384 \
+    -print_final_stats=1 >"$WORK/$target.log" 2>&1 || {
+    tail -n 60 "$WORK/$target.log"
+    echo "fuzz: $target failed; the input is under fuzz/artifacts/$target/" >&2
+    exit 1
+  }
+  grep -E '^stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb)' "$WORK/$target.log"
+done
