@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use firesight::app::Service;
 use firesight::config::Settings;
+use firesight::event::FireDetection;
 use firesight::index::{FlatIndex, IndexPoint, PointAttrs, VectorIndex, VectorIndexRead};
 use firesight::store::StoredVector;
 use firesight::stream::decode::{CsvStream, FirmsDecoder, StreamDecoder};
@@ -18,6 +19,8 @@ const HTTP_QUERIES: usize = 2_000;
 const K: usize = 10;
 /// Every `QUERY_STRIDE`-th stored event is a query.
 const QUERY_STRIDE: usize = 36;
+/// Detections ingested one per batch in the durability figures.
+const SINGLES: usize = 300;
 
 fn sample(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -61,6 +64,11 @@ fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let decode_rate = decoded.len() as f64 / started.elapsed().as_secs_f64();
     let events = decoded.len() as f64;
+    let singles: Vec<FireDetection> = decoded
+        .iter()
+        .filter_map(|d| d.as_ref().ok().map(|(_, d)| d.clone()))
+        .take(SINGLES)
+        .collect();
 
     // Bulk path (`serve --load`, restart): store everything, then build the graph once.
     let bulk_dir = tempfile::TempDir::new()?;
@@ -143,7 +151,39 @@ fn main() -> anyhow::Result<()> {
         "  restart: load the snapshot, replay nothing     {snapshot_restart_secs:>9.2} s  ({:.1}x faster than the rebuild)",
         restart_secs / snapshot_restart_secs
     );
-    query_latency(&bulk, &exact, &queries)
+    query_latency(&bulk, &exact, &queries)?;
+    durability(&archive, &singles)
+}
+
+/// What `store.sync_writes` costs, against the same run with it off: single detections, each
+/// its own acknowledged batch (a live POST), then the archive through the live path.
+fn durability(archive: &Path, singles: &[FireDetection]) -> anyhow::Result<()> {
+    println!("\ndurability: store.sync_writes (each write waits for RocksDB's log on disk)");
+    for sync in [false, true] {
+        let dir = tempfile::TempDir::new()?;
+        let mut settings = settings(dir.path())?;
+        settings.store.sync_writes = sync;
+        let service = Service::open(settings, &weather_files(), false)?;
+        let mut each = Vec::with_capacity(singles.len());
+        for (i, detection) in singles.iter().enumerate() {
+            let started = Instant::now();
+            service
+                .pipeline
+                .ingest_detections(vec![(i as u64, detection.clone())])?;
+            each.push(started.elapsed());
+        }
+        let mean = each.iter().sum::<Duration>().as_secs_f64() * 1e3 / each.len() as f64;
+        each.sort();
+        let started = Instant::now();
+        service.load(&[archive.to_path_buf()], false)?;
+        let rate = service.store.event_count() as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "  sync_writes = {sync:<5}  one detection per batch: mean {mean:>6.2} ms, p99 {:>6.2} ms ({} batches); archive, live path: {rate:>6.0} events/s",
+            percentile(&each, 0.99),
+            each.len()
+        );
+    }
+    Ok(())
 }
 
 /// Recall@10 against exact search, counted by distance so ties are not misread as misses.

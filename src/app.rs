@@ -122,6 +122,7 @@ impl Service {
         let store = Arc::new(
             Store::open(path).with_context(|| format!("opening store {}", path.display()))?,
         );
+        store.set_sync_writes(settings.store.sync_writes);
         let model = serving_model(&settings, &store)?;
         let embedder = load_embedder(&settings, &model)?;
         if !settings.weaviate.url.is_empty() {

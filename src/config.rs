@@ -425,6 +425,9 @@ pub struct ApiSettings {
 pub struct StoreSettings {
     /// Database directory.
     pub path: PathBuf,
+    /// Every write returns only once it is in RocksDB's log on disk, so an acknowledged ingest
+    /// (an HTTP 200, a stored Kafka offset) survives a power loss, not only a crash.
+    pub sync_writes: bool,
 }
 
 /// Correlation settings.

@@ -63,6 +63,7 @@ impl IndexLifecycle {
             let meta = SnapshotMeta {
                 model_version: model.to_owned(),
                 through_seq: self.store.next_seq().checked_sub(1),
+                store_id: Some(self.store.identity().to_owned()),
             };
             native.save(&path, &serde_json::to_vec(&meta)?)?;
             anyhow::Ok(())
@@ -93,6 +94,10 @@ struct SnapshotMeta {
     model_version: String,
     /// Every stored vector up to this sequence number is in the graph; none after it.
     through_seq: Option<u64>,
+    /// The store it was written from ([`Store::identity`]); absent in snapshots written before
+    /// snapshots named their store, which are rebuilt once.
+    #[serde(default)]
+    store_id: Option<String>,
 }
 
 /// Where the native engine keeps the graph of one model version: beside the store.
@@ -196,6 +201,16 @@ fn load_snapshot(
         Ok(meta) => meta,
         Err(e) => return refuse(format!("unreadable metadata: {e}")),
     };
+    match meta.store_id.as_deref() {
+        Some(id) if id == store.identity() => {}
+        Some(id) => {
+            return refuse(format!(
+                "it was written from store {id}, this is store {} (was the store replaced?)",
+                store.identity()
+            ));
+        }
+        None => return refuse("it does not name the store it was written from".to_owned()),
+    }
     if meta.model_version != model {
         return refuse(format!(
             "holds {} vectors, the encoder is {model}",

@@ -440,6 +440,24 @@ fn snapshots_round_trip_and_refuse_damage() {
         "{:?}",
         wrong.err()
     );
+    // A header whose counts would size allocations beyond the file is refused before anything
+    // is allocated (the checksum only comes at the end).
+    let good = std::fs::read(&path).expect("read");
+    for (at, huge) in [
+        (30usize, &(1u64 << 40).to_le_bytes()[..]),
+        (20, &u32::MAX.to_le_bytes()[..]),
+    ] {
+        let mut forged = good.clone();
+        forged[at..at + huge.len()].copy_from_slice(huge);
+        std::fs::write(&path, &forged).expect("write");
+        let refused = NativeHnsw::load(&path, NativeParams::new(16));
+        assert!(
+            matches!(refused, Err(IndexError::Snapshot { ref reason, .. }) if reason.contains("slots") || reason.contains("metadata")),
+            "{:?}",
+            refused.err()
+        );
+    }
+    std::fs::write(&path, &good).expect("restore");
     let mut bytes = std::fs::read(&path).expect("read");
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;

@@ -52,7 +52,7 @@ impl Store {
                 seq.to_be_bytes(),
             );
         }
-        self.db.write(batch)?;
+        self.commit(batch)?;
         Ok(in_batch.len())
     }
 

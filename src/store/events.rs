@@ -114,7 +114,7 @@ impl Store {
                 None => batch.delete_cf(self.cf(Family::Meta)?, key),
             }
         }
-        self.db.write(batch)?;
+        self.commit(batch)?;
         Ok(())
     }
 
@@ -168,7 +168,7 @@ impl Store {
             META_EVENT_COUNT,
             count.to_be_bytes(),
         );
-        self.db.write(batch)?;
+        self.commit(batch)?;
         self.next_seq.store(next, Ordering::Release);
         self.event_count.store(count, Ordering::Release);
         Ok(seqs)

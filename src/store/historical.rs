@@ -44,7 +44,7 @@ impl Store {
         for (id, record) in &merged {
             batch.put_cf(cf, id.as_bytes(), serde_json::to_vec(record)?);
         }
-        self.db.write(batch)?;
+        self.commit(batch)?;
         Ok((new, merged.into_values().collect()))
     }
 
@@ -86,6 +86,6 @@ impl Store {
             let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
             batch.put_cf(cf, text_vector_key(model, doc), bytes);
         }
-        Ok(self.db.write(batch)?)
+        Ok(self.commit(batch)?)
     }
 }

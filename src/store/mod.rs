@@ -36,6 +36,9 @@ pub use keys::{Family, window_state_key};
 
 const META_NEXT_SEQ: &[u8] = b"next_seq";
 const META_EVENT_COUNT: &[u8] = b"event_count";
+/// A random name given to a store when it is created: files kept beside it (the index snapshot)
+/// record it, so a store wiped and refilled is not mistaken for the one they were written from.
+const META_STORE_ID: &[u8] = b"store_id";
 
 /// A stored key and its value.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
@@ -98,6 +101,10 @@ pub struct Store {
     next_alert: AtomicU64,
     /// When set, every vector written is also queued in the mirror outbox, in the same batch.
     mirror: std::sync::atomic::AtomicBool,
+    /// See [`Store::identity`].
+    identity: String,
+    /// Whether a write returns only once RocksDB's log is on disk (`store.sync_writes`).
+    sync: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -137,6 +144,17 @@ impl Store {
             Some(item) => decode_u64(Family::Alerts, &item?.0)? + 1,
             None => 0,
         };
+        let meta = db
+            .cf_handle(Family::Meta.name())
+            .ok_or_else(|| missing_cf(Family::Meta))?;
+        let identity = match db.get_cf(meta, META_STORE_ID)? {
+            Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            None => {
+                let fresh = fresh_identity();
+                db.put_cf(meta, META_STORE_ID, fresh.as_bytes())?;
+                fresh
+            }
+        };
         let store = Self {
             db,
             next_seq: AtomicU64::new(next_seq),
@@ -144,6 +162,8 @@ impl Store {
             next_dead_letter: AtomicU64::new(next_dead_letter),
             next_alert: AtomicU64::new(next_alert),
             mirror: std::sync::atomic::AtomicBool::new(false),
+            identity,
+            sync: std::sync::atomic::AtomicBool::new(true),
         };
         let moved = store.migrate_weather_keys()?;
         if moved > 0 {
@@ -159,6 +179,25 @@ impl Store {
         self.db
             .cf_handle(family.name())
             .ok_or_else(|| missing_cf(family))
+    }
+
+    /// Whether every write returns only once it is in RocksDB's log on disk (`fsync`), so what
+    /// was acknowledged survives a power loss, not only a process crash. On by default.
+    pub fn set_sync_writes(&self, on: bool) {
+        self.sync.store(on, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Writes `batch` atomically; synced to disk when `set_sync_writes` is on. Every write of
+    /// the store goes through here.
+    fn commit(&self, batch: WriteBatch) -> Result<(), rocksdb::Error> {
+        let mut options = rocksdb::WriteOptions::default();
+        options.set_sync(self.sync.load(std::sync::atomic::Ordering::Acquire));
+        self.db.write_opt(batch, &options)
+    }
+
+    /// The store's random name, given when it was created and kept for its life.
+    pub fn identity(&self) -> &str {
+        &self.identity
     }
 
     /// A value from the meta column family.
@@ -183,7 +222,7 @@ impl Store {
         if ops.is_empty() {
             return Ok(());
         }
-        Ok(self.db.write(self.batch_of(ops)?)?)
+        Ok(self.commit(self.batch_of(ops)?)?)
     }
 
     /// Every entry of a column family in key order, for tests and tools that compare whole
@@ -255,4 +294,21 @@ fn decode_json<T: for<'de> Deserialize<'de>>(
         cf: family.name(),
         reason: e.to_string(),
     })
+}
+
+/// 128 random bits as hex, from the standard library's per-process random hash keys and the
+/// clock (an identity, not a secret).
+fn fresh_identity() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let word = |salt: u8| {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(nanos);
+        hasher.write_u8(salt);
+        hasher.write_u32(std::process::id());
+        hasher.finish()
+    };
+    format!("{:016x}{:016x}", word(0), word(1))
 }

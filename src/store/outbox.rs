@@ -38,11 +38,11 @@ impl Store {
                 queued += 1;
             }
             if batch.len() >= 10_000 {
-                self.db.write(std::mem::take(&mut batch))?;
+                self.commit(std::mem::take(&mut batch))?;
             }
         }
         batch.put_cf(self.cf(Family::Meta)?, done, []);
-        self.db.write(batch)?;
+        self.commit(batch)?;
         Ok(queued)
     }
 
@@ -74,7 +74,7 @@ impl Store {
         for (seq, model) in entries {
             batch.delete_cf(self.cf(Family::MirrorOutbox)?, vector_key(*seq, model));
         }
-        self.db.write(batch)?;
+        self.commit(batch)?;
         Ok(())
     }
 }

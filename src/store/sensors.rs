@@ -35,7 +35,7 @@ impl Store {
             );
             batch.put_cf(self.cf(Family::Sensors)?, key, json);
         }
-        Ok(self.db.write(batch)?)
+        Ok(self.commit(batch)?)
     }
 
     /// Sensor readings in one 0.1° cell observed within `[from_ms, to_ms]`.

@@ -18,7 +18,7 @@ impl Store {
                 serde_json::to_vec(station)?,
             );
         }
-        Ok(self.db.write(batch)?)
+        Ok(self.commit(batch)?)
     }
 
     /// Every stored station.
@@ -45,7 +45,7 @@ impl Store {
                 serde_json::to_vec(obs)?,
             );
         }
-        Ok(self.db.write(batch)?)
+        Ok(self.commit(batch)?)
     }
 
     /// The observation of `station` valid from exactly `valid_from` (epoch ms).
@@ -106,7 +106,7 @@ impl Store {
             moved += 1;
         }
         if moved > 0 {
-            self.db.write(batch)?;
+            self.commit(batch)?;
         }
         Ok(moved)
     }

@@ -416,6 +416,51 @@ fn a_restart_keeps_every_event_and_gives_the_same_neighbours() {
 }
 
 #[test]
+fn a_snapshot_left_beside_a_wiped_and_refilled_store_is_not_used() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let text = std::fs::read_to_string(sample("fire_archive_M6_96619.csv")).expect("archive");
+    let lines: Vec<&str> = text.lines().collect();
+    let part = |name: &str, rows: std::ops::Range<usize>| {
+        let path = dir.path().join(name);
+        let mut body = vec![lines[0]];
+        body.extend(&lines[rows]);
+        std::fs::write(&path, body.join("\n")).expect("part");
+        path
+    };
+    let (first, second) = (part("first.csv", 1..201), part("second.csv", 5001..5301));
+    // Without the search index's builder thread, which keeps the store open a while after a
+    // service is dropped.
+    let open = |files: &[std::path::PathBuf]| {
+        let mut settings = super::support::settings(dir.path());
+        settings.search.enabled = false;
+        firesight::app::Service::open(settings, files, false).expect("service opens")
+    };
+    {
+        let service = open(&[first]);
+        assert_eq!(service.store.event_count(), 200);
+        assert!(service.save_index().expect("snapshot"));
+    }
+    // The store is wiped and refilled with other, more detections; the old snapshot stays
+    // beside it and covers fewer sequence numbers than the new store holds.
+    // (While the new store is filling, the snapshot is newer than it and refused; the next
+    // start finds a store longer than the snapshot.)
+    std::fs::remove_dir_all(dir.path().join("db")).expect("wipe");
+    drop(open(&[second]));
+    let service = open(&[]);
+    assert_eq!(service.store.event_count(), 300);
+    assert_eq!(
+        service.index().len(),
+        300,
+        "the index holds the new store's events only, not the old snapshot's"
+    );
+    for stored in service.store.vectors().expect("vectors") {
+        let stored = stored.expect("vector");
+        let hit = &service.index().search(&stored.vector, 1).expect("search")[0];
+        assert_eq!(hit.distance, 0.0, "{} finds itself", stored.event_id);
+    }
+}
+
+#[test]
 fn a_malformed_line_is_rejected_and_the_rest_accepted() {
     let dir = tempfile::TempDir::new().expect("tempdir");
     let service = open(dir.path(), &[]);

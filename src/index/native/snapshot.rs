@@ -158,6 +158,9 @@ impl NativeHnsw {
     pub fn load(path: &Path, params: NativeParams) -> Result<(Self, Vec<u8>), IndexError> {
         let io = |e: std::io::Error| broken(path, e);
         let file = File::open(path).map_err(io)?;
+        // Counts in the header are checked against the file's size before anything is sized by
+        // them: the checksum is only known once everything has been read.
+        let file_len = file.metadata().map_err(io)?.len();
         let mut r = Checked {
             inner: BufReader::with_capacity(1 << 20, file),
             crc: crc32fast::Hasher::new(),
@@ -188,12 +191,30 @@ impl NativeHnsw {
                 ),
             ));
         }
+        if meta_len as u64 > file_len {
+            return Err(broken(
+                path,
+                format!("metadata of {meta_len} bytes in a file of {file_len}"),
+            ));
+        }
         let engine = Self::new(params);
         let mut core = Core::empty();
         core.max_level = r.u8().map_err(io)?;
         let entry = r.u32().map_err(io)?;
         core.entry = (entry != NO_ENTRY).then_some(entry);
-        let slots = r.u64().map_err(io)? as usize;
+        let slots = r.u64().map_err(io)?;
+        // Each slot takes at least its id, attributes, level, state, vector and one link count.
+        let per_slot = 8 + 26 + 1 + 1 + 4 * dim as u64 + 4;
+        if slots > file_len / per_slot {
+            return Err(broken(
+                path,
+                format!(
+                    "the header claims {slots} slots; a file of {file_len} bytes holds at most {}",
+                    file_len / per_slot
+                ),
+            ));
+        }
+        let slots = slots as usize;
         let mut meta = vec![0u8; meta_len];
         r.inner.read_exact(&mut meta).map_err(io)?;
         r.crc.update(&meta);
