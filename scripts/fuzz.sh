@@ -3,6 +3,7 @@
 # --sanitizer none), seeded from the real files, each target under a 256 MiB memory limit.
 #   scripts/fuzz.sh            a short run of every target (CI: 12 s each)
 #   scripts/fuzz.sh 1800       a long run by hand (30 minutes each)
+#   FUZZ_TARGETS=kafka_codec scripts/fuzz.sh 60   one target
 # The corpus grows across runs outside the clone; a crash stops the run, is saved under
 # fuzz/artifacts/<target>/, and becomes a unit test once fixed. The last lines per target are
 # libFuzzer's final statistics (executions, corpus size, peak RSS).
@@ -37,7 +38,65 @@ printf '\x01\x30\x00{"station_id":1019,"station_name":"KALUMBURU","date":"2019-0
 printf '\x02\x30\x00{"sensor_id":"s-1","latitude":-33.9,"longitude":151.2,"observed_at":"2019-11-08T03:00:00Z","temperature_c":41.5,"humidity_pct":9.0,"pm25_ugm3":310.0,"wind_kmh":null}\n' >"$WORK/corpus/ndjson/seed-sensor"
 printf '\x03\x30\x00{"id":1019,"name":"KALUMBURU","region":"WA","latitude":-14.30,"longitude":126.64,"height_m":23.0}\n' >"$WORK/corpus/ndjson/seed-station"
 
-for target in firms_csv bom_weather bom_stations ndjson calfire; do
+# kafka_codec: each NDJSON seed as a JSON record, and the same record Confluent-framed in Avro
+# under its bundled schema id (encoded here from the schema files).
+mkdir -p "$WORK/corpus/kafka_codec"
+python3 - "$WORK/corpus" <<'PY'
+import json, struct, sys, datetime
+corpus = sys.argv[1]
+def zigzag(n):
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+def millis(text):
+    return int(datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+def value(kind, v):
+    if isinstance(kind, list):
+        if v is None:
+            return zigzag(kind.index("null"))
+        branch = next(i for i, k in enumerate(kind) if k != "null")
+        return zigzag(branch) + value(kind[branch], v)
+    if isinstance(kind, dict):
+        if kind.get("logicalType") == "timestamp-millis":
+            return zigzag(millis(v))
+        if kind.get("logicalType") == "date":
+            return zigzag((datetime.date.fromisoformat(v) - datetime.date(1970, 1, 1)).days)
+        return value(kind["type"], v)
+    if kind == "double":
+        return struct.pack("<d", float(v))
+    if kind == "float":
+        return struct.pack("<f", float(v))
+    if kind in ("int", "long"):
+        return zigzag(int(v))
+    if kind == "boolean":
+        return b"\x01" if v else b"\x00"
+    if kind == "string":
+        data = str(v).encode()
+        return zigzag(len(data)) + data
+    raise ValueError(kind)
+for seed, kind_byte, schema, schema_id in [
+    ("detection", 0, "fire_detection_v1", 3),
+    ("weather", 1, "weather_observation_v2", 6),
+    ("sensor", 2, "sensor_reading_v1", 5),
+]:
+    raw = open(f"{corpus}/ndjson/seed-{seed}", "rb").read()[3:].strip()
+    record = json.loads(raw)
+    fields = json.load(open(f"schemas/{schema}.avsc"))["fields"]
+    datum = b"".join(value(f["type"], record.get(f["name"])) for f in fields)
+    with open(f"{corpus}/kafka_codec/seed-{seed}-json", "wb") as out:
+        out.write(bytes([kind_byte]) + raw)
+    with open(f"{corpus}/kafka_codec/seed-{seed}-avro", "wb") as out:
+        out.write(bytes([kind_byte, 0]) + struct.pack(">I", schema_id) + datum)
+PY
+
+for target in ${FUZZ_TARGETS:-firms_csv bom_weather bom_stations ndjson calfire kafka_codec}; do
   echo "== $target (${SECONDS_EACH} s)"
   "$CARGO_FUZZ" fuzz run --sanitizer none "$target" "$WORK/corpus/$target" -- \
     -max_total_time="$SECONDS_EACH" -rss_limit_mb=256 -malloc_limit_mb=256 -max_len=16384 \

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use firesight::event::FireDetection;
-use firesight::stream::kafka::codec::{FIRE_DETECTION_ID, Schemas};
+use firesight::stream::kafka::codec::{FIRE_DETECTION_ID, Schemas, WithRegistry};
 
 use super::broker::Broker;
 use super::kafka::{Replay, replay_archive};

@@ -14,8 +14,8 @@ use chrono::{DateTime, NaiveDate};
 use serde::Deserialize;
 use serde_json::{Map, Number, Value as Json};
 
+use crate::decode::{JsonEvent, json_error};
 use crate::event::{FieldError, FireDetection, FireEventV2, SensorReading, WeatherObservation};
-use crate::stream::decode::{JsonEvent, json_error};
 
 /// The magic byte that opens a Confluent-framed record.
 pub const MAGIC: u8 = 0;
@@ -83,7 +83,7 @@ pub enum SchemaError {
     Unreachable(String),
 }
 
-/// Schema ids → schemas: the bundled fixed ids, or a schema registry's REST API (cached).
+/// Schema ids → schemas: the bundled fixed ids, or a schema registry's (cached).
 pub struct Schemas {
     fixed: HashMap<u32, Arc<Schema>>,
     readers: Readers,
@@ -100,10 +100,17 @@ pub struct Readers {
     sensor: Arc<Schema>,
 }
 
+/// Where schema ids resolve beyond the bundled ones: a schema registry. The service implements
+/// it over HTTP (`stream::kafka::registry`); this crate only caches what it answers.
+pub trait SchemaSource: Send + Sync {
+    /// The writer schema registered under `id`, or `None` when the registry has no such id.
+    fn fetch(&self, id: u32) -> Result<Option<Arc<Schema>>, SchemaError>;
+    /// Registers `schema` under `subject` and returns its id.
+    fn register(&self, subject: &str, schema: &str) -> Result<u32, SchemaError>;
+}
+
 struct Remote {
-    url: String,
-    client: reqwest::Client,
-    runtime: tokio::runtime::Handle,
+    source: Box<dyn SchemaSource>,
     cache: Mutex<HashMap<u32, Option<Arc<Schema>>>>,
 }
 
@@ -165,39 +172,19 @@ impl Schemas {
                 .ok_or_else(|| {
                     SchemaError::Bundled("fire_event_v2.avsc".into(), "not bundled".into())
                 })?;
-            // The caller may be on the runtime's own thread, where blocking on it would panic.
-            self.output_id = std::thread::scope(|scope| {
-                scope
-                    .spawn(|| remote.runtime.block_on(remote.register(subject, text)))
-                    .join()
-                    .unwrap_or_else(|_| {
-                        Err(SchemaError::Unreachable(
-                            "registration thread panicked".into(),
-                        ))
-                    })
-            })?;
+            self.output_id = remote.source.register(subject, text)?;
         }
         Ok(self.output_id)
     }
 
-    /// Resolves ids through a schema registry at `url` (Confluent REST: `GET /schemas/ids/{id}`),
-    /// caching each answer; FireSight's reader schemas stay the bundled ones.
-    pub fn with_registry(
-        mut self,
-        url: &str,
-        runtime: tokio::runtime::Handle,
-    ) -> Result<Self, SchemaError> {
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .build()
-            .map_err(|e| SchemaError::Unreachable(e.to_string()))?;
+    /// Resolves ids unknown to the bundle through `source` (a schema registry), caching each
+    /// answer; FireSight's reader schemas stay the bundled ones.
+    pub fn with_source(mut self, source: Box<dyn SchemaSource>) -> Self {
         self.remote = Some(Remote {
-            url: url.trim_end_matches('/').to_owned(),
-            client,
-            runtime,
+            source,
             cache: Mutex::new(HashMap::new()),
         });
-        Ok(self)
+        self
     }
 
     fn lookup(&self, id: u32) -> Result<Lookup, SchemaError> {
@@ -215,7 +202,7 @@ impl Schemas {
         {
             return Ok(known.clone().map_or(Lookup::Unknown, Lookup::Found));
         }
-        let fetched = remote.runtime.block_on(remote.fetch(id))?;
+        let fetched = remote.source.fetch(id)?;
         remote
             .cache
             .lock()
@@ -327,52 +314,6 @@ pub fn frame(id: u32, datum: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&id.to_be_bytes());
     out.extend_from_slice(datum);
     out
-}
-
-impl Remote {
-    async fn register(&self, subject: &str, schema: &str) -> Result<u32, SchemaError> {
-        #[derive(Deserialize)]
-        struct Answer {
-            id: u32,
-        }
-        let url = format!("{}/subjects/{subject}/versions", self.url);
-        let unreachable = |e: reqwest::Error| SchemaError::Unreachable(format!("{url}: {e}"));
-        let response = self
-            .client
-            .post(&url)
-            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
-            .json(&serde_json::json!({ "schema": schema }))
-            .send()
-            .await
-            .map_err(unreachable)?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(SchemaError::Unreachable(format!(
-                "{url}: registering the enriched schema answered {status}: {body}"
-            )));
-        }
-        let answer: Answer = response.json().await.map_err(unreachable)?;
-        Ok(answer.id)
-    }
-
-    async fn fetch(&self, id: u32) -> Result<Option<Arc<Schema>>, SchemaError> {
-        #[derive(Deserialize)]
-        struct Answer {
-            schema: String,
-        }
-        let url = format!("{}/schemas/ids/{id}", self.url);
-        let unreachable = |e: reqwest::Error| SchemaError::Unreachable(format!("{url}: {e}"));
-        let response = self.client.get(&url).send().await.map_err(unreachable)?;
-        if response.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        let response = response.error_for_status().map_err(unreachable)?;
-        let answer: Answer = response.json().await.map_err(unreachable)?;
-        Schema::parse_str(&answer.schema)
-            .map(|s| Some(Arc::new(s)))
-            .map_err(|e| SchemaError::Unreachable(format!("{url}: schema does not parse: {e}")))
-    }
 }
 
 /// Why an input record was refused.

@@ -14,7 +14,12 @@
 //! `rebalance` (assignment and the changelog restore), `state` (window state in the store),
 //! `outputs` (what a run queues), `drain` (publishing the outbox) and `config` (client settings).
 
-pub mod codec;
+/// Record formats on the topics: `firesight_core::codec`, with the registry client's
+/// [`WithRegistry`](registry::WithRegistry) beside it.
+pub mod codec {
+    pub use super::registry::WithRegistry;
+    pub use firesight_core::codec::*;
+}
 mod config;
 mod drain;
 mod granules;
@@ -22,6 +27,7 @@ pub mod outbox;
 mod outputs;
 mod processor;
 mod rebalance;
+mod registry;
 mod state;
 mod tables;
 
@@ -34,7 +40,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::BaseProducer;
 
-use self::codec::Schemas;
+use self::codec::{Schemas, WithRegistry};
 use self::config::{client_config, consumer_config};
 use self::drain::{Acks, DRAIN_TIMEOUT, drain};
 use self::outbox::Outbox;
