@@ -114,6 +114,7 @@ impl LineSplitter {
 /// A CSV input decoded line by line with the format `D` chosen by its header.
 pub struct CsvStream<D: RecordDecoder> {
     splitter: LineSplitter,
+    parser: LineParser,
     decoder: Option<D>,
     header_error: Option<FieldError>,
 }
@@ -122,6 +123,7 @@ impl<D: RecordDecoder> Default for CsvStream<D> {
     fn default() -> Self {
         Self {
             splitter: LineSplitter::default(),
+            parser: LineParser::default(),
             decoder: None,
             header_error: None,
         }
@@ -152,7 +154,7 @@ impl<D: RecordDecoder> CsvStream<D> {
         if text.trim().is_empty() {
             return;
         }
-        let record = match parse_record(line, text) {
+        let record = match self.parser.parse(line, text) {
             Ok(record) => record,
             Err(error) => {
                 if self.decoder.is_none() {
@@ -219,22 +221,97 @@ impl<D: RecordDecoder> StreamDecoder for CsvStream<D> {
 }
 
 /// Parses one physical line as a CSV record.
-fn parse_record(line: u64, text: &str) -> Result<csv::StringRecord, FieldError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(text.as_bytes());
-    let mut record = csv::StringRecord::new();
-    match reader.read_record(&mut record) {
-        Ok(true) => Ok(record),
-        Ok(false) => Err(FieldError::new(line, "line", "no CSV record on the line")),
-        Err(e) => Err(FieldError::new(line, "line", format!("not valid CSV: {e}"))),
+/// Parses one line as a CSV record (RFC 4180 quoting, as the `csv` crate reads it, a leading
+/// byte-order mark dropped), with buffers kept across lines: building a `csv` reader per line
+/// cost more than the parse.
+struct LineParser {
+    reader: csv_core::Reader,
+    fields: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Default for LineParser {
+    fn default() -> Self {
+        Self {
+            // `Reader::new`, not `Reader::default`: the derived default has no delimiter or quote.
+            reader: csv_core::Reader::new(),
+            fields: Vec::new(),
+            ends: Vec::new(),
+        }
+    }
+}
+
+impl LineParser {
+    fn parse(&mut self, line: u64, text: &str) -> Result<csv::StringRecord, FieldError> {
+        let input = text.strip_prefix('\u{feff}').unwrap_or(text).as_bytes();
+        self.reader.reset();
+        // A field is never longer than the line, and there are at most one more fields than bytes.
+        self.fields.resize(input.len(), 0);
+        self.ends.resize(input.len() + 1, 0);
+        let (mut read, mut written, mut ended) = (0, 0, 0);
+        loop {
+            let (result, nin, nout, nend) = self.reader.read_record(
+                &input[read..],
+                &mut self.fields[written..],
+                &mut self.ends[ended..],
+            );
+            read += nin;
+            written += nout;
+            ended += nend;
+            match result {
+                csv_core::ReadRecordResult::Record => break,
+                csv_core::ReadRecordResult::End => {
+                    return Err(FieldError::new(line, "line", "no CSV record on the line"));
+                }
+                // All input given: the next call, with none, ends the record.
+                csv_core::ReadRecordResult::InputEmpty => {}
+                csv_core::ReadRecordResult::OutputFull
+                | csv_core::ReadRecordResult::OutputEndsFull => {
+                    return Err(FieldError::new(line, "line", "not valid CSV"));
+                }
+            }
+        }
+        let mut record = csv::ByteRecord::with_capacity(written, ended);
+        let mut start = 0;
+        for &end in &self.ends[..ended] {
+            record.push_field(&self.fields[start..end]);
+            start = end;
+        }
+        csv::StringRecord::from_byte_record(record)
+            .map_err(|e| FieldError::new(line, "line", format!("not valid CSV: {e}")))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The parser kept across lines reads a line as the `csv` crate's own reader does.
+    #[test]
+    fn the_line_parser_reads_lines_as_the_csv_crate_does() {
+        let lines = [
+            "latitude,longitude,brightness,scan,track,acq_date,acq_time,satellite",
+            "-11.807,142.0583,313,1,1,2019-08-01,0056,Terra",
+            "\u{feff}latitude,longitude",
+            "a,,\"b,c\",\"say \"\"hi\"\"\",",
+            "\"unclosed,quote",
+            " spaced , cells ",
+            ",",
+            "x",
+            "é,ü,\"ß\"",
+        ];
+        let mut parser = LineParser::default();
+        for (i, line) in lines.iter().enumerate() {
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .from_reader(line.as_bytes());
+            let mut expected = csv::StringRecord::new();
+            assert!(reader.read_record(&mut expected).expect("csv reads it"));
+            let got = parser.parse(i as u64 + 1, line).expect("parsed");
+            assert_eq!(got, expected, "line {line:?}");
+        }
+    }
 
     #[test]
     fn lines_split_across_chunks_and_crlf() {
