@@ -11,7 +11,7 @@
 //! (a producer may be writing it), so the granule also waits until it was first read
 //! `kafka.granule_grace_ms` ago. Granules go on oldest first, whole, about `kafka.max_batch`
 //! records at a time. When nothing was read for the grace, or more than `HOLD_BATCHES` batches
-//! are held, the waiting is waived (the order is kept).
+//! or `HOLD_BYTES` of payload are held, the waiting is waived (the order is kept).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -23,6 +23,9 @@ use super::processor::Polled;
 /// partition's fetched records (up to `max.partition.fetch.bytes`) before the next one's, so
 /// the bound must span several partitions' fetches.
 const HOLD_BATCHES: usize = 64;
+/// Most payload bytes held: records may be up to `kafka.max_record_bytes` each, so a count alone
+/// would let a few large ones hold gigabytes.
+const HOLD_BYTES: usize = 64 * 1024 * 1024;
 
 /// Where one detections partition has been read to.
 #[derive(Debug, Default, Clone, Copy)]
@@ -89,7 +92,10 @@ impl Gate {
         let aged = |since: Instant| now.saturating_duration_since(since) >= grace;
         // Nothing read for the grace: what is held is as whole as it will get. Past the bound,
         // memory comes first. Either way the rest goes on, still oldest first.
-        let waive = self.last_read.is_none_or(aged) || records.len() > HOLD_BATCHES * max_batch;
+        let held_bytes: usize = records.iter().map(|(_, r)| r.payload.len()).sum();
+        let waive = self.last_read.is_none_or(aged)
+            || records.len() > HOLD_BATCHES * max_batch
+            || held_bytes > HOLD_BYTES;
         // The oldest granule a partition being read was last seen in; a partition assigned but
         // not read yet could hold any granule (`i64::MIN`: nothing goes on).
         let reading = self
@@ -313,6 +319,23 @@ mod tests {
         assert_eq!(offsets(&passed), vec![(0, 3), (0, 4)]);
         let passed = gate.pass(Vec::new(), &[], 2, t0);
         assert!(passed.is_empty(), "4 is the partition's newest: it waits");
+    }
+
+    #[test]
+    fn large_records_are_held_up_to_a_byte_bound_not_only_a_count() {
+        let now = Instant::now();
+        let mut gate = Gate::new(GRACE);
+        let big = |offset: i64| {
+            let (granule, mut record) = record(0, offset, 42);
+            record.payload = vec![b' '; 1 << 20];
+            (granule, record)
+        };
+        // 63 MiB of one granule waits (the partition may hold more of it); 65 MiB does not.
+        assert!(
+            gate.pass((0..63).map(big).collect(), &[], 1000, now)
+                .is_empty()
+        );
+        assert_eq!(gate.pass(vec![big(63), big(64)], &[], 1000, now).len(), 65);
     }
 
     #[test]
