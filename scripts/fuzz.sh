@@ -12,7 +12,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SECONDS_EACH="${1:-12}"
 CARGO_FUZZ="$(scripts/setup-fuzz.sh)"
 WORK="${FIRESIGHT_FUZZ_DIR:-/var/cache/firesight/fuzz}"
-mkdir -p "$WORK"
+if ! mkdir -p "$WORK" 2>/dev/null || [ ! -w "$WORK" ]; then
+  WORK="${FIRESIGHT_CACHE:-$HOME/.cache/firesight}/fuzz"
+  mkdir -p "$WORK"
+fi
 # Its own target directory: fuzz builds use other compiler flags than the service's.
 export CARGO_TARGET_DIR="$WORK/target"
 SHARED="${FIRESIGHT_SHARED_DATA:-../shared/data}"
