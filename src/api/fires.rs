@@ -5,10 +5,13 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use super::params::Params;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, geojson};
 use crate::event::{FireDetection, FireEventV2};
 use crate::index::{Neighbour, SearchFilter};
 use crate::patterns::Explanation;
@@ -29,21 +32,28 @@ pub struct FirePage {
     pub next_cursor: Option<String>,
 }
 
-/// `GET /v1/fires?limit=&from=&to=&cursor=`.
+/// Events one page may look at when a `bbox` filters them out: a page that matches little ends
+/// early with a cursor to go on from, so no request scans the whole store.
+const MAX_SCANNED_PER_PAGE: usize = 50_000;
+
+/// `GET /v1/fires?limit=&from=&to=&bbox=&cursor=&f=`.
 #[utoipa::path(get, path = "/v1/fires", tag = "fires",
     params(
         ("limit" = Option<usize>, Query, description = "Page size, 1 to api.max_page_size (default 50)", minimum = 1, maximum = 1000),
         ("from" = Option<crate::api::openapi::TimeBound>, Query, description = "Earliest detection: RFC 3339 or YYYY-MM-DD"),
         ("to" = Option<crate::api::openapi::TimeBound>, Query, description = "Latest detection: RFC 3339 or YYYY-MM-DD"),
+        ("bbox" = Option<String>, Query, description = "Only detections inside `min_lon,min_lat,max_lon,max_lat` (west > east crosses the antimeridian). A page looks at no more than 50,000 events, so a bbox that matches little can give a short page with a `next_cursor`"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page", pattern = "^([0-9a-fA-F]{2}){8,}$"),
+        ("f" = Option<String>, Query, description = "`geojson` for a FeatureCollection of points (also by `Accept: application/geo+json`), `json` (default)"),
     ),
-    responses((status = 200, description = "Events, newest first", body = FirePage), crate::api::openapi::CommonErrors),
+    responses((status = 200, description = "Events, newest first (JSON, or GeoJSON points)", body = FirePage), crate::api::openapi::CommonErrors),
     security((), ("api_key" = [])))]
 pub async fn list(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Query(raw): Query<Vec<(String, String)>>,
-) -> Result<Json<FirePage>, ApiError> {
-    let params = Params::new(raw, &["limit", "from", "to", "cursor"])?;
+) -> Result<Response, ApiError> {
+    let params = Params::new(raw, &["limit", "from", "to", "bbox", "cursor", "f"])?;
     let limit = params.bounded("limit", DEFAULT_PAGE, 1, state.settings.max_page_size)?;
     let from = params
         .time("from", false)?
@@ -54,6 +64,8 @@ pub async fn list(
     if from > to {
         return Err(ApiError::bad("from", "must not be after `to`"));
     }
+    let bbox = params.bbox()?;
+    let as_geojson = geojson::wanted(&params, &headers)?;
     let cursor = params.text("cursor").map(str::to_owned);
     if let Some(c) = &cursor
         && (c.is_empty()
@@ -67,31 +79,58 @@ pub async fn list(
         ));
     }
     let store = state.store.clone();
-    let page =
-        tokio::task::spawn_blocking(move || store.list_events(from, to, cursor.as_deref(), limit))
-            .await??;
+    let page = tokio::task::spawn_blocking(move || match bbox {
+        None => store.list_events(from, to, cursor.as_deref(), limit),
+        Some(b) => store.list_events_where(
+            from,
+            to,
+            cursor.as_deref(),
+            limit,
+            MAX_SCANNED_PER_PAGE,
+            |e| b.contains(e.location.latitude as f32, e.location.longitude as f32),
+        ),
+    })
+    .await??;
+    if as_geojson {
+        let features = page.events.iter().map(geojson::fire_feature).collect();
+        return Ok(geojson::response(&geojson::collection(
+            features,
+            json!({"next_cursor": page.next_cursor}),
+        )));
+    }
     Ok(Json(FirePage {
         items: page.events,
         next_cursor: page.next_cursor,
-    }))
+    })
+    .into_response())
 }
 
 /// `GET /v1/fires/{id}`: the stored `FireEventV2`.
 #[utoipa::path(get, path = "/v1/fires/{id}", tag = "fires",
-    params(("id" = String, Path, description = "Event id (`fd_...`)")),
-    responses((status = 200, description = "The stored FireEventV2", body = FireEventV2), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 404, description = "Not found", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
+    params(("id" = String, Path, description = "Event id (`fd_...`)"),
+        ("f" = Option<String>, Query, description = "`geojson` for a Point Feature with flat properties (also by `Accept: application/geo+json`)")),
+    responses((status = 200, description = "The stored FireEventV2 (or a GeoJSON Feature)", body = FireEventV2), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 404, description = "Not found", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
     security((), ("api_key" = [])))]
 pub async fn get_one(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<FireEventV2>, ApiError> {
+    Query(raw): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let params = Params::new(raw, &["f"])?;
+    let as_geojson = geojson::wanted(&params, &headers)?;
     let store = state.store.clone();
     let lookup = id.clone();
-    let event = tokio::task::spawn_blocking(move || store.event(&lookup)).await??;
-    event.map(Json).ok_or(ApiError::NotFound {
-        what: "fire event",
-        id,
-    })
+    let event = tokio::task::spawn_blocking(move || store.event(&lookup))
+        .await??
+        .ok_or(ApiError::NotFound {
+            what: "fire event",
+            id,
+        })?;
+    if as_geojson {
+        return Ok(geojson::response(&geojson::fire_feature(&event)));
+    }
+    Ok(Json(event).into_response())
 }
 
 /// The answer to a similarity query.
@@ -171,16 +210,22 @@ impl From<&FireEventV2> for FireSummary {
         ("explain" = Option<bool>, Query, description = "Say which features separate each match from the query"),
         crate::api::openapi::WindowFilters,
         ("incident" = Option<String>, Query, description = "Only events of this incident", min_length = 1),
+        ("f" = Option<String>, Query, description = "`geojson` for a FeatureCollection of the neighbours as points (also by `Accept: application/geo+json`), `json` (default)"),
     ),
-    responses((status = 200, description = "Nearest first, the event itself excluded", body = SimilarResponse), (status = 404, description = "Not found", body = crate::api::error::ErrorBody), (status = 502, description = "The query backend (Weaviate) failed", body = crate::api::error::ErrorBody), crate::api::openapi::CommonErrors),
+    responses((status = 200, description = "Nearest first, the event itself excluded (JSON, or GeoJSON points)", body = SimilarResponse), (status = 404, description = "Not found", body = crate::api::error::ErrorBody), (status = 502, description = "The query backend (Weaviate) failed", body = crate::api::error::ErrorBody), crate::api::openapi::CommonErrors),
     security((), ("api_key" = [])))]
 pub async fn similar_to_event(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Path(id): Path<String>,
     Query(raw): Query<Vec<(String, String)>>,
-) -> Result<Json<SimilarResponse>, ApiError> {
-    let known: Vec<&str> = ["k", "explain"].into_iter().chain(FILTER_PARAMS).collect();
+) -> Result<Response, ApiError> {
+    let known: Vec<&str> = ["k", "explain", "f"]
+        .into_iter()
+        .chain(FILTER_PARAMS)
+        .collect();
     let params = Params::new(raw, &known)?;
+    let as_geojson = geojson::wanted(&params, &headers)?;
     let k = params.bounded("k", DEFAULT_K, 1, state.settings.max_k)?;
     let explain = params.flag("explain")?;
     let filter = params.filter()?;
@@ -191,7 +236,7 @@ pub async fn similar_to_event(
             let query = lookup_event(&state, &id).await?;
             response.neighbours = explained(&state, query, response.neighbours).await?;
         }
-        return Ok(Json(response));
+        return Ok(similar_answer(response, as_geojson));
     }
     let response = tokio::task::spawn_blocking(move || {
         let seq = state.store.seq_of(&id)?.ok_or_else(|| ApiError::NotFound {
@@ -219,7 +264,43 @@ pub async fn similar_to_event(
         })
     })
     .await??;
-    Ok(Json(response))
+    Ok(similar_answer(response, as_geojson))
+}
+
+/// A similarity answer as JSON, or as GeoJSON: one Point per neighbour, nearest first, with its
+/// rank, distance, summary and (when asked) the explanation as properties.
+fn similar_answer(response: SimilarResponse, as_geojson: bool) -> Response {
+    if !as_geojson {
+        return Json(response).into_response();
+    }
+    let features = response
+        .neighbours
+        .iter()
+        .enumerate()
+        .map(|(rank, n)| {
+            let s = &n.summary;
+            let point = json!({"type": "Point", "coordinates": [s.longitude, s.latitude]});
+            let mut properties = json!({
+                "rank": rank + 1,
+                "event_id": n.event_id,
+                "distance": n.distance,
+                "detection_time": s.detection_time,
+                "satellite": s.satellite,
+                "frp_mw": s.frp_mw,
+                "confidence": s.confidence,
+                "weather_station": s.weather_station,
+                "max_temp_c": s.max_temp_c,
+            });
+            if let (Some(explain), Some(map)) = (&n.explain, properties.as_object_mut()) {
+                map.insert("explain".into(), json!(explain));
+            }
+            geojson::feature(&n.event_id, point, properties, &[])
+        })
+        .collect();
+    geojson::response(&geojson::collection(
+        features,
+        json!({"model_version": response.model_version, "query_event_id": response.query_event_id}),
+    ))
 }
 
 /// Body of `POST /v1/similar`: exactly one of `vector` and `detection`.

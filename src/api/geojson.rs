@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::ApiError;
 use super::params::Params;
+use crate::event::FireEventV2;
 
 /// The GeoJSON media type.
 pub const MEDIA_TYPE: &str = "application/geo+json";
@@ -63,6 +64,52 @@ pub fn feature(id: &str, geometry: Value, properties: Value, drop: &[&str]) -> V
         }
     }
     json!({"type": "Feature", "id": id, "geometry": geometry, "properties": properties})
+}
+
+/// A detection as a Point Feature with flat properties (what GIS tools show as attribute
+/// columns): the event's source, time, fire characteristics, the joined weather, the rule
+/// anomalies and each model output as `<model>.<name>`.
+pub fn fire_feature(event: &FireEventV2) -> Value {
+    let time = chrono::DateTime::from_timestamp_millis(event.detection_time).unwrap_or_default();
+    let fire = &event.fire_characteristics;
+    let mut properties = json!({
+        "event_id": event.event_id,
+        "detection_time": time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "satellite": event.source.satellite,
+        "instrument": event.source.instrument,
+        "provider": event.source.provider,
+        "frp_mw": fire.frp_mw,
+        "brightness_k": fire.brightness_k,
+        "brightness_background_k": fire.brightness_background_k,
+        "scan_km": fire.scan_km,
+        "track_km": fire.track_km,
+        "confidence": fire.confidence,
+        "confidence_percent": fire.confidence_percent,
+        "daytime": fire.daytime,
+        "weather_status": event.weather_status,
+    });
+    let map = properties.as_object_mut().expect("an object literal");
+    if let Some(w) = &event.weather_conditions {
+        map.insert("station_name".into(), json!(w.station_name));
+        map.insert("station_distance_km".into(), json!(w.distance_km));
+        map.insert("weather_age_hours".into(), json!(w.age_hours));
+        map.insert("max_temp_c".into(), json!(w.max_temp_c));
+        map.insert("rain_mm".into(), json!(w.rain_mm));
+        map.insert("rh_3pm_pct".into(), json!(w.rh_3pm_pct));
+        map.insert("wind_3pm_kmh".into(), json!(w.wind_3pm_kmh));
+        map.insert("max_gust_kmh".into(), json!(w.max_gust_kmh));
+    }
+    if let Some(impact) = &event.impact_assessment {
+        map.insert("anomalies".into(), json!(impact.anomalies.join(",")));
+    }
+    for p in event.ml_predictions.iter().flatten() {
+        map.insert(format!("{}.{}", p.model, p.name), json!(p.value));
+    }
+    let point = json!({
+        "type": "Point",
+        "coordinates": [event.location.longitude, event.location.latitude],
+    });
+    json!({"type": "Feature", "id": event.event_id, "geometry": point, "properties": properties})
 }
 
 /// A FeatureCollection of `features`, with extra foreign members (paging).

@@ -185,13 +185,6 @@ pub async fn list(
     Query(raw): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     let params = Params::new(raw, &LIST_PARAMS)?;
-    let min_size = params.bounded("min_size", 1u64, 1, 100_000_000)?;
-    let limit = params.bounded("limit", 50usize, 1, state.settings.max_page_size)?;
-    let offset = params.bounded("cursor", 0usize, 0, 999_999_999)?;
-    let members = params.flag("members")?;
-    let with_static = params.text("static").is_none() || params.flag("static")?;
-    let statuses = statuses(&params)?;
-    let bbox = params.bbox()?;
     let from = params.time("from", false)?.map(|t| t.timestamp_millis());
     let to = params.time("to", true)?.map(|t| t.timestamp_millis());
     if let (Some(f), Some(t)) = (from, to)
@@ -199,54 +192,133 @@ pub async fn list(
     {
         return Err(ApiError::bad("from", "must not be after `to`"));
     }
+    let query = IncidentQuery {
+        statuses: statuses(&params)?,
+        min_size: params.bounded("min_size", 1u64, 1, 100_000_000)?,
+        with_static: params.text("static").is_none() || params.flag("static")?,
+        bbox: params.bbox()?,
+        from,
+        to,
+        offset: params.bounded("cursor", 0usize, 0, 999_999_999)?,
+        limit: params.bounded("limit", 50usize, 1, state.settings.max_page_size)?,
+        members: params.flag("members")?,
+    };
     let as_geojson = geojson::wanted(&params, &headers)?;
     tokio::task::spawn_blocking(move || {
-        let tracker = tracker_of(&state)?;
-        let clock = tracker.clock(&state.store)?.unwrap_or(0);
-        let horizon = tracker.settings().max_inactive_ms();
-        let mut found: Vec<Incident> = tracker
-            .incidents(&state.store)?
-            .into_iter()
-            .filter(|i| statuses.contains(&i.status_at(clock, horizon)))
-            .filter(|i| i.detections >= min_size && (with_static || !i.is_static()))
-            .filter(|i| from.is_none_or(|f| i.last_ms >= f) && to.is_none_or(|t| i.first_ms <= t))
-            .filter(|i| bbox.as_ref().is_none_or(|b| meets(b, &i.bbox)))
-            .collect();
-        found.sort_by(|a, b| b.last_ms.cmp(&a.last_ms).then(a.id.cmp(&b.id)));
-        let total = found.len();
-        let page = &found[offset.min(total)..(offset + limit).min(total)];
-        let next_cursor = (offset + limit < total).then(|| (offset + limit).to_string());
-        let mut items = Vec::with_capacity(page.len());
-        for incident in page {
-            let ids = if members {
-                Some(
-                    tracker
-                        .members(&state.store, incident)?
-                        .into_iter()
-                        .map(|m| m.event_id)
-                        .collect(),
-                )
-            } else {
-                None
-            };
-            items.push(view(incident, clock, horizon, ids));
-        }
+        let found = select(&state, &query)?;
+        let next_cursor = found.next_offset.map(|o| o.to_string());
         if as_geojson {
-            let features = items.iter().map(incident_feature).collect();
+            let features = found.items.iter().map(incident_feature).collect();
             return Ok(geojson::response(&geojson::collection(
                 features,
-                json!({"total": total, "next_cursor": next_cursor, "clock": rfc3339(clock)}),
+                json!({"total": found.total, "next_cursor": next_cursor,
+                       "clock": found.clock.map(rfc3339)}),
             )));
         }
         Ok(Json(IncidentPage {
-            clock: tracker.clock(&state.store)?.map(rfc3339),
-            total,
-            items,
+            clock: found.clock.map(rfc3339),
+            total: found.total,
+            items: found.items,
             next_cursor,
         })
         .into_response())
     })
     .await?
+}
+
+/// Which incidents a listing wants (the `/v1/incidents` parameters, also used by `/ogc`).
+pub(super) struct IncidentQuery {
+    /// Statuses at the tracker's clock.
+    pub statuses: Vec<IncidentStatus>,
+    /// Fewest detections.
+    pub min_size: u64,
+    /// Include static sources.
+    pub with_static: bool,
+    /// Extent meets this box.
+    pub bbox: Option<BBox>,
+    /// Burning at or after (its last detection), ms.
+    pub from: Option<i64>,
+    /// Burning at or before (its first detection), ms.
+    pub to: Option<i64>,
+    /// Incidents to skip (the cursor).
+    pub offset: usize,
+    /// Page size.
+    pub limit: usize,
+    /// List each incident's detection ids.
+    pub members: bool,
+}
+
+/// One page of a listing.
+pub(super) struct IncidentSelection {
+    /// The tracker's clock, ms.
+    pub clock: Option<i64>,
+    /// Incidents that pass the filters (before paging).
+    pub total: usize,
+    /// This page, most recently detected first.
+    pub items: Vec<IncidentView>,
+    /// Offset of the next page, when there is one.
+    pub next_offset: Option<usize>,
+}
+
+/// The incidents that pass `query`, most recently detected first (ties by id), paged.
+pub(super) fn select(
+    state: &AppState,
+    query: &IncidentQuery,
+) -> Result<IncidentSelection, ApiError> {
+    let tracker = tracker_of(state)?;
+    let clock = tracker.clock(&state.store)?;
+    let at = clock.unwrap_or(0);
+    let horizon = tracker.settings().max_inactive_ms();
+    let mut found: Vec<Incident> = tracker
+        .incidents(&state.store)?
+        .into_iter()
+        .filter(|i| query.statuses.contains(&i.status_at(at, horizon)))
+        .filter(|i| i.detections >= query.min_size && (query.with_static || !i.is_static()))
+        .filter(|i| {
+            query.from.is_none_or(|f| i.last_ms >= f) && query.to.is_none_or(|t| i.first_ms <= t)
+        })
+        .filter(|i| query.bbox.as_ref().is_none_or(|b| meets(b, &i.bbox)))
+        .collect();
+    found.sort_by(|a, b| b.last_ms.cmp(&a.last_ms).then(a.id.cmp(&b.id)));
+    let total = found.len();
+    let (offset, limit) = (query.offset, query.limit);
+    let page = &found[offset.min(total)..offset.saturating_add(limit).min(total)];
+    let mut items = Vec::with_capacity(page.len());
+    for incident in page {
+        let ids = if query.members {
+            Some(
+                tracker
+                    .members(&state.store, incident)?
+                    .into_iter()
+                    .map(|m| m.event_id)
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        items.push(view(incident, at, horizon, ids));
+    }
+    Ok(IncidentSelection {
+        clock,
+        total,
+        items,
+        next_offset: (offset.saturating_add(limit) < total).then(|| offset + limit),
+    })
+}
+
+/// One incident as the list shows it (`None`: no such incident).
+pub(super) fn one(state: &AppState, id: &str) -> Result<Option<IncidentView>, ApiError> {
+    let tracker = tracker_of(state)?;
+    let Some(incident) = tracker.incident(&state.store, id, false)? else {
+        return Ok(None);
+    };
+    let clock = tracker.clock(&state.store)?.unwrap_or(0);
+    Ok(Some(view(
+        &incident,
+        clock,
+        tracker.settings().max_inactive_ms(),
+        None,
+    )))
 }
 
 /// `GET /v1/incidents/{id}`.
@@ -423,7 +495,7 @@ pub(super) fn tracker_of(state: &AppState) -> Result<&Tracker, ApiError> {
     })
 }
 
-fn statuses(params: &Params) -> Result<Vec<IncidentStatus>, ApiError> {
+pub(super) fn statuses(params: &Params) -> Result<Vec<IncidentStatus>, ApiError> {
     let Some(list) = params.text("status") else {
         return Ok(vec![IncidentStatus::Active, IncidentStatus::Inactive]);
     };
@@ -541,7 +613,7 @@ fn history(incident: &Incident) -> Vec<SnapshotView> {
     out
 }
 
-fn incident_feature(view: &IncidentView) -> serde_json::Value {
+pub(super) fn incident_feature(view: &IncidentView) -> serde_json::Value {
     let geometry = geojson::ring_geometry(&view.perimeter);
     let properties = serde_json::to_value(view).unwrap_or_default();
     geojson::feature(&view.id, geometry, properties, &["perimeter"])

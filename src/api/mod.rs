@@ -9,6 +9,7 @@ mod geojson;
 mod health;
 mod incidents;
 mod ingest;
+mod ogc;
 pub mod openapi;
 mod params;
 mod patterns;
@@ -94,6 +95,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/alerts/stream", get(alerts::stream))
         .route("/v1/search", post(search::search))
         .route("/v1/predict", post(search::predict))
+        .route("/ogc", get(ogc::landing))
+        .route("/ogc/conformance", get(ogc::conformance))
+        .route("/ogc/collections", get(ogc::collections))
+        .route("/ogc/collections/{collection}", get(ogc::collection))
+        .route("/ogc/collections/{collection}/items", get(ogc::items))
+        .route("/ogc/collections/{collection}/items/{id}", get(ogc::item))
         .layer(DefaultBodyLimit::max(QUERY_BODY_LIMIT))
         .layer(middleware::from_fn_with_state(
             Duration::from_millis(state.settings.request_timeout_ms),

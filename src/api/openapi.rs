@@ -13,7 +13,7 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 
 use super::error::ErrorBody;
-use super::{admin, alerts, fires, health, incidents, ingest, patterns, search};
+use super::{admin, alerts, fires, health, incidents, ingest, ogc, patterns, search};
 
 /// The document.
 #[derive(OpenApi)]
@@ -39,6 +39,12 @@ use super::{admin, alerts, fires, health, incidents, ingest, patterns, search};
         incidents::growth_alerts,
         alerts::list,
         alerts::stream,
+        ogc::landing,
+        ogc::conformance,
+        ogc::collections,
+        ogc::collection,
+        ogc::items,
+        ogc::item,
         search::search,
         search::predict,
         search::historical_incidents,
@@ -57,6 +63,7 @@ use super::{admin, alerts, fires, health, incidents, ingest, patterns, search};
         (name = "similarity", description = "Nearest events in the encoder's space"),
         (name = "patterns", description = "Clusters and outliers of a window of events"),
         (name = "incidents", description = "Incidents from the tracker (perimeters, overpass snapshots), their alerts (log and live stream), active fires and growth between overpasses"),
+        (name = "ogc", description = "OGC API – Features, Part 1 Core: `fires` and `incidents` as collections for GIS clients (QGIS, ArcGIS, GDAL `OAPIF:`)"),
         (name = "search", description = "Natural-language search over historical incidents and fire events"),
         (name = "models", description = "Predictions of the registered models for an ad-hoc event"),
         (name = "operations", description = "Health, metrics, dead letters, re-index"),

@@ -144,7 +144,7 @@ impl Params {
 }
 
 /// Parses `min_lon,min_lat,max_lon,max_lat`.
-fn parse_bbox(text: &str) -> Result<BBox, ApiError> {
+pub(super) fn parse_bbox(text: &str) -> Result<BBox, ApiError> {
     let bad = |reason: String| ApiError::bad("bbox", reason);
     let parts: Vec<f32> = text
         .split(',')

@@ -4,11 +4,14 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use serde_json::{Value, json};
 
 use super::fires::FireSummary;
 use super::params::Params;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, geojson};
 use crate::index::SearchFilter;
 use crate::patterns::{self, ClusterReport, OutlierReport, PatternError, Window};
 
@@ -95,19 +98,22 @@ pub struct OutlierOut {
         ("limit" = Option<usize>, Query, description = "Clusters returned, largest first (default 50)", minimum = 1, maximum = 1000),
         ("representatives" = Option<usize>, Query, description = "Representative events per cluster (default 3)", minimum = 0, maximum = 20),
         ("members" = Option<bool>, Query, description = "List every member's event id"),
+        ("f" = Option<String>, Query, description = "`geojson` for a FeatureCollection with each cluster's members as a MultiPoint (also by `Accept: application/geo+json`), `json` (default)"),
     ),
-    responses((status = 200, description = "Density clusters of the window", body = ClustersResponse), (status = 422, description = "Well-formed but not processable; `field` names what", body = crate::api::error::ErrorBody), crate::api::openapi::CommonErrors),
+    responses((status = 200, description = "Density clusters of the window (JSON, or GeoJSON)", body = ClustersResponse), (status = 422, description = "Well-formed but not processable; `field` names what", body = crate::api::error::ErrorBody), crate::api::openapi::CommonErrors),
     security((), ("api_key" = [])))]
 pub async fn clusters(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Query(raw): Query<Vec<(String, String)>>,
-) -> Result<Json<ClustersResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let extra = [
         "min_size",
         "min_samples",
         "limit",
         "representatives",
         "members",
+        "f",
     ];
     let known: Vec<&str> = WINDOW_PARAMS.iter().chain(&extra).copied().collect();
     let params = Params::new(raw, &known)?;
@@ -117,12 +123,27 @@ pub async fn clusters(
     let limit = params.bounded("limit", 50usize, 1, state.settings.max_page_size)?;
     let representatives = params.bounded("representatives", 3usize, 0, 20)?;
     let with_members = params.flag("members")?;
+    let as_geojson = geojson::wanted(&params, &headers)?;
     let scope = Scope::of(&params)?;
     tokio::task::spawn_blocking(move || {
         let (window, knn, model) = analyse(&state, &scope, min_samples)?;
         let found = patterns::clusters(&window, &knn, min_samples, min_size, representatives);
         let total_clusters = found.clusters.len();
         let mut members: HashMap<&str, Vec<String>> = HashMap::new();
+        let mut places: HashMap<&str, Vec<[f64; 2]>> = HashMap::new();
+        if as_geojson {
+            let ids: Vec<&str> = found.clusters.iter().map(|c| c.id.as_str()).collect();
+            let by_label = cluster_ids_by_label(&found, &ids);
+            for (i, label) in found.labels.iter().enumerate() {
+                if let Some(id) = label.and_then(|l| by_label.get(&l)) {
+                    let at = &window.events[i].location;
+                    places
+                        .entry(id)
+                        .or_default()
+                        .push([at.longitude, at.latitude]);
+                }
+            }
+        }
         if with_members {
             let ids: Vec<&str> = found.clusters.iter().map(|c| c.id.as_str()).collect();
             let by_label = cluster_ids_by_label(&found, &ids);
@@ -148,14 +169,31 @@ pub async fn clusters(
                     .collect(),
                 cluster: cluster.clone(),
             })
-            .collect();
+            .collect::<Vec<ClusterOut>>();
+        let window = window_info(&window);
+        if as_geojson {
+            let features = clusters
+                .iter()
+                .map(|c| {
+                    let points = places.remove(c.cluster.id.as_str()).unwrap_or_default();
+                    let geometry = json!({"type": "MultiPoint", "coordinates": points});
+                    geojson::feature(&c.cluster.id, geometry, json!(c), &[])
+                })
+                .collect();
+            return Ok(geojson::response(&geojson::collection(
+                features,
+                json!({"model_version": model, "window": window, "noise": found.noise,
+                       "total_clusters": total_clusters}),
+            )));
+        }
         Ok(Json(ClustersResponse {
             model_version: model,
-            window: window_info(&window),
+            window,
             noise: found.noise,
             total_clusters,
             clusters,
-        }))
+        })
+        .into_response())
     })
     .await?
 }
@@ -165,16 +203,23 @@ pub async fn clusters(
     params(
         crate::api::openapi::WindowFilters,
         ("limit" = Option<usize>, Query, description = "How many, highest score first (default 20)", minimum = 1, maximum = 1000),
+        ("f" = Option<String>, Query, description = "`geojson` for a FeatureCollection of the outliers as points (also by `Accept: application/geo+json`), `json` (default)"),
     ),
-    responses((status = 200, description = "The window's events ranked as outliers", body = OutliersResponse), (status = 422, description = "Well-formed but not processable; `field` names what", body = crate::api::error::ErrorBody), crate::api::openapi::CommonErrors),
+    responses((status = 200, description = "The window's events ranked as outliers (JSON, or GeoJSON points)", body = OutliersResponse), (status = 422, description = "Well-formed but not processable; `field` names what", body = crate::api::error::ErrorBody), crate::api::openapi::CommonErrors),
     security((), ("api_key" = [])))]
 pub async fn outliers(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Query(raw): Query<Vec<(String, String)>>,
-) -> Result<Json<OutliersResponse>, ApiError> {
-    let known: Vec<&str> = WINDOW_PARAMS.iter().chain(&["limit"]).copied().collect();
+) -> Result<Response, ApiError> {
+    let known: Vec<&str> = WINDOW_PARAMS
+        .iter()
+        .chain(&["limit", "f"])
+        .copied()
+        .collect();
     let params = Params::new(raw, &known)?;
     let limit = params.bounded("limit", 20usize, 1, state.settings.max_page_size)?;
+    let as_geojson = geojson::wanted(&params, &headers)?;
     let scope = Scope::of(&params)?;
     tokio::task::spawn_blocking(move || {
         let (window, knn, model) = analyse(&state, &scope, 0)?;
@@ -185,14 +230,30 @@ pub async fn outliers(
                 summary: FireSummary::from(&window.events[report.index]),
                 report,
             })
-            .collect();
+            .collect::<Vec<OutlierOut>>();
+        let window = window_info(&window);
+        if as_geojson {
+            let features = outliers.iter().map(outlier_feature).collect();
+            return Ok(geojson::response(&geojson::collection(
+                features,
+                json!({"model_version": model, "window": window}),
+            )));
+        }
         Ok(Json(OutliersResponse {
             model_version: model,
-            window: window_info(&window),
+            window,
             outliers,
-        }))
+        })
+        .into_response())
     })
     .await?
+}
+
+/// An outlier as a Point with its assessment and summary as properties.
+fn outlier_feature(o: &OutlierOut) -> Value {
+    let at = &o.summary;
+    let point = json!({"type": "Point", "coordinates": [at.longitude, at.latitude]});
+    geojson::feature(&o.event_id, point, json!(o), &[])
 }
 
 /// The window asked for: explicit bounds, or defaults resolved against the store.

@@ -206,6 +206,24 @@ impl Store {
         }))
     }
 
+    /// The earliest and the latest detection time stored, ms (`None` when no event is stored).
+    pub fn event_time_span(&self) -> Result<Option<(i64, i64)>, StoreError> {
+        let cf = self.cf(Family::EventsByTime)?;
+        let time_of = |mode| -> Result<Option<i64>, StoreError> {
+            match self.db.iterator_cf(cf, mode).next() {
+                Some(item) => {
+                    let (key, _) = item?;
+                    Ok((key.len() >= 8).then(|| decode_time(&key[..8])))
+                }
+                None => Ok(None),
+            }
+        };
+        // Keys sort newest first.
+        let newest = time_of(IteratorMode::Start)?;
+        let oldest = time_of(IteratorMode::End)?;
+        Ok(oldest.zip(newest))
+    }
+
     /// Events with `from_ms <= detection_time <= to_ms`, newest first, `limit` per page.
     pub fn list_events(
         &self,
@@ -213,6 +231,21 @@ impl Store {
         to_ms: i64,
         cursor: Option<&str>,
         limit: usize,
+    ) -> Result<EventPage, StoreError> {
+        self.list_events_where(from_ms, to_ms, cursor, limit, usize::MAX, |_| true)
+    }
+
+    /// As [`Store::list_events`], only events that `keep`, looking at no more than `max_scanned`
+    /// events per page: a filter that matches little ends the page early (fewer than `limit`
+    /// items) with a cursor to go on from, so no request scans the whole store.
+    pub fn list_events_where(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        cursor: Option<&str>,
+        limit: usize,
+        max_scanned: usize,
+        keep: impl Fn(&FireEventV2) -> bool,
     ) -> Result<EventPage, StoreError> {
         let start = match cursor {
             Some(c) => {
@@ -226,14 +259,15 @@ impl Store {
             None => time_key(to_ms, "").to_vec(),
         };
         let mode = IteratorMode::From(&start, Direction::Forward);
-        let mut events = Vec::with_capacity(limit);
+        let mut events = Vec::with_capacity(limit.min(1024));
         let mut last_key = None;
-        for item in self.db.iterator_cf(self.cf(Family::EventsByTime)?, mode) {
+        let keys = self.db.iterator_cf(self.cf(Family::EventsByTime)?, mode);
+        for (scanned, item) in keys.enumerate() {
             let (key, _) = item?;
             if key.len() < 8 || decode_time(&key[..8]) < from_ms {
                 break;
             }
-            if events.len() == limit {
+            if events.len() == limit || scanned == max_scanned {
                 return Ok(EventPage {
                     events,
                     next_cursor: last_key.map(hex::encode),
@@ -243,7 +277,9 @@ impl Store {
                 cf: Family::EventsByTime.name(),
                 reason: e.to_string(),
             })?;
-            if let Some(event) = self.event(id)? {
+            if let Some(event) = self.event(id)?
+                && keep(&event)
+            {
                 events.push(event);
             }
             last_key = Some(key.to_vec());

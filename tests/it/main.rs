@@ -7,6 +7,7 @@ mod avro;
 mod broker;
 mod calfire;
 mod decode;
+mod geodata;
 mod golden;
 mod hostile;
 mod incident_paths;
