@@ -16,6 +16,7 @@ mod index;
 mod kafka;
 #[cfg(feature = "kafka-live")]
 mod kafka_live;
+mod map;
 mod models;
 mod patterns;
 mod pipeline;
@@ -29,4 +30,5 @@ mod weaviate;
 mod weaviate_grpc;
 #[cfg(feature = "weaviate-live")]
 mod weaviate_live;
+mod webdriver;
 mod webhooks;

@@ -1,0 +1,96 @@
+//! The operations map at `/map` (and `/`): a page, its script and style, and the libraries it
+//! needs, all compiled into the binary, so it works where there is no internet (no CDN, no tile
+//! server). MapLibre GL JS and the Natural Earth countries (world-atlas) are vendored at pinned
+//! versions under `assets/vendor/` (`scripts/vendor-web.sh` fetches and checks them).
+//!
+//! The page itself holds no data and no key: it calls the read routes like any client, so
+//! it needs read access (an API key typed into the page when keys are configured).
+
+use axum::extract::Path;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::ApiError;
+
+/// A file served under `/map/`.
+struct Asset {
+    path: &'static str,
+    media_type: &'static str,
+    body: &'static [u8],
+}
+
+/// Everything the page loads. Vendored files have their version in their path, so browsers
+/// may keep them for good; the page's own files are checked again after five minutes.
+const ASSETS: [Asset; 6] = [
+    Asset {
+        path: "map.js",
+        media_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("assets/map/map.js"),
+    },
+    Asset {
+        path: "map.css",
+        media_type: "text/css; charset=utf-8",
+        body: include_bytes!("assets/map/map.css"),
+    },
+    Asset {
+        path: "vendor/maplibre-gl-5.24.1/maplibre-gl.js",
+        media_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("assets/vendor/maplibre-gl-5.24.1/maplibre-gl.js"),
+    },
+    Asset {
+        path: "vendor/maplibre-gl-5.24.1/maplibre-gl.css",
+        media_type: "text/css; charset=utf-8",
+        body: include_bytes!("assets/vendor/maplibre-gl-5.24.1/maplibre-gl.css"),
+    },
+    Asset {
+        path: "vendor/maplibre-gl-5.24.1/LICENSE.txt",
+        media_type: "text/plain; charset=utf-8",
+        body: include_bytes!("assets/vendor/maplibre-gl-5.24.1/LICENSE.txt"),
+    },
+    Asset {
+        path: "vendor/world-atlas-2.0.2/countries-50m.json",
+        media_type: "application/json",
+        body: include_bytes!("assets/vendor/world-atlas-2.0.2/countries-50m.json"),
+    },
+];
+
+/// `GET /`: the map.
+pub async fn root() -> Redirect {
+    Redirect::to("/map")
+}
+
+/// `GET /map`: the page.
+pub async fn page() -> Response {
+    (
+        [
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        ],
+        include_str!("assets/map/index.html"),
+    )
+        .into_response()
+}
+
+/// `GET /map/{*path}`: one of the page's files.
+pub async fn asset(Path(path): Path<String>) -> Result<Response, ApiError> {
+    let asset = ASSETS
+        .iter()
+        .find(|a| a.path == path)
+        .ok_or(ApiError::NotFound {
+            what: "map file",
+            id: path.clone(),
+        })?;
+    let cache = if asset.path.starts_with("vendor/") {
+        "public, max-age=31536000, immutable"
+    } else {
+        "public, max-age=300"
+    };
+    let mut response = (StatusCode::OK, asset.body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(asset.media_type),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    Ok(response)
+}
