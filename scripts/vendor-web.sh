@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Re-fetches the map's vendored libraries from the npm registry and checks them against
-# src/api/assets/vendor/SHA256SUMS: MapLibre GL JS 5.24.1 (BSD-3-Clause; its UMD build, one file
+# src/api/assets/map/vendor/SHA256SUMS: MapLibre GL JS 5.24.1 (BSD-3-Clause; its UMD build, one file
 # with its worker inlined) and world-atlas 2.0.2 (Natural Earth countries at 1:50m as TopoJSON;
 # ISC, the data public domain). The files are committed, so builds need no npm; run this to
 # verify them; `--install` copies them in and rewrites SHA256SUMS (after a version change here
 # and in src/api/map.rs and index.html).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-VENDOR=src/api/assets/vendor
+VENDOR=src/api/assets/map/vendor
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 (cd "$work" && npm pack --silent maplibre-gl@5.24.1 world-atlas@2.0.2 >/dev/null)

@@ -66,18 +66,7 @@ pub async fn list(
     }
     let bbox = params.bbox()?;
     let as_geojson = geojson::wanted(&params, &headers)?;
-    let cursor = params.text("cursor").map(str::to_owned);
-    if let Some(c) = &cursor
-        && (c.is_empty()
-            || !c.len().is_multiple_of(2)
-            || !c.bytes().all(|b| b.is_ascii_hexdigit())
-            || c.len() < 16)
-    {
-        return Err(ApiError::bad(
-            "cursor",
-            "not a cursor returned by this endpoint",
-        ));
-    }
+    let cursor = params.event_cursor()?;
     let store = state.store.clone();
     let page = tokio::task::spawn_blocking(move || match bbox {
         None => store.list_events(from, to, cursor.as_deref(), limit),

@@ -1,7 +1,7 @@
 //! The operations map at `/map` (and `/`): a page, its script and style, and the libraries it
 //! needs, all compiled into the binary, so it works where there is no internet (no CDN, no tile
 //! server). MapLibre GL JS and the Natural Earth countries (world-atlas) are vendored at pinned
-//! versions under `assets/vendor/` (`scripts/vendor-web.sh` fetches and checks them).
+//! versions under `assets/map/vendor/` (`scripts/vendor-web.sh` fetches and checks them).
 //!
 //! The page itself holds no data and no key: it calls the read routes like any client, so
 //! it needs read access (an API key typed into the page when keys are configured).
@@ -19,39 +19,38 @@ struct Asset {
     body: &'static [u8],
 }
 
+/// A file of `assets/map/`, served under the same path below `/map/`.
+macro_rules! asset {
+    ($path:literal, $media_type:literal) => {
+        Asset {
+            path: $path,
+            media_type: $media_type,
+            body: include_bytes!(concat!("assets/map/", $path)),
+        }
+    };
+}
+
 /// Everything the page loads. Vendored files have their version in their path, so browsers
 /// may keep them for good; the page's own files are checked again after five minutes.
 const ASSETS: [Asset; 6] = [
-    Asset {
-        path: "map.js",
-        media_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("assets/map/map.js"),
-    },
-    Asset {
-        path: "map.css",
-        media_type: "text/css; charset=utf-8",
-        body: include_bytes!("assets/map/map.css"),
-    },
-    Asset {
-        path: "vendor/maplibre-gl-5.24.1/maplibre-gl.js",
-        media_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("assets/vendor/maplibre-gl-5.24.1/maplibre-gl.js"),
-    },
-    Asset {
-        path: "vendor/maplibre-gl-5.24.1/maplibre-gl.css",
-        media_type: "text/css; charset=utf-8",
-        body: include_bytes!("assets/vendor/maplibre-gl-5.24.1/maplibre-gl.css"),
-    },
-    Asset {
-        path: "vendor/maplibre-gl-5.24.1/LICENSE.txt",
-        media_type: "text/plain; charset=utf-8",
-        body: include_bytes!("assets/vendor/maplibre-gl-5.24.1/LICENSE.txt"),
-    },
-    Asset {
-        path: "vendor/world-atlas-2.0.2/countries-50m.json",
-        media_type: "application/json",
-        body: include_bytes!("assets/vendor/world-atlas-2.0.2/countries-50m.json"),
-    },
+    asset!("map.js", "text/javascript; charset=utf-8"),
+    asset!("map.css", "text/css; charset=utf-8"),
+    asset!(
+        "vendor/maplibre-gl-5.24.1/maplibre-gl.js",
+        "text/javascript; charset=utf-8"
+    ),
+    asset!(
+        "vendor/maplibre-gl-5.24.1/maplibre-gl.css",
+        "text/css; charset=utf-8"
+    ),
+    asset!(
+        "vendor/maplibre-gl-5.24.1/LICENSE.txt",
+        "text/plain; charset=utf-8"
+    ),
+    asset!(
+        "vendor/world-atlas-2.0.2/countries-50m.json",
+        "application/json"
+    ),
 ];
 
 /// `GET /`: the map.

@@ -77,6 +77,24 @@ impl Params {
         }
     }
 
+    /// `cursor` of an event listing (`/v1/fires`, `/ogc` fires): the hex of a store key, at
+    /// least 8 bytes, as the listing returned it.
+    pub fn event_cursor(&self) -> Result<Option<String>, ApiError> {
+        match self.text("cursor") {
+            Some(c)
+                if c.len() < 16
+                    || !c.len().is_multiple_of(2)
+                    || !c.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                Err(ApiError::bad(
+                    "cursor",
+                    "not a cursor returned by this endpoint",
+                ))
+            }
+            other => Ok(other.map(str::to_owned)),
+        }
+    }
+
     /// A string parameter.
     pub fn text(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)

@@ -229,29 +229,9 @@ async fn the_map_shows_detections_incidents_similar_fires_and_search_results() {
         .await;
     let selected = selected.as_str().expect("a selected event").to_owned();
     let similar = get(&format!("{base}/v1/fires/{selected}/similar?k=10")).await;
-    let from_api: Vec<&Value> = similar["neighbours"]
-        .as_array()
-        .expect("neighbours")
-        .iter()
-        .map(|n| &n["event_id"])
-        .collect();
-    assert_eq!(
-        listed.as_array().expect("ids").iter().collect::<Vec<_>>(),
-        from_api
-    );
-    browser
-        .run(
-            "firesight.ready = false; firesight.map.once('idle', () => { firesight.ready = true; }); firesight.map.triggerRepaint();",
-            json!([]),
-        )
-        .await;
-    browser
-        .wait_for(
-            "similar fires drawn",
-            "return firesight.ready",
-            Duration::from_secs(60),
-        )
-        .await;
+    let listed: Vec<&Value> = listed.as_array().expect("ids").iter().collect();
+    assert_eq!(listed, ids(&similar["neighbours"], "event_id"));
+    redrawn(&browser, "similar fires drawn").await;
     let drawn = browser
         .run(
             "return firesight.map.queryRenderedFeatures({layers: ['similar-points']}).length",
@@ -283,16 +263,14 @@ async fn the_map_shows_detections_incidents_similar_fires_and_search_results() {
         .json()
         .await
         .expect("json");
-    let hits: Vec<&Value> = answer["hits"]
-        .as_array()
-        .expect("hits")
-        .iter()
-        .map(|h| &h["id"])
-        .collect();
-    assert_eq!(
-        results.as_array().expect("ids").iter().collect::<Vec<_>>(),
-        hits
-    );
+    let results: Vec<&Value> = results.as_array().expect("ids").iter().collect();
+    assert_eq!(results, ids(&answer["hits"], "id"));
+    redrawn(&browser, "search results drawn").await;
+    save("map-search.png", &browser.screenshot().await);
+}
+
+/// Waits until the map has drawn everything it was given (its next `idle`).
+async fn redrawn(browser: &Browser, what: &str) {
     browser
         .run(
             "firesight.ready = false; firesight.map.once('idle', () => { firesight.ready = true; }); firesight.map.triggerRepaint();",
@@ -300,13 +278,17 @@ async fn the_map_shows_detections_incidents_similar_fires_and_search_results() {
         )
         .await;
     browser
-        .wait_for(
-            "search results drawn",
-            "return firesight.ready",
-            Duration::from_secs(60),
-        )
+        .wait_for(what, "return firesight.ready", Duration::from_secs(60))
         .await;
-    save("map-search.png", &browser.screenshot().await);
+}
+
+/// The `id` field of each item of `list`, in order.
+fn ids<'a>(list: &'a Value, id: &str) -> Vec<&'a Value> {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .map(|v| &v[id])
+        .collect()
 }
 
 fn rfc3339(ms: i64) -> String {
