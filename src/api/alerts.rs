@@ -36,8 +36,8 @@ pub struct AlertPage {
 }
 
 /// What a request filters alerts by.
-#[derive(Clone)]
-struct AlertFilter {
+#[derive(Clone, Default)]
+pub(super) struct AlertFilter {
     kinds: Option<Vec<AlertKind>>,
     bbox: Option<BBox>,
     from: Option<i64>,
@@ -75,6 +75,16 @@ impl AlertFilter {
             to,
             incident: params.text("incident").map(str::to_owned),
         })
+    }
+
+    /// Alerts whose incident extent meets `bbox` at a time within `[from, to]` (ms).
+    pub(super) fn area_and_time(bbox: Option<BBox>, from: Option<i64>, to: Option<i64>) -> Self {
+        Self {
+            bbox,
+            from,
+            to,
+            ..Self::default()
+        }
     }
 
     fn matches(&self, alert: &Alert) -> bool {
@@ -120,41 +130,9 @@ pub async fn list(
     let cursor = params.bounded("cursor", 0u64, 0, u64::MAX / 2)?;
     let as_geojson = geojson::wanted(&params, &headers)?;
     tokio::task::spawn_blocking(move || {
-        let tracker = tracker_of(&state)?;
-        let (mut items, mut next, mut scanned) = (Vec::new(), cursor, 0usize);
-        let mut at_end = false;
-        while items.len() < limit && scanned < MAX_SCAN {
-            let step = tracker.alerts_from(&state.store, next, SCAN_STEP)?;
-            if step.is_empty() {
-                at_end = true;
-                break;
-            }
-            for alert in step {
-                scanned += 1;
-                next = alert.seq + 1;
-                if filter.matches(&alert) {
-                    items.push(alert);
-                    if items.len() == limit {
-                        break;
-                    }
-                }
-            }
-        }
-        let more = !at_end && !tracker.alerts_from(&state.store, next, 1)?.is_empty();
-        let next_cursor = more.then(|| next.to_string());
+        let (items, next_cursor) = page(&state, &filter, cursor, limit)?;
         if as_geojson {
-            let features = items
-                .iter()
-                .map(|a| {
-                    let properties = serde_json::to_value(a).unwrap_or_default();
-                    geojson::feature(
-                        &a.id,
-                        geojson::ring_geometry(&a.perimeter),
-                        properties,
-                        &["perimeter"],
-                    )
-                })
-                .collect();
+            let features = items.iter().map(alert_feature).collect();
             return Ok(geojson::response(&geojson::collection(
                 features,
                 json!({"next_cursor": next_cursor}),
@@ -163,6 +141,58 @@ pub async fn list(
         Ok(Json(AlertPage { items, next_cursor }).into_response())
     })
     .await?
+}
+
+/// Alerts from log position `cursor` on that pass `filter`, oldest first, at most `limit`, and
+/// the cursor of the next page. At most `MAX_SCAN` log entries are read per page.
+pub(super) fn page(
+    state: &AppState,
+    filter: &AlertFilter,
+    cursor: u64,
+    limit: usize,
+) -> Result<(Vec<Alert>, Option<String>), ApiError> {
+    let tracker = tracker_of(state)?;
+    let (mut items, mut next, mut scanned) = (Vec::new(), cursor, 0usize);
+    let mut at_end = false;
+    while items.len() < limit && scanned < MAX_SCAN {
+        let step = tracker.alerts_from(&state.store, next, SCAN_STEP)?;
+        if step.is_empty() {
+            at_end = true;
+            break;
+        }
+        for alert in step {
+            scanned += 1;
+            next = alert.seq + 1;
+            if filter.matches(&alert) {
+                items.push(alert);
+                if items.len() == limit {
+                    break;
+                }
+            }
+        }
+    }
+    let more = !at_end && !tracker.alerts_from(&state.store, next, 1)?.is_empty();
+    Ok((items, more.then(|| next.to_string())))
+}
+
+/// The alert at log position `seq`, if there is one.
+pub(super) fn at(state: &AppState, seq: u64) -> Result<Option<Alert>, ApiError> {
+    let tracker = tracker_of(state)?;
+    Ok(tracker
+        .alerts_from(&state.store, seq, 1)?
+        .into_iter()
+        .find(|a| a.seq == seq))
+}
+
+/// An alert as a Feature: its incident's perimeter then, with the rest as properties.
+pub(super) fn alert_feature(alert: &Alert) -> serde_json::Value {
+    let properties = serde_json::to_value(alert).unwrap_or_default();
+    geojson::feature(
+        &alert.id,
+        geojson::ring_geometry(&alert.perimeter),
+        properties,
+        &["perimeter"],
+    )
 }
 
 /// `GET /v1/alerts/stream?kind&bbox&incident&after`: Server-Sent Events, one `alert` event per

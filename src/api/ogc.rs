@@ -1,7 +1,8 @@
 //! OGC API – Features, Part 1: Core, at `/ogc`, so GIS clients (QGIS, ArcGIS, GDAL's `OAPIF`
 //! driver) open FireSight's detections and incidents as layers with no adapter.
 //!
-//! Collections: `fires` (detections, points) and `incidents` (perimeters, polygons). Items take
+//! Collections: `fires` (detections, points), `incidents` (perimeters, polygons) and `alerts`
+//! (the alert log, each with its incident's perimeter then). Items take
 //! `bbox` (4 numbers, or 6 with heights, which are ignored), `datetime` (an instant, a day or an
 //! interval with `..` for an open end), `limit` (clamped to `api.max_page_size`, as the standard
 //! asks) and follow `next` links. Coordinates are CRS84 (longitude, latitude), the only CRS
@@ -13,12 +14,13 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::alerts::{self, AlertFilter};
 use super::incidents::{self, IncidentQuery};
 use super::params::{Params, parse_bbox, parse_time};
 use super::{ApiError, AppState, geojson};
 use crate::api::openapi::CommonErrors;
 use crate::index::BBox;
-use crate::tracker::IncidentStatus;
+use crate::tracker::{Alert, IncidentStatus};
 
 const CRS84: &str = "http://www.opengis.net/def/crs/OGC/1.3/CRS84";
 const GREGORIAN: &str = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian";
@@ -36,6 +38,7 @@ const ITEM_PARAMS: [&str; 5] = ["bbox", "datetime", "limit", "cursor", "f"];
 enum Collection {
     Fires,
     Incidents,
+    Alerts,
 }
 
 impl Collection {
@@ -43,6 +46,7 @@ impl Collection {
         match id {
             "fires" => Ok(Self::Fires),
             "incidents" => Ok(Self::Incidents),
+            "alerts" => Ok(Self::Alerts),
             other => Err(ApiError::NotFound {
                 what: "collection",
                 id: other.to_owned(),
@@ -54,6 +58,7 @@ impl Collection {
         match self {
             Self::Fires => "fires",
             Self::Incidents => "incidents",
+            Self::Alerts => "alerts",
         }
     }
 }
@@ -87,7 +92,7 @@ pub async fn conformance() -> Response {
 
 /// `GET /ogc/collections`.
 #[utoipa::path(get, path = "/ogc/collections", tag = "ogc",
-    responses((status = 200, description = "`fires` and `incidents` with their extents", content_type = "application/json", body = Object), CommonErrors),
+    responses((status = 200, description = "`fires`, `incidents` and `alerts` with their extents", content_type = "application/json", body = Object), CommonErrors),
     security((), ("api_key" = [])))]
 pub async fn collections(
     State(state): State<AppState>,
@@ -95,7 +100,7 @@ pub async fn collections(
 ) -> Result<Response, ApiError> {
     let base = base_url(&headers);
     let described = tokio::task::spawn_blocking(move || {
-        [Collection::Fires, Collection::Incidents]
+        [Collection::Fires, Collection::Incidents, Collection::Alerts]
             .into_iter()
             .map(|c| describe(&state, c, &base))
             .collect::<Result<Vec<Value>, ApiError>>()
@@ -110,7 +115,7 @@ pub async fn collections(
 
 /// `GET /ogc/collections/{collection}`.
 #[utoipa::path(get, path = "/ogc/collections/{collection}", tag = "ogc",
-    params(("collection" = String, Path, description = "`fires` or `incidents`")),
+    params(("collection" = String, Path, description = "`fires`, `incidents` or `alerts`")),
     responses((status = 200, description = "The collection with its extent and links", content_type = "application/json", body = Object), (status = 404, description = "No such collection", body = crate::api::error::ErrorBody), CommonErrors),
     security((), ("api_key" = [])))]
 pub async fn collection(
@@ -127,7 +132,7 @@ pub async fn collection(
 /// `GET /ogc/collections/{collection}/items?bbox&datetime&limit&cursor`.
 #[utoipa::path(get, path = "/ogc/collections/{collection}/items", tag = "ogc",
     params(
-        ("collection" = String, Path, description = "`fires` or `incidents`"),
+        ("collection" = String, Path, description = "`fires`, `incidents` or `alerts`"),
         ("bbox" = Option<String>, Query, description = "min_lon,min_lat,max_lon,max_lat (CRS84), or 6 numbers with heights (ignored); west > east crosses the antimeridian"),
         ("datetime" = Option<String>, Query, description = "An instant, a day (YYYY-MM-DD), or an interval `start/end` with `..` for an open end"),
         ("limit" = Option<usize>, Query, description = "Features per page (default 100); more than api.max_page_size (1000) gives that many", minimum = 1, maximum = 1000),
@@ -156,7 +161,7 @@ pub async fn items(
     };
     let cursor = match which {
         Collection::Fires => params.event_cursor()?,
-        Collection::Incidents => params.text("cursor").map(str::to_owned),
+        Collection::Incidents | Collection::Alerts => params.text("cursor").map(str::to_owned),
     };
     let base = base_url(&headers);
     let items_url = format!("{base}/ogc/collections/{}/items", which.id());
@@ -170,6 +175,7 @@ pub async fn items(
     let page = tokio::task::spawn_blocking(move || match which {
         Collection::Fires => fire_page(&state, bbox, from, to, cursor, limit),
         Collection::Incidents => incident_page(&state, bbox, from, to, cursor.as_deref(), limit),
+        Collection::Alerts => alert_page(&state, bbox, from, to, cursor.as_deref(), limit),
     })
     .await??;
     let with = |cursor: Option<&str>| {
@@ -217,7 +223,7 @@ pub async fn items(
 
 /// `GET /ogc/collections/{collection}/items/{id}`.
 #[utoipa::path(get, path = "/ogc/collections/{collection}/items/{id}", tag = "ogc",
-    params(("collection" = String, Path, description = "`fires` or `incidents`"), ("id" = String, Path, description = "Event id (`fd_...`) or incident id (`inc_...`)"),
+    params(("collection" = String, Path, description = "`fires`, `incidents` or `alerts`"), ("id" = String, Path, description = "Event id (`fd_...`), incident id (`inc_...`) or alert `seq`"),
         ("f" = Option<String>, Query, description = "`json` or `geojson` (the same)")),
     responses((status = 200, description = "A GeoJSON Feature with `links`", content_type = "application/geo+json", body = Object), (status = 404, description = "No such collection or feature", body = crate::api::error::ErrorBody), CommonErrors),
     security((), ("api_key" = [])))]
@@ -242,13 +248,17 @@ pub async fn item(
             Ok(incidents::one(&state, &lookup)?.map(|v| incidents::incident_feature(&v)))
         }
         Collection::Incidents => Ok(None),
+        Collection::Alerts => match lookup.parse::<u64>() {
+            Ok(seq) => Ok(alerts::at(&state, seq)?.map(|a| ogc_alert(&a))),
+            Err(_) => Ok(None),
+        },
     })
     .await??;
     let mut feature = found.ok_or_else(|| ApiError::NotFound {
-        what: if which == Collection::Fires {
-            "fire event"
-        } else {
-            "incident"
+        what: match which {
+            Collection::Fires => "fire event",
+            Collection::Incidents => "incident",
+            Collection::Alerts => "alert",
         },
         id: id.clone(),
     })?;
@@ -345,6 +355,39 @@ fn incident_page(
     })
 }
 
+fn alert_page(
+    state: &AppState,
+    bbox: Option<BBox>,
+    from: Option<i64>,
+    to: Option<i64>,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<Page, ApiError> {
+    let start = match cursor {
+        None => 0,
+        Some(c) => c
+            .parse::<u64>()
+            .ok()
+            .filter(|&s| s <= u64::MAX / 2)
+            .ok_or_else(|| ApiError::bad("cursor", "not a cursor returned by this endpoint"))?,
+    };
+    let filter = AlertFilter::area_and_time(bbox, from, to);
+    let (items, next) = alerts::page(state, &filter, start, limit)?;
+    Ok(Page {
+        features: items.iter().map(ogc_alert).collect(),
+        next,
+        matched: None,
+    })
+}
+
+/// An alert as an OGC feature: identified by its place in the log (`seq`), which is how a
+/// single one is fetched; its `id` stays among the properties.
+fn ogc_alert(alert: &Alert) -> Value {
+    let mut feature = alerts::alert_feature(alert);
+    feature["id"] = json!(alert.seq);
+    feature
+}
+
 /// A collection's description with its extent: the stored detections' time span, and the
 /// union of the incidents' extents in space (the whole world when no incident is tracked).
 fn describe(state: &AppState, which: Collection, base: &str) -> Result<Value, ApiError> {
@@ -375,6 +418,10 @@ fn describe(state: &AppState, which: Collection, base: &str) -> Result<Value, Ap
         Collection::Fires => (
             "Fire detections",
             "Satellite active-fire detections (NASA FIRMS, MODIS and VIIRS) with the weather joined to them and the models' predictions, newest first",
+        ),
+        Collection::Alerts => (
+            "Alerts",
+            "The alert log, oldest first: new fires, growth between overpasses, rule anomalies and high fire danger, each with its incident's perimeter then; a feature's id is its place in the log",
         ),
         Collection::Incidents => (
             "Fire incidents",

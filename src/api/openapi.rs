@@ -63,7 +63,7 @@ use super::{admin, alerts, fires, health, incidents, ingest, ogc, patterns, sear
         (name = "similarity", description = "Nearest events in the encoder's space"),
         (name = "patterns", description = "Clusters and outliers of a window of events"),
         (name = "incidents", description = "Incidents from the tracker (perimeters, overpass snapshots), their alerts (log and live stream), active fires and growth between overpasses"),
-        (name = "ogc", description = "OGC API – Features, Part 1 Core: `fires` and `incidents` as collections for GIS clients (QGIS, ArcGIS, GDAL `OAPIF:`)"),
+        (name = "ogc", description = "OGC API – Features, Part 1 Core: `fires`, `incidents` and `alerts` as collections for GIS clients (QGIS, ArcGIS, GDAL `OAPIF:`)"),
         (name = "search", description = "Natural-language search over historical incidents and fire events"),
         (name = "models", description = "Predictions of the registered models for an ad-hoc event"),
         (name = "operations", description = "Health, metrics, dead letters, re-index"),

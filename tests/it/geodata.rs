@@ -244,6 +244,15 @@ async fn ogc_api_features_answers_its_core_documents() {
     let (_, one) = get(&format!("{base}/ogc/collections/fires/items/{}", a[0])).await;
     assert_eq!(one["id"], a[0].as_str());
 
+    // Alerts: identified by their place in the log, one fetched alone is the same alert.
+    let (_, alerts) = get(&format!("{base}/ogc/collections/alerts/items?limit=2")).await;
+    let alerts = features(&alerts);
+    assert_eq!(alerts.len(), 2);
+    let seq = alerts[1]["id"].as_u64().expect("a numeric id");
+    assert_eq!(alerts[1]["properties"]["seq"], seq);
+    let (_, alone) = get(&format!("{base}/ogc/collections/alerts/items/{seq}")).await;
+    assert_eq!(alone["properties"]["id"], alerts[1]["properties"]["id"]);
+
     let (status, missing) = get(&format!("{base}/ogc/collections/rivers/items")).await;
     assert_eq!(status, 404, "{missing}");
     let (status, bad) = get(&format!("{base}/ogc/collections/fires/items?datetime=soon")).await;
@@ -254,7 +263,7 @@ async fn ogc_api_features_answers_its_core_documents() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gdal_reads_fires_and_incidents_through_ogc_api_features() {
+async fn gdal_reads_fires_incidents_and_alerts_through_ogc_api_features() {
     let base = serve().await;
     let endpoint = format!("OAPIF:{base}/ogc");
     let expected = stored_inside(NORTHERN_NSW);
@@ -265,7 +274,9 @@ async fn gdal_reads_fires_and_incidents_through_ogc_api_features() {
             .expect("join")
     };
     assert!(
-        layers.contains("fires") && layers.contains("incidents"),
+        ["fires", "incidents", "alerts"]
+            .iter()
+            .all(|l| layers.contains(l)),
         "{layers}"
     );
 
@@ -323,6 +334,26 @@ async fn gdal_reads_fires_and_incidents_through_ogc_api_features() {
     // Incidents: GDAL reads every one with its polygon.
     let (_, listed) = get(&format!("{base}/v1/incidents?limit=1")).await;
     let total = listed["total"].as_u64().expect("total");
+    let all_alerts = {
+        let service = &loaded().service;
+        let tracker = service.pipeline.tracker().expect("tracker on");
+        super::support::alert_ids(&service.store, tracker).len()
+    };
+    let alert_summary = {
+        let endpoint = endpoint.clone();
+        tokio::task::spawn_blocking(move || {
+            gdal(
+                "ogrinfo",
+                &["-ro", "-so", &endpoint, "alerts", "-oo", "PAGE_SIZE=1000"],
+            )
+        })
+        .await
+        .expect("join")
+    };
+    assert!(
+        alert_summary.contains(&format!("Feature Count: {all_alerts}")),
+        "{all_alerts} alerts: {alert_summary}"
+    );
     let summary = tokio::task::spawn_blocking(move || {
         gdal(
             "ogrinfo",

@@ -231,6 +231,19 @@ async fn the_map_shows_detections_incidents_similar_fires_and_search_results() {
     let similar = get(&format!("{base}/v1/fires/{selected}/similar?k=10")).await;
     let listed: Vec<&Value> = listed.as_array().expect("ids").iter().collect();
     assert_eq!(listed, ids(&similar["neighbours"], "event_id"));
+    // Its record names its incident.
+    let record = get(&format!("{base}/v1/fires/{selected}")).await;
+    let incident = record["correlation_id"].as_str().expect("an incident");
+    let shown = browser
+        .run(
+            "return document.getElementById('record').textContent",
+            json!([]),
+        )
+        .await;
+    assert!(
+        shown.as_str().is_some_and(|t| t.contains(incident)),
+        "{incident} not in {shown}"
+    );
     redrawn(&browser, "similar fires drawn").await;
     let drawn = browser
         .run(

@@ -305,6 +305,12 @@ async function select(id) {
     row(dl, 'FRP', `${fire.frp_mw} MW`);
     row(dl, 'Confidence', fire.confidence);
     row(dl, 'Weather', w ? `${w.station_name} (${w.distance_km.toFixed(0)} km, ${w.observation_date}): max ${w.max_temp_c ?? '–'} °C, rain ${w.rain_mm ?? '–'} mm, gust ${w.max_gust_kmh ?? '–'} km/h` : (event.weather_status || 'none').replace(/_/g, ' '));
+    if (event.correlation_id) {
+      row(dl, 'Incident', event.correlation_id);
+      const dd = dl.lastElementChild;
+      dd.className = 'link';
+      dd.addEventListener('click', () => showIncident(event.correlation_id));
+    }
     for (const p of event.ml_predictions || []) row(dl, p.name, p.value.toFixed(3));
     const anomalies = event.impact_assessment && event.impact_assessment.anomalies;
     if (anomalies && anomalies.length) row(dl, 'Anomalies', anomalies.join(', '));
@@ -339,6 +345,17 @@ async function select(id) {
     }
     $('details').scrollIntoView();
     firesight.similarShown = similar.features.length;
+  } catch (e) { report(e); }
+}
+
+// An incident by id (a merged one answers with the incident it is part of now), framed.
+async function showIncident(id) {
+  try {
+    let incident = await api(`/v1/incidents/${encodeURIComponent(id)}`);
+    if (incident.merged_into) incident = await api(`/v1/incidents/${encodeURIComponent(incident.merged_into)}`);
+    const [w, s, e, n] = incident.bbox;
+    map.fitBounds([[w, s], [e, n]], { padding: 100, maxZoom: 12, duration: 0 });
+    $('status').textContent = `${incident.id}: ${incident.status}, ${incident.detections} detections, ${incident.area_km2} km²`;
   } catch (e) { report(e); }
 }
 
