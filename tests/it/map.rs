@@ -140,6 +140,35 @@ async fn the_map_shows_detections_incidents_similar_fires_and_search_results() {
     assert!(timing["detections_rendered_ms"].is_number(), "{timing}");
     save("map-overview.png", &browser.screenshot().await);
 
+    // The alert list starts with the window's newest alert (the log is oldest first).
+    let mut newest_alert = Value::Null;
+    let mut cursor = String::new();
+    loop {
+        let page = get(&format!(
+            "{base}/v1/alerts?limit=1000&from={}&to={}{cursor}",
+            rfc3339(from),
+            rfc3339(newest)
+        ))
+        .await;
+        if let Some(last) = page["items"].as_array().and_then(|items| items.last()) {
+            newest_alert = last["id"].clone();
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    let first_listed = browser
+        .run(
+            "const li = document.querySelector('#alerts li'); return li && li.dataset.id",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        first_listed, newest_alert,
+        "the newest alert of the window first"
+    );
+
     // The largest incident of the window, framed: its perimeter is drawn.
     let incidents = get(&format!(
         "{base}/v1/incidents?limit=1000&from={}&to={}",

@@ -210,16 +210,25 @@ async function loadIncidents(load) {
   $('count-incidents').textContent = `${page.total}`;
 }
 
+// The log is oldest first: read the window's pages and keep the newest 200.
 async function loadAlerts(load) {
-  const page = await api(`/v1/alerts?f=geojson&limit=200&${windowQuery()}`);
-  if (load !== state.loads) return;
+  let newest = [];
+  let cursor = null;
+  let pages = 0;
+  do {
+    const page = await api(`/v1/alerts?f=geojson&limit=${PAGE}&${windowQuery()}${cursor ? '&cursor=' + cursor : ''}`);
+    if (load !== state.loads) return;
+    newest = newest.concat(page.features).slice(-200);
+    cursor = page.next_cursor;
+  } while (cursor && ++pages < 50);
   const list = $('alerts');
   list.querySelectorAll('li:not(.live-item)').forEach((li) => li.remove());
-  for (const f of page.features.slice().reverse()) list.appendChild(alertItem(f.properties, false));
+  for (const f of newest.reverse()) list.appendChild(alertItem(f.properties, false));
 }
 
 function alertItem(a, live) {
   const li = document.createElement('li');
+  li.dataset.id = a.id;
   if (live) li.className = 'live-item';
   li.innerHTML = `${live ? '<span class="live">live</span> ' : ''}<span class="kind"></span> <span class="when"></span><div class="why"></div>`;
   li.querySelector('.kind').textContent = a.kind.replace('_', ' ');
