@@ -36,10 +36,14 @@ pub struct FirePage {
 /// early with a cursor to go on from, so no request scans the whole store.
 const MAX_SCANNED_PER_PAGE: usize = 50_000;
 
+/// Largest GeoJSON page of `/v1/fires`: it is written while it is read, so its size costs no
+/// memory.
+const MAX_STREAMED_PAGE: usize = 50_000;
+
 /// `GET /v1/fires?limit=&from=&to=&bbox=&cursor=&f=`.
 #[utoipa::path(get, path = "/v1/fires", tag = "fires",
     params(
-        ("limit" = Option<usize>, Query, description = "Page size, 1 to api.max_page_size (default 50)", minimum = 1, maximum = 1000),
+        ("limit" = Option<usize>, Query, description = "Page size (default 50): 1 to api.max_page_size (1000) for JSON; up to 50,000 with f=geojson, which is streamed as it is read", minimum = 1, maximum = 50000),
         ("from" = Option<crate::api::openapi::TimeBound>, Query, description = "Earliest detection: RFC 3339 or YYYY-MM-DD"),
         ("to" = Option<crate::api::openapi::TimeBound>, Query, description = "Latest detection: RFC 3339 or YYYY-MM-DD"),
         ("bbox" = Option<String>, Query, description = "Only detections inside `min_lon,min_lat,max_lon,max_lat` (west > east crosses the antimeridian). A page looks at no more than 50,000 events, so a bbox that matches little can give a short page with a `next_cursor`"),
@@ -54,7 +58,13 @@ pub async fn list(
     Query(raw): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     let params = Params::new(raw, &["limit", "from", "to", "bbox", "cursor", "f"])?;
-    let limit = params.bounded("limit", DEFAULT_PAGE, 1, state.settings.max_page_size)?;
+    let as_geojson = geojson::wanted(&params, &headers)?;
+    let most = if as_geojson {
+        MAX_STREAMED_PAGE
+    } else {
+        state.settings.max_page_size
+    };
+    let limit = params.bounded("limit", DEFAULT_PAGE, 1, most)?;
     let from = params
         .time("from", false)?
         .map_or(i64::MIN, |t| t.timestamp_millis());
@@ -65,28 +75,35 @@ pub async fn list(
         return Err(ApiError::bad("from", "must not be after `to`"));
     }
     let bbox = params.bbox()?;
-    let as_geojson = geojson::wanted(&params, &headers)?;
     let cursor = params.event_cursor()?;
     let store = state.store.clone();
-    let page = tokio::task::spawn_blocking(move || match bbox {
-        None => store.list_events(from, to, cursor.as_deref(), limit),
-        Some(b) => store.list_events_where(
-            from,
-            to,
-            cursor.as_deref(),
-            limit,
-            MAX_SCANNED_PER_PAGE,
-            |e| b.contains(e.location.latitude as f32, e.location.longitude as f32),
-        ),
+    let inside = move |e: &FireEventV2| {
+        bbox.as_ref()
+            .is_none_or(|b| b.contains(e.location.latitude as f32, e.location.longitude as f32))
+    };
+    let max_scanned = if bbox.is_some() {
+        MAX_SCANNED_PER_PAGE
+    } else {
+        usize::MAX
+    };
+    if as_geojson {
+        return Ok(geojson::streamed(move |sink| {
+            let next = store.visit_events_where(
+                from,
+                to,
+                cursor.as_deref(),
+                limit,
+                max_scanned,
+                inside,
+                |event| sink(geojson::fire_feature(&event)),
+            )?;
+            Ok(json!({ "next_cursor": next }))
+        }));
+    }
+    let page = tokio::task::spawn_blocking(move || {
+        store.list_events_where(from, to, cursor.as_deref(), limit, max_scanned, inside)
     })
     .await??;
-    if as_geojson {
-        let features = page.events.iter().map(geojson::fire_feature).collect();
-        return Ok(geojson::response(&geojson::collection(
-            features,
-            json!({"next_cursor": page.next_cursor}),
-        )));
-    }
     Ok(Json(FirePage {
         items: page.events,
         next_cursor: page.next_cursor,

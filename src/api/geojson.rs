@@ -1,9 +1,14 @@
 //! GeoJSON (RFC 7946) answers: format negotiation (`?f=geojson` or `Accept:
 //! application/geo+json`) and the geometries of the places FireSight serves.
 
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 use super::ApiError;
 use super::params::Params;
@@ -123,9 +128,130 @@ pub fn collection(features: Vec<Value>, extra: Value) -> Value {
     body
 }
 
+/// A streamed answer goes out in pieces of about this many bytes.
+const STREAM_PIECE: usize = 64 * 1024;
+/// Pieces waiting for a slow reader; the producer pauses behind them.
+const STREAM_QUEUE: usize = 4;
+/// A reader that takes no piece for this long is given up on, so it holds no thread for ever.
+const STREAM_STALL: Duration = Duration::from_secs(30);
+
+/// A FeatureCollection written while it is read: `produce` runs on a blocking thread, hands each
+/// Feature to the sink it is given, and returns the collection's other members (paging). Memory
+/// stays at a few pieces whatever the size. An error once the answer has started (the reader
+/// went away or stalled, the store failed) ends the body early, so the document is visibly
+/// incomplete, never silently short; it is logged.
+pub fn streamed<F>(produce: F) -> Response
+where
+    F: FnOnce(&mut dyn FnMut(Value) -> Result<(), ApiError>) -> Result<Value, ApiError>
+        + Send
+        + 'static,
+{
+    let (tx, rx) = mpsc::channel::<Bytes>(STREAM_QUEUE);
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let send = |piece: Vec<u8>| -> Result<(), ApiError> {
+            match runtime.block_on(tokio::time::timeout(STREAM_STALL, tx.send(piece.into()))) {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(ApiError::Internal("the reader went away".into())),
+                Err(_) => Err(ApiError::Internal(format!(
+                    "the reader took nothing for {} s",
+                    STREAM_STALL.as_secs()
+                ))),
+            }
+        };
+        let mut piece = br#"{"type":"FeatureCollection","features":["#.to_vec();
+        let mut first = true;
+        let result = produce(&mut |feature| {
+            if !std::mem::take(&mut first) {
+                piece.push(b',');
+            }
+            serde_json::to_writer(&mut piece, &feature)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            if piece.len() >= STREAM_PIECE {
+                send(std::mem::take(&mut piece))?;
+            }
+            Ok(())
+        });
+        let ended = result.and_then(|members| {
+            piece.push(b']');
+            for (name, value) in members.as_object().into_iter().flatten() {
+                piece.extend_from_slice(format!(",{}:{value}", json!(name)).as_bytes());
+            }
+            piece.push(b'}');
+            send(piece)
+        });
+        if let Err(e) = ended {
+            tracing::warn!(error = %e, "a streamed GeoJSON answer ended early");
+        }
+    });
+    // Fused: a body may be polled again after its end (the gzip layer does), which an unfold
+    // alone does not allow.
+    let pieces =
+        futures_util::StreamExt::fuse(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|piece| (Ok::<_, Infallible>(piece), rx))
+        }));
+    let mut response = Body::from_stream(pieces).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE));
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_streamed_collection_is_one_document_with_its_members() {
+        let response = streamed(|sink| {
+            for i in 0..5_000 {
+                sink(json!({"type": "Feature", "id": i, "geometry": null, "properties": {}}))?;
+            }
+            Ok(json!({"next_cursor": "00ff", "note": "a \"quoted\" one"}))
+        });
+        assert_eq!(response.headers()[header::CONTENT_TYPE], MEDIA_TYPE);
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        assert!(bytes.len() > STREAM_PIECE, "spans several pieces");
+        let body: Value = serde_json::from_slice(&bytes).expect("one JSON document");
+        assert_eq!(body["features"].as_array().map(Vec::len), Some(5_000));
+        assert_eq!(body["features"][4_999]["id"], 4_999);
+        assert_eq!(body["next_cursor"], "00ff");
+        assert_eq!(body["note"], "a \"quoted\" one");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stream_stops_producing_when_its_reader_goes_away() {
+        let (done, outcome) = std::sync::mpsc::channel();
+        let response = streamed(move |sink| {
+            let mut accepted = 0usize;
+            let ended = loop {
+                let feature = json!({"type": "Feature", "properties": {"pad": "x".repeat(1_000)}});
+                if let Err(e) = sink(feature) {
+                    break Err(e);
+                }
+                accepted += 1;
+                if accepted == 1_000_000 {
+                    break Ok(());
+                }
+            };
+            let _ = done.send((accepted, ended.is_err()));
+            ended.map(|()| json!({}))
+        });
+        drop(response);
+        let (accepted, stopped) = tokio::task::spawn_blocking(move || {
+            outcome
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the producer ended")
+        })
+        .await
+        .expect("join");
+        assert!(stopped, "the producer was told the reader left");
+        assert!(accepted < 1_000, "it went on for {accepted} features");
+    }
 
     #[test]
     fn rings_close_into_polygons_and_small_ones_degrade() {

@@ -247,6 +247,32 @@ impl Store {
         max_scanned: usize,
         keep: impl Fn(&FireEventV2) -> bool,
     ) -> Result<EventPage, StoreError> {
+        let mut events = Vec::with_capacity(limit.min(1024));
+        let next_cursor =
+            self.visit_events_where(from_ms, to_ms, cursor, limit, max_scanned, keep, |event| {
+                events.push(event);
+                Ok::<_, StoreError>(())
+            })?;
+        Ok(EventPage {
+            events,
+            next_cursor,
+        })
+    }
+
+    /// The page [`Store::list_events_where`] would give, handed to `visit` one event at a time
+    /// instead of collected, so a caller can write a large page out as it is read. An error from
+    /// `visit` (the reader went away) stops the scan. Returns the cursor of the next page.
+    #[allow(clippy::too_many_arguments)]
+    pub fn visit_events_where<E: From<StoreError>>(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        cursor: Option<&str>,
+        limit: usize,
+        max_scanned: usize,
+        keep: impl Fn(&FireEventV2) -> bool,
+        mut visit: impl FnMut(FireEventV2) -> Result<(), E>,
+    ) -> Result<Option<String>, E> {
         let start = match cursor {
             Some(c) => {
                 let mut key = hex::decode(c).map_err(|_| StoreError::Corrupt {
@@ -259,19 +285,16 @@ impl Store {
             None => time_key(to_ms, "").to_vec(),
         };
         let mode = IteratorMode::From(&start, Direction::Forward);
-        let mut events = Vec::with_capacity(limit.min(1024));
+        let mut visited = 0usize;
         let mut last_key = None;
         let keys = self.db.iterator_cf(self.cf(Family::EventsByTime)?, mode);
         for (scanned, item) in keys.enumerate() {
-            let (key, _) = item?;
+            let (key, _) = item.map_err(StoreError::from)?;
             if key.len() < 8 || decode_time(&key[..8]) < from_ms {
                 break;
             }
-            if events.len() == limit || scanned == max_scanned {
-                return Ok(EventPage {
-                    events,
-                    next_cursor: last_key.map(hex::encode),
-                });
+            if visited == limit || scanned == max_scanned {
+                return Ok(last_key.map(hex::encode));
             }
             let id = std::str::from_utf8(&key[8..]).map_err(|e| StoreError::Corrupt {
                 cf: Family::EventsByTime.name(),
@@ -280,14 +303,12 @@ impl Store {
             if let Some(event) = self.event(id)?
                 && keep(&event)
             {
-                events.push(event);
+                visit(event)?;
+                visited += 1;
             }
             last_key = Some(key.to_vec());
         }
-        Ok(EventPage {
-            events,
-            next_cursor: None,
-        })
+        Ok(None)
     }
 
     /// Events with `from_ms <= detection_time <= to_ms`, newest first, read as they are needed.

@@ -120,6 +120,53 @@ async fn fires_come_as_geojson_points_filtered_by_bbox_across_pages() {
     assert_eq!(feature["type"], "Feature");
     assert_eq!(feature["geometry"], one["features"][0]["geometry"]);
 
+    // GeoJSON pages are streamed, so they may be as large as the whole sample.
+    let all: Value = reqwest::get(format!("{base}/v1/fires?f=geojson&limit=50000"))
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("one GeoJSON document");
+    assert_eq!(
+        features(&all).len() as u64,
+        loaded().service.store.event_count()
+    );
+    assert!(all["next_cursor"].is_null(), "the last page has no cursor");
+    // The same through gzip, as browsers ask for it: one whole document.
+    let zipped = reqwest::Client::new()
+        .get(format!("{base}/v1/fires?f=geojson&limit=50000"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    let zipped = zipped.bytes().await.expect("body");
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&zipped[..]), &mut text)
+        .expect("a whole gzip stream");
+    let unzipped: Value = serde_json::from_slice(&text).expect("one GeoJSON document");
+    assert_eq!(features(&unzipped).len(), features(&all).len());
+    println!(
+        "all {} detections as one streamed GeoJSON page: {} bytes, {} gzipped",
+        features(&all).len(),
+        text.len(),
+        zipped.len()
+    );
+    assert!(
+        zipped.len() * 4 < text.len(),
+        "{} of {}",
+        zipped.len(),
+        text.len()
+    );
+
+    let (status, _) = get(&format!("{base}/v1/fires?f=geojson&limit=50001")).await;
+    assert_eq!(status, 400);
+    let (status, _) = get(&format!("{base}/v1/fires?limit=5000")).await;
+    assert_eq!(
+        status, 400,
+        "plain JSON pages stay within api.max_page_size"
+    );
+
     let (status, bad) = get(&format!("{base}/v1/fires?bbox=1,2,3")).await;
     assert_eq!(status, 400);
     assert_eq!(bad["error"]["field"], "bbox");

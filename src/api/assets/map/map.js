@@ -8,6 +8,8 @@
 const HOUR = 3600 * 1000;
 const MAX_DETECTIONS = 20000;
 const PAGE = 1000;
+// GeoJSON pages of detections are streamed by the server, so they may be large.
+const FIRE_PAGE = 5000;
 const state = {
   key: localStorage.getItem('firesight-api-key') || '',
   span: null,          // [oldest, newest] stored detection, ms
@@ -188,7 +190,7 @@ async function loadDetections(load) {
   let cursor = null;
   state.truncated = false;
   do {
-    const page = await api(`/v1/fires?f=geojson&limit=${PAGE}&${windowQuery()}${cursor ? '&cursor=' + cursor : ''}`);
+    const page = await api(`/v1/fires?f=geojson&limit=${FIRE_PAGE}&${windowQuery()}${cursor ? '&cursor=' + cursor : ''}`);
     if (load !== state.loads) return;
     features.push(...page.features);
     cursor = page.next_cursor;
