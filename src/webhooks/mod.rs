@@ -189,7 +189,7 @@ impl Dispatcher {
                 return Ok(due);
             }
             for (seq, state) in store.webhook_queue(&name, ROUND)? {
-                let state: Queued = decode(&state)?;
+                let state = queued_state(&name, seq, &state);
                 if state.next_at_ms <= now {
                     let body = store.alerts_from(seq, 1)?.into_iter().next();
                     let body = body.filter(|(s, _)| *s == seq).map(|(_, b)| b);
@@ -256,8 +256,8 @@ impl Dispatcher {
         let (queued, next) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
             let queue = store.webhook_queue(&name, usize::MAX)?;
             let mut next: Option<i64> = None;
-            for (_, state) in queue.iter().take(ROUND) {
-                let state: Queued = decode(state)?;
+            for (seq, state) in queue.iter().take(ROUND) {
+                let state = queued_state(&name, *seq, state);
                 next = Some(next.map_or(state.next_at_ms, |n| n.min(state.next_at_ms)));
             }
             Ok((queue.len(), next))
@@ -454,11 +454,32 @@ fn enqueue(store: &Store, target: &Target) -> Result<(), StoreError> {
             return Ok(());
         };
         let mut ops = Vec::with_capacity(page.len() + 1);
+        let mut unreadable = Vec::new();
         for (seq, bytes) in &page {
-            let alert: Alert = decode(bytes)?;
-            if target.wants(alert.kind) {
-                ops.push(StoreOp::webhook_queued(&target.name, *seq, fresh.clone()));
+            match decode::<Alert>(bytes) {
+                Ok(alert) if target.wants(alert.kind) => {
+                    ops.push(StoreOp::webhook_queued(&target.name, *seq, fresh.clone()));
+                }
+                Ok(_) => {}
+                // Not sent (a receiver would get garbage) and not a stall: a dead letter says why.
+                Err(e) => {
+                    tracing::error!(target_name = %target.name, seq, error = %e, "An alert log entry is unreadable; dead-lettered, not sent.");
+                    unreadable.push(DeadLetter {
+                        source: format!("webhook:{}", target.name),
+                        error: FieldError::new(
+                            *seq,
+                            "alert",
+                            format!("the alert log entry is not an alert: {e}"),
+                        ),
+                        raw: lossy(bytes),
+                        at_ms: now_ms(),
+                    });
+                }
             }
+        }
+        // Dead letters before the cursor moves past them: a crash between repeats, never loses.
+        if !unreadable.is_empty() {
+            store.put_dead_letters(&unreadable)?;
         }
         ops.push(StoreOp::webhook_cursor(&target.name, last + 1));
         store.apply(&ops)?;
@@ -466,6 +487,18 @@ fn enqueue(store: &Store, target: &Target) -> Result<(), StoreError> {
             return Ok(());
         }
     }
+}
+
+/// A queue entry's delivery state. An unreadable one (a torn or foreign write) must not stall
+/// the target for ever: the alert is delivered afresh, and the logs say so.
+fn queued_state(target: &str, seq: u64, bytes: &[u8]) -> Queued {
+    decode(bytes).unwrap_or_else(|e| {
+        tracing::error!(target_name = %target, seq, error = %e, "A webhook queue entry is unreadable; delivering its alert afresh.");
+        Queued {
+            last_error: Some(format!("queue entry unreadable: {e}")),
+            ..Queued::default()
+        }
+    })
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, StoreError> {

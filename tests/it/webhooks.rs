@@ -14,6 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use firesight::app::Service;
 use firesight::config::{Settings, WebhookTarget};
+use firesight::store::StoreOp;
 use firesight::tracker::{Alert, AlertKind};
 use firesight::webhooks::{ALERT_ID_HEADER, sign};
 use tempfile::TempDir;
@@ -393,5 +394,82 @@ async fn queued_alerts_survive_a_restart_while_the_receiver_is_down() {
     assert_eq!(
         service.store.webhook_queue_len("newcomer").expect("queue"),
         0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_queue_entries_and_log_entries_do_not_stall_a_target() {
+    let dir = TempDir::new().expect("tmp");
+    // The receiver is down at first, so a round queues everything and sends nothing.
+    let (listener, url) = bind().await;
+    let address = listener.local_addr().expect("addr");
+    drop(listener);
+    let file = first_rows(dir.path(), 1_500);
+    let service = open(
+        quick(dir.path(), vec![target("ops", &url, &[])]),
+        vec![file],
+    )
+    .await;
+    let genuine = logged(&service).len();
+    assert!(genuine > 10, "{genuine} alerts");
+    // A log entry that is no alert, after the genuine ones.
+    let bad_seq = service.store.peek_alert_seq();
+    service
+        .store
+        .apply(&[StoreOp::alert(bad_seq, b"{\"not\": \"an alert\"".to_vec())])
+        .expect("write");
+    let dispatcher = service.webhooks().expect("dispatcher").expect("target");
+    dispatcher.round(0).await.expect("round");
+    drop(dispatcher);
+    // Tear the last queued entry's state.
+    let queue = service
+        .store
+        .webhook_queue("ops", usize::MAX)
+        .expect("queue");
+    assert_eq!(
+        queue.len(),
+        genuine,
+        "every genuine alert queued, the unreadable one not"
+    );
+    let (torn, _) = queue.last().expect("queued");
+    service
+        .store
+        .apply(&[StoreOp::webhook_queued(
+            "ops",
+            *torn,
+            vec![0xff, 0x00, 0x7b],
+        )])
+        .expect("write");
+
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .expect("rebind");
+    let got = serve_receiver(listener, Behaviour::Healthy);
+    deliver_all(&service, Duration::from_secs(60)).await;
+    let got = got.lock().expect("lock").clone();
+    let ids: BTreeSet<&str> = got.iter().map(|g| g.alert_id.as_str()).collect();
+    assert_eq!(
+        ids.len(),
+        genuine,
+        "every genuine alert delivered, the torn one too"
+    );
+    assert!(
+        ids.iter().all(|id| !id.is_empty()),
+        "nothing unreadable was sent"
+    );
+    assert_eq!(service.store.webhook_queue_len("ops").expect("queue"), 0);
+    let letters = service
+        .store
+        .dead_letters(usize::MAX)
+        .expect("dead letters");
+    let refused: Vec<_> = letters
+        .iter()
+        .filter(|l| l.source == "webhook:ops")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].error.line, bad_seq);
+    assert!(
+        refused[0].error.reason.contains("not an alert"),
+        "{refused:?}"
     );
 }
