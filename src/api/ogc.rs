@@ -99,14 +99,11 @@ pub async fn collections(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let base = base_url(&headers);
-    let described = tokio::task::spawn_blocking(move || {
-        [Collection::Fires, Collection::Incidents, Collection::Alerts]
-            .into_iter()
-            .map(|c| describe(&state, c, &base))
-            .collect::<Result<Vec<Value>, ApiError>>()
-    })
-    .await??;
-    let base = base_url(&headers);
+    let extent = tokio::task::spawn_blocking(move || Extent::of(&state)).await??;
+    let described: Vec<Value> = [Collection::Fires, Collection::Incidents, Collection::Alerts]
+        .into_iter()
+        .map(|c| describe(c, &base, &extent))
+        .collect();
     Ok(json_response(&json!({
         "links": [link(&format!("{base}/ogc/collections"), "self", "application/json", "The collections")],
         "collections": described,
@@ -125,8 +122,8 @@ pub async fn collection(
 ) -> Result<Response, ApiError> {
     let which = Collection::parse(&id)?;
     let base = base_url(&headers);
-    let described = tokio::task::spawn_blocking(move || describe(&state, which, &base)).await??;
-    Ok(json_response(&described))
+    let extent = tokio::task::spawn_blocking(move || Extent::of(&state)).await??;
+    Ok(json_response(&describe(which, &base, &extent)))
 }
 
 /// `GET /ogc/collections/{collection}/items?bbox&datetime&limit&cursor`.
@@ -159,9 +156,17 @@ pub async fn items(
         Some(text) => datetime(text)?,
         None => (None, None),
     };
-    let cursor = match which {
-        Collection::Fires => params.event_cursor()?,
-        Collection::Incidents | Collection::Alerts => params.text("cursor").map(str::to_owned),
+    // Each collection pages its own way: a store key, an offset, a place in the alert log.
+    let start = match which {
+        Collection::Fires => Start::Event(params.event_cursor()?),
+        Collection::Incidents => Start::Offset(params.bounded("cursor", 0usize, 0, 999_999_999)?),
+        Collection::Alerts => Start::Seq(params.bounded("cursor", 0u64, 0, u64::MAX / 2)?),
+    };
+    let scope = Scope {
+        bbox,
+        from,
+        to,
+        limit,
     };
     let base = base_url(&headers);
     let items_url = format!("{base}/ogc/collections/{}/items", which.id());
@@ -172,10 +177,10 @@ pub async fn items(
         }
     }
     kept.push(("limit", limit.to_string()));
-    let page = tokio::task::spawn_blocking(move || match which {
-        Collection::Fires => fire_page(&state, bbox, from, to, cursor, limit),
-        Collection::Incidents => incident_page(&state, bbox, from, to, cursor.as_deref(), limit),
-        Collection::Alerts => alert_page(&state, bbox, from, to, cursor.as_deref(), limit),
+    let page = tokio::task::spawn_blocking(move || match start {
+        Start::Event(cursor) => fire_page(&state, &scope, cursor),
+        Start::Offset(offset) => incident_page(&state, &scope, offset),
+        Start::Seq(seq) => alert_page(&state, &scope, seq),
     })
     .await??;
     let with = |cursor: Option<&str>| {
@@ -288,22 +293,35 @@ struct Page {
     matched: Option<usize>,
 }
 
-fn fire_page(
-    state: &AppState,
+/// What an items request asks for, whatever the collection.
+struct Scope {
     bbox: Option<BBox>,
     from: Option<i64>,
     to: Option<i64>,
-    cursor: Option<String>,
     limit: usize,
-) -> Result<Page, ApiError> {
+}
+
+/// Where a page starts.
+enum Start {
+    /// `fires`: after this store key (hex).
+    Event(Option<String>),
+    /// `incidents`: this many incidents in.
+    Offset(usize),
+    /// `alerts`: at this place in the log.
+    Seq(u64),
+}
+
+fn fire_page(state: &AppState, scope: &Scope, cursor: Option<String>) -> Result<Page, ApiError> {
     let page = state.store.list_events_where(
-        from.unwrap_or(i64::MIN),
-        to.unwrap_or(i64::MAX),
+        scope.from.unwrap_or(i64::MIN),
+        scope.to.unwrap_or(i64::MAX),
         cursor.as_deref(),
-        limit,
+        scope.limit,
         MAX_SCANNED_PER_PAGE,
         |e| {
-            bbox.as_ref()
+            scope
+                .bbox
+                .as_ref()
                 .is_none_or(|b| b.contains(e.location.latitude as f32, e.location.longitude as f32))
         },
     )?;
@@ -314,33 +332,18 @@ fn fire_page(
     })
 }
 
-fn incident_page(
-    state: &AppState,
-    bbox: Option<BBox>,
-    from: Option<i64>,
-    to: Option<i64>,
-    cursor: Option<&str>,
-    limit: usize,
-) -> Result<Page, ApiError> {
-    let offset = match cursor {
-        None => 0,
-        Some(c) => c
-            .parse::<usize>()
-            .ok()
-            .filter(|&o| o < 1_000_000_000)
-            .ok_or_else(|| ApiError::bad("cursor", "not a cursor returned by this endpoint"))?,
-    };
+fn incident_page(state: &AppState, scope: &Scope, offset: usize) -> Result<Page, ApiError> {
     let found = incidents::select(
         state,
         &IncidentQuery {
             statuses: vec![IncidentStatus::Active, IncidentStatus::Inactive],
             min_size: 1,
             with_static: true,
-            bbox,
-            from,
-            to,
+            bbox: scope.bbox,
+            from: scope.from,
+            to: scope.to,
             offset,
-            limit,
+            limit: scope.limit,
             members: false,
         },
     )?;
@@ -355,24 +358,9 @@ fn incident_page(
     })
 }
 
-fn alert_page(
-    state: &AppState,
-    bbox: Option<BBox>,
-    from: Option<i64>,
-    to: Option<i64>,
-    cursor: Option<&str>,
-    limit: usize,
-) -> Result<Page, ApiError> {
-    let start = match cursor {
-        None => 0,
-        Some(c) => c
-            .parse::<u64>()
-            .ok()
-            .filter(|&s| s <= u64::MAX / 2)
-            .ok_or_else(|| ApiError::bad("cursor", "not a cursor returned by this endpoint"))?,
-    };
-    let filter = AlertFilter::area_and_time(bbox, from, to);
-    let (items, next) = alerts::page(state, &filter, start, limit)?;
+fn alert_page(state: &AppState, scope: &Scope, seq: u64) -> Result<Page, ApiError> {
+    let filter = AlertFilter::area_and_time(scope.bbox, scope.from, scope.to);
+    let (items, next) = alerts::page(state, &filter, seq, scope.limit)?;
     Ok(Page {
         features: items.iter().map(ogc_alert).collect(),
         next,
@@ -388,32 +376,43 @@ fn ogc_alert(alert: &Alert) -> Value {
     feature
 }
 
-/// A collection's description with its extent: the stored detections' time span, and the
-/// union of the incidents' extents in space (the whole world when no incident is tracked).
-fn describe(state: &AppState, which: Collection, base: &str) -> Result<Value, ApiError> {
-    let span = state.store.event_time_span()?;
-    let interval = match span {
-        Some((oldest, newest)) => json!([[rfc3339(oldest), rfc3339(newest)]]),
-        None => json!([[null, null]]),
-    };
-    let mut extent = [180.0f64, 90.0, -180.0, -90.0];
-    if let Some(tracker) = state.pipeline.tracker() {
-        for incident in tracker.incidents(&state.store)? {
-            if incident.status == IncidentStatus::Merged {
-                continue;
+/// The extent every collection shares: the stored detections' time span, and the union of the
+/// incidents' extents in space (the whole world when no incident is tracked).
+struct Extent {
+    interval: Value,
+    bbox: [f64; 4],
+}
+
+impl Extent {
+    fn of(state: &AppState) -> Result<Self, ApiError> {
+        let interval = match state.store.event_time_span()? {
+            Some((oldest, newest)) => json!([[rfc3339(oldest), rfc3339(newest)]]),
+            None => json!([[null, null]]),
+        };
+        let mut bbox = [180.0f64, 90.0, -180.0, -90.0];
+        if let Some(tracker) = state.pipeline.tracker() {
+            for incident in tracker.incidents(&state.store)? {
+                if incident.status == IncidentStatus::Merged {
+                    continue;
+                }
+                let b = incident.bbox;
+                bbox = [
+                    bbox[0].min(b[0]),
+                    bbox[1].min(b[1]),
+                    bbox[2].max(b[2]),
+                    bbox[3].max(b[3]),
+                ];
             }
-            let b = incident.bbox;
-            extent = [
-                extent[0].min(b[0]),
-                extent[1].min(b[1]),
-                extent[2].max(b[2]),
-                extent[3].max(b[3]),
-            ];
         }
+        if bbox[0] > bbox[2] {
+            bbox = [-180.0, -90.0, 180.0, 90.0];
+        }
+        Ok(Self { interval, bbox })
     }
-    if extent[0] > extent[2] {
-        extent = [-180.0, -90.0, 180.0, 90.0];
-    }
+}
+
+/// A collection's description with its extent and links.
+fn describe(which: Collection, base: &str, extent: &Extent) -> Value {
     let (title, description) = match which {
         Collection::Fires => (
             "Fire detections",
@@ -429,21 +428,21 @@ fn describe(state: &AppState, which: Collection, base: &str) -> Result<Value, Ap
         ),
     };
     let here = format!("{base}/ogc/collections/{}", which.id());
-    Ok(json!({
+    json!({
         "id": which.id(),
         "title": title,
         "description": description,
         "itemType": "feature",
         "crs": [CRS84],
         "extent": {
-            "spatial": {"bbox": [extent], "crs": CRS84},
-            "temporal": {"interval": interval, "trs": GREGORIAN},
+            "spatial": {"bbox": [extent.bbox], "crs": CRS84},
+            "temporal": {"interval": extent.interval, "trs": GREGORIAN},
         },
         "links": [
             link(&here, "self", "application/json", title),
             link(&format!("{here}/items"), "items", geojson::MEDIA_TYPE, "The features"),
         ],
-    }))
+    })
 }
 
 /// `f` may ask for JSON or GeoJSON, which are the same here; anything else is refused.
@@ -581,6 +580,15 @@ mod tests {
         assert!(datetime("../..").is_err());
         assert!(datetime("2019-12-31/2019-12-30").is_err());
         assert!(datetime("yesterday").is_err());
+        // The edges of the calendar answer or refuse; they never overflow.
+        for edge in [
+            "+262142-12-31",
+            "-262143-01-01",
+            "+262142-12-31/..",
+            "../-262143-01-01",
+        ] {
+            let _ = datetime(edge);
+        }
     }
 
     #[test]
