@@ -191,6 +191,17 @@ async fn deliver_all(service: &Service, limit: Duration) {
     task.await.expect("dispatcher stops");
 }
 
+/// A service over the archive's first 1,500 detections with one target, `ops`, whose receiver
+/// is down: its port refuses connections until something binds it (the address returned).
+async fn receiver_down(dir: &Path) -> (std::net::SocketAddr, String, Service) {
+    let (listener, url) = bind().await;
+    let address = listener.local_addr().expect("addr");
+    drop(listener);
+    let file = first_rows(dir, 1_500);
+    let service = open(quick(dir, vec![target("ops", &url, &[])]), vec![file]).await;
+    (address, url, service)
+}
+
 fn logged(service: &Service) -> Vec<(u64, Vec<u8>)> {
     service.store.alerts_from(0, usize::MAX).expect("alert log")
 }
@@ -329,16 +340,7 @@ async fn every_alert_reaches_each_receiver_once_signed_and_failures_end_as_dead_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_alerts_survive_a_restart_while_the_receiver_is_down() {
     let dir = TempDir::new().expect("tmp");
-    // A port nothing listens on yet: connections are refused until the receiver starts.
-    let (listener, url) = bind().await;
-    let address = listener.local_addr().expect("addr");
-    drop(listener);
-    let file = first_rows(dir.path(), 1_500);
-    let service = open(
-        quick(dir.path(), vec![target("ops", &url, &[])]),
-        vec![file],
-    )
-    .await;
+    let (address, url, service) = receiver_down(dir.path()).await;
     let total = logged(&service).len();
     assert!(total > 10, "{total} alerts");
     // Receiver down: each round tries one alert and leaves everything queued; past
@@ -401,15 +403,7 @@ async fn queued_alerts_survive_a_restart_while_the_receiver_is_down() {
 async fn unreadable_queue_entries_and_log_entries_do_not_stall_a_target() {
     let dir = TempDir::new().expect("tmp");
     // The receiver is down at first, so a round queues everything and sends nothing.
-    let (listener, url) = bind().await;
-    let address = listener.local_addr().expect("addr");
-    drop(listener);
-    let file = first_rows(dir.path(), 1_500);
-    let service = open(
-        quick(dir.path(), vec![target("ops", &url, &[])]),
-        vec![file],
-    )
-    .await;
+    let (address, _, service) = receiver_down(dir.path()).await;
     let genuine = logged(&service).len();
     assert!(genuine > 10, "{genuine} alerts");
     // A log entry that is no alert, after the genuine ones.
