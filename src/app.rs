@@ -221,13 +221,12 @@ impl Service {
             Some(w.api_key.clone()),
             std::time::Duration::from_millis(w.timeout_ms),
         )?;
-        Ok(Some(crate::weaviate::Mirror {
+        Ok(Some(crate::weaviate::Mirror::new(
             client,
-            store: Arc::clone(&self.store),
-            batch_size: w.batch_size,
-            max_backoff: std::time::Duration::from_millis(w.max_backoff_ms),
-            metrics: self.metrics.clone(),
-        }))
+            Arc::clone(&self.store),
+            w,
+            self.metrics.clone(),
+        )))
     }
 
     /// The webhook dispatcher, when `webhooks.targets` has any.

@@ -371,6 +371,8 @@ pub struct WeaviateSettings {
     pub timeout_ms: u64,
     /// Longest wait between retries while Weaviate is down, milliseconds.
     pub max_backoff_ms: u64,
+    /// Times an object Weaviate refuses is sent before it becomes a dead letter.
+    pub max_object_attempts: u32,
     /// gRPC endpoint for queries (`http://host:50051`); empty means `url`'s host on port 50051.
     pub grpc_url: String,
 }
@@ -684,10 +686,14 @@ impl Settings {
                 "https is not built in yet; reach Weaviate over http on a private network",
             ));
         }
-        if w.batch_size == 0 || w.timeout_ms == 0 || w.max_backoff_ms == 0 {
+        if w.batch_size == 0
+            || w.timeout_ms == 0
+            || w.max_backoff_ms == 0
+            || w.max_object_attempts == 0
+        {
             return Err(invalid(
                 "weaviate",
-                "batch_size, timeout_ms and max_backoff_ms must be positive",
+                "batch_size, timeout_ms, max_backoff_ms and max_object_attempts must be positive",
             ));
         }
         if self.embed.batch_size == 0 || self.ingest.batch_size == 0 {

@@ -27,6 +27,10 @@ pub const HTTP_REQUEST_SECONDS: &str = "firesight_http_request_duration_seconds"
 pub const MIRROR_SENT: &str = "firesight_mirror_objects_sent_total";
 /// Mirror batches that failed (Weaviate down or refusing); each is retried.
 pub const MIRROR_FAILURES: &str = "firesight_mirror_batch_failures_total";
+/// Objects Weaviate refused in a batch and that stay queued for another attempt.
+pub const MIRROR_OBJECT_RETRIES: &str = "firesight_mirror_object_retries_total";
+/// Objects dead-lettered after Weaviate refused them `weaviate.max_object_attempts` times.
+pub const MIRROR_DEAD_LETTERS: &str = "firesight_mirror_dead_letters_total";
 
 /// Streaming records later than their window's end plus grace, by operator.
 pub const STREAM_LATE: &str = "firesight_stream_late_records_total";
@@ -85,6 +89,10 @@ pub struct Metrics {
     pub mirror_sent: IntCounter,
     /// See [`MIRROR_FAILURES`].
     pub mirror_failures: IntCounter,
+    /// See [`MIRROR_OBJECT_RETRIES`].
+    pub mirror_object_retries: IntCounter,
+    /// See [`MIRROR_DEAD_LETTERS`].
+    pub mirror_dead_letters: IntCounter,
     /// See [`STREAM_LATE`].
     pub stream_late: IntCounterVec,
     /// See [`STREAM_PUBLISHED`].
@@ -147,6 +155,14 @@ impl Metrics {
             mirror_failures: IntCounter::new(
                 MIRROR_FAILURES,
                 "Weaviate batches that failed and were retried.",
+            )?,
+            mirror_object_retries: IntCounter::new(
+                MIRROR_OBJECT_RETRIES,
+                "Objects Weaviate refused that stay queued for another attempt.",
+            )?,
+            mirror_dead_letters: IntCounter::new(
+                MIRROR_DEAD_LETTERS,
+                "Objects dead-lettered after Weaviate refused them every attempt.",
             )?,
             stream_late: IntCounterVec::new(
                 Opts::new(
@@ -235,6 +251,12 @@ impl Metrics {
         metrics
             .registry
             .register(Box::new(metrics.mirror_failures.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.mirror_object_retries.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.mirror_dead_letters.clone()))?;
         metrics
             .registry
             .register(Box::new(metrics.stream_late.clone()))?;

@@ -88,6 +88,23 @@ impl Store {
             .filter(|v| v.model_version == model))
     }
 
+    /// Every model's stored vector for a sequence number (they share the key prefix `seq`).
+    pub fn vectors_of(&self, seq: u64) -> Result<Vec<StoredVector>, StoreError> {
+        let prefix = seq.to_be_bytes();
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(Family::Vectors)?,
+            IteratorMode::From(&prefix, rocksdb::Direction::Forward),
+        ) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            out.push(decode_vector(seq, &value)?);
+        }
+        Ok(out)
+    }
+
     /// Writes vectors of `model` for stored events and the meta entries that record the
     /// progress, in one atomic batch (the re-index job's unit of work). `None` deletes a key.
     pub fn write_vectors(

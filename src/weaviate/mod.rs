@@ -1,30 +1,24 @@
-//! The Weaviate mirror: a thin REST client of our own and the drainer of the RocksDB outbox.
+//! Weaviate: a thin REST client of our own (this file), the mirror that drains the RocksDB
+//! outbox into it (`mirror.rs`), and the gRPC query backend (`search.rs`).
 //!
-//! Every stored vector is queued in the `mirror_outbox` column family in the same write batch
-//! as the event, so nothing can be stored without being queued. The drainer sends the queue in
-//! batches to `POST /v1/batch/objects` and removes entries only once Weaviate has accepted
-//! them; while Weaviate is down it retries with exponential backoff, and the queue waits on
-//! disk. Object ids are UUIDv5 of the event id, so a batch sent twice (a lost response)
-//! overwrites the same objects instead of duplicating them. Each encoder version is its own
-//! named vector on the `FireEvent` collection.
+//! Object ids are UUIDv5 of the event id, so a batch sent twice (a lost response) overwrites
+//! the same objects instead of duplicating them. Each encoder version is its own named vector
+//! on the `FireEvent` collection.
 //!
 //! Written against Weaviate's published REST contract (OpenAPI document of v1.39.0 in
 //! `../shared/weaviate/`); the tests run a stand-in that checks every request against it.
 
+mod mirror;
 pub mod proto;
 mod search;
 
+pub use mirror::{Mirror, event_object};
 pub use search::{RemoteHit, WeaviateSearch, filters};
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use uuid::Uuid;
-
-use crate::event::{FieldError, FireEventV2};
-use crate::index::PointAttrs;
-use crate::store::{DeadLetter, Store};
 
 /// Namespace of FireSight's object ids (a fixed, random UUID).
 const NAMESPACE: Uuid = Uuid::from_u128(0x6c1f_41a3_9d2e_4b7a_8f05_32c9_e1d4_7a60);
@@ -62,6 +56,16 @@ pub enum WeaviateError {
         /// Body, trimmed.
         body: String,
     },
+    /// Weaviate asked us to slow down (429) or is unavailable for now (503).
+    #[error("Weaviate answered {status} to {what} (busy; retry after {retry_after:?})")]
+    Busy {
+        /// Request.
+        what: String,
+        /// HTTP status.
+        status: u16,
+        /// Its `Retry-After`, when it gave one in seconds.
+        retry_after: Option<Duration>,
+    },
     /// A body we could not read.
     #[error("Weaviate's answer to {what} is not what its contract describes: {reason}")]
     Contract {
@@ -71,6 +75,10 @@ pub enum WeaviateError {
         reason: String,
     },
 }
+
+/// The largest answer read from Weaviate (a batch answer echoes its objects: 100 objects with
+/// a few vectors each are well under 1 MiB).
+const MAX_ANSWER_BYTES: usize = 16 << 20;
 
 /// The REST client: schema, batch upsert, delete.
 #[derive(Clone)]
@@ -123,15 +131,43 @@ impl WeaviateClient {
         what: &str,
         builder: reqwest::RequestBuilder,
     ) -> Result<(u16, String), WeaviateError> {
-        let response = builder
+        let mut response = builder
             .send()
             .await
             .map_err(|e| WeaviateError::Unreachable(format!("{what}: {e}")))?;
         let status = response.status().as_u16();
-        let body = response
-            .text()
+        if status == 429 || status == 503 {
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            return Err(WeaviateError::Busy {
+                what: what.to_owned(),
+                status,
+                retry_after,
+            });
+        }
+        // Read at most MAX_ANSWER_BYTES: a peer's answer does not size our allocations.
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| WeaviateError::Unreachable(format!("{what}: {e}")))?;
+            .map_err(|e| WeaviateError::Unreachable(format!("{what}: {e}")))?
+        {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(WeaviateError::Contract {
+                    what: what.to_owned(),
+                    reason: format!("an answer over {MAX_ANSWER_BYTES} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body = String::from_utf8(body).map_err(|_| WeaviateError::Contract {
+            what: what.to_owned(),
+            reason: "an answer that is not UTF-8".to_owned(),
+        })?;
         Ok((status, body))
     }
 
@@ -330,170 +366,6 @@ impl WeaviateClient {
             204 | 404 => Ok(()),
             _ => Err(Self::unexpected(&what, status, &body)),
         }
-    }
-}
-
-/// The Weaviate object for a stored event and one of its vectors.
-pub fn event_object(class: &str, event: &FireEventV2, model: &str, vector: &[f32]) -> Value {
-    let detection = chrono::DateTime::from_timestamp_millis(event.detection_time)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-    let attrs = PointAttrs::of(event);
-    json!({
-        "class": class,
-        "id": object_id(&event.event_id).to_string(),
-        "properties": {
-            "eventId": event.event_id,
-            "correlationId": event.correlation_id,
-            "satellite": event.source.satellite,
-            "instrument": event.source.instrument,
-            "confidence": event.fire_characteristics.confidence,
-            "modelVersion": model,
-            "detectionTime": detection,
-            "latitude": event.location.latitude,
-            "longitude": event.location.longitude,
-            "frpMw": event.fire_characteristics.frp_mw,
-            "brightnessK": event.fire_characteristics.brightness_k,
-            "sourceCode": attrs.source,
-            "confidenceClass": attrs.confidence,
-            "incidentCode": (attrs.incident != 0).then(|| format!("{:016x}", attrs.incident)),
-        },
-        "vectors": { vector_name(model): vector },
-    })
-}
-
-/// Drains the outbox into Weaviate until `shutdown` fires.
-pub struct Mirror {
-    /// The client.
-    pub client: WeaviateClient,
-    /// The store holding the outbox.
-    pub store: Arc<Store>,
-    /// Objects per batch.
-    pub batch_size: usize,
-    /// Longest wait between retries.
-    pub max_backoff: Duration,
-    /// Metrics.
-    pub metrics: crate::metrics::Metrics,
-}
-
-/// First wait after a failure; doubled on each further failure up to `max_backoff`.
-const MIN_BACKOFF: Duration = Duration::from_millis(200);
-/// How often an empty outbox is looked at again.
-const IDLE_POLL: Duration = Duration::from_millis(250);
-
-impl Mirror {
-    /// Runs until `shutdown` resolves. Never gives up on an outage: the queue is on disk.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let mut backoff = MIN_BACKOFF;
-        let mut schema_for: Vec<String> = Vec::new();
-        loop {
-            let pause = match self.step(&mut schema_for).await {
-                Ok(0) => IDLE_POLL,
-                Ok(_) => {
-                    backoff = MIN_BACKOFF;
-                    Duration::ZERO
-                }
-                Err(error) => {
-                    self.metrics.mirror_failures.inc();
-                    tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "Weaviate mirror: batch not delivered; will retry.");
-                    let wait = backoff;
-                    backoff = (backoff * 2).min(self.max_backoff);
-                    wait
-                }
-            };
-            tokio::select! {
-                () = &mut shutdown => return,
-                () = tokio::time::sleep(pause) => {}
-            }
-        }
-    }
-
-    /// Sends one batch; returns how many outbox entries it settled.
-    pub async fn step(&self, schema_for: &mut Vec<String>) -> anyhow::Result<usize> {
-        let store = Arc::clone(&self.store);
-        let limit = self.batch_size;
-        let class = self.client.class.clone();
-        let (entries, objects, missing) =
-            tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-                let entries = store.outbox_batch(limit)?;
-                let mut objects = Vec::with_capacity(entries.len());
-                let mut missing = Vec::new();
-                for (seq, model) in &entries {
-                    // A read error stops the batch (retried); only a missing record is a dead letter.
-                    let found = match store.vector(*seq, model)? {
-                        Some(v) => store.event(&v.event_id)?.map(|e| (e, v)),
-                        None => None,
-                    };
-                    match found {
-                        Some((event, v)) => objects.push((
-                            (*seq, model.clone()),
-                            event_object(&class, &event, model, &v.vector),
-                        )),
-                        None => missing.push((*seq, model.clone())),
-                    }
-                }
-                Ok((entries, objects, missing))
-            })
-            .await??;
-        if entries.is_empty() {
-            return Ok(0);
-        }
-        let mut models: Vec<String> = objects.iter().map(|((_, m), _)| m.clone()).collect();
-        models.sort();
-        models.dedup();
-        if models.iter().any(|m| !schema_for.contains(m)) {
-            self.client.ensure_schema(&models).await?;
-            schema_for.extend(
-                models
-                    .into_iter()
-                    .filter(|m| !schema_for.contains(m))
-                    .collect::<Vec<_>>(),
-            );
-        }
-        let bodies: Vec<Value> = objects.iter().map(|(_, o)| o.clone()).collect();
-        let outcome = if bodies.is_empty() {
-            BatchOutcome::default()
-        } else {
-            self.client.upsert(&bodies).await?
-        };
-        // Refused objects will not succeed on retry: they become dead letters with Weaviate's reason.
-        let now = chrono::Utc::now().timestamp_millis();
-        let mut letters: Vec<DeadLetter> = outcome
-            .refused
-            .iter()
-            .map(|(i, reason)| DeadLetter {
-                source: "weaviate-mirror".to_owned(),
-                error: FieldError::new(
-                    objects[*i].0.0,
-                    "object",
-                    format!("Weaviate refused it: {reason}"),
-                ),
-                raw: objects[*i].1.to_string(),
-                at_ms: now,
-            })
-            .collect();
-        letters.extend(missing.iter().map(|(seq, model)| DeadLetter {
-            source: "weaviate-mirror".to_owned(),
-            error: FieldError::new(
-                *seq,
-                "seq",
-                format!("no stored {model} vector or event to mirror"),
-            ),
-            raw: String::new(),
-            at_ms: now,
-        }));
-        let store = Arc::clone(&self.store);
-        let settled = entries.len();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            if !letters.is_empty() {
-                store.put_dead_letters(&letters)?;
-            }
-            store.outbox_remove(&entries)?;
-            Ok(())
-        })
-        .await??;
-        self.metrics.mirror_sent.inc_by(outcome.accepted as u64);
-        Ok(settled)
     }
 }
 

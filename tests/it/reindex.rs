@@ -19,8 +19,8 @@ use firesight::store::Store;
 
 use super::support::{ARCHIVE_ROWS, repo, sample_files, settings, shared};
 
-const OLD: &str = "event-encoder@1";
-const NEW: &str = "event-encoder@1b";
+pub(super) const OLD: &str = "event-encoder@1";
+pub(super) const NEW: &str = "event-encoder@1b";
 
 /// A manifest beside a copy of the encoder that lists it twice: versions `1` and `1b`.
 fn two_version_manifest(dir: &Path) -> PathBuf {
@@ -44,7 +44,7 @@ fn two_version_manifest(dir: &Path) -> PathBuf {
     path
 }
 
-fn two_model_settings(dir: &Path) -> Settings {
+pub(super) fn two_model_settings(dir: &Path) -> Settings {
     let mut s = settings(dir);
     s.embed.manifest = two_version_manifest(dir);
     s.embed.model = OLD.to_owned();

@@ -34,11 +34,27 @@ pub(super) struct Seen {
     pub(super) calls: Vec<String>,
 }
 
+/// Faults the stand-in plays on `POST /batch/objects`, each answer used up in this order.
+#[derive(Default)]
+pub(super) struct Faults {
+    /// Answers of 429 with `Retry-After: 1`.
+    pub(super) busy: usize,
+    /// Answers of 500.
+    pub(super) errors: usize,
+    /// Answers applied and then cut short (a 200 whose JSON ends mid-array).
+    pub(super) truncated: usize,
+    /// Answers applied with a 100 MiB body.
+    pub(super) huge: usize,
+    /// Per-object refusals left, by object id (a transient error: it passes when used up).
+    pub(super) refuse: HashMap<String, usize>,
+}
+
 #[derive(Clone)]
 pub(super) struct StandIn {
     spec: Arc<Value>,
     pub(super) seen: Arc<Mutex<Seen>>,
     pub(super) api_key: Option<String>,
+    pub(super) faults: Arc<Mutex<Faults>>,
 }
 
 impl StandIn {
@@ -60,6 +76,7 @@ impl StandIn {
             spec: Arc::new(spec),
             seen: Arc::new(Mutex::new(Seen::default())),
             api_key: api_key.map(str::to_owned),
+            faults: Arc::new(Mutex::new(Faults::default())),
         }
     }
 
@@ -199,14 +216,45 @@ async fn handle(
             (StatusCode::OK, Some(value.clone()))
         }
         ("POST", "/batch/objects") => {
+            let mut faults = s.faults.lock().expect("faults");
+            if faults.busy > 0 {
+                faults.busy -= 1;
+                return ([("retry-after", "1")], StatusCode::TOO_MANY_REQUESTS).into_response();
+            }
+            if faults.errors > 0 {
+                faults.errors -= 1;
+                return reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Some(json!({"error": [{"message": "stand-in fault"}]})),
+                );
+            }
             let mut results = Vec::new();
             for o in value["objects"].as_array().cloned().unwrap_or_default() {
                 let id = o["id"].as_str().unwrap_or_default().to_owned();
-                *seen.posted.entry(id.clone()).or_default() += 1;
-                seen.objects.insert(id, o.clone());
                 let mut r = o.clone();
+                if let Some(left) = faults.refuse.get_mut(&id).filter(|left| **left > 0) {
+                    *left -= 1;
+                    r["result"] = json!({"status": "FAILED", "errors": {"error": [
+                        {"message": "cannot achieve consistency level QUORUM: 1 of 3 replicas answered"}
+                    ]}});
+                    results.push(r);
+                    continue;
+                }
+                *seen.posted.entry(id.clone()).or_default() += 1;
+                // A batch upsert replaces the object whole (the contract: "overwritten,
+                // similar to a PUT"), named vectors included.
+                seen.objects.insert(id, o.clone());
                 r["result"] = json!({"status": "SUCCESS"});
                 results.push(r);
+            }
+            if faults.truncated > 0 {
+                faults.truncated -= 1;
+                let text = Value::Array(results).to_string();
+                return (StatusCode::OK, text[..text.len() / 2].to_owned()).into_response();
+            }
+            if faults.huge > 0 {
+                faults.huge -= 1;
+                return (StatusCode::OK, vec![b' '; 100 << 20]).into_response();
             }
             (StatusCode::OK, Some(Value::Array(results)))
         }
@@ -395,5 +443,146 @@ async fn the_client_speaks_the_contract_for_schema_updates_and_deletes() {
             "PUT /schema/{className}",
             "DELETE /objects/{className}/{id}",
         ]
+    );
+}
+
+/// Weaviate faults while a re-index runs: 429 with Retry-After, 500, a truncated answer, a
+/// 100 MiB answer, per-object transient refusals, and one object it never accepts. Every event
+/// must end up one object holding both models' vectors, and only the never-accepted object a
+/// dead letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_and_a_reindex_leave_every_event_with_every_vector_and_only_real_refusals_dead() {
+    let stand_in = StandIn::new(None);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    serve_on(listener, stand_in.clone()).await;
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let mut s = super::reindex::two_model_settings(dir.path());
+    s.weaviate.url = url;
+    s.weaviate.batch_size = 50;
+    s.weaviate.max_backoff_ms = 400;
+    s.weaviate.max_object_attempts = 3;
+    let file = shared("firms/MODIS_C6_USA_contiguous_and_Hawaii_24h.2020-10-01.csv");
+    let service = super::support::open_async(s, vec![file]).await;
+    let ids: Vec<String> = service
+        .store
+        .vectors()
+        .expect("vectors")
+        .map(|v| v.expect("vector").event_id)
+        .collect();
+    let events = ids.len();
+    assert!(events > 2000, "{events}");
+    let object = |id: &str| firesight::weaviate::object_id(id).to_string();
+    let never = object(&ids[events / 2]);
+    {
+        let mut faults = stand_in.faults.lock().expect("faults");
+        faults.busy = 2;
+        faults.errors = 1;
+        faults.truncated = 1;
+        faults.huge = 1;
+        // Every 40th object refused twice (it passes on its third attempt, the last allowed).
+        for id in ids.iter().step_by(40) {
+            faults.refuse.insert(object(id), 2);
+        }
+        faults.refuse.insert(never.clone(), usize::MAX);
+    }
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mirror = service.mirror().expect("mirror").expect("configured");
+    let mut rx = stopped.clone();
+    let drainer = tokio::spawn(mirror.run(async move {
+        let _ = rx.changed().await;
+    }));
+    // The re-index starts once part of the outbox is delivered.
+    let started = Instant::now();
+    while service.metrics.mirror_sent.get() < 500 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nothing delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lifecycle = Arc::clone(&service.lifecycle);
+    tokio::task::spawn_blocking(move || {
+        firesight::reindex::reindex(&lifecycle, super::reindex::NEW, false)
+    })
+    .await
+    .expect("join")
+    .expect("re-index");
+    while outbox_len(&service.store) > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the outbox did not drain: {} left",
+            outbox_len(&service.store)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(true);
+    drainer.await.expect("drainer");
+
+    let seen = stand_in.seen.lock().expect("seen");
+    assert!(
+        seen.violations.is_empty(),
+        "{:?}",
+        &seen.violations[..seen.violations.len().min(5)]
+    );
+    let faults = stand_in.faults.lock().expect("faults");
+    assert_eq!(
+        (faults.busy, faults.errors, faults.truncated, faults.huge),
+        (0, 0, 0, 0),
+        "every fault was played"
+    );
+    let names = [
+        firesight::weaviate::vector_name(super::reindex::OLD),
+        firesight::weaviate::vector_name(super::reindex::NEW),
+    ];
+    let mut lacking = Vec::new();
+    for id in &ids {
+        let key = object(id);
+        if key == never {
+            assert!(
+                !seen.objects.contains_key(&key),
+                "Weaviate never accepted it"
+            );
+            continue;
+        }
+        let vectors = seen.objects.get(&key).map(|o| &o["vectors"]);
+        if names
+            .iter()
+            .any(|n| vectors.is_none_or(|v| v[n].as_array().is_none_or(|a| a.len() != 16)))
+        {
+            lacking.push(id.clone());
+        }
+    }
+    assert!(
+        lacking.is_empty(),
+        "{} of {events} objects lack a model's vector, e.g. {:?}",
+        lacking.len(),
+        &lacking[..lacking.len().min(3)]
+    );
+    let letters = service.store.dead_letters(100).expect("dead letters");
+    let mirror_letters: Vec<_> = letters
+        .iter()
+        .filter(|l| l.source == "weaviate-mirror")
+        .collect();
+    assert_eq!(
+        mirror_letters.len(),
+        1,
+        "only the never-accepted object: {mirror_letters:?}"
+    );
+    assert!(
+        mirror_letters[0].error.reason.contains("3 times")
+            && mirror_letters[0].error.reason.contains("consistency level"),
+        "{:?}",
+        mirror_letters[0].error
+    );
+    assert!(service.metrics.mirror_object_retries.get() >= 2 * (events / 40) as u64);
+    eprintln!(
+        "{events} events, {} batch failures retried, {} object retries, {} dead letter",
+        service.metrics.mirror_failures.get(),
+        service.metrics.mirror_object_retries.get(),
+        service.metrics.mirror_dead_letters.get()
     );
 }

@@ -37,7 +37,7 @@ async fn mirror_objects_round_trip_through_a_real_weaviate() {
                 .event(&v.event_id)
                 .expect("read")
                 .expect("event");
-            objects.push(event_object(&class_name(), &event, &model, &v.vector));
+            objects.push(event_object(&class_name(), &event, &[(&model, &v.vector)]));
             ids.push(v.event_id);
             vectors.push(v.vector);
         }
