@@ -1,6 +1,7 @@
 //! Ingestion: decoders, the weather join, and the pipeline stages decode → correlate → features → embed → store + index.
 
 mod correlate;
+mod drill;
 pub use firesight_core::decode;
 mod ingest;
 pub mod kafka;

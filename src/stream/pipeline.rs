@@ -352,6 +352,7 @@ impl Pipeline {
                     outcome.duplicates += 1;
                     continue;
                 }
+                super::drill::check(&detection.satellite);
                 let event = self.enrich(detection)?;
                 // Counted here, not in `enrich`: ad-hoc similarity queries also enrich.
                 let result = if event.weather_conditions.is_some() {

@@ -286,7 +286,7 @@ fn by_key(messages: &[OwnedMessage]) -> BTreeMap<String, Vec<Vec<u8>>> {
     out
 }
 
-/// The store's durable content, minus the wall-clock `ingested_at`: events, weather, offsets.
+/// The store's durable content: events, weather, offsets, window state.
 /// An event's `correlation_id` is the incident it joined when it was processed; which incident
 /// that was depends on how the two partitions interleaved (a detection from the other partition
 /// may later turn out to be older and rename the incident), so it is compared as the incident it
@@ -309,7 +309,6 @@ fn state_digest(path: &Path) -> BTreeMap<String, String> {
         for (key, value) in store.dump(cf).expect("dump") {
             let value = if cf == Family::Events {
                 let mut event: serde_json::Value = serde_json::from_slice(&value).expect("json");
-                event["ingested_at"] = serde_json::Value::Null;
                 if let Some(id) = event["correlation_id"].as_str() {
                     let now = tracker
                         .incident(&store, id, true)
@@ -633,6 +632,62 @@ fn an_output_the_producer_refuses_is_dead_lettered_and_later_outputs_still_go_ou
             .is_some_and(|r| r.contains("too large") || r.contains("MessageSizeTooLarge")),
         "{buried}"
     );
+    service.stop();
+}
+
+#[test]
+fn a_record_a_stage_panics_on_is_dead_lettered_and_its_partition_goes_on() {
+    let broker = Broker::start();
+    create_all(&broker, 1);
+    create_changelog(&broker, "drill", 1);
+    let dir = TempDir::new().expect("tmp");
+    // Sixty detections in one batching producer call; the drill makes the detections stage
+    // panic on the one from Aqua (a stand-in for a bug that one record triggers).
+    let mut inputs = detections(60);
+    for d in &mut inputs {
+        d.satellite = "Terra".into();
+    }
+    inputs[23].satellite = "Aqua".into();
+    let poison = inputs[23].event_id();
+    broker.produce(DETECTIONS, &detection_records(&inputs));
+    let service = FireSight::start_with(
+        &broker,
+        &dir.path().join("db"),
+        "drill",
+        &stations_file(),
+        &[NO_IDLE[0], ("FIRESIGHT_DRILL_PANIC_SATELLITE", "Aqua")],
+    );
+    let enriched = broker.read_until(ENRICHED, Duration::from_secs(120), |m| {
+        by_key(m).len() >= inputs.len() - 1
+    });
+    let out: HashSet<String> = by_key(&enriched).into_keys().collect();
+    let wanted: HashSet<String> = inputs
+        .iter()
+        .map(FireDetection::event_id)
+        .filter(|id| *id != poison)
+        .collect();
+    assert_eq!(
+        out, wanted,
+        "every other record of the batch was applied and published"
+    );
+    let letters = broker.read_until(DEAD_LETTERS, Duration::from_secs(60), |m| !m.is_empty());
+    assert_eq!(letters.len(), 1, "one dead letter");
+    let reason = header(&letters[0], HEADER_REASON);
+    assert!(
+        reason.contains("detections stage failed") && reason.contains("fault drill"),
+        "{reason}"
+    );
+    assert_eq!(header(&letters[0], HEADER_OFFSET), "23");
+    // The partition is not held: later records go through.
+    let mut later = detections(80)[60..].to_vec();
+    for d in &mut later {
+        d.satellite = "Terra".into();
+    }
+    broker.produce(DETECTIONS, &detection_records(&later));
+    let enriched = broker.read_until(ENRICHED, Duration::from_secs(120), |m| {
+        by_key(m).len() >= wanted.len() + later.len()
+    });
+    assert_eq!(by_key(&enriched).len(), wanted.len() + later.len());
     service.stop();
 }
 
@@ -1112,8 +1167,8 @@ fn a_stopped_instance_hands_its_partitions_over_through_the_changelog() {
     );
 }
 
-/// Every enriched record of `wanted` as JSON, without what depends on the moment
-/// (`ingested_at`) or on the index's content then (`similar_events`).
+/// Every enriched record of `wanted` as JSON, without what depends on the index's content then
+/// (`similar_events`). `ingested_at` is the input record's timestamp, so it is compared too.
 fn events_by_id(
     broker: &Broker,
     topic: &str,
@@ -1128,7 +1183,6 @@ fn events_by_id(
         .map(|(id, copies)| {
             let event = schemas.decode_fire_event(&copies[0]).expect("event");
             let mut json = serde_json::to_value(event).expect("json");
-            json["ingested_at"] = serde_json::Value::Null;
             json["similar_events"] = serde_json::Value::Null;
             // Each instance tracks incidents in its own store, so a fire whose detections fall
             // on partitions of two instances is two incidents there and one in a single run

@@ -192,6 +192,7 @@ mod tests {
                 offset,
                 key: None,
                 payload: Vec::new(),
+                timestamp: None,
             },
         )
     }

@@ -153,6 +153,7 @@ pub fn start(
         outbox,
         states,
         last_input: std::sync::Mutex::default(),
+        poison_streak: std::sync::atomic::AtomicU32::new(0),
     };
     // Shutdown order: stop processing, publish the whole outbox (the last checkpoints included),
     // and only then leave the group, so the next owner of a partition restores its newest state.

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
@@ -28,12 +28,15 @@ use crate::stream::pipeline::{Pipeline, PipelineError};
 type Decoded<T> = (Vec<(u64, T)>, Vec<(usize, Refusal)>);
 
 /// One input record, detached from the consumer.
+#[derive(Clone)]
 pub(super) struct Polled {
     pub(super) topic: String,
     pub(super) partition: i32,
     pub(super) offset: i64,
     pub(super) key: Option<Vec<u8>>,
     pub(super) payload: Vec<u8>,
+    /// The record's timestamp (producer's create time or the broker's append time), ms.
+    pub(super) timestamp: Option<i64>,
 }
 
 impl Polled {
@@ -44,6 +47,7 @@ impl Polled {
             offset: message.offset(),
             key: message.key().map(<[u8]>::to_vec),
             payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            timestamp: message.timestamp().to_millis(),
         }
     }
 }
@@ -64,7 +68,14 @@ pub(super) struct Processor {
     pub(super) states: States,
     /// When each detection partition last had input (for the idle close).
     pub(super) last_input: std::sync::Mutex<HashMap<(String, i32), Instant>>,
+    /// Records in a row that failed alone on a bug (see [`Processor::isolate`]).
+    pub(super) poison_streak: AtomicU32,
 }
+
+/// Records in a row failing alone, with none succeeding between them, after which the stage
+/// is taken to be broken rather than the records: they are no longer dead-lettered, and the
+/// partition waits (rewound and retried) with the failure in `/readyz`.
+const MAX_POISON_STREAK: u32 = 10;
 
 impl Processor {
     pub(super) fn run(
@@ -134,7 +145,14 @@ impl Processor {
                 }
                 continue;
             }
-            match self.process(&mut batch) {
+            let result = match self.process(&mut batch) {
+                Err(StreamError::Pipeline(PipelineError::Panicked { .. })) => {
+                    self.forget_states();
+                    self.isolate(&batch)
+                }
+                other => other,
+            };
+            match result {
                 Ok(()) => {
                     self.outbox.release();
                     if !batch.is_empty() {
@@ -153,6 +171,59 @@ impl Processor {
                 }
             }
         }
+    }
+
+    /// After a batch failed on a bug (a stage panicked), runs its records one at a time: the
+    /// others are applied, and a record that fails alone is a dead letter naming the stage and
+    /// the panic, instead of holding its partition for ever. Records that fail alone
+    /// `MAX_POISON_STREAK` times in a row mean the stage is broken, not the records: that stops
+    /// the isolation with the error, so the batch is rewound and waits for a fix.
+    fn isolate(&self, batch: &[Polled]) -> Result<(), StreamError> {
+        tracing::warn!(
+            records = batch.len(),
+            "A batch failed on a bug; applying its records one at a time to find the one."
+        );
+        for record in batch {
+            let mut one = vec![record.clone()];
+            match self.process(&mut one) {
+                Ok(()) => self.poison_streak.store(0, Ordering::Release),
+                Err(StreamError::Pipeline(PipelineError::Panicked { stage, message })) => {
+                    self.forget_states();
+                    let streak = self.poison_streak.fetch_add(1, Ordering::AcqRel) + 1;
+                    if streak > MAX_POISON_STREAK {
+                        return Err(StreamError::Pipeline(PipelineError::Panicked {
+                            stage,
+                            message: format!(
+                                "{message} ({streak} records in a row failed alone: the stage is broken, not the records; holding)"
+                            ),
+                        }));
+                    }
+                    self.poison(record, stage, &message)?;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(())
+    }
+
+    /// Dead-letters one record a stage panicked on, and moves its partition past it.
+    fn poison(&self, record: &Polled, stage: &str, message: &str) -> Result<(), StreamError> {
+        let kind = match self.kind(&record.topic) {
+            Some(Kind::Detection) => "firms",
+            Some(Kind::Weather) => "weather",
+            Some(Kind::Sensor) => "sensors",
+            None => "unknown",
+        };
+        let refusal = Refusal::Format(format!(
+            "the {stage} stage failed on this record (a bug; reported, the record was not applied): {message}"
+        ));
+        tracing::error!(topic = %record.topic, partition = record.partition, offset = record.offset, stage, %message, "A record fails alone on a bug; dead-lettered.");
+        let ops = self.bookkeeping(kind, std::slice::from_ref(record), &[(0, refusal)])?;
+        self.pipeline
+            .store()
+            .apply(&ops)
+            .map_err(PipelineError::from)?;
+        Ok(())
     }
 
     /// A detection record's granule (its acquisition time, ms), for the gate; `None` when it
@@ -393,6 +464,18 @@ impl Processor {
         let outcome = self
             .pipeline
             .ingest_detections_with(items, |_, new, tracked| {
+                // `ingested_at` is the record's timestamp, not the clock: a record processed
+                // again (after a crash, or by the next owner of its partition) is published
+                // byte for byte as the first time.
+                for n in new.iter_mut() {
+                    if let Some(at) = first_of
+                        .get(&n.event.event_id)
+                        .and_then(|&i| run.get(i))
+                        .and_then(|r| r.timestamp)
+                    {
+                        n.event.ingested_at = Some(at);
+                    }
+                }
                 let mut ops = self.bookkeeping("firms", run, &refused)?;
                 self.windows_over(run, &first_of, new, &mut ops)?;
                 self.checkpoints(run, &mut ops)?;
@@ -580,6 +663,7 @@ mod tests {
             offset,
             key: None,
             payload: Vec::new(),
+            timestamp: None,
         }
     }
 
