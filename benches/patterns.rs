@@ -90,13 +90,21 @@ fn main() -> anyhow::Result<()> {
             &filter,
             (from_ms, to_ms),
             settings.patterns.max_window_events,
+            &firesight::cancel::Token::never(),
         )?;
         let load = started.elapsed().as_secs_f64() * 1e3;
         let started = Instant::now();
         let exact = hdbscan::exact_knn(&window.vectors, window.dim, k);
         let exact_ms = started.elapsed().as_secs_f64() * 1e3;
         let started = Instant::now();
-        let graph = patterns::window_neighbours(&window, space.index.as_ref(), &filter, k, 0)?;
+        let graph = patterns::window_neighbours(
+            &window,
+            space.index.as_ref(),
+            &filter,
+            k,
+            0,
+            &firesight::cancel::Token::never(),
+        )?;
         let index_ms = started.elapsed().as_secs_f64() * 1e3;
         let started = Instant::now();
         let found = patterns::clusters(&window, &graph, 5, 5, 3);

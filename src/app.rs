@@ -65,7 +65,9 @@ fn start_search(
         max_query_bytes: s.max_query_bytes,
     });
     // Subscribe before the scan, so nothing stored meanwhile is missed (ids already in are skipped).
-    let follow = s.index_events.then(|| pipeline.follow());
+    let follow = s
+        .index_events
+        .then(|| (pipeline.follow(), store.next_seq()));
     let store = Arc::clone(store);
     let building = Arc::clone(&state);
     let index_events = s.index_events;
@@ -103,14 +105,44 @@ fn start_search(
                     return;
                 }
             }
-            let Some(rx) = follow else { return };
-            while let Ok(events) = rx.recv() {
-                if let Err(e) = index.add(events.iter().map(Doc::event).collect()) {
-                    tracing::error!(error = %e, "Events could not be added to the search index.");
+            let Some((rx, mut next)) = follow else { return };
+            // The pipeline rings after each stored batch; what is new is read from the store,
+            // so a slow encoder holds no queue of events in memory, only a sequence number.
+            while rx.recv().is_ok() {
+                match catch_up(&store, &index, next) {
+                    Ok(done) => next = done,
+                    Err(e) => tracing::error!(error = %e, "Events could not be added to the search index; retried at the next batch."),
                 }
             }
         })?;
     Ok(Some(state))
+}
+
+/// Adds the events stored from sequence number `from` on to the search index, in batches;
+/// returns the sequence number to go on from.
+fn catch_up(store: &Store, index: &SearchIndex, from: u64) -> anyhow::Result<u64> {
+    let end = store.next_seq();
+    let mut next = from;
+    let mut batch = Vec::with_capacity(SEARCH_BUILD_BATCH);
+    for stored in store.vectors_from(from)? {
+        let stored = stored?;
+        if stored.seq >= end {
+            break;
+        }
+        // One entry per model: an event is added once.
+        if stored.seq < next {
+            continue;
+        }
+        if let Some(event) = store.event(&stored.event_id)? {
+            batch.push(Doc::event(&event));
+        }
+        next = stored.seq + 1;
+        if batch.len() == SEARCH_BUILD_BATCH {
+            index.add(std::mem::take(&mut batch))?;
+        }
+    }
+    index.add(batch)?;
+    Ok(next)
 }
 
 impl Service {

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod app;
+pub mod cancel;
 pub mod config;
 pub mod embed;
 pub use firesight_core::{event, geo};

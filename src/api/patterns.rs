@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::fires::FireSummary;
 use super::params::Params;
 use super::{ApiError, AppState, geojson};
+use crate::cancel::{self, Token};
 use crate::index::SearchFilter;
 use crate::patterns::{self, ClusterReport, OutlierReport, PatternError, Window};
 
@@ -125,8 +126,8 @@ pub async fn clusters(
     let with_members = params.flag("members")?;
     let as_geojson = geojson::wanted(&params, &headers)?;
     let scope = Scope::of(&params)?;
-    tokio::task::spawn_blocking(move || {
-        let (window, knn, model) = analyse(&state, &scope, min_samples)?;
+    cancel::blocking(move |cancel| {
+        let (window, knn, model) = analyse(&state, &scope, min_samples, cancel)?;
         let found = patterns::clusters(&window, &knn, min_samples, min_size, representatives);
         let total_clusters = found.clusters.len();
         let mut members: HashMap<&str, Vec<String>> = HashMap::new();
@@ -221,8 +222,8 @@ pub async fn outliers(
     let limit = params.bounded("limit", 20usize, 1, state.settings.max_page_size)?;
     let as_geojson = geojson::wanted(&params, &headers)?;
     let scope = Scope::of(&params)?;
-    tokio::task::spawn_blocking(move || {
-        let (window, knn, model) = analyse(&state, &scope, 0)?;
+    cancel::blocking(move |cancel| {
+        let (window, knn, model) = analyse(&state, &scope, 0, cancel)?;
         let outliers = patterns::outliers(&window, &knn, limit)
             .into_iter()
             .map(|report| OutlierOut {
@@ -304,6 +305,7 @@ fn analyse(
     state: &AppState,
     scope: &Scope,
     min_neighbours: usize,
+    cancel: &Token,
 ) -> Result<(Window, Vec<patterns::NeighbourList>, String), ApiError> {
     let settings = &state.patterns;
     let (from_ms, to_ms) = scope.bounds(state, i64::from(settings.default_window_hours))?;
@@ -317,6 +319,7 @@ fn analyse(
         &filter,
         (from_ms, to_ms),
         settings.max_window_events,
+        cancel,
     )?;
     let knn = patterns::window_neighbours(
         &window,
@@ -324,6 +327,7 @@ fn analyse(
         &filter,
         settings.neighbours.max(min_neighbours),
         settings.exact_below,
+        cancel,
     )?;
     Ok((window, knn, model))
 }
@@ -375,6 +379,8 @@ impl From<PatternError> for ApiError {
             PatternError::Store(s) => s.into(),
             PatternError::Index(i) => i.into(),
             PatternError::Embed(x) => Self::Internal(x.to_string()),
+            // Nobody reads this answer: the request already timed out or closed.
+            PatternError::Cancelled(c) => Self::Unavailable(c.to_string()),
         }
     }
 }

@@ -47,6 +47,9 @@ pub enum PatternError {
         /// Events read before giving up.
         scanned: usize,
     },
+    /// The request it served went away.
+    #[error(transparent)]
+    Cancelled(#[from] crate::cancel::Cancelled),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use super::PatternError;
 use super::hdbscan::{self, NeighbourList};
+use crate::cancel::Token;
 use crate::embed::{FEATURE_COUNT, event_features};
 use crate::event::FireEventV2;
 use crate::index::{IndexError, PointAttrs, SearchFilter, VectorIndexRead};
@@ -46,13 +47,15 @@ impl Window {
 }
 
 /// Reads the window: the stored events between `from_ms` and `to_ms` that pass `filter` and
-/// have a vector in `model`'s space. More than `limit` is [`PatternError::TooLarge`].
+/// have a vector in `model`'s space. More than `limit` is [`PatternError::TooLarge`]; a
+/// cancelled `cancel` stops the scan.
 pub fn load_window(
     store: &Store,
     model: &str,
     filter: &SearchFilter,
     (from_ms, to_ms): (i64, i64),
     limit: usize,
+    cancel: &Token,
 ) -> Result<Window, PatternError> {
     let mut window = Window {
         events: Vec::new(),
@@ -67,6 +70,9 @@ pub fn load_window(
     for (scanned, event) in store.events_between(from_ms, to_ms)?.enumerate() {
         if scanned >= scan_limit {
             return Err(PatternError::ScanTooLong { scanned });
+        }
+        if scanned % 1024 == 0 {
+            cancel.check()?;
         }
         let event = event?;
         if !filter.matches(&PointAttrs::of(&event)) {
@@ -91,13 +97,15 @@ pub fn load_window(
 }
 
 /// The `k` nearest window events of every window event: by exact scan below `exact_below`
-/// events, otherwise by one filtered index search per event (on up to two threads).
+/// events, otherwise by one filtered index search per event (on up to two threads), each
+/// thread stopping at a cancelled `cancel`.
 pub fn window_neighbours(
     window: &Window,
     index: &dyn VectorIndexRead,
     filter: &SearchFilter,
     k: usize,
     exact_below: usize,
+    cancel: &Token,
 ) -> Result<Vec<NeighbourList>, PatternError> {
     if window.len() <= exact_below {
         return Ok(hdbscan::exact_knn(&window.vectors, window.dim, k));
@@ -110,7 +118,7 @@ pub fn window_neighbours(
         .collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     let chunk = window.len().div_ceil(threads);
-    let parts: Vec<Result<Vec<NeighbourList>, IndexError>> = std::thread::scope(|scope| {
+    let parts: Vec<Result<Vec<NeighbourList>, PatternError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..window.len())
             .step_by(chunk)
             .map(|start| {
@@ -118,6 +126,7 @@ pub fn window_neighbours(
                 scope.spawn(move || {
                     (start..(start + chunk).min(window.len()))
                         .map(|i| {
+                            cancel.check()?;
                             let hits =
                                 index.search_filtered(window.vector(i), k + 1, Some(filter))?;
                             Ok(hits
@@ -133,7 +142,7 @@ pub fn window_neighbours(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or(Err(IndexError::Poisoned)))
+            .map(|h| h.join().unwrap_or(Err(IndexError::Poisoned.into())))
             .collect()
     });
     let mut out = Vec::with_capacity(window.len());

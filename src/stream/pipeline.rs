@@ -79,8 +79,8 @@ pub struct Pipeline {
     embed_batch: usize,
     /// Predictors run on every new event (none until `set_predictors`).
     predictors: RwLock<Arc<Predictors>>,
-    /// Receivers of every newly stored batch of events (the search index follows them).
-    followers: Mutex<Vec<std::sync::mpsc::Sender<Vec<FireEventV2>>>>,
+    /// Doorbells rung after every stored batch of events (the search index follows them).
+    followers: Mutex<Vec<std::sync::mpsc::SyncSender<()>>>,
     /// The incident tracker (none when `incidents.enabled` is off).
     tracker: Option<Tracker>,
     /// The next alert sequence after the last committed batch: live alert streams wait on it.
@@ -148,9 +148,11 @@ impl Pipeline {
         Arc::clone(&self.predictors.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Every batch of events stored from now on is also sent to the returned receiver.
-    pub fn follow(&self) -> std::sync::mpsc::Receiver<Vec<FireEventV2>> {
-        let (tx, rx) = std::sync::mpsc::channel();
+    /// A doorbell rung after every batch of events stored from now on. At most one ring waits,
+    /// whatever the follower's speed: it reads what is new from the store (by sequence number),
+    /// so a slow follower never makes the pipeline queue events in memory.
+    pub fn follow(&self) -> std::sync::mpsc::Receiver<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.followers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -433,9 +435,13 @@ impl Pipeline {
         if followers.is_empty() || new.is_empty() {
             return;
         }
-        let events: Vec<FireEventV2> = new.iter().map(|n| n.event.clone()).collect();
-        // A follower that has gone away is dropped; the others still get the batch.
-        followers.retain(|tx| tx.send(events.clone()).is_ok());
+        // A full doorbell has a ring waiting already; a follower that has gone away is dropped.
+        followers.retain(|tx| {
+            !matches!(
+                tx.try_send(()),
+                Err(std::sync::mpsc::TrySendError::Disconnected(()))
+            )
+        });
     }
 
     /// Stores observations whose station is known; a wrong number beside a known name is resolved
