@@ -99,7 +99,36 @@ for seed, kind_byte, schema, schema_id in [
         out.write(bytes([kind_byte, 0]) + struct.pack(">I", schema_id) + datum)
 PY
 
-for target in ${FUZZ_TARGETS:-firms_csv bom_weather bom_stations ndjson calfire kafka_codec}; do
+# query: the evaluation questions; outbox_record: records as the drainer stores them; windows:
+# a few detection sequences (5 settings bytes, then 12 bytes a step).
+python3 - "$WORK/corpus" tests/data/search_queries.json <<'PY'
+import json, os, random, struct, sys
+corpus, queries = sys.argv[1], sys.argv[2]
+for name in ("query", "outbox_record", "windows"):
+    os.makedirs(os.path.join(corpus, name), exist_ok=True)
+for i, q in enumerate(json.load(open(queries))["queries"]):
+    open(os.path.join(corpus, "query", f"seed-{i}"), "w").write(q["query"])
+def b(x):
+    return struct.pack(">I", len(x)) + x
+def record(topic, partition, key, headers, payload):
+    out = b(topic)
+    out += b"\x00" if partition is None else b"\x01" + struct.pack(">i", partition)
+    out += b"\x00" if key is None else b"\x01" + b(key)
+    out += struct.pack(">I", len(headers)) + b"".join(b(n) + b(v) for n, v in headers)
+    return out + b(payload)
+seeds = [
+    record(b"wildfire-enriched-events", None, b"fd_1", [], b'{"event_id":"fd_1"}'),
+    record(b"wildfire-dead-letters", 3, b"k", [(b"firesight.field", b"latitude"), (b"firesight.reason", b"out of range")], b"\x00\x01\x02"),
+]
+for i, seed in enumerate(seeds):
+    open(os.path.join(corpus, "outbox_record", f"seed-{i}"), "wb").write(seed)
+rng = random.Random(7)
+for i in range(4):
+    steps = bytes(rng.randrange(256) for _ in range(12 * 40))
+    open(os.path.join(corpus, "windows", f"seed-{i}"), "wb").write(bytes([0, 0, 0, 0, i]) + steps)
+PY
+
+for target in ${FUZZ_TARGETS:-firms_csv bom_weather bom_stations ndjson calfire kafka_codec outbox_record query windows}; do
   echo "== $target (${SECONDS_EACH} s)"
   "$CARGO_FUZZ" fuzz run --sanitizer none "$target" "$WORK/corpus/$target" -- \
     -max_total_time="$SECONDS_EACH" -rss_limit_mb=256 -malloc_limit_mb=256 -max_len=16384 \

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use firesight_core::windows::WindowSettings;
+
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
 /// A setting that could not be read or does not make sense.
@@ -57,31 +59,6 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     /// The streaming consumer's event-time windows.
     pub windows: WindowSettings,
-}
-
-/// Event-time windows of the streaming consumer (see `stream::windows`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WindowSettings {
-    /// Tumbling window length (the active-fires view), seconds.
-    pub tumble_seconds: u32,
-    /// How long after its end a tumbling window still takes records, seconds.
-    pub tumble_grace_seconds: u32,
-    /// Region cell size for the tumbling windows, degrees.
-    pub region_deg: f64,
-    /// Wall-clock time without input after which a partition's windows all close, seconds.
-    pub idle_close_seconds: u32,
-}
-
-impl WindowSettings {
-    /// Tumbling length, ms.
-    pub fn tumble_ms(&self) -> i64 {
-        i64::from(self.tumble_seconds) * 1000
-    }
-    /// Tumbling grace, ms.
-    pub fn tumble_grace_ms(&self) -> i64 {
-        i64::from(self.tumble_grace_seconds) * 1000
-    }
 }
 
 /// Kafka streaming: the input and output topics and the consumer's batching.

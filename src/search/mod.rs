@@ -1,7 +1,6 @@
 //! Natural-language search over historical incidents and fire events: BM25 (tantivy) and
 //! sentence vectors (all-MiniLM-L6-v2), fused by reciprocal rank, with filters read from the query.
 
-mod query;
 mod render;
 
 use std::collections::HashSet;
@@ -17,7 +16,7 @@ use tantivy::tokenizer::{
 };
 use tantivy::{Index, IndexReader, IndexWriter, doc};
 
-pub use query::{Understood, understand};
+pub use firesight_core::query::{self, Understood, understand};
 pub use render::{event_text, incident_text, region_words};
 
 use crate::embed::{EmbedError, SentenceEncoder};

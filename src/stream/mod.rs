@@ -7,7 +7,7 @@ mod ingest;
 pub mod kafka;
 mod load;
 mod pipeline;
-pub mod windows;
+pub use firesight_core::windows;
 
 pub use correlate::{Correlation, Correlator};
 pub use ingest::{IngestError, IngestOutcome, IngestSession, Ingestible, MAX_REPORTED_REJECTIONS};

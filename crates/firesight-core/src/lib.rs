@@ -8,3 +8,6 @@ pub mod codec;
 pub mod decode;
 pub mod event;
 pub mod geo;
+pub mod outbox_record;
+pub mod query;
+pub mod windows;

@@ -16,7 +16,30 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::WindowSettings;
+/// The windows' settings (`[windows]` in the service's configuration).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSettings {
+    /// Tumbling window length (the active-fires view), seconds.
+    pub tumble_seconds: u32,
+    /// How long after its end a tumbling window still takes records, seconds.
+    pub tumble_grace_seconds: u32,
+    /// Region cell size for the tumbling windows, degrees.
+    pub region_deg: f64,
+    /// Wall-clock time without input after which a partition's windows all close, seconds.
+    pub idle_close_seconds: u32,
+}
+
+impl WindowSettings {
+    /// Tumbling length, ms.
+    pub fn tumble_ms(&self) -> i64 {
+        i64::from(self.tumble_seconds) * 1000
+    }
+    /// Tumbling grace, ms.
+    pub fn tumble_grace_ms(&self) -> i64 {
+        i64::from(self.tumble_grace_seconds) * 1000
+    }
+}
 
 /// What the windows need of a detection.
 #[derive(Debug, Clone, PartialEq)]
@@ -178,10 +201,14 @@ fn region_of(point: &Point, deg: f64) -> String {
 mod tests {
     use super::*;
 
+    /// The shipped defaults (`config/default.toml`, `[windows]`).
     fn settings() -> WindowSettings {
-        crate::config::Settings::defaults()
-            .expect("defaults")
-            .windows
+        WindowSettings {
+            tumble_seconds: 60,
+            tumble_grace_seconds: 30,
+            region_deg: 1.0,
+            idle_close_seconds: 60,
+        }
     }
 
     const MIN: i64 = 60_000;
