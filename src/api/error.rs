@@ -74,6 +74,11 @@ pub enum ApiError {
         /// What was done before the pause.
         detail: String,
     },
+    /// The store's volume is full: nothing of the request's failed batch was stored.
+    #[error(
+        "the store's volume is full, so this was not stored (batches answered before it were); free space and send it again: {0}"
+    )]
+    InsufficientStorage(String),
     /// The service is still loading files and rebuilding its index.
     #[error("FireSight is starting: loading files and rebuilding the index; retry shortly")]
     Starting,
@@ -146,6 +151,11 @@ impl ApiError {
                 (StatusCode::REQUEST_TIMEOUT, "request_timeout", Some("body"))
             }
             Self::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream", None),
+            Self::InsufficientStorage(_) => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                Some("store"),
+            ),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         }
     }
@@ -172,6 +182,7 @@ impl IntoResponse for ApiError {
             | Self::Unavailable(_)
             | Self::Timeout(_)
             | Self::BodyTimeout { .. }
+            | Self::InsufficientStorage(_)
             | Self::PayloadTooLarge { .. }
             | Self::UnsupportedMediaType { .. } => self.to_string(),
         };
@@ -204,13 +215,22 @@ impl From<FieldError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if e.is_out_of_space() {
+            tracing::error!(error = %e, "The store's volume is full; writes are refused until space is freed.");
+            return Self::InsufficientStorage(e.to_string());
+        }
         Self::Internal(e.to_string())
     }
 }
 
 impl From<PipelineError> for ApiError {
     fn from(e: PipelineError) -> Self {
-        Self::Internal(e.to_string())
+        match e {
+            PipelineError::Store(store) => store.into(),
+            PipelineError::Embed(_) | PipelineError::Index(_) | PipelineError::Panicked { .. } => {
+                Self::Internal(e.to_string())
+            }
+        }
     }
 }
 

@@ -18,7 +18,7 @@ pub async fn healthz() -> impl IntoResponse {
 /// Start-up is done: the index is rebuilt and requested files are loaded. (Before that,
 /// `starting_router` answers this route with 503.)
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "Ready: events, indexed, model_version, engine; `last_failed_batch` (stage, message, at_ms) when a batch has failed on a bug since start", body = Object), (status = 503, description = "Still loading: `{\"ready\": false}`", body = Object)))]
+    responses((status = 200, description = "Ready: events, indexed, model_version, engine; `last_failed_batch` (stage, message, at_ms) when a batch has failed on a bug since start; `store_write_failure` while the store refuses writes (a full volume)", body = Object), (status = 503, description = "Still loading: `{\"ready\": false}`", body = Object)))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let space = state.pipeline.space();
     let mut body = json!({
@@ -31,6 +31,10 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     // Still ready (the next batch is taken), but what broke is said.
     if let Some(failure) = state.pipeline.last_failure() {
         body["last_failed_batch"] = json!(failure);
+    }
+    // Reads still work; writes do not until a write succeeds again (e.g. space was freed).
+    if let Some(error) = state.store.write_failure() {
+        body["store_write_failure"] = json!(error);
     }
     Json(body)
 }

@@ -92,6 +92,20 @@ pub enum StoreError {
     Encode(#[from] serde_json::Error),
 }
 
+impl StoreError {
+    /// Whether the store's volume is full (RocksDB's `NoSpace`, or the OS's `ENOSPC` in its
+    /// message): nothing of the write was stored, and it works again once space is freed.
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            Self::Rocks(error) => {
+                let text = error.to_string();
+                text.contains("No space left on device") || text.contains("NoSpace")
+            }
+            Self::Corrupt { .. } | Self::Encode(_) => false,
+        }
+    }
+}
+
 /// The RocksDB store.
 pub struct Store {
     db: DB,
@@ -105,6 +119,8 @@ pub struct Store {
     identity: String,
     /// Whether a write returns only once RocksDB's log is on disk (`store.sync_writes`).
     sync: std::sync::atomic::AtomicBool,
+    /// The last write's failure, cleared by the next write that succeeds (`/readyz` shows it).
+    write_failure: std::sync::Mutex<Option<String>>,
 }
 
 impl Store {
@@ -164,6 +180,7 @@ impl Store {
             mirror: std::sync::atomic::AtomicBool::new(false),
             identity,
             sync: std::sync::atomic::AtomicBool::new(true),
+            write_failure: std::sync::Mutex::new(None),
         };
         let moved = store.migrate_weather_keys()?;
         if moved > 0 {
@@ -192,7 +209,24 @@ impl Store {
     fn commit(&self, batch: WriteBatch) -> Result<(), rocksdb::Error> {
         let mut options = rocksdb::WriteOptions::default();
         options.set_sync(self.sync.load(std::sync::atomic::Ordering::Acquire));
-        self.db.write_opt(batch, &options)
+        let result = self.db.write_opt(batch, &options);
+        let mut failure = self
+            .write_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &result {
+            Ok(()) => *failure = None,
+            Err(error) => *failure = Some(error.to_string()),
+        }
+        result
+    }
+
+    /// Why the last write failed, while no later write has succeeded (a full volume, say).
+    pub fn write_failure(&self) -> Option<String> {
+        self.write_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The store's random name, given when it was created and kept for its life.

@@ -81,13 +81,18 @@ async fn http_ingest_gives_the_incidents_and_alerts_of_a_file_load() {
 }
 
 /// The real binary on `dir`, serving on `port`, with no files given.
-fn start(dir: &TempDir, port: u16) -> Child {
-    let config = dir.path().join("firesight.toml");
+pub(super) fn start(dir: &TempDir, port: u16) -> Child {
+    start_on(dir.path(), &dir.path().join("db"), port)
+}
+
+/// The real binary with its configuration in `dir` and its store at `store`.
+pub(super) fn start_on(dir: &std::path::Path, store: &std::path::Path, port: u16) -> Child {
+    let config = dir.join("firesight.toml");
     std::fs::write(
         &config,
         format!(
             "[api]\nlisten = \"127.0.0.1:{port}\"\n[store]\npath = \"{}\"\n[embed]\nmanifest = \"{}\"\n[search]\nenabled = false\n",
-            dir.path().join("db").display(),
+            store.display(),
             repo().join("models/manifest.json").display()
         ),
     )
@@ -100,7 +105,7 @@ fn start(dir: &TempDir, port: u16) -> Child {
         .expect("start firesight serve")
 }
 
-async fn ready(base: &str, child: &mut Child) {
+pub(super) async fn ready(base: &str, child: &mut Child) {
     let started = Instant::now();
     loop {
         if reqwest::get(format!("{base}/readyz"))
@@ -142,7 +147,7 @@ async fn logged_alerts(base: &str) -> Vec<Alert> {
     }
 }
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
