@@ -2,7 +2,9 @@
 # Runs schemathesis against a live FireSight (the bundled sample loaded) from the service's own
 # /openapi.json: every operation, every check, generated and mutated inputs. Exit status is
 # schemathesis's: non-zero on any failure, a server error included.
-#   scripts/schemathesis.sh [extra st run options, e.g. --max-time 600]
+#   scripts/schemathesis.sh [extra st run options, e.g. --exclude-checks ...]
+#   SCHEMATHESIS_SECONDS=60 FIRESIGHT_BINARY=target/debug/firesight scripts/schemathesis.sh
+#   (CI's short run, on the test build: see scripts/test.sh)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 VENV="${FIRESIGHT_CACHE:-$HOME/.cache/firesight}/venv-schemathesis-4.32.5"
@@ -22,5 +24,5 @@ TOML
 export FIRESIGHT_CONFIG="$CONFIG"
 # shellcheck source=scripts/serve-sample.sh
 source scripts/serve-sample.sh
-"$VENV/bin/st" run "$BASE/openapi.json" --checks all --workers 2 --max-time 240 \
+"$VENV/bin/st" run "$BASE/openapi.json" --checks all --workers 2 --max-time "${SCHEMATHESIS_SECONDS:-240}" \
   --request-timeout 30 --suppress-health-check too_slow -H "X-API-Key: $KEY" "$@"

@@ -1,18 +1,23 @@
-# Sourced by the load and schemathesis scripts: builds the release binary and serves the
-# bundled Australian sample from a throw-away store on 127.0.0.1:$PORT until the caller exits.
-# Defines BASE (the URL) once the service answers /readyz.
+# Sourced by the load and schemathesis scripts: builds the release binary (or takes the one
+# FIRESIGHT_BINARY names, as CI does with the test build's, so no third RocksDB compile) and
+# serves the bundled Australian sample from a throw-away store on 127.0.0.1:$PORT until the
+# caller exits. Defines BASE (the URL) once the service answers /readyz.
 if ! command -v curl >/dev/null; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get install -y -qq curl >/dev/null
 fi
 ORT_DYLIB_PATH="$(scripts/setup.sh)"
 export ORT_DYLIB_PATH
-cargo build --release --locked --bin firesight >&2
+BINARY="${FIRESIGHT_BINARY:-}"
+if [ -z "$BINARY" ]; then
+  cargo build --release --locked --bin firesight >&2
+  BINARY="${CARGO_TARGET_DIR:-target}/release/firesight"
+fi
 PORT="${PORT:-18080}"
 STORE="$(mktemp -d)"
 export FIRESIGHT__API__LISTEN="127.0.0.1:$PORT"
 export FIRESIGHT__STORE__PATH="$STORE/db"
-"${CARGO_TARGET_DIR:-target}/release/firesight" serve --load \
+"$BINARY" serve --load \
   data/sample/australia_bom_weather_stations.csv \
   data/sample/australia_bom_daily_weather_2019-05_2020-06.csv \
   data/sample/fire_archive_M6_96619.csv >"$STORE/service.log" 2>&1 &

@@ -72,6 +72,17 @@ impl Broker {
         broker
     }
 
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the broker process: a broker that hangs without
+    /// closing its connections, the hardest outage for a client to tell from a slow one.
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("a broker this test started");
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal}");
+    }
+
     /// A broker someone else runs (a real Kafka, say); topics are made through the admin API.
     #[cfg_attr(
         not(feature = "kafka-live"),

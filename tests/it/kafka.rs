@@ -89,10 +89,22 @@ impl FireSight {
         load: &[PathBuf],
         env: &[(&str, &str)],
     ) -> Self {
+        Self::start_configured(broker, store, group, load, env, QUICK_GROUP)
+    }
+
+    /// As [`FireSight::start_with`], with `toml` as its configuration file.
+    fn start_configured(
+        broker: &Broker,
+        store: &Path,
+        group: &str,
+        load: &[PathBuf],
+        env: &[(&str, &str)],
+        toml: &str,
+    ) -> Self {
         let port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_firesight"));
         let config = store.with_extension("toml");
-        std::fs::write(&config, QUICK_GROUP).expect("config file");
+        std::fs::write(&config, toml).expect("config file");
         command
             .current_dir(repo())
             .arg("serve")
@@ -688,6 +700,84 @@ fn a_record_a_stage_panics_on_is_dead_lettered_and_its_partition_goes_on() {
         by_key(m).len() >= wanted.len() + later.len()
     });
     assert_eq!(by_key(&enriched).len(), wanted.len() + later.len());
+    service.stop();
+}
+
+#[test]
+fn a_broker_frozen_mid_replay_holds_outputs_back_and_dead_letters_none() {
+    let broker = Broker::start();
+    create_all(&broker, 1);
+    create_changelog(&broker, "frozen", 1);
+    let dir = TempDir::new().expect("tmp");
+    let inputs = detections(3_000);
+    broker.produce(DETECTIONS, &detection_records(&inputs));
+    // A delivery times out after 2 s, so a 15 s freeze fails each waiting output several times
+    // over: more than the drainer's MAX_DELIVERY_FAILURES (5) for any other kind of failure.
+    // On tansu the idempotent producer then comes back fenced (a fatal error): before the
+    // drainer replaced it, every later output was dead-lettered (990 of 6,000 published).
+    let toml = format!("{QUICK_GROUP}\"message.timeout.ms\" = \"2000\"\n");
+    let service = FireSight::start_configured(
+        &broker,
+        &dir.path().join("db"),
+        "frozen",
+        &stations_file(),
+        NO_IDLE,
+        &toml,
+    );
+    let accepted = |s: &FireSight| {
+        s.counter(
+            "firesight_ingest_records_total",
+            r#"kind="firms",outcome="accepted""#,
+        )
+    };
+    service.wait_for("the replay to start", Duration::from_secs(120), |s| {
+        accepted(s) > 0
+    });
+    broker.signal("-STOP");
+    let frozen = Instant::now();
+    std::thread::sleep(Duration::from_secs(15));
+    // What was fetched before the freeze went on being processed meanwhile.
+    let during = accepted(&service);
+    broker.signal("-CONT");
+    eprintln!(
+        "broker frozen for {:?}; {during} detections processed by then",
+        frozen.elapsed()
+    );
+    let thawed = Instant::now();
+    let enriched = broker.read_until(ENRICHED, Duration::from_secs(300), |m| {
+        by_key(m).len() >= inputs.len()
+    });
+    assert_eq!(
+        by_key(&enriched).len(),
+        inputs.len(),
+        "every output published"
+    );
+    eprintln!(
+        "every output published {:?} after the thaw",
+        thawed.elapsed()
+    );
+    let letters: serde_json::Value = serde_json::from_str(
+        http::get(&format!("{}/v1/dead-letters?limit=100", service.api))
+            .expect("dead letters")
+            .split("\r\n\r\n")
+            .nth(1)
+            .expect("body"),
+    )
+    .expect("json");
+    let buried: Vec<&serde_json::Value> = letters["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|l| {
+            l["source"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("kafka-output"))
+        })
+        .collect();
+    assert!(
+        buried.is_empty(),
+        "outputs dead-lettered by an outage: {buried:?}"
+    );
     service.stop();
 }
 

@@ -1,8 +1,13 @@
 //! The drainer: publishes the outbox with an idempotent producer and removes each entry once
 //! the broker acknowledged it. An entry that cannot be published — refused for good (too large,
 //! invalid, not authorised, a topic that does not exist) or failing
-//! [`MAX_DELIVERY_FAILURES`] times — moves to the dead letters with the broker's reason, so one
-//! bad output never holds up the others.
+//! [`MAX_DELIVERY_FAILURES`] times for another reason — moves to the dead letters with the
+//! broker's reason, so one bad output never holds up the others. A failure that says only that
+//! the broker is away or slow (a timeout, a lost connection, no leader yet) is never counted: an
+//! outage of any length holds the outputs back and loses none. A producer that has lost its
+//! idempotence state (fenced, or another fatal error: after a broker hung past the delivery
+//! timeout, say) fails every record from then on; it is replaced by a new producer, which sends
+//! the outbox again from its first entry.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +19,11 @@ use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 
+use rdkafka::error::KafkaResult;
+
+use super::config::client_config;
 use super::outbox::{OutRecord, Outbox};
+use crate::config::KafkaSettings;
 use crate::event::FieldError;
 use crate::store::{DeadLetter, Store};
 
@@ -36,8 +45,8 @@ pub(super) struct Acks {
 #[derive(Default)]
 pub(super) struct AckState {
     delivered: Vec<u64>,
-    /// Sequence, the broker's reason, and whether retrying cannot help.
-    failed: Vec<(u64, String, bool)>,
+    /// Sequence, the broker's reason, and what kind of failure it was.
+    failed: Vec<(u64, String, Failure)>,
 }
 
 impl ClientContext for Acks {}
@@ -53,23 +62,48 @@ impl ProducerContext for Acks {
                 self.published.with_label_values(&[message.topic()]).inc();
             }
             Err((error, _)) => {
-                tracing::warn!(%error, seq, "Delivery failed; the record stays in the outbox.");
+                // Logged per round by the drainer: an outage fails thousands at once.
+                tracing::debug!(%error, seq, "Delivery failed; the record stays in the outbox.");
                 done.failed
-                    .push((seq as u64, error.to_string(), refused_for_good(error)));
+                    .push((seq as u64, error.to_string(), Failure::of(error)));
             }
         }
     }
 }
 
+/// The idempotent producer the drainer publishes with.
+pub(super) fn producer(
+    settings: &KafkaSettings,
+    published: &prometheus::IntCounterVec,
+) -> KafkaResult<BaseProducer<Acks>> {
+    client_config(settings)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1")
+        .set(
+            "message.max.bytes",
+            (settings.max_record_bytes.max(1 << 20) * 12).to_string(),
+        )
+        .create_with_context(Acks {
+            done: std::sync::Mutex::default(),
+            published: published.clone(),
+        })
+}
+
 /// Publishes the outbox in order, deleting each entry once acknowledged, until processing has
-/// stopped and the outbox is empty.
+/// stopped and the outbox is empty. `make` builds the producer, again whenever the one in use
+/// has hit a fatal error.
 pub(super) fn drain(
     store: &Store,
     outbox: &Outbox,
-    producer: &BaseProducer<Acks>,
+    make: &dyn Fn() -> KafkaResult<BaseProducer<Acks>>,
     processed: &AtomicBool,
 ) {
+    let Some(mut producer) = renewed(make, processed) else {
+        return;
+    };
     let mut cursor = 0u64;
+    let mut pause = Pause::default();
     let mut stopping_since: Option<Instant> = None;
     let mut failures: HashMap<u64, u32> = HashMap::new();
     loop {
@@ -98,7 +132,7 @@ pub(super) fn drain(
             }
         };
         for (seq, record) in &pending {
-            match send(producer, *seq, record) {
+            match send(&producer, *seq, record) {
                 Sent::Queued => {}
                 Sent::Later => break,
                 Sent::Refused(reason) => bury(store, *seq, Some(record), &reason),
@@ -128,11 +162,35 @@ pub(super) fn drain(
         {
             tracing::error!(%error, "Removing delivered records from the outbox failed.");
         }
+        let lost_state = failed
+            .iter()
+            .find(|(_, _, kind)| *kind == Failure::ProducerState);
+        let fatal = producer
+            .client()
+            .fatal_error()
+            .map(|(code, reason)| format!("{code:?}: {reason}"));
+        if let Some(reason) = fatal.or_else(|| lost_state.map(|(_, reason, _)| reason.clone())) {
+            // Its failures say nothing about the records: they are all sent again.
+            tracing::error!(%reason, "The producer lost its idempotence state (fenced, or a fatal error); a new one takes over and sends the outbox again from its first entry.");
+            drop(producer);
+            let Some(next) = renewed(make, processed) else {
+                return;
+            };
+            producer = next;
+            cursor = 0;
+            std::thread::sleep(pause.next());
+            continue;
+        }
+        if let Some((_, reason, _)) = failed.first() {
+            tracing::warn!(failed = failed.len(), first = %reason, "Deliveries failed; those records stay in the outbox and are sent again.");
+        }
         let mut again: Option<u64> = None;
-        for (seq, reason, for_good) in failed {
+        for (seq, reason, kind) in failed {
             let count = failures.entry(seq).or_insert(0);
-            *count += 1;
-            if for_good || *count >= MAX_DELIVERY_FAILURES {
+            if kind == Failure::Other || kind == Failure::ForGood {
+                *count += 1;
+            }
+            if kind == Failure::ForGood || *count >= MAX_DELIVERY_FAILURES {
                 let reason = format!("not published after {count} attempt(s): {reason}");
                 failures.remove(&seq);
                 bury(store, seq, None, &reason);
@@ -141,8 +199,13 @@ pub(super) fn drain(
             }
         }
         if let Some(first) = again {
-            // Send again from the first failure; later entries may go twice, byte-identical.
+            // Send again from the first failure, after a pause that grows while failures go on
+            // (a broker that fails every record at once must not be asked again in a tight
+            // loop); later entries may go twice, byte-identical.
             cursor = cursor.min(first);
+            std::thread::sleep(pause.next());
+        } else if !delivered.is_empty() {
+            pause = Pause::default();
         }
         if stopping_since.is_some() && pending.is_empty() && producer.in_flight_count() == 0 {
             let empty = Outbox::pending(store, 0, 1)
@@ -155,6 +218,37 @@ pub(super) fn drain(
     }
     if let Err(error) = producer.flush(Duration::from_secs(5)) {
         tracing::warn!(%error, "Flushing the producer failed.");
+    }
+}
+
+/// The wait before sending failed records again: 50 ms, doubling to 5 s while failures go on.
+#[derive(Default)]
+struct Pause(u32);
+
+impl Pause {
+    fn next(&mut self) -> Duration {
+        let wait = Duration::from_millis(50) * 2u32.pow(self.0.min(7));
+        self.0 += 1;
+        wait.min(Duration::from_secs(5))
+    }
+}
+
+/// A new producer, tried every second until one is made or processing has stopped.
+fn renewed(
+    make: &dyn Fn() -> KafkaResult<BaseProducer<Acks>>,
+    processed: &AtomicBool,
+) -> Option<BaseProducer<Acks>> {
+    loop {
+        match make() {
+            Ok(producer) => return Some(producer),
+            Err(error) => {
+                tracing::error!(%error, "Creating the Kafka producer failed; trying again in 1 s.");
+                if processed.load(Ordering::Acquire) {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
     }
 }
 
@@ -203,6 +297,69 @@ fn send(producer: &BaseProducer<Acks>, seq: u64, record: &OutRecord) -> Sent {
             }
         }
     }
+}
+
+/// What a failed delivery says about the record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Failure {
+    /// Refused in a way no retry changes.
+    ForGood,
+    /// The broker is away or slow: says nothing about the record; never counted.
+    Outage,
+    /// The producer lost its idempotence state (fenced, an unknown id or epoch, its sequence
+    /// out of step): says nothing about the record; never counted, and the producer is replaced.
+    ProducerState,
+    /// Anything else: retried, and counted towards [`MAX_DELIVERY_FAILURES`].
+    Other,
+}
+
+impl Failure {
+    pub(super) fn of(error: &KafkaError) -> Self {
+        if refused_for_good(error) {
+            Self::ForGood
+        } else if producer_state(error) {
+            Self::ProducerState
+        } else if outage(error) {
+            Self::Outage
+        } else {
+            Self::Other
+        }
+    }
+}
+
+/// Whether a failure says only that the broker is unreachable, slow or electing a leader.
+fn outage(error: &KafkaError) -> bool {
+    let KafkaError::MessageProduction(code) = error else {
+        return false;
+    };
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageTimedOut
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::NetworkException
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::NotLeaderForPartition
+            | RDKafkaErrorCode::NotEnoughReplicas
+            | RDKafkaErrorCode::NotEnoughReplicasAfterAppend
+    )
+}
+
+/// Whether a failure says the producer's idempotence state is gone (a new producer is needed).
+fn producer_state(error: &KafkaError) -> bool {
+    let KafkaError::MessageProduction(code) = error else {
+        return false;
+    };
+    matches!(
+        code,
+        RDKafkaErrorCode::Fatal
+            | RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::UnknownProducerId
+            | RDKafkaErrorCode::OutOfOrderSequenceNumber
+    )
 }
 
 /// Whether the producer or the broker refused a record in a way no retry changes.
@@ -259,5 +416,38 @@ fn bury(store: &Store, seq: u64, record: Option<&OutRecord>, reason: &str) {
         .and_then(|_| store.apply(&Outbox::acknowledge(&[seq])))
     {
         tracing::error!(%error, seq, "Dead-lettering an output record failed; it stays in the outbox.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_is_never_counted_against_a_record_and_a_refusal_is_final() {
+        let of = |code| Failure::of(&KafkaError::MessageProduction(code));
+        for code in [
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::RequestTimedOut,
+            RDKafkaErrorCode::NotLeaderForPartition,
+        ] {
+            assert_eq!(of(code), Failure::Outage, "{code:?}");
+        }
+        for code in [
+            RDKafkaErrorCode::MessageSizeTooLarge,
+            RDKafkaErrorCode::UnknownTopic,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+        ] {
+            assert_eq!(of(code), Failure::ForGood, "{code:?}");
+        }
+        assert_eq!(of(RDKafkaErrorCode::ProducerFenced), Failure::ProducerState);
+        assert_eq!(
+            of(RDKafkaErrorCode::OutOfOrderSequenceNumber),
+            Failure::ProducerState
+        );
+        assert_eq!(of(RDKafkaErrorCode::InvalidRequiredAcks), Failure::Other);
+        assert_eq!(Failure::of(&KafkaError::Canceled), Failure::Other);
     }
 }

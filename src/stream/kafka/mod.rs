@@ -38,11 +38,10 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::BaseProducer;
 
 use self::codec::{Schemas, WithRegistry};
-use self::config::{client_config, consumer_config};
-use self::drain::{Acks, DRAIN_TIMEOUT, drain};
+use self::config::consumer_config;
+use self::drain::{DRAIN_TIMEOUT, drain};
 use self::outbox::Outbox;
 use self::processor::Processor;
 use self::rebalance::Rebalancer;
@@ -132,18 +131,21 @@ pub fn start(
         .into_iter()
         .map(|topic| table_consumer(settings, &store, topic))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let producer: BaseProducer<Acks> = client_config(settings)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "1")
-        .set(
-            "message.max.bytes",
-            (settings.max_record_bytes.max(1 << 20) * 12).to_string(),
-        )
-        .create_with_context(Acks {
-            done: std::sync::Mutex::default(),
-            published: pipeline.metrics().stream_published.clone(),
-        })?;
+    // Made here once, so a configuration error stops the start; later by the drainer itself.
+    let first = std::sync::Mutex::new(Some(drain::producer(
+        settings,
+        &pipeline.metrics().stream_published,
+    )?));
+    let make = {
+        let (settings, published) = (
+            settings.clone(),
+            pipeline.metrics().stream_published.clone(),
+        );
+        move || match first.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(producer) => Ok(producer),
+            None => drain::producer(&settings, &published),
+        }
+    };
     let drained_outbox = Arc::clone(&outbox);
     let processor = Processor {
         settings: settings.clone(),
@@ -181,7 +183,7 @@ pub fn start(
     let drainer = std::thread::Builder::new()
         .name("kafka-outbox".into())
         .spawn(move || {
-            drain(&store, &drained_outbox, &producer, &processed);
+            drain(&store, &drained_outbox, &make, &processed);
             drained.store(true, Ordering::Release);
         })?;
     Ok(StreamHandle {
