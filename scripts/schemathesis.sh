@@ -22,7 +22,17 @@ role = "admin"
 sha256 = "$(printf %s "$KEY" | sha256sum | cut -d' ' -f1)"
 TOML
 export FIRESIGHT_CONFIG="$CONFIG"
+# Event texts through the sentence encoder take about 17 minutes here (36/s); search answers 503
+# until its index is built, which schemathesis counts as a server error. The contract is the
+# same without them, so they are left out unless asked for.
+export FIRESIGHT__SEARCH__INDEX_EVENTS="${FIRESIGHT__SEARCH__INDEX_EVENTS:-false}"
 # shellcheck source=scripts/serve-sample.sh
 source scripts/serve-sample.sh
-"$VENV/bin/st" run "$BASE/openapi.json" --checks all --workers 2 --max-time "${SCHEMATHESIS_SECONDS:-240}" \
+for _ in $(seq 600); do
+  code="$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "X-API-Key: $KEY" \
+    -H 'content-type: application/json' -d '{"query":"fire"}' "$BASE/v1/search")"
+  [ "$code" != 503 ] && break
+  sleep 1
+done
+SCHEMATHESIS_HOOKS="$PWD/scripts/schemathesis_hooks.py" "$VENV/bin/st" --config-file scripts/schemathesis.toml run "$BASE/openapi.json" --workers 2 --max-time "${SCHEMATHESIS_SECONDS:-240}" \
   --request-timeout 30 --suppress-health-check too_slow -H "X-API-Key: $KEY" "$@"

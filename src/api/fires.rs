@@ -115,7 +115,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/v1/fires/{id}", tag = "fires",
     params(("id" = String, Path, description = "Event id (`fd_...`)"),
         ("f" = Option<String>, Query, description = "`geojson` for a Point Feature with flat properties (also by `Accept: application/geo+json`)")),
-    responses((status = 200, description = "The stored FireEventV2 (or a GeoJSON Feature)", body = FireEventV2), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 404, description = "Not found", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
+    responses((status = 200, description = "The stored FireEventV2 (or a GeoJSON Feature)", body = FireEventV2), (status = 400, description = "A parameter is invalid (e.g. an empty or unknown `f`); `field` names it", body = crate::api::error::ErrorBody), (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody), (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody), (status = 404, description = "Not found", body = crate::api::error::ErrorBody), (status = 503, description = "Still starting", body = crate::api::error::ErrorBody)),
     security((), ("api_key" = [])))]
 pub async fn get_one(
     State(state): State<AppState>,

@@ -326,6 +326,7 @@ pub(super) fn one(state: &AppState, id: &str) -> Result<Option<IncidentView>, Ap
     params(("id" = String, Path, description = "Incident id (`inc_...`); a merged incident's id answers with its record and `merged_into`"),
         ("f" = Option<String>, Query, description = "`geojson` for a Feature with the perimeter (also by `Accept: application/geo+json`)")),
     responses((status = 200, description = "The incident with its members, snapshots and fire line", body = IncidentDetail),
+        (status = 400, description = "A parameter is invalid (e.g. an empty or unknown `f`); `field` names it", body = crate::api::error::ErrorBody),
         (status = 401, description = "No API key, or an unknown one", body = crate::api::error::ErrorBody),
         (status = 403, description = "The key's role is too low", body = crate::api::error::ErrorBody),
         (status = 404, description = "No such incident", body = crate::api::error::ErrorBody),

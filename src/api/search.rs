@@ -269,12 +269,26 @@ pub async fn predict(
 /// `POST /v1/historical-incidents`.
 #[utoipa::path(post, path = "/v1/historical-incidents", tag = "ingest",
     request_body(description = "A CAL FIRE incident export (CSV: California_Fire_Incidents or mapdataall columns)", content((String = "text/csv"))),
-    responses((status = 200, description = "Incidents stored (new) and merged (duplicates), refusals with their reasons", body = IngestOutcome), (status = 413, description = "Body over `api.max_body_bytes`", body = crate::api::error::ErrorBody), crate::api::openapi::CommonErrors),
+    responses((status = 200, description = "Incidents stored (new) and merged (duplicates), refusals with their reasons", body = IngestOutcome), (status = 413, description = "Body over `api.max_body_bytes`", body = crate::api::error::ErrorBody), (status = 422, description = "Not a CAL FIRE export (an empty body, or another header); `field` is `header`", body = crate::api::error::ErrorBody), (status = 507, description = "The store's volume is full: nothing was stored; send it again once space is freed", body = crate::api::error::ErrorBody), crate::api::openapi::CommonErrors),
     security(("api_key" = [])))]
 pub async fn historical_incidents(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<Json<IngestOutcome>, ApiError> {
+    // The header decides, as for every other CSV route: an empty body or another file is
+    // refused whole rather than answered "0 stored".
+    let header = body.split(|&b| b == b'\n').next().unwrap_or_default();
+    if !crate::stream::decode::is_calfire_header(&String::from_utf8_lossy(header)) {
+        return Err(ApiError::Unprocessable {
+            field: "header".into(),
+            reason: if body.iter().all(u8::is_ascii_whitespace) {
+                "the body is empty; send a CAL FIRE incident export".into()
+            } else {
+                "not a CAL FIRE incident export (California_Fire_Incidents or mapdataall columns)"
+                    .into()
+            },
+        });
+    }
     let outcome = tokio::task::spawn_blocking(move || {
         let (outcome, stored) = state
             .pipeline
