@@ -16,7 +16,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use super::incident_paths::{free_port, ready, start};
-use super::support::{decode_file, sample};
+use super::support::{decode_file, get_json, sample};
 
 /// Rows per POST: a small batch, so a kill lands between acknowledgements as well as inside one.
 const ROWS_PER_POST: usize = 150;
@@ -26,6 +26,33 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// The bundled archive: its header line, its rows, and each row's detection.
+struct Archive {
+    header: String,
+    rows: Vec<String>,
+    detections: Vec<FireDetection>,
+}
+
+impl Archive {
+    fn load() -> Self {
+        let path = sample("fire_archive_M6_96619.csv");
+        let text = std::fs::read_to_string(&path).expect("archive");
+        let mut lines = text.lines().map(str::to_owned);
+        let header = lines.next().expect("header");
+        let rows: Vec<String> = lines.collect();
+        let detections: Vec<FireDetection> = decode_file::<FirmsDecoder>(&path)
+            .into_iter()
+            .map(|d| d.expect("the archive decodes").1)
+            .collect();
+        assert_eq!(rows.len(), detections.len());
+        Self {
+            header,
+            rows,
+            detections,
+        }
+    }
 }
 
 /// A fixed-seed generator (the same moments for the same seed).
@@ -92,16 +119,11 @@ async fn kill_9_at_random_moments_during_http_ingest_loses_no_acknowledged_detec
     let mut moments = Moments(seed);
 
     // The archive in posts of ROWS_PER_POST rows, each with the ids of its detections.
-    let archive = sample("fire_archive_M6_96619.csv");
-    let text = std::fs::read_to_string(&archive).expect("archive");
-    let mut lines = text.lines();
-    let header = lines.next().expect("header").to_owned();
-    let rows: Vec<&str> = lines.collect();
-    let detections: Vec<FireDetection> = decode_file::<FirmsDecoder>(&archive)
-        .into_iter()
-        .map(|d| d.expect("the archive decodes").1)
-        .collect();
-    assert_eq!(rows.len(), detections.len());
+    let Archive {
+        header,
+        rows,
+        detections,
+    } = Archive::load();
     let posts: Vec<(Vec<u8>, Vec<String>)> = rows
         .chunks(ROWS_PER_POST)
         .zip(detections.chunks(ROWS_PER_POST))
@@ -281,15 +303,11 @@ async fn a_full_disk_refuses_ingest_clearly_loses_nothing_acknowledged_and_recov
     let mut child = super::incident_paths::start_on(dir.path(), &store, port);
     ready(&base, &mut child).await;
 
-    let archive = sample("fire_archive_M6_96619.csv");
-    let text = std::fs::read_to_string(&archive).expect("archive");
-    let mut lines = text.lines();
-    let header = lines.next().expect("header").to_owned();
-    let rows: Vec<&str> = lines.collect();
-    let detections: Vec<FireDetection> = decode_file::<FirmsDecoder>(&archive)
-        .into_iter()
-        .map(|d| d.expect("the archive decodes").1)
-        .collect();
+    let Archive {
+        header,
+        rows,
+        detections,
+    } = Archive::load();
     let post = |i: usize| {
         let (client, base) = (client.clone(), base.clone());
         let body = format!(
@@ -326,14 +344,7 @@ async fn a_full_disk_refuses_ingest_clearly_loses_nothing_acknowledged_and_recov
             .is_some_and(|r| r.contains("volume is full")),
         "{body}"
     );
-    let readyz: Value = client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .expect("readyz")
-        .json()
-        .await
-        .expect("json");
+    let (_, readyz) = get_json(&format!("{base}/readyz")).await;
     assert!(readyz["store_write_failure"].is_string(), "{readyz}");
     // Reads go on while writes are refused.
     let wanted: HashSet<String> = detections[..acked * 500]
@@ -374,14 +385,7 @@ async fn a_full_disk_refuses_ingest_clearly_loses_nothing_acknowledged_and_recov
         (events, vectors),
         (stored.len() as u64, stored.len() as u64)
     );
-    let readyz: Value = client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .expect("readyz")
-        .json()
-        .await
-        .expect("json");
+    let (_, readyz) = get_json(&format!("{base}/readyz")).await;
     assert!(readyz.get("store_write_failure").is_none(), "{readyz}");
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -142,6 +142,15 @@ impl FireSight {
         }
     }
 
+    /// The newest 100 dead letters, through the API.
+    fn dead_letters(&self) -> Vec<serde_json::Value> {
+        let answer =
+            http::get(&format!("{}/v1/dead-letters?limit=100", self.api)).expect("dead letters");
+        let body = answer.split("\r\n\r\n").nth(1).expect("body");
+        let letters: serde_json::Value = serde_json::from_str(body).expect("json");
+        letters["items"].as_array().expect("items").clone()
+    }
+
     /// A counter from `/metrics` (0 while the API is not up yet).
     fn counter(&self, name: &str, labels: &str) -> u64 {
         self.value(name, labels) as u64
@@ -623,20 +632,11 @@ fn an_output_the_producer_refuses_is_dead_lettered_and_later_outputs_still_go_ou
         good.len(),
         "later outputs went out"
     );
-    let letters: serde_json::Value = serde_json::from_str(
-        http::get(&format!("{}/v1/dead-letters?limit=100", service.api))
-            .expect("dead letters")
-            .split("\r\n\r\n")
-            .nth(1)
-            .expect("body"),
-    )
-    .expect("json");
-    let buried = letters["items"]
-        .as_array()
-        .expect("items")
+    let letters = service.dead_letters();
+    let buried = letters
         .iter()
         .find(|l| l["source"] == format!("kafka-output:{DEAD_LETTERS}"))
-        .unwrap_or_else(|| panic!("the unpublishable output is a dead letter: {letters}"));
+        .unwrap_or_else(|| panic!("the unpublishable output is a dead letter: {letters:?}"));
     assert_eq!(buried["error"]["field"], "record", "{buried}");
     assert!(
         buried["error"]["reason"]
@@ -756,17 +756,8 @@ fn a_broker_frozen_mid_replay_holds_outputs_back_and_dead_letters_none() {
         "every output published {:?} after the thaw",
         thawed.elapsed()
     );
-    let letters: serde_json::Value = serde_json::from_str(
-        http::get(&format!("{}/v1/dead-letters?limit=100", service.api))
-            .expect("dead letters")
-            .split("\r\n\r\n")
-            .nth(1)
-            .expect("body"),
-    )
-    .expect("json");
-    let buried: Vec<&serde_json::Value> = letters["items"]
-        .as_array()
-        .expect("items")
+    let letters = service.dead_letters();
+    let buried: Vec<&serde_json::Value> = letters
         .iter()
         .filter(|l| {
             l["source"]
@@ -779,6 +770,61 @@ fn a_broker_frozen_mid_replay_holds_outputs_back_and_dead_letters_none() {
         "outputs dead-lettered by an outage: {buried:?}"
     );
     service.stop();
+}
+
+#[test]
+fn a_checkpoint_is_published_only_after_every_output_of_the_records_before_it() {
+    let broker = Broker::start();
+    create_all(&broker, 1);
+    create_changelog(&broker, "ordered", 1);
+    let dir = TempDir::new().expect("tmp");
+    // One partition, so a detection's offset is its place in the input.
+    let inputs = detections(2_000);
+    broker.produce(DETECTIONS, &detection_records(&inputs));
+    let offset_of: HashMap<String, i64> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.event_id(), i as i64))
+        .collect();
+    let service = FireSight::start(&broker, &dir.path().join("db"), "ordered", &stations_file());
+    let enriched = broker.read_until(ENRICHED, Duration::from_secs(120), |m| {
+        by_key(m).len() >= inputs.len()
+    });
+    let checkpoints = broker.read_until("ordered-state-changelog", Duration::from_secs(60), |m| {
+        m.iter().any(|c| {
+            serde_json::from_slice::<serde_json::Value>(c.payload().unwrap_or_default())
+                .is_ok_and(|v| v["offset"] == inputs.len())
+        })
+    });
+    service.stop();
+    // A successor resumes from a checkpoint's offset: every output of the records before it
+    // must have been acknowledged before the checkpoint was sent (the producer stamps each
+    // record when it is handed over).
+    let mut checked = 0;
+    for checkpoint in &checkpoints {
+        let value: serde_json::Value =
+            serde_json::from_slice(checkpoint.payload().unwrap_or_default()).expect("json");
+        let next = value["offset"].as_i64().expect("offset");
+        let sent = checkpoint.timestamp().to_millis().expect("timestamp");
+        let later: Vec<(i64, i64)> = enriched
+            .iter()
+            .filter_map(|m| {
+                let id = String::from_utf8_lossy(m.key()?).into_owned();
+                let offset = *offset_of.get(&id)?;
+                let at = m.timestamp().to_millis()?;
+                (offset < next && at > sent).then_some((offset, at - sent))
+            })
+            .take(3)
+            .collect();
+        assert!(
+            later.is_empty(),
+            "the checkpoint to offset {next} went out before outputs of earlier records \
+             (offset, ms later): {later:?}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 2, "{checked} checkpoints");
+    eprintln!("{checked} checkpoints, each after every output before it");
 }
 
 #[test]

@@ -93,10 +93,17 @@ pub(super) fn producer(
 /// Publishes the outbox in order, deleting each entry once acknowledged, until processing has
 /// stopped and the outbox is empty. `make` builds the producer, again whenever the one in use
 /// has hit a fatal error.
+///
+/// A record for `changelog` (a partition's checkpoint: its next offset and window state) is a
+/// barrier: it is sent only once every record before it has been acknowledged. Kafka orders
+/// records within a partition only, and an instance that dies without its disk is succeeded
+/// from its last published checkpoint: a checkpoint that overtook its batch's outputs would
+/// let the successor skip outputs that were never published.
 pub(super) fn drain(
     store: &Store,
     outbox: &Outbox,
     make: &dyn Fn() -> KafkaResult<BaseProducer<Acks>>,
+    changelog: &str,
     processed: &AtomicBool,
 ) {
     let Some(mut producer) = renewed(make, processed) else {
@@ -131,7 +138,14 @@ pub(super) fn drain(
                 continue;
             }
         };
+        let mut held = false;
         for (seq, record) in &pending {
+            // In-flight counts unserved delivery reports too: at 0 every earlier record is
+            // acknowledged (or failed, and the cursor was moved back to it last round).
+            if record.topic == changelog && producer.in_flight_count() > 0 {
+                held = true;
+                break;
+            }
             match send(&producer, *seq, record) {
                 Sent::Queued => {}
                 Sent::Later => break,
@@ -143,7 +157,7 @@ pub(super) fn drain(
         // timeout down to whole milliseconds, so rdkafka's loop spins through the last one, and
         // a 2 ms poll here kept a core a third busy reading the clock (perf, bench run).
         producer.poll(Duration::ZERO);
-        if pending.is_empty() {
+        if pending.is_empty() || held {
             std::thread::sleep(Duration::from_millis(1));
         }
         let (delivered, failed) = {

@@ -180,10 +180,11 @@ pub fn start(
                 drop(consumer);
             })?
     };
+    let changelog = settings.changelog();
     let drainer = std::thread::Builder::new()
         .name("kafka-outbox".into())
         .spawn(move || {
-            drain(&store, &drained_outbox, &make, &processed);
+            drain(&store, &drained_outbox, &make, &changelog, &processed);
             drained.store(true, Ordering::Release);
         })?;
     Ok(StreamHandle {

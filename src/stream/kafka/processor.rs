@@ -478,9 +478,12 @@ impl Processor {
                 }
                 let mut ops = self.bookkeeping("firms", run, &refused)?;
                 self.windows_over(run, &first_of, new, &mut ops)?;
-                self.checkpoints(run, &mut ops)?;
                 self.publish_events(new, &mut ops)?;
                 self.publish_tracked(tracked, &mut ops);
+                // Last in the outbox: the drainer sends a checkpoint only once everything
+                // before it is acknowledged, so a successor that resumes from it never skips
+                // an output this instance had not yet published.
+                self.checkpoints(run, &mut ops)?;
                 Ok(ops)
             })?;
         tracing::debug!(
