@@ -146,6 +146,11 @@ impl Processor {
                 continue;
             }
             let result = match self.process(&mut batch) {
+                Ok(()) => {
+                    // A whole batch went through: the stage works, so a streak ends here.
+                    self.poison_streak.store(0, Ordering::Release);
+                    Ok(())
+                }
                 Err(StreamError::Pipeline(PipelineError::Panicked { .. })) => {
                     self.forget_states();
                     self.isolate(&batch)
