@@ -7,18 +7,21 @@
 """
 
 import schemathesis
-from hypothesis.internal import lambda_sources
 
 schemathesis.serializer.alias("application/x-ndjson", "text/plain")
 
-_describe = lambda_sources.lambda_description
+try:
+    from hypothesis.internal import lambda_sources
+except ImportError:  # another hypothesis than the pinned one: nothing to patch
+    lambda_sources = None
 
+if lambda_sources is not None and hasattr(lambda_sources, "lambda_description"):
+    _describe = lambda_sources.lambda_description
 
-def _lambda_description(f):
-    try:
-        return _describe(f)
-    except SystemError:
-        return getattr(f, "__name__", "lambda")
+    def _lambda_description(f):
+        try:
+            return _describe(f)
+        except SystemError:
+            return getattr(f, "__name__", "lambda")
 
-
-lambda_sources.lambda_description = _lambda_description
+    lambda_sources.lambda_description = _lambda_description
