@@ -6,7 +6,7 @@ pub mod cancel;
 pub mod config;
 pub mod embed;
 pub use firesight_core::{event, geo};
-pub mod index;
+pub use firesight_index as index;
 pub mod lifecycle;
 pub mod metrics;
 pub mod patterns;

@@ -14,10 +14,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::incidents::{meets, tracker_of};
-use super::params::Params;
 use super::{ApiError, AppState, geojson};
 use crate::index::BBox;
 use crate::tracker::{Alert, AlertKind};
+use firesight_core::params::Params;
 
 /// Alerts read from the log per step while filtering.
 const SCAN_STEP: usize = 1000;

@@ -115,6 +115,12 @@ pub struct ErrorDetail {
     pub reason: String,
 }
 
+impl From<firesight_core::params::ParamError> for ApiError {
+    fn from(e: firesight_core::params::ParamError) -> Self {
+        Self::bad(e.field, e.reason)
+    }
+}
+
 impl ApiError {
     /// A 400 for `field`.
     pub fn bad(field: impl Into<String>, reason: impl Into<String>) -> Self {

@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::params::Params;
 use super::{ApiError, AppState, geojson};
 use crate::event::{FireDetection, FireEventV2};
 use crate::index::{Neighbour, SearchFilter};
@@ -18,6 +17,7 @@ use crate::patterns::Explanation;
 use crate::store::DeadLetter;
 use crate::stream::decode::{JsonDecoder, json_error};
 use crate::weaviate::{RemoteHit, WeaviateSearch};
+use firesight_core::params::Params;
 
 const DEFAULT_PAGE: usize = 50;
 const DEFAULT_K: usize = 10;
@@ -351,13 +351,7 @@ pub async fn similar(
     }
     let filter = Params::new(request.filters, &FILTER_PARAMS)
         .and_then(|p| p.filter())
-        .map_err(|e| match e {
-            ApiError::BadRequest { field, reason } => ApiError::BadRequest {
-                field: format!("filters.{field}"),
-                reason,
-            },
-            other => other,
-        })?;
+        .map_err(|e| ApiError::bad(format!("filters.{}", e.field), e.reason))?;
     if request.explain && request.detection.is_none() {
         return Err(ApiError::bad(
             "explain",

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::ApiError;
-use super::params::Params;
 use crate::event::FireEventV2;
+use firesight_core::params::Params;
 
 /// The GeoJSON media type.
 pub const MEDIA_TYPE: &str = "application/geo+json";

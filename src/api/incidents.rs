@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
 
-use super::params::Params;
 use super::patterns::Scope;
 use super::{ApiError, AppState, geojson};
 use crate::event::{FireEventV2, Location};
@@ -16,6 +15,7 @@ use crate::index::{BBox, PointAttrs};
 use crate::patterns::active_fires::{self, ActiveCell};
 use crate::tracker::geometry;
 use crate::tracker::{DailyTotals, Incident, IncidentStatus, Tracker};
+use firesight_core::params::Params;
 
 /// An incident as the list and the alerts describe it.
 #[derive(Serialize, utoipa::ToSchema)]

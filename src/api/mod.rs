@@ -12,7 +12,6 @@ mod ingest;
 mod map;
 mod ogc;
 pub mod openapi;
-mod params;
 mod patterns;
 mod search;
 pub mod server;

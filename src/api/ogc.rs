@@ -16,11 +16,11 @@ use serde_json::{Value, json};
 
 use super::alerts::{self, AlertFilter};
 use super::incidents::{self, IncidentQuery};
-use super::params::{Params, parse_bbox, parse_time};
 use super::{ApiError, AppState, geojson};
 use crate::api::openapi::CommonErrors;
 use crate::index::BBox;
 use crate::tracker::{Alert, IncidentStatus};
+use firesight_core::params::{Params, ogc_bbox, ogc_datetime};
 
 const CRS84: &str = "http://www.opengis.net/def/crs/OGC/1.3/CRS84";
 const GREGORIAN: &str = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian";
@@ -153,7 +153,7 @@ pub async fn items(
         .min(state.settings.max_page_size);
     let bbox = params.text("bbox").map(ogc_bbox).transpose()?;
     let (from, to) = match params.text("datetime") {
-        Some(text) => datetime(text)?,
+        Some(text) => ogc_datetime(text)?,
         None => (None, None),
     };
     // Each collection pages its own way: a store key, an offset, a place in the alert log.
@@ -456,52 +456,6 @@ fn geojson_format(params: &Params) -> Result<(), ApiError> {
     }
 }
 
-/// `bbox` as OGC API gives it: four numbers, or six with a lower and an upper height (ignored:
-/// detections have no height).
-fn ogc_bbox(text: &str) -> Result<BBox, ApiError> {
-    let parts: Vec<&str> = text.split(',').collect();
-    match parts.len() {
-        6 => parse_bbox(&[parts[0], parts[1], parts[3], parts[4]].join(",")),
-        _ => parse_bbox(text),
-    }
-}
-
-/// `datetime`: an instant (a day means the whole day), or `start/end` with `..` (or nothing)
-/// for an open end. Bounds in ms, inclusive.
-fn datetime(text: &str) -> Result<(Option<i64>, Option<i64>), ApiError> {
-    let bound = |part: &str, end: bool| -> Result<Option<i64>, ApiError> {
-        match part.trim() {
-            "" | ".." => Ok(None),
-            t => Ok(Some(parse_time("datetime", t, end)?.timestamp_millis())),
-        }
-    };
-    let (from, to) = match text.split_once('/') {
-        Some((a, b)) => {
-            let (from, to) = (bound(a, false)?, bound(b, true)?);
-            if from.is_none() && to.is_none() {
-                return Err(ApiError::bad(
-                    "datetime",
-                    "`../..` leaves both ends open; leave `datetime` out instead",
-                ));
-            }
-            (from, to)
-        }
-        None if matches!(text.trim(), "" | "..") => {
-            return Err(ApiError::bad(
-                "datetime",
-                "an instant or an interval `start/end`",
-            ));
-        }
-        None => (bound(text, false)?, bound(text, true)?),
-    };
-    if let (Some(f), Some(t)) = (from, to)
-        && f > t
-    {
-        return Err(ApiError::bad("datetime", "the start is after the end"));
-    }
-    Ok((from, to))
-}
-
 /// `scheme://host` the client used, for absolute links (GIS clients resolve them as given). A
 /// `Host` with characters no host name has gives relative links instead.
 fn base_url(headers: &HeaderMap) -> String {
@@ -566,40 +520,6 @@ fn encode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn datetimes_take_instants_days_and_open_intervals() {
-        let day = datetime("2019-12-30").expect("a day");
-        assert_eq!(day.1.unwrap() - day.0.unwrap(), 86_399_999);
-        let instant = datetime("2019-12-30T04:05:00Z").expect("an instant");
-        assert_eq!(instant.0, instant.1);
-        let open = datetime("2019-12-30T00:00:00Z/..").expect("open end");
-        assert!(open.0.is_some() && open.1.is_none());
-        let open = datetime("/2019-12-30").expect("open start");
-        assert!(open.0.is_none() && open.1.is_some());
-        assert!(datetime("../..").is_err());
-        assert!(datetime("2019-12-31/2019-12-30").is_err());
-        assert!(datetime("yesterday").is_err());
-        // The edges of the calendar answer or refuse; they never overflow.
-        for edge in [
-            "+262142-12-31",
-            "-262143-01-01",
-            "+262142-12-31/..",
-            "../-262143-01-01",
-        ] {
-            let _ = datetime(edge);
-        }
-    }
-
-    #[test]
-    fn six_number_boxes_drop_their_heights() {
-        let b = ogc_bbox("140,-39,0,154,-28,100").expect("6 numbers");
-        assert_eq!(
-            (b.min_lon, b.min_lat, b.max_lon, b.max_lat),
-            (140.0, -39.0, 154.0, -28.0)
-        );
-        assert!(ogc_bbox("140,-39,154").is_err());
-    }
 
     #[test]
     fn links_use_the_host_asked_for_and_only_a_plausible_one() {

@@ -10,11 +10,11 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::fires::FireSummary;
-use super::params::Params;
 use super::{ApiError, AppState, geojson};
 use crate::cancel::{self, Token};
 use crate::index::SearchFilter;
 use crate::patterns::{self, ClusterReport, OutlierReport, PatternError, Window};
+use firesight_core::params::Params;
 
 /// The window parameters both routes take.
 pub(super) const WINDOW_PARAMS: [&str; 5] = ["from", "to", "bbox", "source", "min_confidence"];

@@ -119,7 +119,7 @@ fn constraints(f: SearchFilters) -> Result<Constraints, ApiError> {
     let bound = |field: &str, value: Option<String>, end: bool| {
         value
             .map(|v| {
-                super::params::parse_time(&format!("filters.{field}"), &v, end)
+                firesight_core::params::parse_time(&format!("filters.{field}"), &v, end)
                     .map(|t| t.timestamp_millis())
             })
             .transpose()

@@ -1,5 +1,5 @@
 //! The tree's shape, checked: no dependency cycle between the crate's top-level modules, and an
-//! ARCHITECTURE.md that names every folder and every column family the code has.
+//! ARCHITECTURE.md that names every folder, every crate and every column family the code has.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -187,6 +187,18 @@ fn architecture_md_names_every_folder_and_column_family() {
                 "ARCHITECTURE.md has no `{section}` section"
             );
         }
+    }
+    for entry in std::fs::read_dir(Path::new(ROOT).join("crates")).expect("crates") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let section = format!("## [`crates/{name}/`]");
+        assert!(
+            doc.contains(&section),
+            "ARCHITECTURE.md has no `{section}` section"
+        );
     }
     for family in Family::ALL {
         let named = format!("`{}`", family.name());

@@ -7,7 +7,9 @@
 pub mod codec;
 pub mod decode;
 pub mod event;
+pub mod filter;
 pub mod geo;
 pub mod outbox_record;
+pub mod params;
 pub mod query;
 pub mod windows;

@@ -1,14 +1,17 @@
-//! Vector index behind a read/write trait pair, so the engine under it can change.
+//! FireSight's vector index behind a read/write trait pair, so the engine under it can change:
+//! our own HNSW engine (with its snapshots), an exact index, and `hnsw_rs` as the second engine.
+//! What a filtered search asks of a point is a domain concept and lives in `firesight-core`.
 
-mod filter;
 mod flat;
+#[cfg(feature = "hnsw-rs")]
 mod hnsw;
 pub mod native;
-#[cfg(test)]
+#[cfg(all(test, feature = "hnsw-rs"))]
 mod tests;
 
-pub use filter::{BBox, PointAttrs, SOURCES, SearchFilter};
+pub use firesight_core::filter::{BBox, PointAttrs, SOURCES, SearchFilter};
 pub use flat::FlatIndex;
+#[cfg(feature = "hnsw-rs")]
 pub use hnsw::{HnswIndex, insertion_key};
 pub use native::{Metric, NativeHnsw, NativeParams};
 

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
 
 use super::{Core, Metric, NativeHnsw, NativeParams, SlotState};
-use crate::index::{IndexError, PointAttrs};
+use crate::{IndexError, PointAttrs};
 
 const MAGIC: &[u8; 8] = b"FSHNSW\0\x01";
 const FORMAT: u32 = 1;
