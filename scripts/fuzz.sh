@@ -128,7 +128,21 @@ for i in range(4):
     open(os.path.join(corpus, "windows", f"seed-{i}"), "wb").write(bytes([0, 0, 0, 0, i]) + steps)
 PY
 
-for target in ${FUZZ_TARGETS:-firms_csv bom_weather bom_stations ndjson calfire kafka_codec outbox_record query windows}; do
+# snapshot: a small graph's snapshot without its checksum (fuzz/seeds/, kept loadable by the
+# index crate's test `the_snapshot_fuzz_seed_is_a_snapshot_this_build_reads`); query_params:
+# query strings as the routes take them.
+mkdir -p "$WORK/corpus/snapshot" "$WORK/corpus/query_params"
+cp fuzz/seeds/snapshot-small-graph "$WORK/corpus/snapshot/seed-small-graph"
+i=0
+for query in 'from=2019-12-30&to=2019-12-31T12:00:00Z&bbox=140,-39,154,-28&source=Terra,Aqua&min_confidence=nominal' \
+  'limit=100&cursor=00000000000000ff0001&f=geojson' \
+  'datetime=2019-12-30T00:00:00Z/..&bbox=140,-39,0,154,-28,100&limit=10' \
+  'incident=inc_2019_0001&members=true&k=10'; do
+  printf '%s' "$query" >"$WORK/corpus/query_params/seed-$i"
+  i=$((i + 1))
+done
+
+for target in ${FUZZ_TARGETS:-firms_csv bom_weather bom_stations ndjson calfire kafka_codec outbox_record query windows snapshot query_params}; do
   echo "== $target (${SECONDS_EACH} s)"
   "$CARGO_FUZZ" fuzz run --sanitizer none "$target" "$WORK/corpus/$target" -- \
     -max_total_time="$SECONDS_EACH" -rss_limit_mb=256 -malloc_limit_mb=256 -max_len=16384 \

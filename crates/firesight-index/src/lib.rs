@@ -12,7 +12,7 @@ mod tests;
 pub use firesight_core::filter::{BBox, PointAttrs, SOURCES, SearchFilter};
 pub use flat::FlatIndex;
 #[cfg(feature = "hnsw-rs")]
-pub use hnsw::{HnswIndex, insertion_key};
+pub use hnsw::HnswIndex;
 pub use native::{Metric, NativeHnsw, NativeParams};
 
 /// A neighbour: the point id (the store's vector sequence number) and its L2 distance.
@@ -119,4 +119,15 @@ pub fn check_vector(dim: usize, vector: &[f32]) -> Result<(), IndexError> {
         Some(position) => Err(IndexError::NonFinite { position }),
         None => Ok(()),
     }
+}
+
+/// Order in which points enter the graph: a fixed scramble of their sequence numbers.
+///
+/// Events arrive in time order, so one fire's near-identical detections come back to back.
+/// `hnsw_rs` keeps a neighbour's list bounded by dropping its farthest link, without the HNSW
+/// heuristic, and inserted in arrival order such clusters leave points with no incoming links:
+/// on the Australian sample 2,210 of 36,011 points could not find themselves (recall@10 0.949).
+/// Inserted in this order, 107 cannot, and recall@10 is 0.997 (`tests/it/pipeline.rs`).
+pub fn insertion_key(seq: u64) -> u64 {
+    seq.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17)
 }

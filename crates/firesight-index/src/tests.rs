@@ -403,6 +403,88 @@ fn parallel_build_matches_serial_recall_and_serial_builds_repeat_exactly() {
     assert!(r >= 0.99, "two-thread build recall@10 = {r}");
 }
 
+/// The settings of the snapshot fuzz target (`fuzz/fuzz_targets/snapshot.rs`) and its seed.
+fn fuzz_seed_params() -> NativeParams {
+    NativeParams {
+        m: 4,
+        ef_construction: 16,
+        ef_search: 16,
+        flat_search_cutoff: 8,
+        ..NativeParams::new(4)
+    }
+}
+
+/// A small graph of width 4 and M 4, three of its points deleted, as snapshot bytes.
+fn small_snapshot(dir: &std::path::Path) -> Vec<u8> {
+    let index = NativeHnsw::new(fuzz_seed_params());
+    fill(&index, &vectors(60, 4, 61));
+    index.delete(&[3, 4, 5]).expect("delete");
+    let path = dir.join("small.snap");
+    index.save(&path, b"through=59").expect("save");
+    std::fs::read(&path).expect("read")
+}
+
+/// `bytes` with its checksum made right again.
+fn resummed(mut bytes: Vec<u8>) -> Vec<u8> {
+    let body = bytes.len() - 4;
+    let sum = crc32fast::hash(&bytes[..body]);
+    bytes[body..].copy_from_slice(&sum.to_le_bytes());
+    bytes
+}
+
+#[test]
+fn a_snapshot_whose_sum_matches_but_whose_graph_is_broken_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = small_snapshot(dir.path());
+    let load = |bytes: Vec<u8>| NativeHnsw::from_bytes(&resummed(bytes), fuzz_seed_params());
+    let (loaded, meta) = load(good.clone()).expect("the untouched snapshot loads");
+    assert_eq!((loaded.len(), meta.as_slice()), (57, &b"through=59"[..]));
+    // Layout: magic 8, format, dim, M, meta length (4 each), metric 1, top level 1, entry 4,
+    // slots 8, meta, then per slot: ids 8, attributes 26, levels 1, states 1, vectors 4 * dim.
+    let (top, meta_end, slots) = (25usize, 38 + 10, 60usize);
+    let refusal = |bytes: Vec<u8>| match load(bytes) {
+        Err(IndexError::Snapshot { reason, .. }) => reason,
+        other => panic!("loaded: {:?}", other.map(|(g, _)| g.len())),
+    };
+    let mut above = good.clone();
+    above[top] = 16;
+    assert!(refusal(above).contains("top level 16"));
+    let mut unreachable = good.clone();
+    unreachable[top] = good[top] + 1;
+    assert!(refusal(unreachable).contains("the entry point (a Live slot) reaches level"));
+    let mut twice = good.clone();
+    let first_id: [u8; 8] = good[meta_end..meta_end + 8].try_into().expect("8 bytes");
+    twice[meta_end + 8..meta_end + 16].copy_from_slice(&first_id);
+    assert!(refusal(twice).contains("both hold point 0"));
+    // A link to a free slot (found by the snapshot fuzz target: an insert reused the free slot
+    // at level 0 while a level-1 list still led to it, and the search indexed past its lists).
+    let states_at = meta_end + slots * (8 + 26 + 1);
+    let mut freed = good.clone();
+    freed[states_at + 10] = 2;
+    assert!(refusal(freed).contains("which is free"));
+    let mut not_finite = good.clone();
+    let vectors_at = meta_end + slots * (8 + 26 + 1 + 1);
+    not_finite[vectors_at..vectors_at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    assert!(refusal(not_finite).contains("not finite"));
+}
+
+#[test]
+fn the_snapshot_fuzz_seed_is_a_snapshot_this_build_reads() {
+    // The seed is a snapshot without its checksum: the target appends the right one.
+    let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/seeds/snapshot-small-graph");
+    if std::env::var_os("FIRESIGHT_BLESS_FUZZ_SEED").is_some() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bytes = small_snapshot(dir.path());
+        std::fs::write(&seed, &bytes[..bytes.len() - 4]).expect("write the seed");
+    }
+    let mut bytes = std::fs::read(&seed).expect("fuzz/seeds/snapshot-small-graph");
+    bytes.extend(crc32fast::hash(&bytes).to_le_bytes());
+    let (loaded, _) = NativeHnsw::from_bytes(&bytes, fuzz_seed_params())
+        .expect("the seed loads (FIRESIGHT_BLESS_FUZZ_SEED=1 writes it again)");
+    assert_eq!(loaded.len(), 57);
+}
+
 #[test]
 fn snapshots_round_trip_and_refuse_damage() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -16,6 +16,8 @@ use crate::{IndexError, PointAttrs};
 const MAGIC: &[u8; 8] = b"FSHNSW\0\x01";
 const FORMAT: u32 = 1;
 const NO_ENTRY: u32 = u32::MAX;
+/// The code of [`SlotState::Free`] in a snapshot.
+const FREE: u8 = SlotState::Free as u8;
 
 /// Writer that checksums what passes through it.
 struct Summing<W> {
@@ -158,11 +160,35 @@ impl NativeHnsw {
     pub fn load(path: &Path, params: NativeParams) -> Result<(Self, Vec<u8>), IndexError> {
         let io = |e: std::io::Error| broken(path, e);
         let file = File::open(path).map_err(io)?;
+        let file_len = file.metadata().map_err(io)?.len();
+        Self::read_from(
+            BufReader::with_capacity(1 << 20, file),
+            file_len,
+            path,
+            params,
+        )
+    }
+
+    /// Reads a snapshot held in memory, as [`NativeHnsw::load`] reads a file (the snapshot
+    /// fuzz target's way in).
+    pub fn from_bytes(bytes: &[u8], params: NativeParams) -> Result<(Self, Vec<u8>), IndexError> {
+        Self::read_from(bytes, bytes.len() as u64, Path::new("<memory>"), params)
+    }
+
+    /// Reads `file_len` bytes of snapshot from `inner`; `path` names it in errors. Everything a
+    /// search relies on is checked here, so a damaged file whose checksum happens to match
+    /// (or one written by a broken build) is refused rather than panicking a later search.
+    fn read_from(
+        inner: impl Read,
+        file_len: u64,
+        path: &Path,
+        params: NativeParams,
+    ) -> Result<(Self, Vec<u8>), IndexError> {
+        let io = |e: std::io::Error| broken(path, e);
         // Counts in the header are checked against the file's size before anything is sized by
         // them: the checksum is only known once everything has been read.
-        let file_len = file.metadata().map_err(io)?.len();
         let mut r = Checked {
-            inner: BufReader::with_capacity(1 << 20, file),
+            inner,
             crc: crc32fast::Hasher::new(),
         };
         if &r.bytes::<8>().map_err(io)? != MAGIC {
@@ -200,6 +226,12 @@ impl NativeHnsw {
         let engine = Self::new(params);
         let mut core = Core::empty();
         core.max_level = r.u8().map_err(io)?;
+        if core.max_level > super::MAX_LEVEL {
+            return Err(broken(
+                path,
+                format!("top level {} is above {}", core.max_level, super::MAX_LEVEL),
+            ));
+        }
         let entry = r.u32().map_err(io)?;
         core.entry = (entry != NO_ENTRY).then_some(entry);
         let slots = r.u64().map_err(io)?;
@@ -241,6 +273,15 @@ impl NativeHnsw {
         r.crc.update(&states);
         core.vectors.reserve_exact(slots * dim);
         r.f32s(slots * dim, &mut core.vectors).map_err(io)?;
+        if let Some(at) = core.vectors.iter().position(|x| !x.is_finite()) {
+            return Err(broken(
+                path,
+                format!(
+                    "slot {} has a component that is not finite",
+                    at / dim.max(1)
+                ),
+            ));
+        }
         core.links0 = (0..slots * engine.stride0)
             .map(|_| AtomicU32::new(0))
             .collect();
@@ -268,6 +309,24 @@ impl NativeHnsw {
                     return Err(broken(
                         path,
                         format!("slot {slot} links to slot {bad} of {slots}"),
+                    ));
+                }
+                // Compaction unlinks a slot before it frees it, and an insert may reuse a free
+                // slot at any level: a link to one would lead a search to a list that is gone.
+                if let Some(bad) = ids.iter().find(|&&id| states[id as usize] == FREE) {
+                    return Err(broken(
+                        path,
+                        format!("slot {slot} level {l} links to slot {bad}, which is free"),
+                    ));
+                }
+                // A search on level l reads the level-l list of every point it reaches there.
+                if let Some(bad) = ids.iter().find(|&&id| core.levels[id as usize] < l) {
+                    return Err(broken(
+                        path,
+                        format!(
+                            "slot {slot} level {l} links to slot {bad}, which only reaches level {}",
+                            core.levels[*bad as usize]
+                        ),
                     ));
                 }
                 let cells = if l == 0 {
@@ -298,7 +357,15 @@ impl NativeHnsw {
             };
             match state {
                 SlotState::Live => {
-                    core.by_id.insert(core.ids[slot], slot as u32);
+                    if let Some(first) = core.by_id.insert(core.ids[slot], slot as u32) {
+                        return Err(broken(
+                            path,
+                            format!(
+                                "slots {first} and {slot} both hold point {}",
+                                core.ids[slot]
+                            ),
+                        ));
+                    }
                 }
                 SlotState::Deleted => core.deleted += 1,
                 SlotState::Free => core.free.push(slot as u32),
@@ -307,6 +374,19 @@ impl NativeHnsw {
         }
         if core.entry.is_some_and(|e| e as usize >= slots) {
             return Err(broken(path, "entry point outside the graph"));
+        }
+        // A search starts at the entry point on the top level.
+        if let Some(e) = core.entry
+            && (core.levels[e as usize] != core.max_level
+                || core.states[e as usize] == SlotState::Free)
+        {
+            return Err(broken(
+                path,
+                format!(
+                    "the entry point (a {:?} slot) reaches level {}, the graph's top is {}",
+                    core.states[e as usize], core.levels[e as usize], core.max_level
+                ),
+            ));
         }
         *engine.core.write().map_err(|_| IndexError::Poisoned)? = core;
         Ok((engine, meta))
