@@ -349,6 +349,89 @@ mod tests {
         );
     }
 
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// Names as the store gets them (ids, topics, models, targets): anything without a NUL.
+        fn name() -> impl Strategy<Value = String> {
+            "[^\\x00]{0,12}"
+        }
+
+        /// A time anywhere in i64, with ties and neighbours likely.
+        fn time() -> impl Strategy<Value = i64> {
+            prop_oneof![any::<i64>(), -3i64..3, Just(i64::MIN), Just(i64::MAX)]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+            // Every key encoding: byte order is the order its scans rely on, for any pair.
+            #[test]
+            fn time_keys_order_newest_first_then_by_id(a in (time(), name()), b in (time(), name())) {
+                let order = (std::cmp::Reverse(a.0), a.1.as_bytes()).cmp(&(std::cmp::Reverse(b.0), b.1.as_bytes()));
+                prop_assert_eq!(time_key(a.0, &a.1).cmp(&time_key(b.0, &b.1)), order);
+                prop_assert_eq!(decode_time(&time_key(a.0, &a.1)[..8]), a.0);
+            }
+
+            #[test]
+            fn weather_keys_order_by_station_then_time(a in (any::<u32>(), time()), b in (any::<u32>(), time())) {
+                prop_assert_eq!(weather_key(a.0, a.1).cmp(&weather_key(b.0, b.1)), a.cmp(&b));
+                prop_assert_eq!(decode_weather_key(&weather_key(a.0, a.1)).ok(), Some(a));
+            }
+
+            #[test]
+            fn vector_keys_order_by_sequence_then_model(a in (any::<u64>(), name()), b in (any::<u64>(), name())) {
+                let order = (a.0, a.1.as_bytes()).cmp(&(b.0, b.1.as_bytes()));
+                prop_assert_eq!(vector_key(a.0, &a.1).cmp(&vector_key(b.0, &b.1)), order);
+            }
+
+            #[test]
+            fn cell_keys_order_by_cell_then_time_then_id(
+                a in ((any::<i32>(), any::<i32>()), time(), name()),
+                b in ((any::<i32>(), any::<i32>()), time(), name()),
+            ) {
+                let order = (a.0, a.1, a.2.as_bytes()).cmp(&(b.0, b.1, b.2.as_bytes()));
+                prop_assert_eq!(cell_time_key(a.0, a.1, &a.2).cmp(&cell_time_key(b.0, b.1, &b.2)), order);
+            }
+
+            #[test]
+            fn member_keys_order_by_incident_then_time_and_stay_under_their_prefix(
+                a in (name(), time(), name()),
+                b in (name(), time(), name()),
+            ) {
+                let order = (a.0.as_bytes(), a.1, a.2.as_bytes()).cmp(&(b.0.as_bytes(), b.1, b.2.as_bytes()));
+                let (ka, kb) = (member_key(&a.0, a.1, &a.2), member_key(&b.0, b.1, &b.2));
+                prop_assert_eq!(ka.cmp(&kb), order);
+                prop_assert_eq!(kb.starts_with(&incident_prefix(&a.0)), a.0 == b.0);
+            }
+
+            #[test]
+            fn webhook_keys_order_by_target_then_sequence_and_stay_under_their_prefix(
+                a in (name(), any::<u64>()),
+                b in (name(), any::<u64>()),
+            ) {
+                let order = (a.0.as_bytes(), a.1).cmp(&(b.0.as_bytes(), b.1));
+                prop_assert_eq!(webhook_key(&a.0, a.1).cmp(&webhook_key(&b.0, b.1)), order);
+                prop_assert_eq!(webhook_key(&b.0, b.1).starts_with(&webhook_prefix(&a.0)), a.0 == b.0);
+            }
+
+            #[test]
+            fn text_vector_keys_order_by_model_then_document(a in (name(), name()), b in (name(), name())) {
+                let order = (a.0.as_bytes(), a.1.as_bytes()).cmp(&(b.0.as_bytes(), b.1.as_bytes()));
+                prop_assert_eq!(text_vector_key(&a.0, &a.1).cmp(&text_vector_key(&b.0, &b.1)), order);
+            }
+
+            #[test]
+            fn partition_keys_order_by_topic_then_partition(a in (name(), 0i32..=i32::MAX), b in (name(), 0i32..=i32::MAX)) {
+                let order = (a.0.as_bytes(), a.1).cmp(&(b.0.as_bytes(), b.1));
+                prop_assert_eq!(partition_key(&a.0, a.1).cmp(&partition_key(&b.0, b.1)), order);
+                prop_assert_eq!(window_state_key(&a.0, a.1) == window_state_key(&b.0, b.1), a == b);
+            }
+        }
+    }
+
     #[test]
     fn every_family_has_its_own_name() {
         let names: std::collections::HashSet<&str> = Family::ALL.iter().map(|f| f.name()).collect();
