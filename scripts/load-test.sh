@@ -13,15 +13,8 @@ if ! command -v wrk >/dev/null; then
 fi
 # shellcheck source=scripts/serve-sample.sh
 source scripts/serve-sample.sh
-IDS="$STORE/ids.txt"
-: >"$IDS"
-cursor=""
-while [ "$(wc -l <"$IDS")" -lt 2000 ]; do
-  page="$(curl -fs "$BASE/v1/fires?limit=1000${cursor:+&cursor=$cursor}")"
-  python3 -c 'import json,sys; [print(e["event_id"]) for e in json.load(sys.stdin)["items"]]' <<<"$page" >>"$IDS"
-  cursor="$(python3 -c 'import json,sys; print(json.load(sys.stdin).get("next_cursor",""))' <<<"$page")"
-  [ -n "$cursor" ] || break
-done
+# shellcheck source=scripts/sample-ids.sh
+source scripts/sample-ids.sh
 cat >"$STORE/similar.lua" <<LUA
 local ids = {}
 for line in io.lines("$IDS") do ids[#ids + 1] = line end

@@ -1,0 +1,11 @@
+# Sourced after scripts/serve-sample.sh by the load scripts: writes 2,000 real event ids of the
+# served sample, one per line, to $IDS (in the throw-away store's directory).
+IDS="$STORE/ids.txt"
+: >"$IDS"
+cursor=""
+while [ "$(wc -l <"$IDS")" -lt 2000 ]; do
+  page="$(curl -fs "$BASE/v1/fires?limit=1000${cursor:+&cursor=$cursor}")"
+  python3 -c 'import json,sys; [print(e["event_id"]) for e in json.load(sys.stdin)["items"]]' <<<"$page" >>"$IDS"
+  cursor="$(python3 -c 'import json,sys; print(json.load(sys.stdin).get("next_cursor",""))' <<<"$page")"
+  [ -n "$cursor" ] || break
+done
