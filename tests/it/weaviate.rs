@@ -45,6 +45,11 @@ pub(super) struct Faults {
     pub(super) truncated: usize,
     /// Answers applied with a 100 MiB body.
     pub(super) huge: usize,
+    /// Answers applied, then held back for `slow_for` (past the client's timeout): the client
+    /// cannot tell a slow Weaviate from one that did nothing, and sends the batch again.
+    pub(super) slow: usize,
+    /// How long a slow answer is held back.
+    pub(super) slow_for: Duration,
     /// Per-object refusals left, by object id (a transient error: it passes when used up).
     pub(super) refuse: HashMap<String, usize>,
 }
@@ -256,6 +261,15 @@ async fn handle(
                 faults.huge -= 1;
                 return (StatusCode::OK, vec![b' '; 100 << 20]).into_response();
             }
+            if faults.slow > 0 {
+                faults.slow -= 1;
+                let (held, text) = (faults.slow_for, Value::Array(results).to_string());
+                let late = futures_util::stream::once(async move {
+                    tokio::time::sleep(held).await;
+                    Ok::<_, std::convert::Infallible>(Bytes::from(text))
+                });
+                return (StatusCode::OK, axum::body::Body::from_stream(late)).into_response();
+            }
             (StatusCode::OK, Some(Value::Array(results)))
         }
         ("GET", "/objects/{className}/{id}") => match seen.objects.get(&segment(2)) {
@@ -447,7 +461,8 @@ async fn the_client_speaks_the_contract_for_schema_updates_and_deletes() {
 }
 
 /// Weaviate faults while a re-index runs: 429 with Retry-After, 500, a truncated answer, a
-/// 100 MiB answer, per-object transient refusals, and one object it never accepts. Every event
+/// 100 MiB answer, answers held back past the client's timeout after the batch was applied,
+/// per-object transient refusals, and one object it never accepts. Every event
 /// must end up one object holding both models' vectors, and only the never-accepted object a
 /// dead letter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -464,6 +479,8 @@ async fn faults_and_a_reindex_leave_every_event_with_every_vector_and_only_real_
     s.weaviate.batch_size = 50;
     s.weaviate.max_backoff_ms = 400;
     s.weaviate.max_object_attempts = 3;
+    s.weaviate.timeout_ms = 2_000;
+    let s_timeout_ms = s.weaviate.timeout_ms;
     let file = shared("firms/MODIS_C6_USA_contiguous_and_Hawaii_24h.2020-10-01.csv");
     let service = super::support::open_async(s, vec![file]).await;
     let ids: Vec<String> = service
@@ -482,6 +499,8 @@ async fn faults_and_a_reindex_leave_every_event_with_every_vector_and_only_real_
         faults.errors = 1;
         faults.truncated = 1;
         faults.huge = 1;
+        faults.slow = 2;
+        faults.slow_for = Duration::from_millis(s_timeout_ms + 1_000);
         // Every 40th object refused twice (it passes on its third attempt, the last allowed).
         for id in ids.iter().step_by(40) {
             faults.refuse.insert(object(id), 2);
@@ -530,8 +549,14 @@ async fn faults_and_a_reindex_leave_every_event_with_every_vector_and_only_real_
     );
     let faults = stand_in.faults.lock().expect("faults");
     assert_eq!(
-        (faults.busy, faults.errors, faults.truncated, faults.huge),
-        (0, 0, 0, 0),
+        (
+            faults.busy,
+            faults.errors,
+            faults.truncated,
+            faults.huge,
+            faults.slow
+        ),
+        (0, 0, 0, 0, 0),
         "every fault was played"
     );
     let names = [
