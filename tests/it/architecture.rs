@@ -173,32 +173,21 @@ fn top_level_modules_form_no_dependency_cycle() {
 #[test]
 fn architecture_md_names_every_folder_and_column_family() {
     let doc = std::fs::read_to_string(Path::new(ROOT).join("ARCHITECTURE.md")).expect("read");
-    let src = Path::new(ROOT).join("src");
-    for entry in std::fs::read_dir(&src).expect("src") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
-            let section = format!("## [`src/{name}/`]");
-            assert!(
-                doc.contains(&section),
-                "ARCHITECTURE.md has no `{section}` section"
-            );
+    for parent in ["src", "crates"] {
+        for entry in std::fs::read_dir(Path::new(ROOT).join(parent)).expect("folder") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                let section = format!("## [`{parent}/{name}/`]");
+                assert!(
+                    doc.contains(&section),
+                    "ARCHITECTURE.md has no `{section}` section"
+                );
+            }
         }
-    }
-    for entry in std::fs::read_dir(Path::new(ROOT).join("crates")).expect("crates") {
-        let path = entry.expect("entry").path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        let section = format!("## [`crates/{name}/`]");
-        assert!(
-            doc.contains(&section),
-            "ARCHITECTURE.md has no `{section}` section"
-        );
     }
     for family in Family::ALL {
         let named = format!("`{}`", family.name());

@@ -69,24 +69,49 @@ pub const HEADER_PARTITION: &str = "firesight-source-partition";
 /// Dead-letter header: the input offset (decimal).
 pub const HEADER_OFFSET: &str = "firesight-source-offset";
 
+/// How long shutdown waits for the consumer thread: the outbox's drain (`DRAIN_TIMEOUT`, and
+/// the consumer's own margin of 5 s) and then the group's goodbye. librdkafka's consumer close
+/// waits for the coordinator's answer with no limit of its own; tansu 0.6.0 was seen not to
+/// answer a member that left right after joining (a SIGTERM during start-up held shutdown past
+/// 60 s).
+const CONSUMER_STOP_TIMEOUT: Duration = Duration::from_secs(DRAIN_TIMEOUT.as_secs() + 5 + 10);
+
 /// A running consumer and drainer; dropping it without [`StreamHandle::stop`] leaves them running.
 pub struct StreamHandle {
     stop: Arc<AtomicBool>,
     consumer: Option<JoinHandle<()>>,
+    /// Closed (or sent on) when the consumer thread is done, so stopping can wait with a limit.
+    consumer_done: std::sync::mpsc::Receiver<()>,
     drainer: Option<JoinHandle<()>>,
 }
 
 impl StreamHandle {
-    /// Stops consuming, publishes what the outbox holds (up to `drain_for`), and waits.
+    /// Stops consuming, publishes what the outbox holds (up to `DRAIN_TIMEOUT`), leaves the
+    /// group (up to [`CONSUMER_STOP_TIMEOUT`] in all), and waits for the drainer.
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::Release);
-        for handle in [self.consumer.take(), self.drainer.take()]
-            .into_iter()
-            .flatten()
-        {
-            if handle.join().is_err() {
-                tracing::error!("A Kafka thread panicked.");
+        let started = Instant::now();
+        match self.consumer_done.recv_timeout(CONSUMER_STOP_TIMEOUT) {
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                if let Some(handle) = self.consumer.take()
+                    && handle.join().is_err()
+                {
+                    tracing::error!("The Kafka consumer thread panicked.");
+                }
             }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                // Left running: the process is about to exit, and everything the consumer
+                // applied is in the store; the group times the member out.
+                tracing::warn!(
+                    waited_seconds = started.elapsed().as_secs(),
+                    "The broker did not answer the consumer's goodbye; stopping without it."
+                );
+            }
+        }
+        if let Some(handle) = self.drainer.take()
+            && handle.join().is_err()
+        {
+            tracing::error!("The Kafka outbox thread panicked.");
         }
     }
 }
@@ -161,6 +186,7 @@ pub fn start(
     // and only then leave the group, so the next owner of a partition restores its newest state.
     let processed = Arc::new(AtomicBool::new(false));
     let drained = Arc::new(AtomicBool::new(false));
+    let (consumer_finished, consumer_done) = std::sync::mpsc::sync_channel(1);
     let consumer = {
         let (stop, processed, drained) = (
             Arc::clone(&stop),
@@ -178,6 +204,7 @@ pub fn start(
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 drop(consumer);
+                let _ = consumer_finished.send(());
             })?
     };
     let changelog = settings.changelog();
@@ -190,6 +217,7 @@ pub fn start(
     Ok(StreamHandle {
         stop,
         consumer: Some(consumer),
+        consumer_done,
         drainer: Some(drainer),
     })
 }
