@@ -16,13 +16,7 @@ source scripts/serve-sample.sh
 # shellcheck source=scripts/sample-ids.sh
 source scripts/sample-ids.sh
 cat >"$STORE/similar.lua" <<LUA
-local ids = {}
-for line in io.lines("$IDS") do ids[#ids + 1] = line end
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format("GET", "/v1/fires/" .. ids[(n * 7919) % #ids + 1] .. "/similar?k=10")
-end
+dofile("$SIMILAR_LUA")
 done = function(summary, latency)
   io.write(string.format("requests %d, non-200 %d, socket errors %d, p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n",
     summary.requests, summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,

@@ -9,3 +9,15 @@ while [ "$(wc -l <"$IDS")" -lt 2000 ]; do
   cursor="$(python3 -c 'import json,sys; print(json.load(sys.stdin).get("next_cursor",""))' <<<"$page")"
   [ -n "$cursor" ] || break
 done
+# And $SIMILAR_LUA: a wrk request function asking GET /v1/fires/{id}/similar?k=10 for those ids
+# in a scattered order, for the load scripts to dofile.
+SIMILAR_LUA="$STORE/similar-requests.lua"
+cat >"$SIMILAR_LUA" <<LUA
+local ids = {}
+for line in io.lines("$IDS") do ids[#ids + 1] = line end
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", "/v1/fires/" .. ids[(n * 7919) % #ids + 1] .. "/similar?k=10")
+end
+LUA

@@ -78,13 +78,7 @@ LUA
 cat >"$OUT/similar.lua" <<LUA
 KIND = "similar"
 dofile("$OUT/report.lua")
-local ids = {}
-for line in io.lines("$IDS") do ids[#ids + 1] = line end
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format("GET", "/v1/fires/" .. ids[(n * 7919) % #ids + 1] .. "/similar?k=10")
-end
+dofile("$SIMILAR_LUA")
 LUA
 cat >"$OUT/search.lua" <<LUA
 KIND = "search"
