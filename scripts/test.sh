@@ -9,7 +9,9 @@ FIRESIGHT_TANSU="$(scripts/setup-tansu.sh)"
 export FIRESIGHT_TANSU
 cargo fmt --check
 # --all-features, so the live-service tests (kafka-live, weaviate-live) are linted too.
-cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
+# --profile test, so clippy's build scripts are the test build's own and RocksDB's C++ compiles
+# once, not once per profile (Cargo.toml, [profile.dev.build-override]).
+cargo clippy --locked --profile test --workspace --all-targets --all-features -- -D warnings
 # Benches are type-checked by clippy above and run by scripts/bench.sh, not here.
 cargo test --locked --workspace --lib --bins --tests
 # schemathesis against the test build serving the sample (no third RocksDB compile): one minute,
