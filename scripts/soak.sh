@@ -8,7 +8,9 @@
 #   clusters  GET /v1/clusters over one day of the sample (August and September 2019), a different
 #             day each.
 # Reports, per client: requests, answers by class (5xx must be 0), socket errors, p50/p99/max;
-# and the service's RSS every 10 s, with the slope over the second half of the run.
+# and the service's RSS every 10 s, split into anonymous (heap) and file-backed (mmapped files)
+# memory, with the slope of each over the second half of the run. The service inherits the
+# environment, so `MALLOC_ARENA_MAX=2 scripts/soak.sh` tells allocator fragmentation from growth.
 #   scripts/soak.sh                  (30 minutes)
 #   SOAK_MINUTES=2 scripts/soak.sh   (a quick look)
 # Event texts are left out of the search index (as in scripts/schemathesis.sh): through the
@@ -117,12 +119,14 @@ LUA
 
 events() { curl -fs "$BASE/metrics" | awk '/^firesight_store_events /{print $2}'; }
 rss_kib() { awk '/^VmRSS/{print $2}' "/proc/$SERVICE_PID/status"; }
+# RSS, and its anonymous (heap, stacks) and file-backed (mmapped index and store files) parts, KiB.
+rss_parts() { awk '/^(VmRSS|RssAnon|RssFile):/{printf "\t%s", $2}' "/proc/$SERVICE_PID/status"; }
 echo "soak: $MINUTES min, 64 connections; $(events) events stored, RSS $(( $(rss_kib) / 1024 )) MiB" >&2
 : >"$OUT/rss.tsv"
 (
   start=$(date +%s)
   while kill -0 "$SERVICE_PID" 2>/dev/null; do
-    printf '%s\t%s\n' "$(( $(date +%s) - start ))" "$(rss_kib)" >>"$OUT/rss.tsv"
+    printf '%s%s\n' "$(( $(date +%s) - start ))" "$(rss_parts)" >>"$OUT/rss.tsv"
     sleep 10
   done
 ) &
@@ -138,15 +142,21 @@ kill "$SAMPLER" 2>/dev/null || true
 for kind in ingest similar search clusters; do grep -h "^$kind " "$OUT/$kind.out" || { cat "$OUT/$kind.out"; failed=1; }; done
 python3 - "$OUT/rss.tsv" <<'PY'
 import sys
-rows = [tuple(map(int, l.split())) for l in open(sys.argv[1]) if l.strip()]
+# seconds, VmRSS, RssAnon, RssFile (KiB); a part the kernel does not report is left out.
+rows = [list(map(int, l.split())) for l in open(sys.argv[1]) if l.strip()]
 half = [r for r in rows if r[0] >= rows[-1][0] / 2]
-n = len(half)
-mx = sum(t for t, _ in half) / n
-my = sum(k for _, k in half) / n
-slope = sum((t - mx) * (k - my) for t, k in half) / max(1e-9, sum((t - mx) ** 2 for t, _ in half))
-print(f"RSS: start {rows[0][1] / 1024:.0f} MiB, peak {max(k for _, k in rows) / 1024:.0f} MiB, "
-      f"end {rows[-1][1] / 1024:.0f} MiB; slope over the second half {slope * 3600 / 1024:+.1f} MiB/h "
-      f"({len(rows)} samples)")
+def slope(col):
+    pts = [(r[0], r[col]) for r in half if len(r) > col]
+    if len(pts) < 2:
+        return float("nan")
+    mx = sum(t for t, _ in pts) / len(pts)
+    my = sum(k for _, k in pts) / len(pts)
+    return sum((t - mx) * (k - my) for t, k in pts) / max(1e-9, sum((t - mx) ** 2 for t, _ in pts))
+for col, name in ((1, "RSS"), (2, "  anonymous"), (3, "  file-backed")):
+    if all(len(r) > col for r in rows):
+        print(f"{name}: start {rows[0][col] / 1024:.0f} MiB, peak {max(r[col] for r in rows) / 1024:.0f} MiB, "
+              f"end {rows[-1][col] / 1024:.0f} MiB; slope over the second half {slope(col) * 3600 / 1024:+.1f} MiB/h")
+print(f"({len(rows)} samples, every 10 s; anonymous is the heap and stacks, file-backed the mmapped files)")
 PY
 echo "events stored at the end: $(events); service log lines at WARN or above: $(grep -c -E ' (WARN|ERROR) ' "$STORE/service.log" || true)"
 grep -E ' (WARN|ERROR) ' "$STORE/service.log" | cut -c1-300 | sort | uniq -c | sort -rn | head -5 || true
