@@ -8,6 +8,7 @@ pub mod codec;
 pub mod decode;
 pub mod event;
 pub mod filter;
+pub mod fwi;
 pub mod geo;
 pub mod outbox_record;
 pub mod params;
