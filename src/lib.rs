@@ -5,7 +5,7 @@ pub mod app;
 pub mod cancel;
 pub mod config;
 pub mod embed;
-pub use firesight_core::{event, geo};
+pub use firesight_core::{event, fwi, geo};
 pub use firesight_index as index;
 pub mod lifecycle;
 pub mod metrics;

@@ -7,7 +7,8 @@ use prometheus::{
 
 /// Records through ingest, by kind (`firms`, `weather`, `stations`, `sensors`) and outcome.
 pub const INGEST_RECORDS: &str = "firesight_ingest_records_total";
-/// Weather joins, by result (`hit`, `miss`).
+/// Detections through the weather join, by outcome (`status`: `matched`, `no_station_in_range`,
+/// `no_reporting_station`, `no_recent_observation`, `stale_observation`): coverage by reason.
 pub const CORRELATE_JOINS: &str = "firesight_correlate_joins_total";
 /// Encoder calls.
 pub const EMBED_BATCHES: &str = "firesight_embed_batches_total";
@@ -131,8 +132,11 @@ impl Metrics {
                 &["kind", "outcome"],
             )?,
             correlate_joins: IntCounterVec::new(
-                Opts::new(CORRELATE_JOINS, "Detection-weather joins."),
-                &["result"],
+                Opts::new(
+                    CORRELATE_JOINS,
+                    "Detections through the weather join, by outcome.",
+                ),
+                &["status"],
             )?,
             embed_batches: IntCounter::new(EMBED_BATCHES, "Encoder calls.")?,
             embed_rows: IntCounter::new(EMBED_ROWS, "Rows embedded.")?,
@@ -289,6 +293,12 @@ impl Metrics {
             Box::new(metrics.webhook_queued.clone()),
         ] {
             metrics.registry.register(metric)?;
+        }
+        // Every outcome from the start, so coverage by reason reads as a full table.
+        for status in crate::event::WeatherStatus::ALL {
+            metrics
+                .correlate_joins
+                .with_label_values(&[status.as_str()]);
         }
         Ok(metrics)
     }

@@ -103,6 +103,19 @@ pub fn fire_feature(event: &FireEventV2) -> Value {
         map.insert("rh_3pm_pct".into(), json!(w.rh_3pm_pct));
         map.insert("wind_3pm_kmh".into(), json!(w.wind_3pm_kmh));
         map.insert("max_gust_kmh".into(), json!(w.max_gust_kmh));
+        // Flat, so a GIS client can style or filter by danger without parsing nested JSON.
+        if let Some(f) = &w.fire_weather {
+            for (name, value) in [
+                ("ffmc", f.ffmc),
+                ("dmc", f.dmc),
+                ("dc", f.dc),
+                ("isi", f.isi),
+                ("bui", f.bui),
+                ("fwi", f.fwi),
+            ] {
+                map.insert(name.into(), json!(value));
+            }
+        }
     }
     if let Some(impact) = &event.impact_assessment {
         map.insert("anomalies".into(), json!(impact.anomalies.join(",")));

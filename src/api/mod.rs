@@ -15,6 +15,7 @@ pub mod openapi;
 mod patterns;
 mod search;
 pub mod server;
+mod stations;
 
 pub use error::ApiError;
 
@@ -85,6 +86,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/fires/{id}/similar", get(fires::similar_to_event))
         .route("/v1/similar", post(fires::similar))
         .route("/v1/dead-letters", get(fires::dead_letters))
+        .route("/v1/stations", get(stations::list))
+        .route(
+            "/v1/stations/{id}/fire-weather",
+            get(stations::fire_weather),
+        )
         .route("/v1/clusters", get(patterns::clusters))
         .route("/v1/outliers", get(patterns::outliers))
         .route("/v1/incidents", get(incidents::list))

@@ -13,7 +13,7 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 
 use super::error::ErrorBody;
-use super::{admin, alerts, fires, health, incidents, ingest, ogc, patterns, search};
+use super::{admin, alerts, fires, health, incidents, ingest, ogc, patterns, search, stations};
 
 /// The document.
 #[derive(OpenApi)]
@@ -27,6 +27,8 @@ use super::{admin, alerts, fires, health, incidents, ingest, ogc, patterns, sear
         ingest::weather,
         ingest::stations,
         ingest::sensors,
+        stations::list,
+        stations::fire_weather,
         fires::list,
         fires::get_one,
         fires::similar_to_event,
@@ -60,6 +62,7 @@ use super::{admin, alerts, fires, health, incidents, ingest, ogc, patterns, sear
     tags(
         (name = "ingest", description = "Detections, weather, stations and sensor readings in"),
         (name = "fires", description = "Stored FireEventV2 records"),
+        (name = "weather", description = "Stations, which of them report, and each station's Canadian Fire Weather Index System series"),
         (name = "similarity", description = "Nearest events in the encoder's space"),
         (name = "patterns", description = "Clusters and outliers of a window of events"),
         (name = "incidents", description = "Incidents from the tracker (perimeters, overpass snapshots), their alerts (log and live stream), active fires and growth between overpasses"),

@@ -238,6 +238,7 @@ pub async fn predict(
                 rh_3pm_pct: w.rh_3pm_pct,
                 wind_3pm_kmh: w.wind_3pm_kmh,
                 max_gust_kmh: w.max_gust_kmh,
+                fire_weather: None,
             });
         }
         state.pipeline.predict(std::slice::from_mut(&mut event))?;

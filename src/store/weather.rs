@@ -60,6 +60,26 @@ impl Store {
             .transpose()
     }
 
+    /// `station`'s daily summaries (point observations left out), in date order: the input of
+    /// its Fire Weather Index series.
+    pub fn daily_weather(&self, station: u32) -> Result<Vec<WeatherObservation>, StoreError> {
+        let cf = self.cf(Family::Weather)?;
+        let start = weather_key(station, i64::MIN);
+        let mut days = Vec::new();
+        let from = IteratorMode::From(&start, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(cf, from) {
+            let (key, value) = item?;
+            if decode_weather_key(&key)?.0 != station {
+                break;
+            }
+            let obs: WeatherObservation = decode_json(Family::Weather, &value)?;
+            if obs.observed_at.is_none() {
+                days.push(obs);
+            }
+        }
+        Ok(days)
+    }
+
     /// `(station, valid from)` of every stored observation, in key order: the correlator's
     /// in-memory index of the versioned weather table.
     pub fn weather_versions(&self) -> Result<Vec<(u32, i64)>, StoreError> {

@@ -1,8 +1,10 @@
 //! The weather join: each detection meets the nearest station's latest observation at or before
 //! it, within a maximum age (an as-of join on the versioned weather table).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
+use super::fire_weather::FireWeatherTable;
+use crate::event::FireWeather;
 use crate::event::{
     FireDetection, SensorSummary, Station, WeatherConditions, WeatherObservation, WeatherStatus,
 };
@@ -18,6 +20,8 @@ pub struct Correlator {
     stations: HashMap<u32, Station>,
     /// Per station, the valid-from instants (epoch ms) of its stored observations, ascending.
     versions: HashMap<u32, Vec<i64>>,
+    /// Fire Weather Index series, derived from the stored daily observations.
+    fire_weather: FireWeatherTable,
     max_distance_km: f64,
     max_age_ms: i64,
     sensor_radius_km: f64,
@@ -47,9 +51,12 @@ impl Correlator {
             ..Self::default()
         };
         correlator.add_stations(store.stations()?);
+        let mut reporting = BTreeSet::new();
         for (station, valid_from) in store.weather_versions()? {
             correlator.add_version(station, valid_from);
+            reporting.insert(station);
         }
+        correlator.refresh_fire_weather(store, &reporting)?;
         Ok(correlator)
     }
 
@@ -126,6 +133,47 @@ impl Correlator {
         }
     }
 
+    /// Recomputes the Fire Weather Index series of `stations` from their stored daily summaries
+    /// (after their observations changed).
+    pub fn refresh_fire_weather(
+        &mut self,
+        store: &Store,
+        stations: &BTreeSet<u32>,
+    ) -> Result<(), StoreError> {
+        for id in stations {
+            if let Some(station) = self.stations.get(id) {
+                self.fire_weather
+                    .rebuild(station, &store.daily_weather(*id)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// `station`'s Fire Weather Index series between two days, both included.
+    pub fn fire_weather_between(
+        &self,
+        station: u32,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Vec<FireWeather> {
+        self.fire_weather.between(station, from, to)
+    }
+
+    /// Every listed station with how many observations it has reported and the days of its
+    /// Fire Weather Index series, by number.
+    pub fn station_list(&self) -> Vec<(&Station, usize, usize)> {
+        let mut list: Vec<_> = self
+            .stations
+            .values()
+            .map(|s| {
+                let observations = self.versions.get(&s.id).map_or(0, Vec::len);
+                (s, observations, self.fire_weather.days(s.id))
+            })
+            .collect();
+        list.sort_by_key(|(s, ..)| s.id);
+        list
+    }
+
     /// The station with this number.
     pub fn station(&self, id: u32) -> Option<&Station> {
         self.stations.get(&id)
@@ -152,25 +200,40 @@ impl Correlator {
     ) -> Result<Correlation, StoreError> {
         let at = detection.acquired_at.timestamp_millis();
         let in_range = self.stations_in_range(detection.latitude, detection.longitude);
-        let status = if in_range.is_empty() {
+        // Why nothing joined, from the most to the least telling: a reporting station whose
+        // latest observation is too old, one with nothing yet at that time, then none reporting.
+        let mut status = if in_range.is_empty() {
             WeatherStatus::NoStationInRange
         } else {
-            WeatherStatus::NoRecentObservation
+            WeatherStatus::NoReportingStation
         };
         for (station, distance_km) in in_range {
-            let Some(valid_from) = self.as_of(station.id, at) else {
-                continue;
+            let latest = match self.latest_at(station.id, at) {
+                Latest::Within(valid_from) => valid_from,
+                Latest::TooOld => {
+                    status = WeatherStatus::StaleObservation;
+                    continue;
+                }
+                Latest::NoneYet => {
+                    if status != WeatherStatus::StaleObservation {
+                        status = WeatherStatus::NoRecentObservation;
+                    }
+                    continue;
+                }
+                Latest::NeverReported => continue,
             };
-            let Some(obs) = store.weather_at(station.id, valid_from)? else {
+            let Some(obs) = store.weather_at(station.id, latest)? else {
                 continue;
             };
             let observed_at = obs.observed_at.unwrap_or_else(|| {
                 geo::utc_of_local(obs.date, OBSERVATION_HOUR, station.longitude)
             });
             let age_hours = (detection.acquired_at - observed_at).num_seconds() as f64 / 3600.0;
+            let mut joined = conditions(station, &obs, distance_km, age_hours);
+            joined.fire_weather = self.fire_weather.on(station.id, obs.date).cloned();
             return Ok(Correlation {
                 status: WeatherStatus::Matched,
-                conditions: Some(conditions(station, &obs, distance_km, age_hours)),
+                conditions: Some(joined),
             });
         }
         Ok(Correlation {
@@ -179,12 +242,20 @@ impl Correlator {
         })
     }
 
-    /// The valid-from instant of `station`'s latest observation at or before `at`, if it is
-    /// within the maximum age.
-    fn as_of(&self, station: u32, at: i64) -> Option<i64> {
-        let versions = self.versions.get(&station)?;
-        let latest = *versions.get(versions.partition_point(|&v| v <= at).checked_sub(1)?)?;
-        (at - latest <= self.max_age_ms).then_some(latest)
+    /// Where `station`'s latest observation at or before `at` stands against the maximum age.
+    fn latest_at(&self, station: u32, at: i64) -> Latest {
+        let Some(versions) = self.versions.get(&station).filter(|v| !v.is_empty()) else {
+            return Latest::NeverReported;
+        };
+        let Some(before) = versions.partition_point(|&v| v <= at).checked_sub(1) else {
+            return Latest::NoneYet;
+        };
+        let latest = versions[before];
+        if at - latest <= self.max_age_ms {
+            Latest::Within(latest)
+        } else {
+            Latest::TooOld
+        }
     }
 
     /// Listed stations within the join radius, nearest first (ties by number).
@@ -201,6 +272,18 @@ impl Correlator {
         near.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.id.cmp(&b.0.id)));
         near
     }
+}
+
+/// A station's latest observation at some instant.
+enum Latest {
+    /// Valid from this instant (epoch ms), within the maximum age.
+    Within(i64),
+    /// Older than the maximum age.
+    TooOld,
+    /// The station reports, but nothing at or before the instant.
+    NoneYet,
+    /// The station has never reported.
+    NeverReported,
 }
 
 fn conditions(
@@ -221,6 +304,7 @@ fn conditions(
         rh_3pm_pct: obs.rh_3pm_pct,
         wind_3pm_kmh: obs.wind_3pm_kmh,
         max_gust_kmh: obs.max_gust_kmh,
+        fire_weather: None,
     }
 }
 

@@ -14,7 +14,7 @@ use crate::embed::{EmbedError, Embedder, FEATURE_COUNT, Predictors, event_featur
 use crate::event::{
     FieldError, FireCharacteristics, FireDetection, FireEventV2, HistoricalIncident,
     ImpactAssessment, Location, SensorReading, SourceInfo, Station, WeatherConditions,
-    WeatherObservation,
+    WeatherObservation, WeatherStatus,
 };
 use crate::index::{IndexError, IndexPoint, NativeHnsw, PointAttrs, VectorIndex};
 use crate::metrics::Metrics;
@@ -220,6 +220,16 @@ impl Pipeline {
         &self.metrics
     }
 
+    /// Reads the correlator's tables (stations, what they report, their fire-weather series).
+    pub fn read_correlator<T>(&self, read: impl FnOnce(&Correlator) -> T) -> T {
+        read(
+            &self
+                .correlator
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
     /// Correlates a detection and applies the rules, without storing anything.
     pub fn enrich(&self, detection: &FireDetection) -> Result<FireEventV2, PipelineError> {
         let correlator = self
@@ -357,14 +367,10 @@ impl Pipeline {
                 super::drill::check(&detection.satellite);
                 let event = self.enrich(detection)?;
                 // Counted here, not in `enrich`: ad-hoc similarity queries also enrich.
-                let result = if event.weather_conditions.is_some() {
-                    "hit"
-                } else {
-                    "miss"
-                };
+                let status = event.weather_status.map_or("none", WeatherStatus::as_str);
                 self.metrics
                     .correlate_joins
-                    .with_label_values(&[result])
+                    .with_label_values(&[status])
                     .inc();
                 events.push(event);
             }
@@ -513,6 +519,8 @@ impl Pipeline {
             observations
                 .iter()
                 .for_each(|(valid_from, obs)| correlator.add_version(obs.station_id, *valid_from));
+            let touched = observations.iter().map(|(_, obs)| obs.station_id).collect();
+            correlator.refresh_fire_weather(&self.store, &touched)?;
             self.count("weather", &outcome);
             Ok(outcome)
         })

@@ -322,7 +322,8 @@ async fn health_readiness_and_metrics() {
         .expect("text");
     for needle in [
         "firesight_ingest_records_total{kind=\"firms\",outcome=\"accepted\"}",
-        "firesight_correlate_joins_total{result=\"hit\"}",
+        "firesight_correlate_joins_total{status=\"matched\"}",
+        "firesight_correlate_joins_total{status=\"no_reporting_station\"}",
         "firesight_embed_batch_duration_seconds_bucket",
         "firesight_index_vectors 36011",
         "route=\"/v1/fires/{id}/similar\"",

@@ -20,6 +20,7 @@ pub fn event_from(fixture: &Value) -> FireEventV2 {
         rh_3pm_pct: w["rh_3pm_pct"].as_f64(),
         wind_3pm_kmh: w["wind_3pm_kmh"].as_f64(),
         max_gust_kmh: w["max_gust_kmh"].as_f64(),
+        fire_weather: None,
     });
     FireEventV2 {
         event_id: "golden".into(),

@@ -133,11 +133,11 @@ fn known_detections_join_the_expected_station_and_day() {
         );
         assert_eq!(event.weather_status, Some(WeatherStatus::Matched));
     }
-    // A listed station lies within 150 km of this one, but none with an observation that day.
-    let stale = event_at(-16.0861, 136.9023, "2019-08-28", "0505");
+    // Listed stations lie within 150 km of this one, but none of them is in the weather file.
+    let silent = event_at(-16.0861, 136.9023, "2019-08-28", "0505");
     assert_eq!(
-        (stale.weather_status, stale.weather_conditions),
-        (Some(WeatherStatus::NoRecentObservation), None)
+        (silent.weather_status, silent.weather_conditions),
+        (Some(WeatherStatus::NoReportingStation), None)
     );
 }
 
@@ -153,12 +153,16 @@ fn join_count_equals_the_independent_implementation() {
             .filter(|e| e.weather_status == Some(status))
             .count()
     };
-    // 5,779 of 36,011 detections have a station within 150 km that reported on their local day
-    // (the Python join in models/train_event_encoder.py). 34,511 have a listed station within
-    // 150 km at all (numpy haversine over the 715 stations), so 1,500 have none.
+    // `python3 scripts/weather_coverage.py`, plain Python over the same CSVs: 5,779 of 36,011
+    // detections have a reporting station within 150 km with a summary for their local day;
+    // 1,500 have no listed station within 150 km; the other 28,732 are near listed stations
+    // that never appear in the weather file. None is stale or waiting: the file reports every
+    // day for the stations it has.
     assert_eq!(count(WeatherStatus::Matched), 5_779);
-    assert_eq!(count(WeatherStatus::NoRecentObservation), 34_511 - 5_779);
     assert_eq!(count(WeatherStatus::NoStationInRange), 1_500);
+    assert_eq!(count(WeatherStatus::NoReportingStation), 28_732);
+    assert_eq!(count(WeatherStatus::StaleObservation), 0);
+    assert_eq!(count(WeatherStatus::NoRecentObservation), 0);
 }
 
 /// Recall@10 of the service's index against brute force over the same vectors and attributes,

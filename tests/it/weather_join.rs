@@ -6,7 +6,7 @@ use firesight::app::Service;
 use firesight::event::{FireDetection, WeatherObservation, WeatherStatus};
 use firesight::stream::decode::StationDecoder;
 
-use super::support::{decode_file, open, sample};
+use super::support::{decode_file, get_json, open, open_async, sample, serve_all, settings};
 
 /// Sydney (Observatory Hill) and Sydney Airport, about 10 km apart.
 const OBSERVATORY_HILL: u32 = 66_062;
@@ -95,8 +95,8 @@ fn a_detection_joins_the_latest_observation_at_or_before_it_within_the_maximum_a
     let hill = station_position(OBSERVATORY_HILL);
     assert_eq!(
         join(&service, hill, "2019-11-12T05:00:00Z"),
-        (WeatherStatus::NoRecentObservation, None),
-        "stations in range, but no weather at all yet"
+        (WeatherStatus::NoReportingStation, None),
+        "stations in range, but none has ever reported"
     );
     let (accepted, refused) = ingest(
         &service,
@@ -107,6 +107,7 @@ fn a_detection_joins_the_latest_observation_at_or_before_it_within_the_maximum_a
     );
     assert_eq!((accepted, refused.len()), (2, 0), "{refused:?}");
 
+    // Observatory Hill reports now, but nothing at or before these instants.
     let none = (WeatherStatus::NoRecentObservation, None);
     let matched = |marker: f64, age: f64| {
         (
@@ -127,7 +128,10 @@ fn a_detection_joins_the_latest_observation_at_or_before_it_within_the_maximum_a
         ("2019-11-12T06:00:00Z", matched(26.0, 0.0)),
         // The default maximum age is 24 hours: exactly 24 h joins, a minute more does not.
         ("2019-11-13T06:00:00Z", matched(26.0, 24.0)),
-        ("2019-11-13T06:01:00Z", none),
+        (
+            "2019-11-13T06:01:00Z",
+            (WeatherStatus::StaleObservation, None),
+        ),
     ]);
 
     // An observation that arrives late, out of time order, becomes the version it belongs to.
@@ -213,6 +217,134 @@ fn a_daily_summary_is_valid_from_the_station_s_local_midnight_for_one_day() {
         (midnight + chrono::Duration::hours(24) + chrono::Duration::seconds(1)).to_rfc3339();
     assert_eq!(
         join(&service, hill, &after),
-        (WeatherStatus::NoRecentObservation, None)
+        (WeatherStatus::StaleObservation, None)
     );
+}
+
+/// The daily summaries of one station in the bundled weather file, decoded as the service does.
+fn daily_summaries(station: u32) -> Vec<WeatherObservation> {
+    decode_file::<firesight::stream::decode::WeatherDecoder>(&sample(
+        "australia_bom_daily_weather_2019-05_2020-06.csv",
+    ))
+    .into_iter()
+    .filter_map(|d| d.ok().map(|(_, obs)| obs))
+    .filter(|obs| obs.station_id == station)
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_station_has_a_fire_weather_series_that_joins_its_detections_and_follows_late_days() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let files = vec![
+        sample("australia_bom_weather_stations.csv"),
+        sample("australia_bom_daily_weather_2019-05_2020-06.csv"),
+    ];
+    let service = open_async(settings(dir.path()), files).await;
+    let base = serve_all(&service).await;
+
+    // Which stations report: 25 of the 714 listed (three more in the file are not listed, and
+    // are dead-lettered; `python3 scripts/weather_coverage.py` counts the same).
+    let (status, list) = get_json(&format!("{base}/v1/stations")).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(
+        (list["stations"].as_u64(), list["reporting"].as_u64()),
+        (Some(714), Some(25))
+    );
+    let (_, reporting) = get_json(&format!("{base}/v1/stations?reporting=true")).await;
+    let items = reporting["items"].as_array().expect("items");
+    assert_eq!(items.len(), 25);
+    assert!(
+        items
+            .iter()
+            .all(|s| s["reporting"] == true && s["observations"].as_u64() > Some(300))
+    );
+
+    // The series as served equals the system run over the station's own complete days, with
+    // its gaps (a missing 3 pm reading or rain total) carried or restarted as documented.
+    let hill = station_position(OBSERVATORY_HILL);
+    let expected: Vec<_> = firesight::fwi::series(
+        daily_summaries(OBSERVATORY_HILL)
+            .iter()
+            .filter_map(|obs| obs.noon_weather(hill.0).map(|w| (obs.date, w))),
+    )
+    .iter()
+    .map(firesight::event::FireWeather::of)
+    .collect();
+    assert!(expected.len() > 300, "{} days", expected.len());
+    let url = format!("{base}/v1/stations/{OBSERVATORY_HILL}/fire-weather");
+    let (status, body) = get_json(&url).await;
+    assert_eq!(status, 200, "{body}");
+    let served: Vec<firesight::event::FireWeather> =
+        serde_json::from_value(body["days"].clone()).expect("days");
+    assert_eq!(served, expected);
+    // Sydney before the Black Summer: by mid-November 2019 the deep layers are dry (a DC in the
+    // hundreds) after a dry winter, and the series has run long enough to mean it.
+    let (_, november) = get_json(&format!("{url}?from=2019-11-12&to=2019-11-12")).await;
+    let day = &november["days"][0];
+    assert!(day["dc"].as_f64() > Some(200.0), "{november}");
+    assert!(day["days_in_series"].as_i64() > Some(100), "{november}");
+
+    // A detection that joins Observatory Hill's summary carries that day's codes beside it.
+    let event = service
+        .pipeline
+        .enrich(&detection(hill, "2019-11-12T03:00:00Z"))
+        .expect("enriched");
+    let weather = event.weather_conditions.expect("joined");
+    assert_eq!(weather.station_id, i64::from(OBSERVATORY_HILL));
+    let joined = weather.fire_weather.expect("fire weather joined");
+    assert_eq!(joined.date, "2019-11-12");
+    assert_eq!(
+        serde_json::to_value(&joined).expect("json"),
+        november["days"][0]
+    );
+
+    // Errors name the parameter; an unknown station is a 404.
+    let (status, body) = get_json(&format!("{url}?from=2019-12-01&to=2019-11-01")).await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["field"].as_str()),
+        (400, Some("from"))
+    );
+    let (status, _) = get_json(&format!("{base}/v1/stations/999999/fire-weather")).await;
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn a_late_day_recomputes_every_day_after_it() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let service = open(dir.path(), &[sample("australia_bom_weather_stations.csv")]);
+    let mut days = daily_summaries(OBSERVATORY_HILL);
+    days.retain(|d| d.date.to_string().starts_with("2019-11"));
+    let series = |service: &Service| {
+        service.pipeline.read_correlator(|c| {
+            c.fire_weather_between(
+                OBSERVATORY_HILL,
+                chrono::NaiveDate::MIN,
+                chrono::NaiveDate::MAX,
+            )
+        })
+    };
+    // Every day of November 2019 but the 10th, then the 10th (a wet day) a day late.
+    let tenth = days
+        .iter()
+        .position(|d| d.date.to_string() == "2019-11-10")
+        .expect("10th");
+    let mut late = days.remove(tenth);
+    late.rain_mm = Some(40.0);
+    let (accepted, refused) = ingest(&service, days);
+    assert_eq!((accepted, refused.as_slice()), (29, &[][..]));
+    let before = series(&service);
+    // Four of those days lack a 3 pm reading or a rain total: gaps the codes carry across.
+    assert_eq!(before.len(), 25);
+    assert_eq!(ingest(&service, vec![late]).0, 1);
+    let after = series(&service);
+    assert_eq!(after.len(), 26);
+    let on = |s: &[firesight::event::FireWeather], day: &str| {
+        s.iter().find(|d| d.date == day).cloned().expect(day)
+    };
+    // The codes before the 10th stand; 40 mm on the 10th wets the duff, and every later day
+    // starts from wetter fuels than it did.
+    assert_eq!(on(&before, "2019-11-09"), on(&after, "2019-11-09"));
+    for day in ["2019-11-11", "2019-11-20", "2019-11-30"] {
+        assert!(on(&after, day).dmc < on(&before, day).dmc, "{day}");
+    }
 }

@@ -7,6 +7,7 @@
 //! DC follow the latitude bands of Lawson and Armitage (2008), so stations in the southern
 //! hemisphere and the tropics get their own seasons rather than Canada's.
 
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 /// The codes assumed on the first day of a series (the system's standard start-up values).
@@ -15,6 +16,22 @@ pub const STARTUP: MoistureCodes = MoistureCodes {
     dmc: 6.0,
     dc: 15.0,
 };
+
+/// Calendar days without a complete reading that a series carries its codes across unchanged; a
+/// longer gap restarts it from [`STARTUP`], since codes that old say nothing about the fuels.
+pub const MAX_GAP_DAYS: i64 = 5;
+
+/// One day of a station's series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SeriesDay {
+    /// The day.
+    pub date: NaiveDate,
+    /// Its codes and indices.
+    pub indices: FireWeatherIndices,
+    /// Calendar days since the series (re)started from the start-up codes, this one included.
+    /// The DC needs about fifty days to forget its start-up value.
+    pub days_in_series: u32,
+}
 
 /// One day's noon weather, the system's input.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -116,6 +133,35 @@ impl MoistureCodes {
             dsr: 0.0272 * fwi.powf(1.77),
         }
     }
+}
+
+/// Runs the system over a station's days with a complete reading, in ascending date order
+/// (a day out of order is ignored). Days missing from `days` are gaps: up to
+/// [`MAX_GAP_DAYS`] in a row carry the codes over; a longer gap starts a new series.
+pub fn series(days: impl IntoIterator<Item = (NaiveDate, NoonWeather)>) -> Vec<SeriesDay> {
+    let mut out: Vec<SeriesDay> = Vec::new();
+    let mut codes = STARTUP;
+    let mut started: Option<NaiveDate> = None;
+    let mut last: Option<NaiveDate> = None;
+    for (date, weather) in days {
+        if last.is_some_and(|last| date <= last) {
+            continue;
+        }
+        let restart = last.is_none_or(|last| (date - last).num_days() - 1 > MAX_GAP_DAYS);
+        if restart {
+            codes = STARTUP;
+            started = Some(date);
+        }
+        codes = codes.next_day(&weather);
+        let since = started.map_or(0, |start| (date - start).num_days());
+        out.push(SeriesDay {
+            date,
+            indices: codes.indices(weather.wind_kmh),
+            days_in_series: u32::try_from(since + 1).unwrap_or(u32::MAX),
+        });
+        last = Some(date);
+    }
+    out
 }
 
 /// Fine-fuel moisture content (%) of an FFMC, and back.
@@ -348,6 +394,22 @@ mod tests {
         assert!(dc(100.0, &january(-35.0)) > dc(100.0, &january(46.0)));
         assert_eq!(dmc_day_length(1, 0.0), 9.0);
         assert_eq!(dc_day_length(7, 5.0), 1.4);
+    }
+
+    #[test]
+    fn a_short_gap_carries_the_codes_and_a_long_one_restarts_them() {
+        let start = NaiveDate::from_ymd_opt(2019, 8, 1).expect("date");
+        let hot = day(32.0, 15.0, 20.0, 0.0, 8);
+        let at = |offset: i64| (start + chrono::Days::new(offset as u64), hot);
+        let days = series([at(0), at(1), at(1), at(7), at(14)]);
+        let dates: Vec<i64> = days.iter().map(|d| (d.date - start).num_days()).collect();
+        assert_eq!(dates, [0, 1, 7, 14], "the repeated day is ignored");
+        // Day 7 follows a five-day gap: carried, so drier than day 1.
+        assert!(days[2].indices.codes.dc > days[1].indices.codes.dc);
+        assert_eq!(days[2].days_in_series, 8);
+        // Day 14 follows a six-day gap: a new series from the start-up codes.
+        assert_eq!(days[3].days_in_series, 1);
+        assert_eq!(days[3].indices.codes, days[0].indices.codes);
     }
 
     #[test]

@@ -136,6 +136,9 @@ fn the_portugal_initial_spread_indices_imply_a_physical_noon_wind() {
     assert_eq!(inside, rows);
 }
 
+/// A region of the Algeria data set: its name, latitude and consecutive days.
+type Region = (&'static str, f64, Vec<AlgeriaDay>);
+
 /// One day of the Algeria data set.
 struct AlgeriaDay {
     month: u32,
@@ -145,13 +148,10 @@ struct AlgeriaDay {
 
 /// The two regional tables of the Algeria file, each a run of consecutive days; rows that do
 /// not parse are returned with their line number, never dropped silently.
-fn algeria() -> (
-    Vec<(&'static str, f64, Vec<AlgeriaDay>)>,
-    Vec<(usize, String)>,
-) {
+fn algeria() -> (Vec<Region>, Vec<(usize, String)>) {
     let text = std::fs::read_to_string(shared("uci/Algerian_forest_fires_dataset_UPDATE.csv"))
         .expect("read");
-    let mut regions: Vec<(&'static str, f64, Vec<AlgeriaDay>)> = Vec::new();
+    let mut regions: Vec<Region> = Vec::new();
     let mut malformed = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -225,12 +225,8 @@ fn the_algeria_indices_follow_from_their_codes() {
     // whose wind or codes are plainly mistyped (5 August 2012 at Sidi Bel Abbès: ISI 19 from
     // FFMC 88.3 in a 17 km/h wind, where the equation and the row's own FWI both say about 8).
     let share = |a: &Agreement, code: usize| 1.0 - a.over[code] as f64 / a.compared[code] as f64;
-    for code in 3..6 {
-        assert!(
-            share(&derived, code) >= 0.9,
-            "{}: {:.3} within 0.15",
-            CODES[code],
-            share(&derived, code)
-        );
+    for (code, name) in CODES.iter().enumerate().skip(3) {
+        let share = share(&derived, code);
+        assert!(share >= 0.9, "{name}: {share:.3} within 0.15");
     }
 }

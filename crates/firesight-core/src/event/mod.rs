@@ -6,8 +6,8 @@ mod record;
 pub use historical::HistoricalIncident;
 
 pub use record::{
-    FireCharacteristics, FireEventV2, ImpactAssessment, Location, MlPrediction, SensorSummary,
-    SimilarEvent, SourceInfo, WeatherConditions, WeatherStatus,
+    FireCharacteristics, FireEventV2, FireWeather, ImpactAssessment, Location, MlPrediction,
+    SensorSummary, SimilarEvent, SourceInfo, WeatherConditions, WeatherStatus,
 };
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -302,6 +302,26 @@ pub struct WeatherObservation {
 }
 
 impl WeatherObservation {
+    /// The Fire Weather Index System's input for this day at a station at `latitude`: a daily
+    /// summary's 3 pm temperature (its maximum when 3 pm is missing), 3 pm humidity and wind, and
+    /// its rain to 9 am. BOM daily files have no noon reading, and 3 pm is the afternoon reading
+    /// Australian agencies rate danger from. `None` for a point observation or when a reading
+    /// is missing: the series treats that day as a gap rather than guess dry or wet.
+    pub fn noon_weather(&self, latitude: f64) -> Option<crate::fwi::NoonWeather> {
+        if self.observed_at.is_some() {
+            return None;
+        }
+        let weather = crate::fwi::NoonWeather {
+            temp_c: self.temp_3pm_c.or(self.max_temp_c)?,
+            rh_pct: self.rh_3pm_pct?,
+            wind_kmh: self.wind_3pm_kmh?,
+            rain_mm: self.rain_mm?,
+            month: chrono::Datelike::month(&self.date),
+            latitude,
+        };
+        weather.check().is_ok().then_some(weather)
+    }
+
     /// The instant from which this observation is the station's latest: `observed_at`, or the
     /// station's local (solar) midnight starting `date`. The weather table is versioned by it.
     pub fn valid_from(&self, station_longitude: f64) -> DateTime<Utc> {

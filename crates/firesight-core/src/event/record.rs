@@ -20,7 +20,8 @@ pub struct FireEventV2 {
     pub location: Location,
     /// Radiometric description of the fire pixel.
     pub fire_characteristics: FireCharacteristics,
-    /// Outcome of the weather join (`matched`, `no_station_in_range`, `no_recent_observation`).
+    /// Outcome of the weather join (`matched`, `no_station_in_range`, `no_reporting_station`,
+    /// `no_recent_observation`, `stale_observation`).
     pub weather_status: Option<WeatherStatus>,
     /// The joined observation, when one was in range.
     pub weather_conditions: Option<WeatherConditions>,
@@ -113,9 +114,36 @@ pub enum WeatherStatus {
     Matched,
     /// No listed station lies within the configured radius.
     NoStationInRange,
-    /// Stations lie within range, but none has an observation at or before the detection that
-    /// is within the maximum age: the weather for the area has not arrived yet, or is stale.
+    /// A station in range reports, but none has an observation at or before the detection: its
+    /// weather for that time has not arrived (a late observation re-joins it).
     NoRecentObservation,
+    /// Stations lie within range, but none of them has ever reported an observation.
+    NoReportingStation,
+    /// A station in range has an observation before the detection, but older than the maximum
+    /// age, and none has a newer one.
+    StaleObservation,
+}
+
+impl WeatherStatus {
+    /// Every status, in the order of the Avro symbols.
+    pub const ALL: [Self; 5] = [
+        Self::Matched,
+        Self::NoStationInRange,
+        Self::NoRecentObservation,
+        Self::NoReportingStation,
+        Self::StaleObservation,
+    ];
+
+    /// The status as it is written on the wire (`matched`, `no_station_in_range`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Matched => "matched",
+            Self::NoStationInRange => "no_station_in_range",
+            Self::NoRecentObservation => "no_recent_observation",
+            Self::NoReportingStation => "no_reporting_station",
+            Self::StaleObservation => "stale_observation",
+        }
+    }
 }
 
 /// The observation joined to a detection, with how far and how old it is.
@@ -144,6 +172,54 @@ pub struct WeatherConditions {
     pub wind_3pm_kmh: Option<f64>,
     /// Strongest gust, km/h.
     pub max_gust_kmh: Option<f64>,
+    /// The station's Fire Weather Index System codes for the observation day; null when the
+    /// station has no complete noon reading for it.
+    #[serde(default)]
+    pub fire_weather: Option<FireWeather>,
+}
+
+/// One station-day of the Canadian Fire Weather Index System, from the station's daily series
+/// (3 pm temperature, humidity and wind, and the rain to 9 am, standing in for noon readings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FireWeather {
+    /// The day (`YYYY-MM-DD`, station local).
+    pub date: String,
+    /// Fine Fuel Moisture Code.
+    pub ffmc: f64,
+    /// Duff Moisture Code.
+    pub dmc: f64,
+    /// Drought Code.
+    pub dc: f64,
+    /// Initial Spread Index.
+    pub isi: f64,
+    /// Buildup Index.
+    pub bui: f64,
+    /// Fire Weather Index.
+    pub fwi: f64,
+    /// Daily Severity Rating.
+    pub dsr: f64,
+    /// Days since the station's series started from the standard start-up codes, this one
+    /// included; below about 50 the Drought Code still carries its start-up value.
+    pub days_in_series: i32,
+}
+
+impl FireWeather {
+    /// The record of one series day, each value to one decimal as agencies publish them.
+    pub fn of(day: &crate::fwi::SeriesDay) -> Self {
+        let round = |v: f64| (v * 10.0).round() / 10.0;
+        let i = &day.indices;
+        Self {
+            date: day.date.to_string(),
+            ffmc: round(i.codes.ffmc),
+            dmc: round(i.codes.dmc),
+            dc: round(i.codes.dc),
+            isi: round(i.isi),
+            bui: round(i.bui),
+            fwi: round(i.fwi),
+            dsr: round(i.dsr),
+            days_in_series: i32::try_from(day.days_in_series).unwrap_or(i32::MAX),
+        }
+    }
 }
 
 /// Summary of nearby IoT sensor readings.
