@@ -57,7 +57,11 @@ fn start_search(
                 s.sentence_model
             )
         })?;
-    let index = Arc::new(SearchIndex::new(Arc::new(encoder), Arc::clone(store))?);
+    let index = Arc::new(SearchIndex::new(
+        Arc::new(encoder),
+        Arc::clone(store),
+        s.fusion(),
+    )?);
     let state = Arc::new(SearchState {
         index: Arc::clone(&index),
         ready: std::sync::atomic::AtomicBool::new(false),

@@ -150,6 +150,32 @@ pub struct SearchSettings {
     pub max_query_bytes: usize,
     /// Index every fire event's text too (not only historical incidents).
     pub index_events: bool,
+    /// How `hybrid` fuses BM25 and the vectors.
+    pub fusion: FusionMethod,
+    /// BM25's weight in the convex fusion, in [0, 1]; the vectors get the rest.
+    pub bm25_weight: f32,
+}
+
+/// How `hybrid` search fuses its two rankers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FusionMethod {
+    /// A weighted sum of min-max normalised scores (`search.bm25_weight`).
+    Convex,
+    /// Reciprocal rank fusion, k = 60.
+    Rrf,
+}
+
+impl SearchSettings {
+    /// The fusion `hybrid` uses.
+    pub fn fusion(&self) -> crate::search::Fusion {
+        match self.fusion {
+            FusionMethod::Convex => crate::search::Fusion::Convex {
+                bm25_weight: self.bm25_weight,
+            },
+            FusionMethod::Rrf => crate::search::Fusion::Rrf,
+        }
+    }
 }
 
 /// Where traces go.
@@ -596,6 +622,9 @@ impl Settings {
         }
         if self.index.ef_construction < self.index.m {
             return Err(invalid("index.ef_construction", "must be at least index.m"));
+        }
+        if !(0.0..=1.0).contains(&self.search.bm25_weight) {
+            return Err(invalid("search.bm25_weight", "must be within [0, 1]"));
         }
         if self.index.ef_search == 0 {
             return Err(invalid("index.ef_search", "must be positive"));

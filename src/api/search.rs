@@ -29,7 +29,8 @@ pub struct SearchRequest {
     /// Filters applied on top of those read from the query.
     #[serde(default)]
     pub filters: SearchFilters,
-    /// `hybrid` (default), `bm25` or `vector`.
+    /// `hybrid` (default: BM25 and vectors blended by `search.fusion`), `rrf` (fused by reciprocal
+    /// rank), `bm25` or `vector`.
     #[serde(default)]
     pub ranker: Ranker,
     /// Read years, months, dates, counties, regions and sizes from the query as filters
