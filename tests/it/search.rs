@@ -233,6 +233,30 @@ async fn search_evaluation() {
             t.1
         );
     }
+    if std::env::var_os("FIRESIGHT_SEARCH_MISSES").is_some() {
+        let index = Arc::clone(&service.search.as_ref().expect("search").index);
+        let evaluation = query_set("search_queries.json");
+        tokio::task::spawn_blocking(move || {
+            for (query, relevant) in &evaluation {
+                let rank = |ranker, fusion| {
+                    let answer = index
+                        .search_fused(query, 10, ranker, fusion, Constraints::default(), true)
+                        .expect("search");
+                    answer
+                        .hits
+                        .iter()
+                        .position(|h| relevant.contains(&h.id))
+                        .map(|p| p + 1)
+                };
+                let (b, h) = (rank(Ranker::Bm25, convex), rank(Ranker::Hybrid, convex));
+                if b != Some(1) || h != Some(1) {
+                    println!("bm25 {b:?} hybrid {h:?}: {query}");
+                }
+            }
+        })
+        .await
+        .expect("join");
+    }
     let get = |name: &str, understand: bool| {
         scores
             .iter()
@@ -261,30 +285,6 @@ async fn search_evaluation() {
         "the tuned blend ranks better than RRF on questions it was not tuned on: \
          {hybrid_mrr:.3} vs {rrf_mrr:.3} (BM25 {bm25_mrr:.3})"
     );
-    if std::env::var_os("FIRESIGHT_SEARCH_MISSES").is_some() {
-        let index = Arc::clone(&service.search.as_ref().expect("search").index);
-        let evaluation = query_set("search_queries.json");
-        tokio::task::spawn_blocking(move || {
-            for (query, relevant) in &evaluation {
-                let rank = |ranker, fusion| {
-                    let answer = index
-                        .search_fused(query, 10, ranker, fusion, Constraints::default(), true)
-                        .expect("search");
-                    answer
-                        .hits
-                        .iter()
-                        .position(|h| relevant.contains(&h.id))
-                        .map(|p| p + 1)
-                };
-                let (b, h) = (rank(Ranker::Bm25, convex), rank(Ranker::Hybrid, convex));
-                if b != Some(1) || h != Some(1) {
-                    println!("bm25 {b:?} hybrid {h:?}: {query}");
-                }
-            }
-        })
-        .await
-        .expect("join");
-    }
 }
 
 /// The sweep that chose `search.bm25_weight`, on the tuning set only; the configured weight must
