@@ -79,11 +79,13 @@ fn start_search(
         .name("search-index".into())
         .spawn(move || {
             let started = Instant::now();
+            // Text first: BM25 answers over everything as soon as the text index is built
+            // (seconds); the sentence vectors follow, from the store's cache or the encoder.
             let build = || -> anyhow::Result<(usize, usize)> {
                 let incidents: Vec<Doc> = store.historical_incidents()?.iter().map(Doc::incident).collect();
                 let n_incidents = incidents.len();
                 for chunk in incidents.chunks(SEARCH_BUILD_BATCH) {
-                    index.add(chunk.to_vec())?;
+                    index.add_text(chunk.to_vec())?;
                 }
                 let mut n_events = 0;
                 if index_events {
@@ -91,17 +93,17 @@ fn start_search(
                     for event in store.events_between(i64::MIN, i64::MAX)? {
                         batch.push(Doc::event(&event?));
                         if batch.len() == SEARCH_BUILD_BATCH {
-                            n_events += index.add(std::mem::take(&mut batch))?;
+                            n_events += index.add_text(std::mem::take(&mut batch))?;
                         }
                     }
-                    n_events += index.add(batch)?;
+                    n_events += index.add_text(batch)?;
                 }
                 Ok((n_incidents, n_events))
             };
             match build() {
                 Ok((incidents, events)) => {
                     building.ready.store(true, std::sync::atomic::Ordering::Release);
-                    tracing::info!(incidents, events, elapsed_ms = started.elapsed().as_millis() as u64, "Search index ready.");
+                    tracing::info!(incidents, events, pending_vectors = index.pending_vectors(), elapsed_ms = started.elapsed().as_millis() as u64, "Search index ready (BM25); sentence vectors follow.");
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "Search index build failed; POST /v1/search answers 503.");
@@ -109,10 +111,40 @@ fn start_search(
                     return;
                 }
             }
-            let Some((rx, mut next)) = follow else { return };
-            // The pipeline rings after each stored batch; what is new is read from the store,
-            // so a slow encoder holds no queue of events in memory, only a sequence number.
-            while rx.recv().is_ok() {
+            let (rx, mut next) = match follow {
+                Some((rx, next)) => (Some(rx), next),
+                None => (None, 0),
+            };
+            let mut vectors_done_logged = false;
+            loop {
+                // New events go into the text index before more of the backlog is embedded, so
+                // a live detection is searchable by BM25 within one encoder batch.
+                let rang = rx.as_ref().is_some_and(|rx| rx.try_iter().count() > 0);
+                if rang {
+                    match catch_up(&store, &index, next) {
+                        Ok(done) => next = done,
+                        Err(e) => tracing::error!(error = %e, "Events could not be added to the search index; retried at the next batch."),
+                    }
+                }
+                match index.embed_pending(SEARCH_BUILD_BATCH) {
+                    Ok(0) => {}
+                    Ok(_) => continue,
+                    Err(e) => {
+                        // The encoder failed on this batch: BM25 keeps answering; try again in
+                        // a few seconds rather than spinning on the same error.
+                        tracing::error!(error = %e, pending = index.pending_vectors(), "Sentence vectors could not be computed; retrying in 5 s.");
+                        std::thread::sleep(std::time::Duration::from_secs(5));
+                        continue;
+                    }
+                }
+                if !vectors_done_logged && index.pending_vectors() == 0 {
+                    vectors_done_logged = true;
+                    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "Search sentence vectors complete.");
+                }
+                let Some(rx) = rx.as_ref() else { return };
+                if rx.recv().is_err() {
+                    return;
+                }
                 match catch_up(&store, &index, next) {
                     Ok(done) => next = done,
                     Err(e) => tracing::error!(error = %e, "Events could not be added to the search index; retried at the next batch."),
@@ -142,10 +174,10 @@ fn catch_up(store: &Store, index: &SearchIndex, from: u64) -> anyhow::Result<u64
         }
         next = stored.seq + 1;
         if batch.len() == SEARCH_BUILD_BATCH {
-            index.add(std::mem::take(&mut batch))?;
+            index.add_text(std::mem::take(&mut batch))?;
         }
     }
-    index.add(batch)?;
+    index.add_text(batch)?;
     Ok(next)
 }
 

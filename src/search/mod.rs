@@ -270,11 +270,21 @@ pub struct SearchAnswer {
     pub notes: Vec<String>,
     /// Documents that passed the filters.
     pub candidates: usize,
+    /// Documents whose sentence vectors are still being computed (after a start or a bulk
+    /// load); until 0, the vector ranker sees only the others, while BM25 sees all.
+    pub pending_vectors: usize,
 }
 
 struct Docs {
     docs: Vec<Doc>,
+    /// `dim` floats per document, zeros until it is embedded.
     vectors: Vec<f32>,
+    /// Whether each document's sentence vector is in `vectors` yet.
+    embedded: Vec<bool>,
+    /// Documents not embedded yet.
+    pending: usize,
+    /// No document before this one is pending.
+    first_pending: usize,
     ids: HashSet<String>,
 }
 
@@ -337,6 +347,9 @@ impl SearchIndex {
             docs: RwLock::new(Docs {
                 docs: Vec::new(),
                 vectors: Vec::new(),
+                embedded: Vec::new(),
+                pending: 0,
+                first_pending: 0,
                 ids: HashSet::new(),
             }),
             fusion,
@@ -358,68 +371,113 @@ impl SearchIndex {
         self.len() == 0
     }
 
-    /// Adds documents not yet indexed (by id); returns how many were new.
+    /// Adds documents not yet indexed (by id) and embeds them before returning; returns how
+    /// many were new.
     pub fn add(&self, docs: Vec<Doc>) -> Result<usize, SearchError> {
-        let fresh: Vec<Doc> = {
-            let known = self.docs.read().map_err(|_| SearchError::Poisoned)?;
-            let mut seen = HashSet::new();
-            docs.into_iter()
-                .filter(|d| !known.ids.contains(&d.id) && seen.insert(d.id.clone()))
-                .collect()
-        };
-        if fresh.is_empty() {
-            return Ok(0);
-        }
-        let model = self.encoder.version().to_owned();
-        let mut vectors = Vec::with_capacity(fresh.len() * self.encoder.dim());
-        for chunk in fresh.chunks(ENCODE_BATCH) {
-            let keys: Vec<String> = chunk.iter().map(cache_key).collect();
-            let mut cached = Vec::with_capacity(chunk.len());
-            let mut missing = Vec::new();
-            for (i, key) in keys.iter().enumerate() {
-                let hit = self
-                    .store
-                    .text_vector(&model, key)?
-                    .filter(|v| v.len() == self.encoder.dim());
-                if hit.is_none() {
-                    missing.push(i);
-                }
-                cached.push(hit);
-            }
-            if !missing.is_empty() {
-                let texts: Vec<&str> = missing.iter().map(|&i| chunk[i].text.as_str()).collect();
-                let encoded = self.encoder.encode(&texts)?;
-                let pairs: Vec<(&str, &[f32])> = missing
-                    .iter()
-                    .zip(&encoded)
-                    .map(|(&i, e)| (keys[i].as_str(), e.vector.as_slice()))
-                    .collect();
-                self.store.put_text_vectors(&model, &pairs)?;
-                for (&i, e) in missing.iter().zip(encoded) {
-                    cached[i] = Some(e.vector);
-                }
-            }
-            for v in cached.into_iter().flatten() {
-                vectors.extend(v);
-            }
-        }
-        let mut docs = self.docs.write().map_err(|_| SearchError::Poisoned)?;
+        let added = self.add_text(docs)?;
+        while self.embed_pending(ENCODE_BATCH * 8)? > 0 {}
+        Ok(added)
+    }
+
+    /// Adds documents not yet indexed (by id) to the text index only: BM25 finds them at once,
+    /// and the vector ranker once [`SearchIndex::embed_pending`] has reached them. Returns how
+    /// many were new.
+    pub fn add_text(&self, docs: Vec<Doc>) -> Result<usize, SearchError> {
+        let mut known = self.docs.write().map_err(|_| SearchError::Poisoned)?;
         let mut writer = self.writer.lock().map_err(|_| SearchError::Poisoned)?;
-        let added = fresh.len();
-        for d in fresh {
-            let ord = docs.docs.len() as u64;
+        let dim = self.encoder.dim();
+        let mut added = 0;
+        for d in docs {
+            if !known.ids.insert(d.id.clone()) {
+                continue;
+            }
+            let ord = known.docs.len() as u64;
             writer.add_document(doc!(
                 self.ord => ord,
                 self.title => d.title.clone(),
                 self.body => d.text.clone(),
             ))?;
-            docs.ids.insert(d.id.clone());
-            docs.docs.push(d);
+            known.docs.push(d);
+            known.vectors.extend(std::iter::repeat_n(0.0, dim));
+            known.embedded.push(false);
+            known.pending += 1;
+            added += 1;
         }
-        docs.vectors.extend(vectors);
-        writer.commit()?;
-        self.reader.reload()?;
+        if added > 0 {
+            writer.commit()?;
+            self.reader.reload()?;
+        }
         Ok(added)
+    }
+
+    /// Documents whose sentence vectors are still to be computed.
+    pub fn pending_vectors(&self) -> usize {
+        self.docs.read().map_or(0, |d| d.pending)
+    }
+
+    /// Embeds up to `limit` documents that lack a vector, oldest first (from the store's text
+    /// vector cache where it has them); returns how many it embedded. The encoder runs without
+    /// any lock held, so searches go on meanwhile.
+    pub fn embed_pending(&self, limit: usize) -> Result<usize, SearchError> {
+        // (ord, cache key, text) of each document to embed.
+        let work: Vec<(usize, String, String)> = {
+            let docs = self.docs.read().map_err(|_| SearchError::Poisoned)?;
+            (docs.first_pending..docs.docs.len())
+                .filter(|&ord| !docs.embedded[ord])
+                .take(limit)
+                .map(|ord| {
+                    let d = &docs.docs[ord];
+                    (ord, cache_key(d), d.text.clone())
+                })
+                .collect()
+        };
+        if work.is_empty() {
+            return Ok(0);
+        }
+        let model = self.encoder.version().to_owned();
+        let dim = self.encoder.dim();
+        let mut done: Vec<(usize, Vec<f32>)> = Vec::with_capacity(work.len());
+        for chunk in work.chunks(ENCODE_BATCH) {
+            let mut missing = Vec::new();
+            for (i, (_, key, _)) in chunk.iter().enumerate() {
+                match self
+                    .store
+                    .text_vector(&model, key)?
+                    .filter(|v| v.len() == dim)
+                {
+                    Some(v) => done.push((chunk[i].0, v)),
+                    None => missing.push(i),
+                }
+            }
+            if missing.is_empty() {
+                continue;
+            }
+            let texts: Vec<&str> = missing.iter().map(|&i| chunk[i].2.as_str()).collect();
+            let encoded = self.encoder.encode(&texts)?;
+            let pairs: Vec<(&str, &[f32])> = missing
+                .iter()
+                .zip(&encoded)
+                .map(|(&i, e)| (chunk[i].1.as_str(), e.vector.as_slice()))
+                .collect();
+            self.store.put_text_vectors(&model, &pairs)?;
+            for (&i, e) in missing.iter().zip(encoded) {
+                done.push((chunk[i].0, e.vector));
+            }
+        }
+        let mut docs = self.docs.write().map_err(|_| SearchError::Poisoned)?;
+        let count = done.len();
+        for (ord, vector) in done {
+            docs.vectors[ord * dim..(ord + 1) * dim].copy_from_slice(&vector);
+            if !docs.embedded[ord] {
+                docs.embedded[ord] = true;
+                docs.pending -= 1;
+            }
+        }
+        let start = docs.first_pending;
+        docs.first_pending = (start..docs.docs.len())
+            .find(|&ord| !docs.embedded[ord])
+            .unwrap_or(docs.docs.len());
+        Ok(count)
     }
 
     /// Answers a query. `k` is the number of hits; `understand` reads filters from the text.
@@ -485,8 +543,23 @@ impl SearchIndex {
         let vector = if ranker == Ranker::Bm25 {
             Vec::new()
         } else {
-            vector_ranking(&docs.vectors, self.encoder.dim(), &encoded.vector, &allowed)
+            vector_ranking(
+                &docs.vectors,
+                self.encoder.dim(),
+                &encoded.vector,
+                &allowed,
+                &docs.embedded,
+            )
         };
+        let pending_vectors = docs.pending;
+        if pending_vectors > 0 && ranker != Ranker::Bm25 {
+            notes.push(format!(
+                "sentence vectors are still being computed for {pending_vectors} of {} \
+                 documents; until they are, the vector ranking covers only the rest (BM25 \
+                 covers all)",
+                docs.docs.len()
+            ));
+        }
         let fused: Vec<(u32, f32)> = match ranker {
             Ranker::Bm25 => bm25.clone(),
             Ranker::Vector => vector.clone(),
@@ -536,6 +609,7 @@ impl SearchIndex {
             truncated: encoded.truncated,
             notes,
             candidates,
+            pending_vectors,
         })
     }
 
@@ -579,11 +653,18 @@ fn cache_key(d: &Doc) -> String {
 }
 
 /// Exact inner-product search over unit vectors (cosine), restricted to allowed documents.
-fn vector_ranking(vectors: &[f32], dim: usize, query: &[f32], allowed: &[bool]) -> Vec<(u32, f32)> {
+fn vector_ranking(
+    vectors: &[f32],
+    dim: usize,
+    query: &[f32],
+    allowed: &[bool],
+    embedded: &[bool],
+) -> Vec<(u32, f32)> {
     let mut scored: Vec<(u32, f32)> = vectors
         .chunks_exact(dim)
         .enumerate()
         .filter(|(i, _)| allowed.get(*i).copied().unwrap_or(false))
+        .filter(|(i, _)| embedded.get(*i).copied().unwrap_or(false))
         .map(|(i, v)| (i as u32, v.iter().zip(query).map(|(a, b)| a * b).sum()))
         .collect();
     let keep = CANDIDATES.min(scored.len());

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use firesight::app::Service;
 use firesight::embed::SentenceEncoder;
-use firesight::search::{Constraints, Fusion, Ranker, SearchIndex};
+use firesight::search::{Constraints, Doc, Fusion, Ranker, SearchIndex};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -99,6 +99,72 @@ async fn wait_ready(service: &Service) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // BM25 answers from here on; the evaluation needs every sentence vector too.
+    while search.index.pending_vectors() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "sentence vectors not computed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn search_answers_by_bm25_at_once_and_by_vectors_as_they_come() {
+    let incidents = incidents()
+        .await
+        .service
+        .store
+        .historical_incidents()
+        .expect("read");
+    let docs: Vec<Doc> = incidents.iter().map(Doc::incident).collect();
+    let dir = TempDir::new().expect("tempdir");
+    let store = Arc::new(firesight::store::Store::open(&dir.path().join("db")).expect("store"));
+    let index = SearchIndex::new(Arc::new(encoder()), store, Fusion::Rrf).expect("index");
+    let total = docs.len();
+    assert_eq!(index.add_text(docs).expect("text"), total);
+    assert_eq!(index.pending_vectors(), total);
+    let question = "the fire that destroyed the town of Paradise in November 2018";
+    let camp = "75dafe80-f18a-4a4a-9a37-4b564c5f6014";
+    let ask = || {
+        index
+            .search(question, 10, Ranker::Hybrid, Constraints::default(), true)
+            .expect("search")
+    };
+    // Nothing embedded yet: BM25 alone answers, and the answer says why.
+    let early = ask();
+    assert_eq!(early.pending_vectors, total);
+    assert!(
+        early
+            .notes
+            .iter()
+            .any(|n| n.contains("still being computed")),
+        "{:?}",
+        early.notes
+    );
+    assert!(
+        early
+            .hits
+            .iter()
+            .all(|h| h.vector_rank.is_none() && h.bm25_rank.is_some())
+    );
+    assert!(
+        early.hits.iter().any(|h| h.id == camp),
+        "BM25 finds the Camp Fire"
+    );
+    // Vectors come in batches, oldest documents first, without blocking searches.
+    assert_eq!(index.embed_pending(64).expect("embed"), 64);
+    assert_eq!(index.pending_vectors(), total - 64);
+    while index.embed_pending(512).expect("embed") > 0 {}
+    let late = ask();
+    assert_eq!(late.pending_vectors, 0);
+    assert!(
+        late.notes
+            .iter()
+            .all(|n| !n.contains("still being computed"))
+    );
+    assert!(late.hits.iter().any(|h| h.vector_rank.is_some()));
+    assert_eq!(late.hits[0].id, camp);
 }
 
 #[tokio::test]
