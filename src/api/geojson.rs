@@ -115,6 +115,7 @@ pub fn fire_feature(event: &FireEventV2) -> Value {
             ] {
                 map.insert(name.into(), json!(value));
             }
+            map.insert("danger_class".into(), json!(f.danger_class));
         }
     }
     if let Some(impact) = &event.impact_assessment {

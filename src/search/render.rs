@@ -141,6 +141,10 @@ pub fn event_text(e: &FireEventV2) -> String {
             Some(_) => bits.push("no rain".into()),
             None => {}
         }
+        if let Some(f) = &w.fire_weather {
+            let class = f.danger_class.replace('_', " ");
+            bits.push(format!("{class} fire danger (FWI {:.0})", f.fwi));
+        }
         if !bits.is_empty() {
             text.push_str(&format!(" Weather: {}.", bits.join(", ")));
         }

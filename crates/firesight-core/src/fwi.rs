@@ -164,6 +164,21 @@ pub fn series(days: impl IntoIterator<Item = (NaiveDate, NoonWeather)>) -> Vec<S
     out
 }
 
+/// The fire danger class of a Fire Weather Index, on the European Forest Fire Information
+/// System's scale (EFFIS, 2020 thresholds): `very_low` below 5.2, `low` to 11.2, `moderate` to
+/// 21.3, `high` to 38, `very_high` to 50, `extreme` from 50. Canada's own classes are calibrated
+/// per region; EFFIS's are the ones used across countries.
+pub fn danger_class(fwi: f64) -> &'static str {
+    match fwi {
+        v if v >= 50.0 => "extreme",
+        v if v >= 38.0 => "very_high",
+        v if v >= 21.3 => "high",
+        v if v >= 11.2 => "moderate",
+        v if v >= 5.2 => "low",
+        _ => "very_low",
+    }
+}
+
 /// Fine-fuel moisture content (%) of an FFMC, and back.
 fn ffmc_to_moisture(ffmc: f64) -> f64 {
     147.2 * (101.0 - ffmc) / (59.5 + ffmc)
@@ -410,6 +425,28 @@ mod tests {
         // Day 14 follows a six-day gap: a new series from the start-up codes.
         assert_eq!(days[3].days_in_series, 1);
         assert_eq!(days[3].indices.codes, days[0].indices.codes);
+    }
+
+    #[test]
+    fn danger_classes_follow_the_effis_thresholds() {
+        let classes: Vec<&str> = [0.0, 5.2, 11.19, 11.2, 21.3, 37.9, 38.0, 50.0, 120.0]
+            .into_iter()
+            .map(danger_class)
+            .collect();
+        assert_eq!(
+            classes,
+            [
+                "very_low",
+                "low",
+                "low",
+                "moderate",
+                "high",
+                "high",
+                "very_high",
+                "extreme",
+                "extreme"
+            ]
+        );
     }
 
     #[test]

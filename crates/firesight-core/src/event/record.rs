@@ -198,6 +198,9 @@ pub struct FireWeather {
     pub fwi: f64,
     /// Daily Severity Rating.
     pub dsr: f64,
+    /// Danger class of the FWI on EFFIS's scale: `very_low`, `low`, `moderate`, `high`,
+    /// `very_high` or `extreme`.
+    pub danger_class: String,
     /// Days since the station's series started from the standard start-up codes, this one
     /// included; below about 50 the Drought Code still carries its start-up value.
     pub days_in_series: i32,
@@ -217,6 +220,7 @@ impl FireWeather {
             bui: round(i.bui),
             fwi: round(i.fwi),
             dsr: round(i.dsr),
+            danger_class: crate::fwi::danger_class(i.fwi).to_owned(),
             days_in_series: i32::try_from(day.days_in_series).unwrap_or(i32::MAX),
         }
     }

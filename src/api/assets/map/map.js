@@ -317,7 +317,7 @@ async function select(id) {
     row(dl, 'Confidence', fire.confidence);
     row(dl, 'Weather', w ? `${w.station_name} (${w.distance_km.toFixed(0)} km, ${w.observation_date}): max ${w.max_temp_c ?? '–'} °C, rain ${w.rain_mm ?? '–'} mm, gust ${w.max_gust_kmh ?? '–'} km/h` : (event.weather_status || 'none').replace(/_/g, ' '));
     const fw = w && w.fire_weather;
-    if (fw) row(dl, 'Fire weather', `FWI ${fw.fwi} (ISI ${fw.isi}, BUI ${fw.bui}; FFMC ${fw.ffmc}, DMC ${fw.dmc}, DC ${fw.dc})`);
+    if (fw) row(dl, 'Fire weather', `FWI ${fw.fwi}, ${fw.danger_class.replace(/_/g, ' ')} danger (ISI ${fw.isi}, BUI ${fw.bui}; FFMC ${fw.ffmc}, DMC ${fw.dmc}, DC ${fw.dc})`);
     if (event.correlation_id) {
       row(dl, 'Incident', event.correlation_id);
       const dd = dl.lastElementChild;
