@@ -458,7 +458,8 @@ pub struct EmbedSettings {
     pub manifest: PathBuf,
     /// Model name inside the manifest.
     pub model: String,
-    /// Path of `libonnxruntime.so`; empty means `ORT_DYLIB_PATH`.
+    /// Path of `libonnxruntime.so`; empty means `ORT_DYLIB_PATH`, else where `scripts/setup.sh`
+    /// installs it, else the system's.
     pub onnxruntime_lib: String,
     /// Rows per inference call.
     pub batch_size: usize,

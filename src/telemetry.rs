@@ -43,8 +43,11 @@ pub fn traces_url(endpoint: &str) -> String {
 /// Installs the global subscriber: human-readable logs on stderr (`RUST_LOG` filters them) and,
 /// when configured, the OTLP layer.
 pub fn init(settings: &TelemetrySettings) -> anyhow::Result<Telemetry> {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,hnsw_rs=warn,ort=warn"));
+    // FireSight's own crates at info, every dependency at warn (tantivy alone wrote ~240 info
+    // lines in the first two minutes); RUST_LOG=info brings them all back.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("warn,firesight=info,firesight_core=info,firesight_index=info")
+    });
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));

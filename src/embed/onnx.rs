@@ -130,18 +130,24 @@ pub(crate) fn run_features(
 pub(crate) fn environment(
     runtime_lib: &str,
 ) -> Result<&'static ort::environment::Environment, EmbedError> {
-    let path = if runtime_lib.is_empty() {
+    let given = if runtime_lib.is_empty() {
         std::env::var("ORT_DYLIB_PATH").unwrap_or_default()
     } else {
         runtime_lib.to_owned()
     };
+    let (path, looked) = if given.is_empty() {
+        let (found, looked) = find_runtime();
+        (found.unwrap_or_default(), looked)
+    } else {
+        (given, Vec::new())
+    };
     let result = ENVIRONMENT.get_or_init(|| {
         if path.is_empty() {
-            return Err(
-                "no library given: set embed.onnxruntime_lib or ORT_DYLIB_PATH \
-                        (scripts/run.sh and scripts/test.sh set it from scripts/setup.sh)"
-                    .into(),
-            );
+            return Err(format!(
+                "no library given and none found: set embed.onnxruntime_lib or ORT_DYLIB_PATH, \
+                 or run scripts/setup.sh, which installs it where FireSight looks (looked in {})",
+                looked.join(", ")
+            ));
         }
         if !Path::new(&path).is_file() {
             return Err(format!(
@@ -162,6 +168,49 @@ pub(crate) fn environment(
         },
         reason: reason.clone(),
     })
+}
+
+/// The ONNX Runtime library `scripts/setup.sh` installs (the onnxruntime wheel in a virtualenv
+/// under `$FIRESIGHT_CACHE`, by default `~/.cache/firesight`), else a system-wide one; with every
+/// place looked in, for the error when there is none.
+fn find_runtime() -> (Option<String>, Vec<String>) {
+    let cache = std::env::var_os("FIRESIGHT_CACHE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/firesight")));
+    let mut looked = Vec::new();
+    if let Some(cache) = cache {
+        let lib = cache.join("venv-onnxruntime-1.31.1/lib");
+        looked.push(format!(
+            "{}/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.*",
+            lib.display()
+        ));
+        let pythons = std::fs::read_dir(&lib).into_iter().flatten().flatten();
+        for python in pythons.filter(|e| e.file_name().to_string_lossy().starts_with("python3")) {
+            let capi = python.path().join("site-packages/onnxruntime/capi");
+            let libs = std::fs::read_dir(&capi).into_iter().flatten().flatten();
+            let mut found: Vec<_> = libs
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so."))
+                })
+                .collect();
+            found.sort();
+            if let Some(first) = found.first() {
+                return (Some(first.display().to_string()), looked);
+            }
+        }
+    }
+    for system in [
+        "/usr/local/lib/libonnxruntime.so",
+        "/usr/lib/libonnxruntime.so",
+    ] {
+        looked.push(system.to_owned());
+        if Path::new(system).is_file() {
+            return (Some(system.to_owned()), looked);
+        }
+    }
+    (None, looked)
 }
 
 impl Embedder for OnnxEmbedder {

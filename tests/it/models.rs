@@ -375,3 +375,79 @@ async fn predict_answers_for_an_ad_hoc_event_and_names_bad_fields() {
         .status();
     assert_eq!(status, 405);
 }
+
+/// Runs `firesight serve` on an empty store without `ORT_DYLIB_PATH`, with `FIRESIGHT_CACHE` and
+/// `HOME` as given; returns the child and its base URL.
+fn serve_without_runtime_variable(
+    dir: &std::path::Path,
+    cache: &std::path::Path,
+) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_firesight"))
+        .arg("serve")
+        .env_remove("ORT_DYLIB_PATH")
+        .env("FIRESIGHT_CACHE", cache)
+        .env("HOME", dir)
+        .env("FIRESIGHT__STORE__PATH", dir.join("db"))
+        .env("FIRESIGHT__API__LISTEN", format!("127.0.0.1:{port}"))
+        .env("FIRESIGHT__EMBED__MANIFEST", manifest_path())
+        .env("FIRESIGHT__SEARCH__ENABLED", "false")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start firesight serve");
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+#[tokio::test]
+async fn the_binary_finds_the_runtime_setup_installed_and_says_where_it_looked_when_it_cannot() {
+    use std::time::{Duration, Instant};
+    let installed = std::env::var("ORT_DYLIB_PATH").expect("scripts/test.sh sets ORT_DYLIB_PATH");
+    // scripts/setup.sh's layout: <cache>/venv-onnxruntime-1.31.1/lib/python3.*/site-packages/…
+    let cache = std::path::Path::new(&installed)
+        .ancestors()
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n == "venv-onnxruntime-1.31.1")
+        })
+        .and_then(std::path::Path::parent)
+        .expect("the library sits where scripts/setup.sh puts it")
+        .to_path_buf();
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let (mut child, base) = serve_without_runtime_variable(dir.path(), &cache);
+    let started = Instant::now();
+    loop {
+        let ready = reqwest::get(format!("{base}/readyz"))
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ready {
+            break;
+        }
+        assert!(child.try_wait().expect("wait").is_none(), "it exited");
+        assert!(started.elapsed() < Duration::from_secs(120), "not ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+
+    // Nowhere to find it: the service stops at start, naming each place it looked.
+    let empty = tempfile::TempDir::new().expect("tempdir");
+    let (child, _) = serve_without_runtime_variable(empty.path(), &empty.path().join("cache"));
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("output");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for needle in [
+        "ORT_DYLIB_PATH",
+        "scripts/setup.sh",
+        "cache/venv-onnxruntime-1.31.1/lib/python3*",
+        "/usr/lib/libonnxruntime.so",
+    ] {
+        assert!(stderr.contains(needle), "stderr lacks {needle}: {stderr}");
+    }
+}
