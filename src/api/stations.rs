@@ -12,18 +12,9 @@ use firesight_core::params::Params;
 /// A listed station and what it has reported.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct StationView {
-    /// Station number.
-    pub id: u32,
-    /// Name.
-    pub name: String,
-    /// State or region code.
-    pub region: String,
-    /// Latitude, degrees.
-    pub latitude: f64,
-    /// Longitude, degrees.
-    pub longitude: f64,
-    /// Height, metres.
-    pub height_m: Option<f64>,
+    /// The station as listed.
+    #[serde(flatten)]
+    pub station: Station,
     /// Whether any observation of it is stored: a listed station that never reports cannot
     /// give a detection weather, however near it is.
     pub reporting: bool,
@@ -36,12 +27,7 @@ pub struct StationView {
 impl StationView {
     fn of(station: &Station, observations: usize, fire_weather_days: usize) -> Self {
         Self {
-            id: station.id,
-            name: station.name.clone(),
-            region: station.region.clone(),
-            latitude: station.latitude,
-            longitude: station.longitude,
-            height_m: station.height_m,
+            station: station.clone(),
             reporting: observations > 0,
             observations,
             fire_weather_days,
