@@ -17,7 +17,7 @@ use tantivy::tokenizer::{
 };
 use tantivy::{Index, IndexReader, IndexWriter, doc};
 
-pub use firesight_core::query::{self, Understood, understand};
+pub use firesight_core::query::{self, Understood, understand, understand_at};
 pub use render::{event_text, incident_text, region_words};
 
 use crate::embed::{EmbedError, SentenceEncoder};
@@ -205,6 +205,9 @@ impl Constraints {
             && (u.months.is_empty() || date.is_some_and(|x| u.months.contains(&x.month())))
             && u.date
                 .is_none_or(|want| date.is_some_and(|x| (x - want).num_days().abs() <= 3))
+            && u.period
+                .as_ref()
+                .is_none_or(|p| date.is_some_and(|x| p.from <= x && x <= p.to))
             && (u.counties.is_empty() || u.counties.iter().any(|c| county_ok(c)))
             && self.county.as_deref().is_none_or(county_ok)
             && u.region.as_deref().is_none_or(|r| d.region.contains(r))
@@ -285,6 +288,8 @@ struct Docs {
     pending: usize,
     /// No document before this one is pending.
     first_pending: usize,
+    /// The newest document's time (ms): what "last summer" is counted back from.
+    latest_ms: Option<i64>,
     ids: HashSet<String>,
 }
 
@@ -350,6 +355,7 @@ impl SearchIndex {
                 embedded: Vec::new(),
                 pending: 0,
                 first_pending: 0,
+                latest_ms: None,
                 ids: HashSet::new(),
             }),
             fusion,
@@ -397,6 +403,9 @@ impl SearchIndex {
                 self.title => d.title.clone(),
                 self.body => d.text.clone(),
             ))?;
+            if let Some(t) = d.time_ms {
+                known.latest_ms = Some(known.latest_ms.map_or(t, |l| l.max(t)));
+            }
             known.docs.push(d);
             known.vectors.extend(std::iter::repeat_n(0.0, dim));
             known.embedded.push(false);
@@ -506,10 +515,26 @@ impl SearchIndex {
         mut constraints: Constraints,
         understand_text: bool,
     ) -> Result<SearchAnswer, SearchError> {
-        if understand_text {
-            constraints.understood = understand(query);
-        }
         let mut notes = Vec::new();
+        if understand_text {
+            let data_end = self
+                .docs
+                .read()
+                .map_err(|_| SearchError::Poisoned)?
+                .latest_ms
+                .and_then(DateTime::from_timestamp_millis)
+                .map(|t| t.date_naive());
+            constraints.understood = understand_at(query, data_end);
+            if let (Some(p), Some(end)) = (&constraints.understood.period, data_end)
+                && query::understand(query).period.is_none()
+            {
+                notes.push(format!(
+                    "`{}` was read as {} to {}, counted back from the newest day in the data \
+                     ({end}), not from today",
+                    p.said, p.from, p.to
+                ));
+            }
+        }
         if mostly_non_latin(query) {
             notes.push(
                 "the query is mostly in a non-Latin script; the sentence encoder and the BM25 \

@@ -168,6 +168,58 @@ async fn search_answers_by_bm25_at_once_and_by_vectors_as_they_come() {
 }
 
 #[tokio::test]
+async fn loosely_said_dates_are_read_against_the_data() {
+    let service = &incidents().await.service;
+    let index = Arc::clone(&service.search.as_ref().expect("search").index);
+    let answers = tokio::task::spawn_blocking(move || {
+        ["fires last summer", "fires in summer 2018 in Butte County"].map(|q| {
+            index
+                .search(q, 10, Ranker::Bm25, Constraints::default(), true)
+                .expect("search")
+        })
+    })
+    .await
+    .expect("join");
+    // The newest incident in the two exports starts on 28 June 2022, in a summer still running
+    // then: "last summer" is June to August 2021, and the answer says it counted back from the
+    // data, not from today.
+    let [last, named] = answers;
+    let period = last.understood.period.clone().expect("read");
+    assert_eq!(
+        (period.from.to_string(), period.to.to_string()),
+        ("2021-06-01".into(), "2021-08-31".into())
+    );
+    assert!(
+        last.notes
+            .iter()
+            .any(|n| n.contains("newest day in the data")),
+        "{:?}",
+        last.notes
+    );
+    assert!(!last.hits.is_empty());
+    for answer in [&last, &named] {
+        let p = answer.understood.period.as_ref().expect("period");
+        for hit in &answer.hits {
+            let day = hit.date.as_deref().expect("dated").get(..10).expect("day");
+            let day: chrono::NaiveDate = day.parse().expect("date");
+            assert!(
+                p.from <= day && day <= p.to,
+                "{} on {day} outside {p:?}",
+                hit.title
+            );
+        }
+    }
+    // Butte County, summer 2018: the summer filter and the county apply together.
+    assert!(
+        named
+            .hits
+            .iter()
+            .all(|h| h.counties.iter().any(|c| c == "Butte"))
+    );
+    assert!(named.notes.iter().all(|n| !n.contains("newest day")));
+}
+
+#[tokio::test]
 async fn both_cal_fire_exports_merge_into_one_record_per_incident() {
     let service = &incidents().await.service;
     let stored = service.store.historical_incidents().expect("incidents");

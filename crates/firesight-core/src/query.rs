@@ -141,6 +141,23 @@ pub struct Understood {
     /// "under 500 acres".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_acres: Option<f64>,
+    /// A span said in words ("summer 2018", "the 2019-20 season", "last summer"): documents
+    /// starting within it. It replaces the years and months read from the same words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period: Option<Period>,
+}
+
+/// A span of days read from the query, with the words that said it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Period {
+    /// First day.
+    #[schema(value_type = String, format = Date)]
+    pub from: NaiveDate,
+    /// Last day.
+    #[schema(value_type = String, format = Date)]
+    pub to: NaiveDate,
+    /// The words, as said ("last summer").
+    pub said: String,
 }
 
 impl Understood {
@@ -172,6 +189,128 @@ static YEAR: LazyLock<Regex> = LazyLock::new(|| {
 static WORD: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"[A-Za-z]+").unwrap_or_else(|e| unreachable!("{e}")));
 
+static SEASON_YEAR: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)\b(?:(spring|summer|autumn|fall|winter)(?:\s+of)?\s+((?:19|20)\d\d)(?:\s*[-/–]\s*(\d{2}|\d{4}))?|((?:19|20)\d\d)(?:\s*[-/–]\s*(\d{2}|\d{4}))?\s+(spring|summer|autumn|fall|winter|(?:fire\s+|bushfire\s+)?season))\b",
+    )
+    .unwrap_or_else(|e| unreachable!("season pattern: {e}"))
+});
+static RELATIVE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(last|this|past)\s+(spring|summer|autumn|fall|winter|year)\b")
+        .unwrap_or_else(|e| unreachable!("relative pattern: {e}"))
+});
+
+/// Regions south of the equator, where summer is December to February.
+const SOUTHERN: [&str; 8] = [
+    "New South Wales",
+    "Victoria",
+    "Queensland",
+    "Tasmania",
+    "Western Australia",
+    "South Australia",
+    "Northern Territory",
+    "Australia",
+];
+
+/// The first month of a season and the year its first month falls in, for a season named with
+/// `year`: a northern winter runs December `year` to February; a southern summer named by one
+/// year is the one whose January falls in it ("summer 2020" in Australia: December 2019 to
+/// February 2020), and one named by two years starts in the first.
+fn season_start(season: &str, year: i32, southern: bool, two_years: bool) -> (i32, u32) {
+    let season = if season == "fall" { "autumn" } else { season };
+    let month = match (season, southern) {
+        ("spring", false) | ("autumn", true) => 3,
+        ("summer", false) | ("winter", true) => 6,
+        ("autumn", false) | ("spring", true) => 9,
+        _ => 12,
+    };
+    let december_of_the_year_before = month == 12 && southern && !two_years;
+    (
+        if december_of_the_year_before {
+            year - 1
+        } else {
+            year
+        },
+        month,
+    )
+}
+
+/// Three months from `(year, month)`.
+fn three_months(year: i32, month: u32) -> Option<(NaiveDate, NaiveDate)> {
+    let from = NaiveDate::from_ymd_opt(year, month, 1)?;
+    let after = from.checked_add_months(chrono::Months::new(3))?;
+    Some((from, after.pred_opt()?))
+}
+
+/// A fire season named by a year: the calendar year in the north (CAL FIRE counts seasons by
+/// year), July to June in the south, starting in the year named first.
+fn fire_season(year: i32, southern: bool) -> Option<(NaiveDate, NaiveDate)> {
+    if southern {
+        Some((
+            NaiveDate::from_ymd_opt(year, 7, 1)?,
+            NaiveDate::from_ymd_opt(year + 1, 6, 30)?,
+        ))
+    } else {
+        Some((
+            NaiveDate::from_ymd_opt(year, 1, 1)?,
+            NaiveDate::from_ymd_opt(year, 12, 31)?,
+        ))
+    }
+}
+
+/// A season or fire season said with its year: "summer 2018", "the 2019-20 season".
+fn named_period(query: &str, southern: bool) -> Option<Period> {
+    let c = SEASON_YEAR.captures(query)?;
+    let said = c.get(0)?.as_str().to_owned();
+    let (word, year, second) = match c.get(1) {
+        Some(season) => (season.as_str(), c.get(2)?, c.get(3)),
+        None => (c.get(6)?.as_str(), c.get(4)?, c.get(5)),
+    };
+    let word = word.to_ascii_lowercase();
+    let year: i32 = year.as_str().parse().ok()?;
+    let (from, to) = if word.ends_with("season") {
+        fire_season(year, southern || second.is_some())?
+    } else {
+        let (y, m) = season_start(&word, year, southern, second.is_some());
+        three_months(y, m)?
+    };
+    Some(Period { from, to, said })
+}
+
+/// "last summer", "this year": the latest such span that has begun by `data_end`, the newest
+/// day in the data ("last" skips one still running at that day).
+fn relative_period(query: &str, southern: bool, data_end: NaiveDate) -> Option<Period> {
+    let c = RELATIVE.captures(query)?;
+    let said = c.get(0)?.as_str().to_owned();
+    let which = c[1].to_ascii_lowercase();
+    let what = c[2].to_ascii_lowercase();
+    let end_year = chrono::Datelike::year(&data_end);
+    let (from, to) = if what == "year" {
+        let year = if which == "this" {
+            end_year
+        } else {
+            end_year - 1
+        };
+        fire_season(year, false)?
+    } else {
+        // Candidates that began by data_end, newest first.
+        let mut spans = (end_year - 1..=end_year + 1)
+            .rev()
+            .filter_map(|y| {
+                let (sy, sm) = season_start(&what, y, southern, true);
+                three_months(sy, sm)
+            })
+            .filter(|(from, _)| *from <= data_end);
+        let latest = spans.next()?;
+        if which == "last" && latest.1 >= data_end {
+            spans.next()?
+        } else {
+            latest
+        }
+    };
+    Some(Period { from, to, said })
+}
+
 fn month_of(word: &str) -> Option<u32> {
     let w = word.to_ascii_lowercase();
     MONTH_NAMES
@@ -181,8 +320,15 @@ fn month_of(word: &str) -> Option<u32> {
         .or_else(|| (w == "may").then_some(5))
 }
 
-/// Reads the filters a query states.
+/// Reads the filters a query states. Relative spans ("last summer") need the data's newest
+/// day: see [`understand_at`].
 pub fn understand(query: &str) -> Understood {
+    understand_at(query, None)
+}
+
+/// [`understand`], reading relative spans ("last summer", "this year") against `data_end`, the
+/// newest day in the data searched, rather than the clock: a store of archives has no "now".
+pub fn understand_at(query: &str, data_end: Option<NaiveDate>) -> Understood {
     let mut u = Understood::default();
     let lower = query.to_ascii_lowercase();
 
@@ -280,6 +426,16 @@ pub fn understand(query: &str) -> Understood {
             break;
         }
     }
+    let southern = u.region.as_deref().is_some_and(|r| SOUTHERN.contains(&r));
+    let period = named_period(query, southern)
+        .or_else(|| data_end.and_then(|end| relative_period(query, southern, end)));
+    if let Some(period) = period {
+        // The span says which days; the years and months read from its words would only cut
+        // a span that crosses a new year.
+        u.years.clear();
+        u.months.clear();
+        u.period = Some(period);
+    }
     u
 }
 
@@ -312,6 +468,90 @@ mod tests {
         let u = understand("grass fires under 5k acres near Redding");
         assert_eq!(u.max_acres, Some(5_000.0));
         assert!(u.counties.is_empty(), "Redding is a city: {u:?}");
+    }
+
+    fn period(query: &str, end: Option<&str>) -> Option<(String, String)> {
+        let end = end.map(|e| e.parse::<NaiveDate>().expect("date"));
+        understand_at(query, end)
+            .period
+            .map(|p| (p.from.to_string(), p.to.to_string()))
+    }
+
+    fn span(from: &str, to: &str) -> Option<(String, String)> {
+        Some((from.to_owned(), to.to_owned()))
+    }
+
+    #[test]
+    fn seasons_said_with_a_year_follow_the_hemisphere() {
+        assert_eq!(
+            period("fires in summer 2018", None),
+            span("2018-06-01", "2018-08-31")
+        );
+        assert_eq!(
+            period("the 2018 summer fires", None),
+            span("2018-06-01", "2018-08-31")
+        );
+        assert_eq!(
+            period("winter of 2017 fires", None),
+            span("2017-12-01", "2018-02-28")
+        );
+        assert_eq!(
+            period("Butte County fall 2018", None),
+            span("2018-09-01", "2018-11-30")
+        );
+        // South of the equator the seasons turn round; a one-year summer is the one whose
+        // January falls in that year, a two-year one starts in the first.
+        assert_eq!(
+            period("bushfires in Victoria in summer 2020", None),
+            span("2019-12-01", "2020-02-29")
+        );
+        assert_eq!(
+            period("New South Wales fires, summer 2019-20", None),
+            span("2019-12-01", "2020-02-29")
+        );
+        assert_eq!(
+            period("the 2019-20 season", None),
+            span("2019-07-01", "2020-06-30")
+        );
+        assert_eq!(
+            period("the 2018 fire season", None),
+            span("2018-01-01", "2018-12-31")
+        );
+        let u = understand("summer 2018 fires in Butte County");
+        assert!(u.years.is_empty() && u.months.is_empty(), "{u:?}");
+        assert_eq!(u.period.map(|p| p.said), Some("summer 2018".to_owned()));
+    }
+
+    #[test]
+    fn relative_spans_are_read_against_the_data_not_the_clock() {
+        let end = Some("2022-10-15");
+        assert_eq!(
+            period("fires last summer", end),
+            span("2022-06-01", "2022-08-31")
+        );
+        assert_eq!(
+            period("fires this summer", end),
+            span("2022-06-01", "2022-08-31")
+        );
+        // A spring still running at the data's end is "this", not "last".
+        assert_eq!(
+            period("fires last spring", Some("2022-05-10")),
+            span("2021-03-01", "2021-05-31")
+        );
+        assert_eq!(
+            period("fires this year", end),
+            span("2022-01-01", "2022-12-31")
+        );
+        assert_eq!(
+            period("fires last year", end),
+            span("2021-01-01", "2021-12-31")
+        );
+        assert_eq!(
+            period("Victoria fires last summer", Some("2020-06-30")),
+            span("2019-12-01", "2020-02-29")
+        );
+        // Without data there is no "last": nothing is read rather than a guess.
+        assert_eq!(period("fires last summer", None), None);
     }
 
     #[test]
