@@ -12,9 +12,18 @@ use firesight_core::params::Params;
 /// A listed station and what it has reported.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct StationView {
-    /// The station as listed.
-    #[serde(flatten)]
-    pub station: Station,
+    /// Station number.
+    pub id: u32,
+    /// Name.
+    pub name: String,
+    /// State or region code.
+    pub region: String,
+    /// Latitude, degrees.
+    pub latitude: f64,
+    /// Longitude, degrees.
+    pub longitude: f64,
+    /// Height, metres.
+    pub height_m: Option<f64>,
     /// Whether any observation of it is stored: a listed station that never reports cannot
     /// give a detection weather, however near it is.
     pub reporting: bool,
@@ -27,7 +36,12 @@ pub struct StationView {
 impl StationView {
     fn of(station: &Station, observations: usize, fire_weather_days: usize) -> Self {
         Self {
-            station: station.clone(),
+            id: station.id,
+            name: station.name.clone(),
+            region: station.region.clone(),
+            latitude: station.latitude,
+            longitude: station.longitude,
+            height_m: station.height_m,
             reporting: observations > 0,
             observations,
             fire_weather_days,

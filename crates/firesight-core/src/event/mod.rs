@@ -236,7 +236,7 @@ impl FireDetection {
 }
 
 /// A BOM weather station.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Station {
     /// BOM station number.
