@@ -19,10 +19,12 @@ pub struct OutlierReport {
     /// The ranking score: `max(distance_ratio, lof, |z| of the most deviating feature / 3)
     /// × (1 + model_anomaly) + the number of rule anomalies`.
     pub score: f64,
-    /// Mean distance to its neighbours over the window's median of the same (1 is typical).
-    pub distance_ratio: f64,
-    /// Local outlier factor over the same neighbours (1 is typical, above 1.5 stands out).
-    pub lof: f64,
+    /// Mean distance to its neighbours over the window's median of the same (1 is typical);
+    /// null when it has no neighbour in the window (a window of one event).
+    pub distance_ratio: Option<f64>,
+    /// Local outlier factor over the same neighbours (1 is typical, above 1.5 stands out); null
+    /// when it has no neighbour in the window.
+    pub lof: Option<f64>,
     /// The encoder's anomaly score in [0, 1], when the serving model release has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_anomaly: Option<f64>,
@@ -147,8 +149,8 @@ pub fn outliers(window: &Window, knn: &[NeighbourList], limit: usize) -> Vec<Out
             OutlierReport {
                 index: i,
                 score: round(score, 4),
-                distance_ratio: round(ratio, 3),
-                lof: round(lof, 3),
+                distance_ratio: ratio.is_finite().then(|| round(ratio, 3)),
+                lof: lof.is_finite().then(|| round(lof, 3)),
                 model_anomaly,
                 rule_anomalies: rules,
                 deviating_features: deviating,
