@@ -230,7 +230,7 @@ impl Correlator {
             });
             let age_hours = (detection.acquired_at - observed_at).num_seconds() as f64 / 3600.0;
             let mut joined = conditions(station, &obs, distance_km, age_hours);
-            joined.fire_weather = self.fire_weather.on(station.id, obs.date).cloned();
+            joined.fire_weather = self.fire_weather.on(station.id, obs.date);
             return Ok(Correlation {
                 status: WeatherStatus::Matched,
                 conditions: Some(joined),

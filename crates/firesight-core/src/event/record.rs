@@ -220,7 +220,8 @@ impl FireWeather {
             bui: round(i.bui),
             fwi: round(i.fwi),
             dsr: round(i.dsr),
-            danger_class: crate::fwi::danger_class(i.fwi).to_owned(),
+            // The class of the value as published, so a reader never sees FWI 5.2 called "very low".
+            danger_class: crate::fwi::danger_class(round(i.fwi)).to_owned(),
             days_in_series: i32::try_from(day.days_in_series).unwrap_or(i32::MAX),
         }
     }
