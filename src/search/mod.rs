@@ -379,20 +379,28 @@ impl SearchIndex {
 
     /// Adds documents not yet indexed (by id) and embeds them before returning; returns how
     /// many were new.
+    /// Only these documents are embedded here: a backlog still pending from start-up stays
+    /// with the thread that works through it.
     pub fn add(&self, docs: Vec<Doc>) -> Result<usize, SearchError> {
-        let added = self.add_text(docs)?;
-        while self.embed_pending(ENCODE_BATCH * 8)? > 0 {}
-        Ok(added)
+        let added = self.append(docs)?;
+        let count = added.len();
+        self.embed(added)?;
+        Ok(count)
     }
 
     /// Adds documents not yet indexed (by id) to the text index only: BM25 finds them at once,
     /// and the vector ranker once [`SearchIndex::embed_pending`] has reached them. Returns how
     /// many were new.
     pub fn add_text(&self, docs: Vec<Doc>) -> Result<usize, SearchError> {
+        Ok(self.append(docs)?.len())
+    }
+
+    /// Appends the documents not yet indexed to the text index; returns their ords.
+    fn append(&self, docs: Vec<Doc>) -> Result<Vec<usize>, SearchError> {
         let mut known = self.docs.write().map_err(|_| SearchError::Poisoned)?;
         let mut writer = self.writer.lock().map_err(|_| SearchError::Poisoned)?;
         let dim = self.encoder.dim();
-        let mut added = 0;
+        let mut added = Vec::new();
         for d in docs {
             if !known.ids.insert(d.id.clone()) {
                 continue;
@@ -410,9 +418,9 @@ impl SearchIndex {
             known.vectors.extend(std::iter::repeat_n(0.0, dim));
             known.embedded.push(false);
             known.pending += 1;
-            added += 1;
+            added.push(ord as usize);
         }
-        if added > 0 {
+        if !added.is_empty() {
             writer.commit()?;
             self.reader.reload()?;
         }
@@ -428,12 +436,24 @@ impl SearchIndex {
     /// vector cache where it has them); returns how many it embedded. The encoder runs without
     /// any lock held, so searches go on meanwhile.
     pub fn embed_pending(&self, limit: usize) -> Result<usize, SearchError> {
-        // (ord, cache key, text) of each document to embed.
-        let work: Vec<(usize, String, String)> = {
+        let ords: Vec<usize> = {
             let docs = self.docs.read().map_err(|_| SearchError::Poisoned)?;
             (docs.first_pending..docs.docs.len())
                 .filter(|&ord| !docs.embedded[ord])
                 .take(limit)
+                .collect()
+        };
+        self.embed(ords)
+    }
+
+    /// Computes (or reads from the cache) the vectors of the documents at `ords` that lack one;
+    /// returns how many it set.
+    fn embed(&self, ords: Vec<usize>) -> Result<usize, SearchError> {
+        // (ord, cache key, text) of each document to embed.
+        let work: Vec<(usize, String, String)> = {
+            let docs = self.docs.read().map_err(|_| SearchError::Poisoned)?;
+            ords.into_iter()
+                .filter(|&ord| docs.embedded.get(ord) == Some(&false))
                 .map(|ord| {
                     let d = &docs.docs[ord];
                     (ord, cache_key(d), d.text.clone())
@@ -526,7 +546,7 @@ impl SearchIndex {
                 .map(|t| t.date_naive());
             constraints.understood = understand_at(query, data_end);
             if let (Some(p), Some(end)) = (&constraints.understood.period, data_end)
-                && query::understand(query).period.is_none()
+                && p.relative
             {
                 notes.push(format!(
                     "`{}` was read as {} to {}, counted back from the newest day in the data \

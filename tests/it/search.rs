@@ -124,6 +124,12 @@ async fn search_answers_by_bm25_at_once_and_by_vectors_as_they_come() {
     let total = docs.len();
     assert_eq!(index.add_text(docs).expect("text"), total);
     assert_eq!(index.pending_vectors(), total);
+    // A document added on its own (an HTTP POST) is embedded at once, and only it: the
+    // start-up backlog stays with the thread that works through it.
+    let mut posted = incidents[0].clone();
+    posted.id = "posted-while-the-backlog-is-embedded".into();
+    assert_eq!(index.add(vec![Doc::incident(&posted)]).expect("add"), 1);
+    assert_eq!(index.pending_vectors(), total);
     let question = "the fire that destroyed the town of Paradise in November 2018";
     let camp = "75dafe80-f18a-4a4a-9a37-4b564c5f6014";
     let ask = || {
