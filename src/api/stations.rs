@@ -73,12 +73,16 @@ pub async fn list(
 ) -> Result<Json<StationList>, ApiError> {
     let params = Params::new(raw, &["reporting"])?;
     let only_reporting = params.flag("reporting")?;
-    let all = state.pipeline.read_correlator(|c| {
-        c.station_list()
-            .into_iter()
-            .map(|(s, observations, days)| StationView::of(s, observations, days))
-            .collect::<Vec<_>>()
-    });
+    // Off the async workers: a weather batch holds the correlator while it recomputes series.
+    let all = tokio::task::spawn_blocking(move || {
+        state.pipeline.read_correlator(|c| {
+            c.station_list()
+                .into_iter()
+                .map(|(s, observations, days)| StationView::of(s, observations, days))
+                .collect::<Vec<_>>()
+        })
+    })
+    .await?;
     let stations = all.len();
     let reporting = all.iter().filter(|s| s.reporting).count();
     let items = all
@@ -138,15 +142,15 @@ pub async fn fire_weather(
         id: id.clone(),
     };
     let number: u32 = id.parse().map_err(|_| not_found())?;
-    let found = state.pipeline.read_correlator(|c| {
-        let (station, observations, days) = c
-            .station_list()
-            .into_iter()
-            .find(|(s, ..)| s.id == number)?;
-        Some(FireWeatherSeries {
-            station: StationView::of(station, observations, days),
-            days: c.fire_weather_between(number, from, to),
+    let found = tokio::task::spawn_blocking(move || {
+        state.pipeline.read_correlator(|c| {
+            let (station, observations, days) = c.station_report(number)?;
+            Some(FireWeatherSeries {
+                station: StationView::of(station, observations, days),
+                days: c.fire_weather_between(number, from, to),
+            })
         })
-    });
+    })
+    .await?;
     found.map(Json).ok_or_else(not_found)
 }

@@ -159,19 +159,21 @@ impl Correlator {
         self.fire_weather.between(station, from, to)
     }
 
-    /// Every listed station with how many observations it has reported and the days of its
-    /// Fire Weather Index series, by number.
+    /// A listed station with how many observations it has reported and the days of its Fire
+    /// Weather Index series.
+    pub fn station_report(&self, id: u32) -> Option<(&Station, usize, usize)> {
+        let station = self.stations.get(&id)?;
+        let observations = self.versions.get(&id).map_or(0, Vec::len);
+        Some((station, observations, self.fire_weather.days(id)))
+    }
+
+    /// [`Correlator::station_report`] of every listed station, by number.
     pub fn station_list(&self) -> Vec<(&Station, usize, usize)> {
-        let mut list: Vec<_> = self
-            .stations
-            .values()
-            .map(|s| {
-                let observations = self.versions.get(&s.id).map_or(0, Vec::len);
-                (s, observations, self.fire_weather.days(s.id))
-            })
-            .collect();
-        list.sort_by_key(|(s, ..)| s.id);
-        list
+        let mut ids: Vec<u32> = self.stations.keys().copied().collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .filter_map(|id| self.station_report(id))
+            .collect()
     }
 
     /// The station with this number.

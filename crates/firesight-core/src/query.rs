@@ -158,6 +158,9 @@ pub struct Period {
     pub to: NaiveDate,
     /// The words, as said ("last summer").
     pub said: String,
+    /// Counted back from the data's newest day ("last summer"), not named with its year.
+    #[serde(skip)]
+    pub relative: bool,
 }
 
 impl Understood {
@@ -274,7 +277,12 @@ fn named_period(query: &str, southern: bool) -> Option<Period> {
         let (y, m) = season_start(&word, year, southern, second.is_some());
         three_months(y, m)?
     };
-    Some(Period { from, to, said })
+    Some(Period {
+        from,
+        to,
+        said,
+        relative: false,
+    })
 }
 
 /// "last summer", "this year": the latest such span that has begun by `data_end`, the newest
@@ -308,7 +316,12 @@ fn relative_period(query: &str, southern: bool, data_end: NaiveDate) -> Option<P
             latest
         }
     };
-    Some(Period { from, to, said })
+    Some(Period {
+        from,
+        to,
+        said,
+        relative: true,
+    })
 }
 
 fn month_of(word: &str) -> Option<u32> {
@@ -552,6 +565,12 @@ mod tests {
         );
         // Without data there is no "last": nothing is read rather than a guess.
         assert_eq!(period("fires last summer", None), None);
+        // At the calendar's ends a span that cannot exist is not read, and nothing panics.
+        for end in [NaiveDate::MIN, NaiveDate::MAX] {
+            for q in ["last summer", "this winter", "last year", "this year"] {
+                let _ = understand_at(q, Some(end));
+            }
+        }
     }
 
     #[test]
