@@ -203,7 +203,7 @@ impl Service {
         // Before anything is loaded, so the alerts this run raises reach a new webhook target.
         crate::webhooks::start_cursors(&settings.webhooks, &store).context("webhooks")?;
         let metrics = Metrics::new().context("registering metrics")?;
-        let (space, through) = open_space(&settings, &store, embedder)?;
+        let (space, covered) = open_space(&settings, &store, embedder)?;
         let correlator = Correlator::load(
             &store,
             settings.correlate.max_station_distance_km,
@@ -245,7 +245,7 @@ impl Service {
         let started = Instant::now();
         let loaded = space.index.len();
         let model = space.embedder.model_version();
-        let replayed = replay(space.index.as_ref(), &store, model, through, progress)?;
+        let replayed = replay(space.index.as_ref(), &store, model, covered, progress)?;
         pipeline.go_live();
         tracing::info!(
             engine = space.index.engine(),

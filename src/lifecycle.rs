@@ -17,7 +17,7 @@ use crate::index::{
     VectorIndexRead, insertion_key,
 };
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Store, StoredVector};
 use crate::stream::{Pipeline, Space};
 
 /// Vectors per insert call while building the index from the store.
@@ -63,6 +63,7 @@ impl IndexLifecycle {
             let meta = SnapshotMeta {
                 model_version: model.to_owned(),
                 through_seq: self.store.next_seq().checked_sub(1),
+                next_revision: Some(self.store.next_revision()),
                 store_id: Some(self.store.identity().to_owned()),
             };
             native.save(&path, &serde_json::to_vec(&meta)?)?;
@@ -98,6 +99,31 @@ struct SnapshotMeta {
     /// snapshots named their store, which are rebuilt once.
     #[serde(default)]
     store_id: Option<String>,
+    /// The store's next revision number when it was written: events revised from this one on
+    /// (stored in place under sequence numbers it may hold) are inserted again. Absent in
+    /// older snapshots, which replay every revision.
+    #[serde(default)]
+    next_revision: Option<u64>,
+}
+
+/// What an index holds of the store: every stored vector through sequence number `seq` (none
+/// when `None`), as it was before revision `next_revision`. [`replay`] brings it up to date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Covered {
+    /// The last sequence number held.
+    pub seq: Option<u64>,
+    /// The first revision not reflected.
+    pub next_revision: u64,
+}
+
+impl Covered {
+    /// An empty index over `store` now: every vector to insert, as stored now.
+    pub fn nothing(store: &Store) -> Self {
+        Self {
+            seq: None,
+            next_revision: store.next_revision(),
+        }
+    }
 }
 
 /// Where the native engine keeps the graph of one model version: beside the store.
@@ -117,12 +143,12 @@ pub fn load_embedder(settings: &Settings, model: &str) -> anyhow::Result<Arc<dyn
 
 /// An index for `embedder`'s space: the native engine from its snapshot when one matches
 /// this store and model, else an empty one of the configured engine. Returns it with the last
-/// sequence number it already holds; the caller replays the stored vectors after that.
+/// what it already holds; the caller replays the rest.
 pub fn open_space(
     settings: &Settings,
     store: &Store,
     embedder: Arc<dyn Embedder>,
-) -> anyhow::Result<(Space, Option<u64>)> {
+) -> anyhow::Result<(Space, Covered)> {
     let s = &settings.index;
     let model = embedder.model_version().to_owned();
     if s.engine == IndexEngine::HnswRs {
@@ -139,24 +165,24 @@ pub fn open_space(
             index: Arc::new(index),
             native: None,
         };
-        return Ok((space, None));
+        return Ok((space, Covered::nothing(store)));
     }
     let params = native_params(settings, embedder.dim());
     let path = snapshot_path(settings, &model);
-    let (native, through) = match s
+    let (native, covered) = match s
         .snapshot
         .then(|| load_snapshot(&path, params, &model, store))
         .flatten()
     {
-        Some((index, through)) => (Arc::new(index), through),
-        None => (Arc::new(NativeHnsw::new(params)), None),
+        Some((index, covered)) => (Arc::new(index), covered),
+        None => (Arc::new(NativeHnsw::new(params)), Covered::nothing(store)),
     };
     let space = Space {
         embedder,
         index: Arc::clone(&native) as Arc<dyn VectorIndex>,
         native: Some(native),
     };
-    Ok((space, through))
+    Ok((space, covered))
 }
 
 /// The native engine's settings from the configuration.
@@ -185,7 +211,7 @@ fn load_snapshot(
     params: NativeParams,
     model: &str,
     store: &Store,
-) -> Option<(NativeHnsw, Option<u64>)> {
+) -> Option<(NativeHnsw, Covered)> {
     if !path.exists() {
         return None;
     }
@@ -220,18 +246,25 @@ fn load_snapshot(
     if meta.through_seq.is_some_and(|t| t >= store.next_seq()) {
         return refuse("it is newer than the store (was the store replaced?)".to_owned());
     }
-    Some((index, meta.through_seq))
+    Some((
+        index,
+        Covered {
+            seq: meta.through_seq,
+            next_revision: meta.next_revision.unwrap_or(0),
+        },
+    ))
 }
 
-/// Inserts the stored vectors of `model` after `through` (all of them when `None`).
+/// Inserts the stored vectors of `model` the index does not hold (`covered`), then those of
+/// events revised since, in place of their older vectors.
 pub fn replay(
     index: &dyn VectorIndex,
     store: &Store,
     model: &str,
-    through: Option<u64>,
+    covered: Covered,
     progress: bool,
 ) -> anyhow::Result<usize> {
-    let first = through.map_or(0, |t| t + 1);
+    let first = covered.seq.map_or(0, |t| t + 1);
     let total = store.next_seq().saturating_sub(first);
     let bar = if progress && total > 0 {
         ProgressBar::new(total)
@@ -263,6 +296,61 @@ pub fn replay(
     // care, and the same order keeps both reproducible.
     vectors.sort_by_key(|(v, _)| insertion_key(v.seq));
     let replayed = vectors.len();
+    in_chunks(&vectors, |points| {
+        index.insert(points)?;
+        bar.inc(points.len() as u64);
+        Ok(true)
+    })?;
+    bar.finish_and_clear();
+    let revised = replay_revisions(index, store, model, covered)?;
+    if skipped > 0 {
+        tracing::warn!(
+            skipped,
+            model,
+            "Vectors of another model version were not indexed; run a re-index."
+        );
+    }
+    Ok(replayed + revised)
+}
+
+/// Inserts again the vectors of events revised from `covered.next_revision` on that the index
+/// held before (those after `covered.seq` were just inserted as they are now). An engine that
+/// cannot replace a point keeps the older vector, and says so.
+fn replay_revisions(
+    index: &dyn VectorIndex,
+    store: &Store,
+    model: &str,
+    covered: Covered,
+) -> anyhow::Result<usize> {
+    let Some(through) = covered.seq else {
+        return Ok(0);
+    };
+    let mut seqs = store.revised_from(covered.next_revision)?;
+    seqs.retain(|&seq| seq <= through);
+    seqs.sort_unstable();
+    seqs.dedup();
+    let mut vectors = Vec::with_capacity(seqs.len());
+    for seq in seqs {
+        let Some(stored) = store.vector(seq, model)? else {
+            continue;
+        };
+        let Some(event) = store.event(&stored.event_id)? else {
+            continue;
+        };
+        vectors.push((stored, PointAttrs::of(&event)));
+    }
+    let replaced = in_chunks(&vectors, |points| {
+        Ok(crate::stream::replace_points(index, points)?)
+    })?;
+    Ok(if replaced { vectors.len() } else { 0 })
+}
+
+/// Hands `vectors` to `insert` as index points, `REBUILD_BATCH` at a time, while it answers
+/// true; returns whether every chunk was taken.
+fn in_chunks(
+    vectors: &[(StoredVector, PointAttrs)],
+    mut insert: impl FnMut(&[IndexPoint<'_>]) -> anyhow::Result<bool>,
+) -> anyhow::Result<bool> {
     for chunk in vectors.chunks(REBUILD_BATCH) {
         let points: Vec<IndexPoint<'_>> = chunk
             .iter()
@@ -272,16 +360,9 @@ pub fn replay(
                 attrs: *attrs,
             })
             .collect();
-        index.insert(&points)?;
-        bar.inc(chunk.len() as u64);
+        if !insert(&points)? {
+            return Ok(false);
+        }
     }
-    bar.finish_and_clear();
-    if skipped > 0 {
-        tracing::warn!(
-            skipped,
-            model,
-            "Vectors of another model version were not indexed; run a re-index."
-        );
-    }
-    Ok(replayed)
+    Ok(true)
 }

@@ -10,6 +10,9 @@ pub const INGEST_RECORDS: &str = "firesight_ingest_records_total";
 /// Detections through the weather join, by outcome (`status`: `matched`, `no_station_in_range`,
 /// `no_reporting_station`, `no_recent_observation`, `stale_observation`): coverage by reason.
 pub const CORRELATE_JOINS: &str = "firesight_correlate_joins_total";
+/// Stored detections joined again after weather arrived late and revised in place, by the
+/// status of the new join (coverage now = joins − re-joins from a status + re-joins to it).
+pub const CORRELATE_REJOINS: &str = "firesight_correlate_rejoins_total";
 /// Encoder calls.
 pub const EMBED_BATCHES: &str = "firesight_embed_batches_total";
 /// Encoder rows.
@@ -72,6 +75,8 @@ pub struct Metrics {
     pub ingest_records: IntCounterVec,
     /// See [`CORRELATE_JOINS`].
     pub correlate_joins: IntCounterVec,
+    /// See [`CORRELATE_REJOINS`].
+    pub correlate_rejoins: IntCounterVec,
     /// See [`EMBED_BATCHES`].
     pub embed_batches: IntCounter,
     /// See [`EMBED_ROWS`].
@@ -135,6 +140,13 @@ impl Metrics {
                 Opts::new(
                     CORRELATE_JOINS,
                     "Detections through the weather join, by outcome.",
+                ),
+                &["status"],
+            )?,
+            correlate_rejoins: IntCounterVec::new(
+                Opts::new(
+                    CORRELATE_REJOINS,
+                    "Stored detections joined again after late weather, by the new outcome.",
                 ),
                 &["status"],
             )?,
@@ -228,6 +240,9 @@ impl Metrics {
         metrics
             .registry
             .register(Box::new(metrics.correlate_joins.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.correlate_rejoins.clone()))?;
         metrics
             .registry
             .register(Box::new(metrics.embed_batches.clone()))?;

@@ -14,7 +14,9 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::embed::Embedder;
-use crate::lifecycle::{IndexLifecycle, META_ACTIVE_MODEL, load_embedder, open_space, replay};
+use crate::lifecycle::{
+    Covered, IndexLifecycle, META_ACTIVE_MODEL, load_embedder, open_space, replay,
+};
 use crate::store::Store;
 use crate::stream::Space;
 
@@ -138,11 +140,14 @@ pub fn reindex(
     bar.finish_and_clear();
 
     // The new index, built beside the one that serves.
-    let (space, through) = open_space(&service.settings, store, Arc::clone(&embedder))?;
-    let mut indexed_through = through;
-    if next > through.map_or(0, |t| t + 1) {
-        replay(space.index.as_ref(), store, &model, through, progress)?;
-        indexed_through = Some(next - 1);
+    let (space, covered) = open_space(&service.settings, store, Arc::clone(&embedder))?;
+    let mut indexed = covered;
+    if next > covered.seq.map_or(0, |t| t + 1) {
+        replay(space.index.as_ref(), store, &model, covered, progress)?;
+        indexed = Covered {
+            seq: Some(next - 1),
+            next_revision: store.next_revision(),
+        };
     }
 
     // Catch up on what arrived meanwhile and switch, with ingest held off.
@@ -155,13 +160,7 @@ pub fn reindex(
             }
             (next, embedded) = (after, embedded + count);
         }
-        replay(
-            switched.index.as_ref(),
-            store,
-            &model,
-            indexed_through,
-            false,
-        )?;
+        replay(switched.index.as_ref(), store, &model, indexed, false)?;
         store.write_vectors(
             &model,
             &[],

@@ -356,7 +356,7 @@ impl Store {
     }
 }
 
-fn encode_vector(model: &str, event_id: &str, vector: &[f32]) -> Vec<u8> {
+pub(super) fn encode_vector(model: &str, event_id: &str, vector: &[f32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + model.len() + event_id.len() + vector.len() * 4);
     for text in [model, event_id] {
         out.extend_from_slice(&(text.len() as u16).to_le_bytes());

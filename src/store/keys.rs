@@ -49,13 +49,17 @@ pub enum Family {
     IncidentMembers,
     /// `alerts`: alert sequence (u64 BE) → the alert (JSON): the log `GET /v1/alerts` and the SSE stream read.
     Alerts,
+    /// `revisions`: revision number (u64 BE) → the vector sequence number (u64 BE) of an event
+    /// revised in place after it was first stored (a late weather re-join), in order, so an
+    /// index snapshot re-reads the vectors that changed after it was written.
+    Revisions,
     /// `webhook_queue`: `target name \0 alert sequence (u64 BE)` → the delivery's attempts so far and when to try next (JSON): alerts waiting for a webhook receiver's 2xx.
     WebhookQueue,
 }
 
 impl Family {
     /// Every column family, opened (and created if missing) with the store.
-    pub const ALL: [Family; 22] = [
+    pub const ALL: [Family; 23] = [
         Family::Events,
         Family::EventsByTime,
         Family::IdMap,
@@ -78,6 +82,7 @@ impl Family {
         Family::IncidentMembers,
         Family::Alerts,
         Family::WebhookQueue,
+        Family::Revisions,
     ];
 
     /// The RocksDB name.
@@ -105,6 +110,7 @@ impl Family {
             Self::IncidentMembers => "incident_members",
             Self::Alerts => "alerts",
             Self::WebhookQueue => "webhook_queue",
+            Self::Revisions => "revisions",
         }
     }
 }

@@ -17,6 +17,7 @@ mod historical;
 mod incidents;
 mod keys;
 mod outbox;
+mod revisions;
 mod sensors;
 mod stream_state;
 mod weather;
@@ -113,6 +114,8 @@ pub struct Store {
     event_count: AtomicU64,
     next_dead_letter: AtomicU64,
     next_alert: AtomicU64,
+    /// The next revision number (derived from the last key of `revisions`).
+    next_revision: AtomicU64,
     /// When set, every vector written is also queued in the mirror outbox, in the same batch.
     mirror: std::sync::atomic::AtomicBool,
     /// See [`Store::identity`].
@@ -160,6 +163,13 @@ impl Store {
             Some(item) => decode_u64(Family::Alerts, &item?.0)? + 1,
             None => 0,
         };
+        let revisions = db
+            .cf_handle(Family::Revisions.name())
+            .ok_or_else(|| missing_cf(Family::Revisions))?;
+        let next_revision = match db.iterator_cf(revisions, IteratorMode::End).next() {
+            Some(item) => decode_u64(Family::Revisions, &item?.0)? + 1,
+            None => 0,
+        };
         let meta = db
             .cf_handle(Family::Meta.name())
             .ok_or_else(|| missing_cf(Family::Meta))?;
@@ -177,6 +187,7 @@ impl Store {
             event_count: AtomicU64::new(event_count),
             next_dead_letter: AtomicU64::new(next_dead_letter),
             next_alert: AtomicU64::new(next_alert),
+            next_revision: AtomicU64::new(next_revision),
             mirror: std::sync::atomic::AtomicBool::new(false),
             identity,
             sync: std::sync::atomic::AtomicBool::new(true),

@@ -200,8 +200,24 @@ impl Correlator {
         store: &Store,
         detection: &FireDetection,
     ) -> Result<Correlation, StoreError> {
-        let at = detection.acquired_at.timestamp_millis();
-        let in_range = self.stations_in_range(detection.latitude, detection.longitude);
+        self.correlate_at(
+            store,
+            detection.latitude,
+            detection.longitude,
+            detection.acquired_at,
+        )
+    }
+
+    /// [`Correlator::correlate`] for a detection at this place and instant.
+    pub fn correlate_at(
+        &self,
+        store: &Store,
+        latitude: f64,
+        longitude: f64,
+        acquired_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Correlation, StoreError> {
+        let at = acquired_at.timestamp_millis();
+        let in_range = self.stations_in_range(latitude, longitude);
         // Why nothing joined, from the most to the least telling: a reporting station whose
         // latest observation is too old, one with nothing yet at that time, then none reporting.
         let mut status = if in_range.is_empty() {
@@ -230,7 +246,7 @@ impl Correlator {
             let observed_at = obs.observed_at.unwrap_or_else(|| {
                 geo::utc_of_local(obs.date, OBSERVATION_HOUR, station.longitude)
             });
-            let age_hours = (detection.acquired_at - observed_at).num_seconds() as f64 / 3600.0;
+            let age_hours = (acquired_at - observed_at).num_seconds() as f64 / 3600.0;
             let mut joined = conditions(station, &obs, distance_km, age_hours);
             joined.fire_weather = self.fire_weather.on(station.id, obs.date);
             return Ok(Correlation {
@@ -241,6 +257,47 @@ impl Correlator {
         Ok(Correlation {
             status,
             conditions: None,
+        })
+    }
+
+    /// Where and when stored detections may join differently now that `station` has an
+    /// observation valid from `valid_from` (already added): within the join radius of the
+    /// station, from that instant until the maximum age after it or the station's next
+    /// version, whichever is first; for the station's earliest version, from the beginning of
+    /// time until its next version, since the status of every detection before it and of those
+    /// too long after it changes too (no reporting station, or nothing yet, becomes a stale
+    /// observation or nothing yet). A daily summary reaches on to the end of time: it enters
+    /// the station's Fire Weather Index series, whose codes carry into every later day.
+    /// `None` for an unlisted station.
+    pub fn reach(&self, station: u32, valid_from: i64, daily: bool) -> Option<Reach> {
+        let versions = self.versions.get(&station).map_or(&[][..], Vec::as_slice);
+        let station = self.stations.get(&station)?;
+        let at = versions.partition_point(|&v| v < valid_from);
+        let next = versions
+            .get(at + usize::from(versions.get(at) == Some(&valid_from)))
+            .map_or(i64::MAX, |&next| next - 1);
+        let from = if at == 0 { i64::MIN } else { valid_from };
+        let to = if daily {
+            i64::MAX
+        } else if at == 0 {
+            next
+        } else {
+            next.min(valid_from.saturating_add(self.max_age_ms))
+        };
+        Some(Reach {
+            latitude: station.latitude,
+            longitude: station.longitude,
+            from,
+            to,
+        })
+    }
+
+    /// Whether a detection at this place and instant (epoch ms) lies within any of `reach`.
+    pub fn within(&self, reach: &[Reach], latitude: f64, longitude: f64, at: i64) -> bool {
+        reach.iter().any(|r| {
+            (r.from..=r.to).contains(&at)
+                && geo::distance_km(latitude, longitude, r.latitude, r.longitude)
+                    <= self.max_distance_km
         })
     }
 
@@ -274,6 +331,33 @@ impl Correlator {
         near.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.id.cmp(&b.0.id)));
         near
     }
+}
+
+/// Where and when a new weather version can change joins already made (see
+/// [`Correlator::reach`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reach {
+    latitude: f64,
+    longitude: f64,
+    /// First instant (epoch ms) a detection can join the version.
+    pub from: i64,
+    /// Last instant (epoch ms) a detection can join it.
+    pub to: i64,
+}
+
+/// The time spans `reach` covers, merged where they overlap, in order: the spans to read
+/// stored detections from.
+pub fn spans(reach: &[Reach]) -> Vec<(i64, i64)> {
+    let mut spans: Vec<(i64, i64)> = reach.iter().map(|r| (r.from, r.to)).collect();
+    spans.sort_unstable();
+    let mut merged: Vec<(i64, i64)> = Vec::with_capacity(spans.len());
+    for (from, to) in spans {
+        match merged.last_mut() {
+            Some(last) if from <= last.1 => last.1 = last.1.max(to),
+            _ => merged.push((from, to)),
+        }
+    }
+    merged
 }
 
 /// A station's latest observation at some instant.
@@ -315,4 +399,50 @@ fn normalise_name(name: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
         .to_uppercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reach(from: i64, to: i64) -> Reach {
+        Reach {
+            latitude: 0.0,
+            longitude: 0.0,
+            from,
+            to,
+        }
+    }
+
+    #[test]
+    fn a_version_reaches_to_the_maximum_age_or_the_next_version_and_the_earliest_back_in_time() {
+        let mut correlator = Correlator {
+            max_distance_km: 150.0,
+            max_age_ms: 100,
+            ..Correlator::default()
+        };
+        let station: Station = serde_json::from_value(serde_json::json!({
+            "id": 1, "name": "A", "region": "NSW", "latitude": -33.0, "longitude": 151.0
+        }))
+        .expect("station");
+        correlator.add_stations([station]);
+        for v in [1_000, 1_050, 2_000] {
+            correlator.add_version(1, v);
+        }
+        let span = |v| correlator.reach(1, v, false).map(|r| (r.from, r.to));
+        assert_eq!(span(1_000), Some((i64::MIN, 1_049)));
+        assert_eq!(span(1_050), Some((1_050, 1_150)));
+        assert_eq!(span(2_000), Some((2_000, 2_100)));
+        assert_eq!(correlator.reach(2, 1_000, false), None, "unlisted");
+        // A daily summary's codes carry into every later day.
+        let daily = correlator.reach(1, 1_050, true).map(|r| (r.from, r.to));
+        assert_eq!(daily, Some((1_050, i64::MAX)));
+    }
+
+    #[test]
+    fn spans_merge_where_they_overlap_or_touch_and_stay_apart_otherwise() {
+        let merged = spans(&[reach(50, 60), reach(0, 10), reach(10, 20), reach(15, 30)]);
+        assert_eq!(merged, vec![(0, 30), (50, 60)]);
+        assert!(spans(&[]).is_empty());
+    }
 }

@@ -458,15 +458,18 @@ impl Pipeline {
         source: &str,
         batch: Vec<(u64, WeatherObservation)>,
     ) -> Result<IngestOutcome, PipelineError> {
-        self.ingest_weather_with(source, batch, |_| Ok(Vec::new()))
+        self.ingest_weather_with(source, batch, |_| Ok(Vec::new()), |_| Ok(Vec::new()))
     }
 
-    /// [`Pipeline::ingest_weather`] with `extra` writes, made from the outcome, in the same batch.
+    /// [`Pipeline::ingest_weather`] with `extra` writes, made from the outcome, in the same batch
+    /// as the observations, and `publish` writes, made from the stored detections the new
+    /// weather re-joined (see [`Pipeline::rejoin`]), in the same batch as their revisions.
     pub fn ingest_weather_with(
         &self,
         source: &str,
         batch: Vec<(u64, WeatherObservation)>,
         extra: impl FnOnce(&IngestOutcome) -> Result<Vec<StoreOp>, PipelineError>,
+        publish: impl FnOnce(&mut [NewEvent]) -> Result<Vec<StoreOp>, PipelineError>,
     ) -> Result<IngestOutcome, PipelineError> {
         self.guarded("weather", move || {
             let _writer = self.writer();
@@ -510,20 +513,139 @@ impl Pipeline {
                 .map(|((_, valid_from), (_, obs))| (valid_from, obs))
                 .collect();
             outcome.accepted = observations.len() as u64;
-            let ops = extra(&outcome)?;
+            // The versions whose re-join is to run: this batch's, and any a crash left undone.
+            let mut versions = self.store.pending_rejoin()?;
+            versions.extend(
+                observations.iter().map(|(valid_from, obs)| {
+                    (obs.station_id, *valid_from, obs.observed_at.is_none())
+                }),
+            );
+            let mut ops = extra(&outcome)?;
+            if !observations.is_empty() {
+                ops.push(StoreOp::pending_rejoin(&versions)?);
+            }
             self.store.put_weather_with(&observations, &ops)?;
-            let mut correlator = self
-                .correlator
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            observations
-                .iter()
-                .for_each(|(valid_from, obs)| correlator.add_version(obs.station_id, *valid_from));
-            let touched = observations.iter().map(|(_, obs)| obs.station_id).collect();
-            correlator.refresh_fire_weather(&self.store, &touched)?;
+            {
+                let mut correlator = self
+                    .correlator
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner);
+                observations.iter().for_each(|(valid_from, obs)| {
+                    correlator.add_version(obs.station_id, *valid_from)
+                });
+                let touched = observations.iter().map(|(_, obs)| obs.station_id).collect();
+                correlator.refresh_fire_weather(&self.store, &touched)?;
+            }
             self.count("weather", &outcome);
+            if !versions.is_empty() {
+                let (seqs, mut revised) = self.rejoin(&versions)?;
+                let mut ops = publish(&mut revised)?;
+                ops.push(StoreOp::rejoin_done());
+                self.revise(&seqs, &revised, &ops)?;
+            }
             Ok(outcome)
         })
+    }
+
+    /// The stored detections that join differently now that `versions` (station, valid from,
+    /// whether a daily summary) are stored, correlated again, with their rules, predictions and vector recomputed and
+    /// their revision counted up: a detection processed before its weather arrived (on the
+    /// satellite path, every detection of a day whose summary comes the next morning) gets it.
+    /// Looks only where a version can change a join (see [`Correlator::reach`]): within the
+    /// join radius of its station, from it to the maximum age after it (a daily summary: to
+    /// the end of its station's Fire Weather Index series).
+    fn rejoin(
+        &self,
+        versions: &[(u32, i64, bool)],
+    ) -> Result<(Vec<u64>, Vec<NewEvent>), PipelineError> {
+        let correlator = self
+            .correlator
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let reach: Vec<_> = versions
+            .iter()
+            .filter_map(|&(station, valid_from, daily)| {
+                correlator.reach(station, valid_from, daily)
+            })
+            .collect();
+        let mut seen = HashSet::new();
+        let mut events = Vec::new();
+        for (from, to) in super::correlate::spans(&reach) {
+            for event in self.store.events_between(from, to)? {
+                let mut event = event?;
+                let (lat, lon) = (event.location.latitude, event.location.longitude);
+                if !correlator.within(&reach, lat, lon, event.detection_time)
+                    || !seen.insert(event.event_id.clone())
+                {
+                    continue;
+                }
+                let Some(at) = chrono::DateTime::from_timestamp_millis(event.detection_time) else {
+                    continue;
+                };
+                let joined = correlator.correlate_at(&self.store, lat, lon, at)?;
+                if Some(joined.status) == event.weather_status
+                    && joined.conditions == event.weather_conditions
+                {
+                    continue;
+                }
+                self.metrics
+                    .correlate_rejoins
+                    .with_label_values(&[joined.status.as_str()])
+                    .inc();
+                event.impact_assessment =
+                    reassess(event.impact_assessment.take(), joined.conditions.as_ref());
+                event.weather_status = Some(joined.status);
+                event.weather_conditions = joined.conditions;
+                event.revision = Some(event.revision.unwrap_or(0).saturating_add(1));
+                events.push(event);
+            }
+        }
+        drop(correlator);
+        if events.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let space = self.space();
+        let rows: Vec<_> = events.iter().map(event_features).collect();
+        self.predict_rows(&mut events, &rows)?;
+        let vectors = self.embed_rows(space.embedder.as_ref(), &rows)?;
+        let mut seqs = Vec::with_capacity(events.len());
+        let mut revised = Vec::with_capacity(events.len());
+        for (mut event, vector) in events.into_iter().zip(vectors) {
+            let Some(seq) = self.store.seq_of(&event.event_id)? else {
+                continue;
+            };
+            event.model_version = Some(space.embedder.model_version().to_owned());
+            seqs.push(seq);
+            revised.push(NewEvent { event, vector });
+        }
+        Ok((seqs, revised))
+    }
+
+    /// Stores revised events in place with `ops` in one batch, then replaces their points in
+    /// the index (an engine that cannot replace a point keeps the old vector until the next
+    /// re-index, and says so).
+    fn revise(
+        &self,
+        seqs: &[u64],
+        revised: &[NewEvent],
+        ops: &[StoreOp],
+    ) -> Result<(), PipelineError> {
+        self.store.revise_events_with(seqs, revised, ops)?;
+        if revised.is_empty() || !self.live.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let space = self.space();
+        let points: Vec<IndexPoint<'_>> = seqs
+            .iter()
+            .zip(revised)
+            .map(|(seq, n)| IndexPoint {
+                seq: *seq,
+                vector: &n.vector,
+                attrs: PointAttrs::of(&n.event),
+            })
+            .collect();
+        replace_points(space.index.as_ref(), &points)?;
+        Ok(())
     }
 
     fn weather_verdict(
@@ -706,6 +828,67 @@ fn resolve_station<'a>(
     ))
 }
 
+/// Replaces the points of revised events in `index`. An engine that cannot replace a point
+/// (hnsw_rs) keeps the older vectors until the next re-index, and the log says so; returns
+/// whether the points were replaced.
+pub fn replace_points(
+    index: &dyn VectorIndex,
+    points: &[IndexPoint<'_>],
+) -> Result<bool, IndexError> {
+    match index.insert(points) {
+        Err(IndexError::Unsupported { engine, operation }) => {
+            tracing::warn!(
+                engine,
+                operation,
+                revised = points.len(),
+                "Revised events keep their older vectors in this index engine until a re-index."
+            );
+            Ok(false)
+        }
+        other => other.map(|()| true),
+    }
+}
+
+/// The rule anomalies the weather decides.
+const UNDER_HIGH_HUMIDITY: &str = "fire_under_high_humidity";
+const IN_RAIN: &str = "fire_in_rain";
+
+/// The seed's rule anomalies of a detection under this weather (none without weather).
+fn impact_of(weather: Option<&WeatherConditions>) -> Option<ImpactAssessment> {
+    weather.map(|w| {
+        let mut anomalies = Vec::new();
+        if w.rh_3pm_pct.is_some_and(|rh| rh >= HIGH_HUMIDITY_PCT) {
+            anomalies.push(UNDER_HIGH_HUMIDITY.to_owned());
+        }
+        if w.rain_mm.is_some_and(|mm| mm >= RAIN_MM) {
+            anomalies.push(IN_RAIN.to_owned());
+        }
+        ImpactAssessment { anomalies }
+    })
+}
+
+/// An assessment with its weather rules decided again under `weather`; the flags the tracker
+/// added (a static source, a persistent hot spot) stay, after them as when first stored.
+fn reassess(
+    assessment: Option<ImpactAssessment>,
+    weather: Option<&WeatherConditions>,
+) -> Option<ImpactAssessment> {
+    let kept: Vec<String> = assessment
+        .map(|a| a.anomalies)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|flag| flag != UNDER_HIGH_HUMIDITY && flag != IN_RAIN)
+        .collect();
+    match impact_of(weather) {
+        Some(mut rules) => {
+            rules.anomalies.extend(kept);
+            Some(rules)
+        }
+        None if kept.is_empty() => None,
+        None => Some(ImpactAssessment { anomalies: kept }),
+    }
+}
+
 /// Assembles the record from a detection and its weather join, applying the seed's rule anomalies.
 fn build_event(
     detection: &FireDetection,
@@ -713,16 +896,7 @@ fn build_event(
     weather: Option<WeatherConditions>,
     model_version: &str,
 ) -> FireEventV2 {
-    let impact_assessment = weather.as_ref().map(|w| {
-        let mut anomalies = Vec::new();
-        if w.rh_3pm_pct.is_some_and(|rh| rh >= HIGH_HUMIDITY_PCT) {
-            anomalies.push("fire_under_high_humidity".to_owned());
-        }
-        if w.rain_mm.is_some_and(|mm| mm >= RAIN_MM) {
-            anomalies.push("fire_in_rain".to_owned());
-        }
-        ImpactAssessment { anomalies }
-    });
+    let impact_assessment = impact_of(weather.as_ref());
     FireEventV2 {
         event_id: detection.event_id(),
         correlation_id: None,
@@ -756,5 +930,6 @@ fn build_event(
         model_version: Some(model_version.to_owned()),
         ingested_at: None,
         similar_events: None,
+        revision: None,
     }
 }

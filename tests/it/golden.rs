@@ -58,6 +58,7 @@ pub fn event_from(fixture: &Value) -> FireEventV2 {
         model_version: None,
         ingested_at: None,
         similar_events: None,
+        revision: None,
     }
 }
 

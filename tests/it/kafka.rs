@@ -1635,3 +1635,147 @@ fn a_weather_topic_created_after_start_is_found_and_read_without_a_restart() {
     assert_eq!(weather_read(&service), weather.len() as u64);
     service.stop();
 }
+
+/// Weather that arrives after the detections it belongs to, as a station's daily summary does
+/// (published the next morning): each detection it reaches is re-joined and published again
+/// on the enriched topic, same key, as revision 1, exactly once; detections out of its reach
+/// are not. Real detections: the archive's pixels within the join radius of Darwin Airport on
+/// 10 September 2019, in their granules, produced in batches.
+#[test]
+fn a_daily_summary_a_day_late_republishes_the_detections_it_joins_as_revision_1() {
+    const DARWIN: u32 = 14_015;
+    let broker = Broker::start();
+    create_all(&broker, 1);
+    create_changelog(&broker, "rejoin", 1);
+    let dir = TempDir::new().expect("tmp");
+    let service = FireSight::start_with(
+        &broker,
+        &dir.path().join("db"),
+        "rejoin",
+        &stations_file(),
+        &[],
+    );
+    let darwin = decode_file::<StationDecoder>(&sample("australia_bom_weather_stations.csv"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|(_, s)| s)
+        .find(|s| s.id == DARWIN)
+        .expect("Darwin Airport listed");
+    let mut days: Vec<WeatherObservation> =
+        decode_file::<WeatherDecoder>(&sample("australia_bom_daily_weather_2019-05_2020-06.csv"))
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|(_, obs)| obs)
+            .filter(|obs| {
+                obs.station_id == DARWIN
+                    && ("2019-09-01".."2019-09-11").contains(&obs.date.to_string().as_str())
+            })
+            .collect();
+    let tenth = days.pop().expect("days");
+    assert_eq!(
+        (days.len(), tenth.date.to_string().as_str()),
+        (9, "2019-09-10")
+    );
+    let record = |obs: &WeatherObservation| {
+        (
+            kafka::cell_key(darwin.latitude, darwin.longitude),
+            serde_json::to_vec(obs).expect("json"),
+        )
+    };
+    broker.produce(WEATHER, &days.iter().map(record).collect::<Vec<_>>());
+    service.wait_for("the weather", Duration::from_secs(300), |s| {
+        weather_read(s) >= days.len() as u64
+    });
+
+    let near: Vec<FireDetection> = detections(usize::MAX)
+        .into_iter()
+        .filter(|d| {
+            d.acquired_at.date_naive().to_string() == "2019-09-10"
+                && firesight::geo::distance_km(
+                    d.latitude,
+                    d.longitude,
+                    darwin.latitude,
+                    darwin.longitude,
+                ) <= 150.0
+        })
+        .collect();
+    // The 10th's summary is valid from Darwin's local midnight for the maximum age, 24 h.
+    let valid_from = tenth.valid_from(darwin.longitude);
+    let reached: HashSet<String> = near
+        .iter()
+        .filter(|d| d.acquired_at <= valid_from + chrono::Duration::hours(24))
+        .map(FireDetection::event_id)
+        .collect();
+    assert!(
+        reached.len() > 100 && reached.len() < near.len(),
+        "{} of {} reached",
+        reached.len(),
+        near.len()
+    );
+    broker.produce(DETECTIONS, &detection_records(&near));
+    let schemas = Schemas::bundled().expect("schemas");
+    let decode = |m: &OwnedMessage| {
+        schemas
+            .decode_fire_event(m.payload().unwrap_or_default())
+            .expect("enriched record")
+    };
+    let first = broker.read_until(ENRICHED, Duration::from_secs(300), |m| {
+        m.len() >= near.len()
+    });
+    assert_eq!(first.len(), near.len());
+    for event in first.iter().map(decode) {
+        assert_eq!(event.revision, None);
+        assert_eq!(
+            event.weather_status,
+            Some(firesight::event::WeatherStatus::StaleObservation),
+            "{}: the 9th's summary is too old by the 10th",
+            event.event_id
+        );
+    }
+
+    // The 10th's summary, a day late.
+    broker.produce(WEATHER, &[record(&tenth)]);
+    broker.read_until(ENRICHED, Duration::from_secs(300), |m| {
+        m.len() >= near.len() + reached.len()
+    });
+    // Read again a while later, so a second correction of any detection would be seen.
+    std::thread::sleep(Duration::from_secs(3));
+    let all = broker.read_until(ENRICHED, Duration::from_secs(5), |_| false);
+    assert_eq!(all.len(), near.len() + reached.len());
+    for (key, copies) in by_key(&all) {
+        let events: Vec<_> = copies
+            .iter()
+            .map(|bytes| schemas.decode_fire_event(bytes).expect("record"))
+            .collect();
+        if !reached.contains(&key) {
+            assert_eq!(events.len(), 1, "{key}: out of the late day's reach");
+            continue;
+        }
+        assert_eq!(events.len(), 2, "{key}");
+        let corrected = &events[1];
+        assert_eq!(corrected.revision, Some(1), "{key}");
+        assert_eq!(
+            corrected.weather_status,
+            Some(firesight::event::WeatherStatus::Matched)
+        );
+        let weather = corrected.weather_conditions.as_ref().expect("weather");
+        assert_eq!(
+            (weather.station_id, weather.observation_date.as_str()),
+            (i64::from(DARWIN), "2019-09-10")
+        );
+        assert!(weather.fire_weather.is_some(), "{key}");
+        assert_ne!(corrected.ml_predictions, events[0].ml_predictions, "{key}");
+        // Its neighbours are other events, never itself.
+        let similar = corrected.similar_events.as_ref().expect("similar events");
+        assert!(!similar.is_empty() && similar.iter().all(|s| s.event_id != key));
+        assert_eq!(
+            (corrected.ingested_at, corrected.detection_time),
+            (events[0].ingested_at, events[0].detection_time)
+        );
+    }
+    assert_eq!(
+        service.counter("firesight_correlate_rejoins_total", r#"status="matched""#),
+        reached.len() as u64
+    );
+    service.stop();
+}

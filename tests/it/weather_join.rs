@@ -348,3 +348,314 @@ fn a_late_day_recomputes_every_day_after_it() {
         assert!(on(&after, day).dmc < on(&before, day).dmc, "{day}");
     }
 }
+
+/// Observatory Hill's daily summaries from the 1st to the 12th of November 2019, the 12th
+/// apart: the day that arrives late.
+fn november_days() -> (Vec<WeatherObservation>, WeatherObservation) {
+    let mut days = daily_summaries(OBSERVATORY_HILL);
+    days.retain(|d| ("2019-11-01".."2019-11-13").contains(&d.date.to_string().as_str()));
+    let twelfth = days.pop().expect("days");
+    assert_eq!(twelfth.date.to_string(), "2019-11-12");
+    (days, twelfth)
+}
+
+async fn post_ndjson<T: serde::Serialize>(url: &str, items: &[T]) -> serde_json::Value {
+    let body: String = items
+        .iter()
+        .map(|item| serde_json::to_string(item).expect("json") + "\n")
+        .collect();
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("json")
+}
+
+/// A detection processed before its day's weather arrived gets it when the weather comes: on
+/// the satellite path this is the rule, since a station's daily summary is published the next
+/// morning. The late day re-joins the detections it reaches (and only those), re-applies the
+/// rules, re-predicts and re-embeds them, and stores each as revision 1 in place; the index
+/// serves the new vector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weather_that_arrives_a_day_late_rejoins_the_detections_it_reaches() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let files = vec![sample("australia_bom_weather_stations.csv")];
+    let service = open_async(settings(dir.path()), files).await;
+    let base = serve_all(&service).await;
+    let (days, twelfth) = november_days();
+    let posted = post_ndjson(&format!("{base}/v1/events/weather"), &days).await;
+    assert_eq!(
+        posted["accepted"].as_u64(),
+        Some(days.len() as u64),
+        "{posted}"
+    );
+
+    let hill = station_position(OBSERVATORY_HILL);
+    let detections = [
+        // On the 12th at 2 pm Sydney time: the 11th's summary is too old by then.
+        detection(hill, "2019-11-12T03:00:00Z"),
+        // On the 5th: joined already, and out of the late day's reach.
+        detection(hill, "2019-11-05T03:00:00Z"),
+        // The Coral Sea on the 12th: no station in range, before or after.
+        detection((-17.0, 155.0), "2019-11-12T03:00:00Z"),
+    ];
+    let ids: Vec<String> = detections.iter().map(FireDetection::event_id).collect();
+    let posted = post_ndjson(&format!("{base}/v1/events/firms"), &detections).await;
+    assert_eq!(posted["accepted"].as_u64(), Some(3), "{posted}");
+    let fire = |id: &str| {
+        let url = format!("{base}/v1/fires/{id}");
+        async move {
+            let (status, body) = get_json(&url).await;
+            assert_eq!(status, 200, "{body}");
+            body
+        }
+    };
+    let before: Vec<serde_json::Value> =
+        futures_util::future::join_all(ids.iter().map(|id| fire(id))).await;
+    assert_eq!(
+        before[0]["weather_status"], "stale_observation",
+        "{}",
+        before[0]
+    );
+    assert_eq!(before[1]["weather_status"], "matched");
+    assert_eq!(before[2]["weather_status"], "no_station_in_range");
+    assert!(before.iter().all(|e| e.get("revision").is_none()));
+
+    // The 12th's summary, a day late.
+    let posted = post_ndjson(
+        &format!("{base}/v1/events/weather"),
+        std::slice::from_ref(&twelfth),
+    )
+    .await;
+    assert_eq!(posted["accepted"].as_u64(), Some(1), "{posted}");
+    let after: Vec<serde_json::Value> =
+        futures_util::future::join_all(ids.iter().map(|id| fire(id))).await;
+    let rejoined = &after[0];
+    assert_eq!(rejoined["weather_status"], "matched", "{rejoined}");
+    assert_eq!(rejoined["revision"], 1);
+    let weather = &rejoined["weather_conditions"];
+    assert_eq!(weather["station_id"], i64::from(OBSERVATORY_HILL));
+    assert_eq!(weather["observation_date"], "2019-11-12");
+    assert_eq!(weather["max_temp_c"].as_f64(), twelfth.max_temp_c);
+    assert_eq!(weather["fire_weather"]["date"], "2019-11-12");
+    // The rules ran again (a dry day: no anomaly, but an assessment now there is weather), and
+    // the models saw the weather: their outputs changed.
+    assert!(before[0]["impact_assessment"].is_null());
+    assert!(
+        rejoined["impact_assessment"]["anomalies"].is_array(),
+        "{rejoined}"
+    );
+    assert_ne!(rejoined["ml_predictions"], before[0]["ml_predictions"]);
+    // Everything but the join, the rules, the predictions and the revision is as it was.
+    let mut unchanged = rejoined.clone();
+    for field in [
+        "weather_status",
+        "weather_conditions",
+        "impact_assessment",
+        "ml_predictions",
+        "revision",
+    ] {
+        unchanged[field] = before[0][field].clone();
+    }
+    unchanged
+        .as_object_mut()
+        .expect("object")
+        .remove("revision");
+    assert_eq!(unchanged, before[0]);
+    // The others are untouched.
+    assert_eq!(after[1], before[1]);
+    assert_eq!(after[2], before[2]);
+
+    // The stored vector is the encoder's for the revised record, and the index serves it.
+    let pipeline = &service.pipeline;
+    let event = service.store.event(&ids[0]).expect("read").expect("stored");
+    let seq = service.store.seq_of(&ids[0]).expect("read").expect("seq");
+    let expected = pipeline
+        .embed(std::slice::from_ref(&event))
+        .expect("embed")
+        .remove(0);
+    let model = event.model_version.clone().expect("model");
+    let stored = service
+        .store
+        .vector(seq, &model)
+        .expect("read")
+        .expect("vector");
+    assert_eq!(stored.vector, expected);
+    let nearest = pipeline.space().index.search(&expected, 1).expect("search");
+    assert_eq!(nearest[0].seq, seq);
+    assert!(nearest[0].distance < 1e-9, "{nearest:?}");
+
+    let (_, metrics) = {
+        let text = reqwest::get(format!("{base}/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        ((), text)
+    };
+    assert!(
+        metrics.contains("firesight_correlate_rejoins_total{status=\"matched\"} 1"),
+        "{metrics}"
+    );
+
+    // The same day sent again is a duplicate and revises nothing.
+    let posted = post_ndjson(&format!("{base}/v1/events/weather"), &[twelfth]).await;
+    assert_eq!(posted["duplicates"].as_u64(), Some(1), "{posted}");
+    assert_eq!(fire(&ids[0]).await, after[0]);
+}
+
+/// An index snapshot written before a re-join is brought up to date at the next start: the
+/// revised event's point is inserted again with its new vector.
+#[test]
+fn a_snapshot_from_before_a_rejoin_serves_the_revised_vector_after_a_restart() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let (days, twelfth) = november_days();
+    let hill = station_position(OBSERVATORY_HILL);
+    let late = detection(hill, "2019-11-12T03:00:00Z");
+    let id = late.event_id();
+    {
+        let service = open(dir.path(), &[sample("australia_bom_weather_stations.csv")]);
+        ingest(&service, days);
+        // Neighbours for the graph, so the revised point has links to be found through.
+        let others: Vec<_> = (0..40)
+            .map(|i| {
+                let at = format!("2019-11-{:02}T03:00:00Z", 1 + i % 11);
+                (
+                    i as u64,
+                    detection((hill.0 + f64::from(i) * 0.01, hill.1), &at),
+                )
+            })
+            .chain([(99, late)])
+            .collect();
+        service
+            .pipeline
+            .ingest_detections(others)
+            .expect("detections");
+        assert!(service.save_index().expect("snapshot"));
+        assert_eq!(ingest(&service, vec![twelfth]).0, 1);
+        let event = service.store.event(&id).expect("read").expect("stored");
+        assert_eq!(event.revision, Some(1));
+    }
+    let service = open(dir.path(), &[]);
+    let event = service.store.event(&id).expect("read").expect("stored");
+    let seq = service.store.seq_of(&id).expect("read").expect("seq");
+    let vector = service.pipeline.embed(&[event]).expect("embed").remove(0);
+    let nearest = service
+        .pipeline
+        .space()
+        .index
+        .search(&vector, 1)
+        .expect("search");
+    assert_eq!(nearest[0].seq, seq);
+    assert!(nearest[0].distance < 1e-9, "{nearest:?}");
+}
+
+/// Every stored event's weather status, by id.
+fn statuses(service: &Service) -> std::collections::HashMap<String, String> {
+    service
+        .store
+        .events_between(i64::MIN, i64::MAX)
+        .expect("events")
+        .map(|event| {
+            let event = event.expect("event");
+            let status = event.weather_status.map_or("none", |s| s.as_str());
+            (event.event_id, status.to_owned())
+        })
+        .collect()
+}
+
+/// Statuses counted.
+fn coverage(
+    statuses: &std::collections::HashMap<String, String>,
+) -> std::collections::BTreeMap<&str, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for status in statuses.values() {
+        *counts.entry(status.as_str()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// The order weather and detections arrive in changes no join: the sample's detections loaded
+/// first and its weather after (every join then comes from a re-join) end with the weather,
+/// rules, predictions and vector each event gets with the weather loaded first. An event whose
+/// status changed was revised; one with no station in range never is.
+#[test]
+fn weather_loaded_after_the_detections_gives_every_event_the_join_it_gets_loaded_before() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let service = open(
+        dir.path(),
+        &[
+            sample("australia_bom_weather_stations.csv"),
+            sample("fire_archive_M6_96619.csv"),
+        ],
+    );
+    let before = statuses(&service);
+    service
+        .load(
+            &[sample("australia_bom_daily_weather_2019-05_2020-06.csv")],
+            false,
+        )
+        .expect("weather loads");
+    let after = statuses(&service);
+    let reference = &super::support::loaded().service;
+    assert_eq!(coverage(&after), coverage(&statuses(reference)));
+    assert_eq!(coverage(&before).get("matched"), None);
+
+    let model = reference
+        .pipeline
+        .space()
+        .embedder
+        .model_version()
+        .to_owned();
+    let mut revisions = std::collections::BTreeMap::new();
+    for event in reference
+        .store
+        .events_between(i64::MIN, i64::MAX)
+        .expect("events")
+    {
+        let expected = event.expect("event");
+        let id = &expected.event_id;
+        let got = service.store.event(id).expect("read").expect("stored");
+        assert_eq!(
+            (
+                &got.weather_status,
+                &got.weather_conditions,
+                &got.impact_assessment,
+                &got.ml_predictions
+            ),
+            (
+                &expected.weather_status,
+                &expected.weather_conditions,
+                &expected.impact_assessment,
+                &expected.ml_predictions
+            ),
+            "{id}"
+        );
+        let vector = |s: &Service| {
+            let seq = s.store.seq_of(id).expect("read").expect("seq");
+            s.store
+                .vector(seq, &model)
+                .expect("read")
+                .expect("vector")
+                .vector
+        };
+        assert_eq!(vector(&service), vector(reference), "{id}");
+        if before[id] != after[id] {
+            assert!(got.revision.is_some(), "{id}: status changed, not revised");
+        }
+        if after[id] == "no_station_in_range" {
+            assert_eq!(got.revision, None, "{id}");
+        }
+        *revisions.entry(got.revision.unwrap_or(0)).or_insert(0) += 1;
+    }
+    eprintln!(
+        "weather statuses, detections first: {:?}; after the weather came: {:?}; events by revision: {revisions:?}",
+        coverage(&before),
+        coverage(&after)
+    );
+}

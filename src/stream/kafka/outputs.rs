@@ -167,7 +167,8 @@ impl Processor {
         })
     }
 
-    /// Queues each new event's enriched record, with its nearest earlier events.
+    /// Queues each new (or revised) event's enriched record, with its nearest earlier events
+    /// (a revised event, already indexed, is not its own neighbour).
     pub(super) fn publish_events(
         &self,
         new: &mut [NewEvent],
@@ -182,12 +183,19 @@ impl Processor {
                 let hits = if space.index.is_empty() {
                     Vec::new()
                 } else {
-                    space.index.search(&event.vector, self.settings.similar_k)?
+                    space
+                        .index
+                        .search(&event.vector, self.settings.similar_k + 1)?
                 };
                 let model = record.model_version.clone().unwrap_or_default();
                 let mut similar = Vec::with_capacity(hits.len());
                 for hit in hits {
-                    if let Some(stored) = store.vector(hit.seq, &model)? {
+                    if similar.len() == self.settings.similar_k {
+                        break;
+                    }
+                    if let Some(stored) = store.vector(hit.seq, &model)?
+                        && stored.event_id != record.event_id
+                    {
                         similar.push(SimilarEvent {
                             event_id: stored.event_id,
                             distance: f64::from(hit.distance),
@@ -299,6 +307,7 @@ mod tests {
             model_version: None,
             ingested_at: None,
             similar_events: None,
+            revision: None,
         }
     }
 

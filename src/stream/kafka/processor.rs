@@ -541,8 +541,10 @@ impl Processor {
     fn weather(&self, run: &[Polled]) -> Result<(), StreamError> {
         let (items, refused) = self.decode::<WeatherObservation>(run)?;
         let source = format!("kafka:{}", self.settings.weather_topic);
-        self.pipeline
-            .ingest_weather_with(&source, items, |outcome| {
+        self.pipeline.ingest_weather_with(
+            &source,
+            items,
+            |outcome| {
                 let mut ops = self.bookkeeping("weather", run, &refused)?;
                 // The pipeline refuses observations of unknown stations and contradicting ones (and
                 // keeps them as its own dead letters); the line it names is the record's index in the run.
@@ -553,7 +555,16 @@ impl Processor {
                     .collect();
                 ops.extend(self.bookkeeping_topic_only(run, &rejected));
                 Ok(ops)
-            })?;
+            },
+            |revised| {
+                // A detection the late weather re-joined: its corrected record, same key, with
+                // its revision. Only this instance stored it (it read the detection's
+                // partition), so only this instance publishes the correction.
+                let mut ops = Vec::new();
+                self.publish_events(revised, &mut ops)?;
+                Ok(ops)
+            },
+        )?;
         Ok(())
     }
 

@@ -40,6 +40,11 @@ pub struct FireEventV2 {
     /// first (absent in stored records and from the file and HTTP sources).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub similar_events: Option<Vec<SimilarEvent>>,
+    /// How many times the stored record was revised after it was first stored: 1 after the
+    /// first late weather re-join, and so on (absent: the first version). A consumer of the
+    /// enriched topic keeps the record with the highest revision of each key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i32>,
 }
 
 /// One neighbour written into a published record.
