@@ -40,11 +40,11 @@ fn main() -> anyhow::Result<()> {
         ],
         false,
     )?;
-    let rows: Vec<[f32; FEATURE_COUNT]> = service
+    let events: Vec<firesight::event::FireEventV2> = service
         .store
         .events_between(i64::MIN, i64::MAX)?
-        .map(|e| e.map(|e| event_features(&e)))
         .collect::<Result<_, _>>()?;
+    let rows: Vec<[f32; FEATURE_COUNT]> = events.iter().map(event_features).collect();
     println!(
         "event rows: {} (the bundled archive, correlated); ONNX Runtime intra-op threads: {threads}",
         rows.len()
@@ -67,8 +67,8 @@ fn main() -> anyhow::Result<()> {
     }
     let predictors = Predictors::load(manifest, &settings.embed.predictors, "", threads)?;
     let started = Instant::now();
-    for chunk in rows.chunks(1024) {
-        predictors.predict(chunk)?;
+    for (events, rows) in events.chunks(1024).zip(rows.chunks(1024)) {
+        predictors.predict(events, rows)?;
     }
     println!(
         "| all three predictors ({}) | 1024 | {:.0} |",

@@ -11,6 +11,9 @@ row per event and runs each model on it.
 - event-encoder v2: contrastive (InfoNCE) over detections of the same incident, with a
   multi-scale Fourier encoding of location and a fine encoding of the day, L2-normalised output.
 - fire-danger v1: P(fire) from temperature, humidity, wind and rain (Algerian data set, UCI).
+- fire-danger v2: P(fire) from the station's Fire Weather Index codes (FFMC, ISI, BUI) where the
+  event has them, else v1's model on its weather. Input: the 22 features followed by the six
+  codes (FIRE_WEATHER: FFMC, DMC, DC, ISI, BUI, FWI; NaN when absent), width 28.
 - growth-outlook v1: P(more detections within 3 km in the next 24 h than in the past 24 h).
 - anomaly v1: autoencoder reconstruction error, mapped to its percentile on the training rows.
 
@@ -47,6 +50,12 @@ EARTH_KM = 6371.0088
 LINK_KM, LINK_HOURS = 3.0, 24.0  # the service's incident rule (config `incidents`)
 LOC, DOY = slice(0, 3), slice(12, 14)
 WEATHER = [15, 18, 19, 17]  # max temperature, RH 3 pm, wind 3 pm, log1p rain
+FIRE_WEATHER = ["ffmc", "dmc", "dc", "isi", "bui", "fwi"]  # appended to the features: width 28
+WIDE = len(FEATURES) + len(FIRE_WEATHER)
+# The codes fire-danger v2 reads, chosen before looking at any result: FFMC (fine fuels, the
+# day's ignition potential), ISI (FFMC with wind: spread) and BUI (DMC and DC: fuel available).
+DANGER_CODES = ["ffmc", "isi", "bui"]
+SPUN_UP_DAYS = 21  # a series younger than this still remembers its start-up DMC: codes absent
 OPSET = 17
 
 
@@ -156,7 +165,8 @@ def load_algerian():
                 raise ValueError(f"line {line_no}: class {cells[13]!r} is neither fire nor not fire")
             num = [float(c) if c else float("nan") for c in cells[3:13]]
             rows.append({"region": region, "line": line_no, "temp": num[0], "rh": num[1], "ws": num[2],
-                         "rain": num[3], "fwi": num[9], "fire": 1.0 if label == "fire" else 0.0})
+                         "rain": num[3], "ffmc": num[4], "dmc": num[5], "dc": num[6], "isi": num[7],
+                         "bui": num[8], "fwi": num[9], "fire": 1.0 if label == "fire" else 0.0})
     return rows, repaired
 
 
@@ -385,10 +395,10 @@ def dense_nodes(model, prefix, source, inits, final):
     return nodes
 
 
-def save(nodes, inits, output, width, path, graph_name):
+def save(nodes, inits, output, width, path, graph_name, input_width=len(FEATURES)):
     graph = helper.make_graph(
         nodes, graph_name,
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", len(FEATURES)])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", input_width])],
         [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["batch", width])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="firesight-train")
     model.ir_version = 8
@@ -479,6 +489,99 @@ def event_encoder(x, events, usa_x, usa_events, train_rows):
     return entry, result
 
 
+def wide_features(event):
+    """The 22 features, then the Fire Weather Index codes (NaN when the event has none): the
+    input of the predictors that read them (src/embed/features.rs, `predictor_features`)."""
+    codes = event.get("fire_weather") or {}
+    if codes.get("days_in_series", 0) < SPUN_UP_DAYS:
+        codes = {}
+    return features(event) + [codes.get(k, float("nan")) for k in FIRE_WEATHER]
+
+
+def export_danger_v2(model, mean, std, fallback, path):
+    """p = sigmoid(MLP(z-scored codes)) where every code is there, else v1's graph on weather."""
+    model_v1, mean_v1, std_v1 = fallback
+    cols = [len(FEATURES) + FIRE_WEATHER.index(c) for c in DANGER_CODES]
+    inits = [numpy_helper.from_array(np.array(cols, np.int64), "cols"),
+             numpy_helper.from_array(mean.astype(np.float32), "mean"),
+             numpy_helper.from_array(std.astype(np.float32), "std"),
+             numpy_helper.from_array(np.array(WEATHER, np.int64), "v1_cols"),
+             numpy_helper.from_array(mean_v1.astype(np.float32), "v1_mean"),
+             numpy_helper.from_array(std_v1.astype(np.float32), "v1_std")]
+    nodes = [helper.make_node("Gather", ["features", "cols"], ["picked"], axis=1),
+             helper.make_node("Sub", ["picked", "mean"], ["centred"]),
+             helper.make_node("Div", ["centred", "std"], ["z"])]
+    nodes += dense_nodes(model, "clf_", "z", inits, "logit")
+    nodes += [helper.make_node("Sigmoid", ["logit"], ["p_codes"]),
+              helper.make_node("Gather", ["features", "v1_cols"], ["v1_picked"], axis=1),
+              helper.make_node("Sub", ["v1_picked", "v1_mean"], ["v1_centred"]),
+              helper.make_node("Div", ["v1_centred", "v1_std"], ["v1_z"])]
+    nodes += dense_nodes(model_v1, "v1_", "v1_z", inits, "v1_logit")
+    nodes += [helper.make_node("Sigmoid", ["v1_logit"], ["p_weather"]),
+              helper.make_node("IsNaN", ["p_codes"], ["no_codes"]),
+              helper.make_node("Where", ["no_codes", "p_weather", "p_codes"], ["prediction"])]
+    return save(nodes, inits, "prediction", 1, path, "firesight_fire_danger_v2", input_width=WIDE)
+
+
+def fire_danger_v2(fallback):
+    """Trained and held out like v1 (Bejaia / Sidi-Bel Abbes), on the days that have codes."""
+    rows, _ = load_algerian()
+    coded = [r for r in rows if not any(math.isnan(r[c]) for c in DANGER_CODES)]
+    train = [r for r in coded if r["region"] == "Bejaia"]
+    test = [r for r in rows if r["region"] != "Bejaia"]
+    test_coded = [r for r in test if r in coded]
+
+    def codes(rs):
+        return np.array([[r[c] for c in DANGER_CODES] for r in rs])
+
+    def weather(rs):
+        return np.array([[r["temp"], r["rh"], r["ws"], math.log1p(max(r["rain"], 0.0))] for r in rs])
+
+    x_train = codes(train)
+    y_train = np.array([r["fire"] for r in train])
+    mean, std = x_train.mean(0), x_train.std(0)
+    rng = np.random.default_rng(SEED)
+    model = train_binary(rng, (x_train - mean) / std, y_train, hidden=0, epochs=300, lr=1e-2)
+
+    path = MODELS / "fire_danger_v2.onnx"
+    session = export_danger_v2(model, mean, std, fallback, path)
+    # The held-out rows as the service would see them: weather always, codes where they exist.
+    probe = np.full((len(test), WIDE), np.nan)
+    probe[:, WEATHER] = weather(test)
+    for i, r in enumerate(test):
+        for k, c in enumerate(FIRE_WEATHER):
+            probe[i, len(FEATURES) + k] = r[c]
+    p_all = session.run(["prediction"], {"features": probe.astype(np.float32)})[0][:, 0].astype(np.float64)
+    y_test = np.array([r["fire"] for r in test])
+    coded_idx = [i for i, r in enumerate(test) if r in coded]
+    p_numpy = sigmoid(model.forward((codes(test_coded) - mean) / std)[-1][:, 0])
+    assert np.abs(p_all[coded_idx] - p_numpy).max() < 1e-4
+    model_v1, mean_v1, std_v1 = fallback
+    p_v1 = sigmoid(model_v1.forward((weather(test) - mean_v1) / std_v1)[-1][:, 0])
+    uncoded = [i for i in range(len(test)) if i not in coded_idx]
+    assert np.abs(p_all[uncoded] - p_v1[uncoded]).max() < 1e-4, "v1 is the fallback"
+    y_coded = y_test[coded_idx]
+    result = {
+        "train": f"Bejaia region, 2012 ({len(train)} days with codes)",
+        "held_out": f"Sidi-Bel Abbes region, 2012 ({len(test)} days, {len(test_coded)} with codes)",
+        "inputs": DANGER_CODES,
+        "held_out_auc": round(auc(p_all, y_test), 4),
+        "held_out_auc_days_with_codes": round(auc(p_all[coded_idx], y_coded), 4),
+        "v1_same_days_auc": round(auc(p_v1[coded_idx], y_coded), 4),
+        "v1_all_days_auc": round(auc(p_v1, y_test), 4),
+        "reference_fwi_index_auc": round(auc([r["fwi"] for r in test_coded], y_coded), 4),
+        "baseline_ffmc_only_auc": round(auc([r["ffmc"] for r in test_coded], y_coded), 4),
+        "held_out_accuracy_at_0_5": round(float(((p_all >= 0.5) == (y_test == 1)).mean()), 4),
+        "v1_accuracy_at_0_5": round(float(((p_v1 >= 0.5) == (y_test == 1)).mean()), 4),
+    }
+    entry = {"name": "fire-danger", "version": "2", "kind": "predictor", "prediction": "p_fire", "file": path.name,
+             "input": "features", "input_width": WIDE, "output": "prediction", "output_dim": 1,
+             "normalisation": "inside the graph: picks FFMC, ISI, BUI of the Fire Weather Index columns "
+                              "(22-27), z-score; where any is NaN, fire-danger v1 on the weather columns "
+                              "instead; no weather either -> NaN -> not reported"}
+    return entry, result
+
+
 def fire_danger():
     rows, repaired = load_algerian()
     train = [r for r in rows if r["region"] == "Bejaia"]
@@ -510,6 +613,7 @@ def fire_danger():
     probe[:, WEATHER] = x_test
     onnx_p = session.run(["prediction"], {"features": probe.astype(np.float32)})[0][:, 0]
     assert np.abs(onnx_p - p_test).max() < 1e-4
+    fire_danger.parts = (model, mean, std)  # fire-danger v2 falls back on this model
     entry = {"name": "fire-danger", "version": "1", "kind": "predictor", "prediction": "p_fire", "file": path.name,
              "input": "features", "input_width": len(FEATURES), "output": "prediction", "output_dim": 1,
              "normalisation": "inside the graph: picks max temperature, RH 3 pm, wind 3 pm, log1p rain; "
@@ -654,10 +758,17 @@ def update_manifest(entries):
 def write_golden(events, entries):
     """Predictions for a few real events, made by onnxruntime in Python; tests/it checks Rust's."""
     picks = [e for e in events if e["weather"] is not None][:2] + [e for e in events if e["weather"] is None][:2]
-    x = np.array([features(e) for e in picks], dtype=np.float32)
+    # The service joins each station's Fire Weather Index codes; the training events carry
+    # none, so the first gives the codes of a real day (Bejaia, 2012-08-07, 38 days into the
+    # UCI series) to exercise both branches of fire-danger v2. The second has weather without
+    # codes.
+    picks[0] = dict(picks[0], fire_weather={"ffmc": 86.5, "dmc": 15.5, "dc": 48.6, "isi": 5.5,
+                                            "bui": 17.2, "fwi": 8.0, "days_in_series": 38})
     golden = {"events": [{k: v for k, v in e.items() if k != "utc_day"} for e in picks], "models": {}}
     for entry in entries:
         session = onnxruntime.InferenceSession(str(MODELS / entry["file"]), providers=["CPUExecutionProvider"])
+        row = wide_features if entry["input_width"] == WIDE else features
+        x = np.array([row(e) for e in picks], dtype=np.float32)
         out = session.run([entry["output"]], {"features": x})[0]
         golden["models"][f'{entry["name"]}@{entry["version"]}'] = [
             [None if math.isnan(v) else float(v) for v in row] for row in out]
@@ -675,6 +786,7 @@ def main():
     entries = []
     for name, run in [("event-encoder@2", lambda: event_encoder(x, events, usa_x, usa, train_rows)),
                       ("fire-danger@1", fire_danger),
+                      ("fire-danger@2", lambda: fire_danger_v2(fire_danger.parts)),
                       ("growth-outlook@1", lambda: growth_outlook(x, events, train_rows)),
                       ("anomaly@1", lambda: anomaly(x, train_rows))]:
         entry, result = run()

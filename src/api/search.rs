@@ -165,6 +165,66 @@ pub struct WeatherOverride {
     pub wind_3pm_kmh: Option<f64>,
     /// Strongest gust, km/h.
     pub max_gust_kmh: Option<f64>,
+    /// The station's Fire Weather Index codes for the day, which `fire-danger@2` reads (without
+    /// them it answers from the weather alone, as version 1).
+    pub fire_weather: Option<CodesOverride>,
+}
+
+/// Fire Weather Index codes given with an ad-hoc prediction.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodesOverride {
+    /// Fine Fuel Moisture Code, 0–101.
+    pub ffmc: f64,
+    /// Duff Moisture Code, ≥ 0.
+    pub dmc: f64,
+    /// Drought Code, ≥ 0.
+    pub dc: f64,
+    /// Initial Spread Index, ≥ 0.
+    pub isi: f64,
+    /// Buildup Index, ≥ 0.
+    pub bui: f64,
+    /// Fire Weather Index, ≥ 0.
+    pub fwi: f64,
+}
+
+impl CodesOverride {
+    /// The codes as a day of a spun-up series, or the field that is out of range.
+    fn checked(&self) -> Result<crate::event::FireWeather, ApiError> {
+        let codes = [
+            ("ffmc", self.ffmc),
+            ("dmc", self.dmc),
+            ("dc", self.dc),
+            ("isi", self.isi),
+            ("bui", self.bui),
+            ("fwi", self.fwi),
+        ];
+        for (field, value) in codes {
+            if !value.is_finite() || value < 0.0 || (field == "ffmc" && value > 101.0) {
+                let range = if field == "ffmc" {
+                    "[0, 101]"
+                } else {
+                    "[0, ∞)"
+                };
+                return Err(ApiError::bad(
+                    format!("weather.fire_weather.{field}"),
+                    format!("is not a number in {range}"),
+                ));
+            }
+        }
+        Ok(crate::event::FireWeather {
+            date: String::new(),
+            ffmc: self.ffmc,
+            dmc: self.dmc,
+            dc: self.dc,
+            isi: self.isi,
+            bui: self.bui,
+            fwi: self.fwi,
+            dsr: 0.0,
+            danger_class: String::new(),
+            days_in_series: crate::embed::SPUN_UP_DAYS,
+        })
+    }
 }
 
 /// Body of `POST /v1/predict`.
@@ -239,7 +299,11 @@ pub async fn predict(
                 rh_3pm_pct: w.rh_3pm_pct,
                 wind_3pm_kmh: w.wind_3pm_kmh,
                 max_gust_kmh: w.max_gust_kmh,
-                fire_weather: None,
+                fire_weather: w
+                    .fire_weather
+                    .as_ref()
+                    .map(CodesOverride::checked)
+                    .transpose()?,
             });
         }
         state.pipeline.predict(std::slice::from_mut(&mut event))?;

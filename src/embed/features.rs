@@ -80,3 +80,37 @@ pub fn event_features(event: &FireEventV2) -> [f32; FEATURE_COUNT] {
     ];
     row.map(|x| x as f32)
 }
+
+/// The Fire Weather Index codes a predictor may read after the features, in order.
+pub const FIRE_WEATHER_NAMES: [&str; 6] = ["ffmc", "dmc", "dc", "isi", "bui", "fwi"];
+
+/// Width of a predictor row that reads the codes: the features, then [`FIRE_WEATHER_NAMES`].
+pub const WIDE_FEATURE_COUNT: usize = FEATURE_COUNT + FIRE_WEATHER_NAMES.len();
+
+/// Days a station's Fire Weather Index series must have run before a predictor reads its codes:
+/// the DMC (about a 12-day time lag) has then forgotten its start-up value, and the BUI built on
+/// it is the station's own. Younger codes are treated as absent.
+pub const SPUN_UP_DAYS: i32 = 21;
+
+/// An event's feature row followed by its station's Fire Weather Index codes for the
+/// observation day (NaN when the event has none, or when its series is younger than
+/// [`SPUN_UP_DAYS`]): the input of the predictors that read them. `models/train_models.py`
+/// (`wide_features`) computes the same row.
+pub fn wide_features(event: &FireEventV2, row: &[f32; FEATURE_COUNT]) -> [f32; WIDE_FEATURE_COUNT] {
+    let mut wide = [f32::NAN; WIDE_FEATURE_COUNT];
+    wide[..FEATURE_COUNT].copy_from_slice(row);
+    if let Some(codes) = event
+        .weather_conditions
+        .as_ref()
+        .and_then(|w| w.fire_weather.as_ref())
+        .filter(|codes| codes.days_in_series >= SPUN_UP_DAYS)
+    {
+        let values = [
+            codes.ffmc, codes.dmc, codes.dc, codes.isi, codes.bui, codes.fwi,
+        ];
+        for (slot, value) in wide[FEATURE_COUNT..].iter_mut().zip(values) {
+            *slot = value as f32;
+        }
+    }
+    wide
+}

@@ -6,7 +6,10 @@ mod onnx;
 mod predict;
 mod text;
 
-pub use features::{FEATURE_COUNT, FEATURE_NAMES, event_features};
+pub use features::{
+    FEATURE_COUNT, FEATURE_NAMES, FIRE_WEATHER_NAMES, SPUN_UP_DAYS, WIDE_FEATURE_COUNT,
+    event_features, wide_features,
+};
 pub use manifest::{Manifest, ModelEntry};
 pub use onnx::OnnxEmbedder;
 pub use predict::Predictors;

@@ -97,14 +97,14 @@ pub(crate) fn open_session(
 }
 
 /// Runs a model whose one input is a feature matrix; returns the output's row width and values.
-pub(crate) fn run_features(
+pub(crate) fn run_features<const WIDTH: usize>(
     session: &Mutex<Session>,
     input: &str,
     output: &str,
-    rows: &[[f32; FEATURE_COUNT]],
+    rows: &[[f32; WIDTH]],
 ) -> Result<(usize, Vec<f32>), EmbedError> {
     let flat: Vec<f32> = rows.iter().flatten().copied().collect();
-    let tensor = TensorRef::from_array_view(([rows.len(), FEATURE_COUNT], flat.as_slice()))
+    let tensor = TensorRef::from_array_view(([rows.len(), WIDTH], flat.as_slice()))
         .map_err(|e| EmbedError::Inference(e.to_string()))?;
     let mut session = session
         .lock()

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use ort::session::Session;
 
 use super::onnx::{open_session, run_features};
-use super::{EmbedError, FEATURE_COUNT, Manifest};
-use crate::event::MlPrediction;
+use super::{EmbedError, FEATURE_COUNT, Manifest, WIDE_FEATURE_COUNT, wide_features};
+use crate::event::{FireEventV2, MlPrediction};
 
 /// One loaded predictor.
 struct Predictor {
@@ -17,6 +17,8 @@ struct Predictor {
     prediction: String,
     input: String,
     output: String,
+    /// Reads the features followed by the Fire Weather Index codes ([`wide_features`]).
+    wide: bool,
     session: Mutex<Session>,
 }
 
@@ -42,9 +44,10 @@ impl Predictors {
                 model: format!("{}@{}", entry.name, entry.version),
                 reason,
             };
-            if entry.input_width != FEATURE_COUNT || entry.output_dim != 1 {
+            let wide = entry.input_width == WIDE_FEATURE_COUNT;
+            if !(wide || entry.input_width == FEATURE_COUNT) || entry.output_dim != 1 {
                 return Err(contract(format!(
-                    "expected {FEATURE_COUNT} features in and 1 value out, the manifest says {} and {}",
+                    "expected {FEATURE_COUNT} features (or {WIDE_FEATURE_COUNT} with the Fire Weather Index codes) in and 1 value out, the manifest says {} and {}",
                     entry.input_width, entry.output_dim
                 )));
             }
@@ -60,15 +63,17 @@ impl Predictors {
                 prediction,
                 input: entry.input.clone(),
                 output: entry.output.clone(),
+                wide,
                 session: Mutex::new(session),
             };
-            run_features(
-                &predictor.session,
-                &predictor.input,
-                &predictor.output,
-                &[[0.0; FEATURE_COUNT]],
-            )
-            .map_err(|e| contract(e.to_string()))?;
+            let (session, input, output) =
+                (&predictor.session, &predictor.input, &predictor.output);
+            let probe = if wide {
+                run_features(session, input, output, &[[0.0; WIDE_FEATURE_COUNT]])
+            } else {
+                run_features(session, input, output, &[[0.0; FEATURE_COUNT]])
+            };
+            probe.map_err(|e| contract(e.to_string()))?;
             models.push(predictor);
         }
         Ok(Self { models })
@@ -92,19 +97,34 @@ impl Predictors {
             .collect()
     }
 
-    /// The predictions for each row. A model whose inputs are missing for a row (its output is
-    /// NaN, e.g. fire danger without weather) gives no prediction for that row: absent, never a
-    /// made-up number.
+    /// The predictions for each event, `rows` being their feature rows. A model whose inputs
+    /// are missing for a row (its output is NaN, e.g. fire danger without weather) gives no
+    /// prediction for that row: absent, never a made-up number.
     pub fn predict(
         &self,
+        events: &[FireEventV2],
         rows: &[[f32; FEATURE_COUNT]],
     ) -> Result<Vec<Vec<MlPrediction>>, EmbedError> {
         let mut out = vec![Vec::with_capacity(self.models.len()); rows.len()];
         if rows.is_empty() {
             return Ok(out);
         }
+        let wide: Vec<[f32; WIDE_FEATURE_COUNT]> = if self.models.iter().any(|m| m.wide) {
+            events
+                .iter()
+                .zip(rows)
+                .map(|(event, row)| wide_features(event, row))
+                .collect()
+        } else {
+            Vec::new()
+        };
         for model in &self.models {
-            let (_, values) = run_features(&model.session, &model.input, &model.output, rows)?;
+            let (session, input, output) = (&model.session, &model.input, &model.output);
+            let (_, values) = if model.wide {
+                run_features(session, input, output, &wide)?
+            } else {
+                run_features(session, input, output, rows)?
+            };
             for (row, value) in out.iter_mut().zip(values) {
                 if value.is_finite() {
                     row.push(MlPrediction {

@@ -180,7 +180,8 @@ impl Pipeline {
             .chunks_mut(self.embed_batch)
             .zip(rows.chunks(self.embed_batch));
         for (events, rows) in chunks {
-            for (event, predictions) in events.iter_mut().zip(predictors.predict(rows)?) {
+            let predicted = predictors.predict(events, rows)?;
+            for (event, predictions) in events.iter_mut().zip(predicted) {
                 event.ml_predictions = Some(predictions);
             }
         }

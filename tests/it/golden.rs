@@ -20,7 +20,21 @@ pub fn event_from(fixture: &Value) -> FireEventV2 {
         rh_3pm_pct: w["rh_3pm_pct"].as_f64(),
         wind_3pm_kmh: w["wind_3pm_kmh"].as_f64(),
         max_gust_kmh: w["max_gust_kmh"].as_f64(),
-        fire_weather: None,
+        fire_weather: fixture["fire_weather"].as_object().map(|c| {
+            let code = |k: &str| c[k].as_f64().expect(k);
+            firesight::event::FireWeather {
+                date: String::new(),
+                ffmc: code("ffmc"),
+                dmc: code("dmc"),
+                dc: code("dc"),
+                isi: code("isi"),
+                bui: code("bui"),
+                fwi: code("fwi"),
+                dsr: 0.0,
+                danger_class: String::new(),
+                days_in_series: c["days_in_series"].as_i64().expect("days") as i32,
+            }
+        }),
     });
     FireEventV2 {
         event_id: "golden".into(),

@@ -15,9 +15,15 @@ fn manifest_path() -> std::path::PathBuf {
     repo().join("models/manifest.json")
 }
 
-/// The three registered predictors.
+/// The registered predictors, both versions of fire danger.
 fn predictors() -> Predictors {
-    let names = ["fire-danger", "growth-outlook", "anomaly"].map(str::to_owned);
+    let names = [
+        "fire-danger@1",
+        "fire-danger@2",
+        "growth-outlook",
+        "anomaly",
+    ]
+    .map(str::to_owned);
     Predictors::load(&manifest_path(), &names, "", 1).expect("predictors load")
 }
 
@@ -56,12 +62,16 @@ fn predictions_match_the_training_script() {
         .collect();
     let rows: Vec<[f32; FEATURE_COUNT]> = events.iter().map(event_features).collect();
     let predictors = predictors();
-    let got = predictors.predict(&rows).expect("predicts");
-    let by_model =
-        |row: usize, model: &str| got[row].iter().find(|p| p.model == model).map(|p| p.value);
+    let got = predictors.predict(&events, &rows).expect("predicts");
+    let by_model = |row: usize, model: &str, version: &str| {
+        got[row]
+            .iter()
+            .find(|p| p.model == model && p.version == version)
+            .map(|p| p.value)
+    };
     let mut compared = 0;
     for (version, rows_want) in golden["models"].as_object().expect("models") {
-        let (model, _) = version.split_once('@').expect("name@version");
+        let (model, number) = version.split_once('@').expect("name@version");
         if model == "event-encoder" {
             let encoder = OnnxEmbedder::load(&manifest_path(), version, "", 1).expect("v2 loads");
             let vectors = encoder.embed(&rows).expect("embeds");
@@ -79,7 +89,7 @@ fn predictions_match_the_training_script() {
         }
         for (row, want) in rows_want.as_array().expect("rows").iter().enumerate() {
             let want = want[0].as_f64();
-            let have = by_model(row, model);
+            let have = by_model(row, model, number);
             match (want, have) {
                 (Some(w), Some(h)) => {
                     assert!((w - h).abs() < 1e-4, "{model} row {row}: {h} vs {w}")
@@ -92,14 +102,32 @@ fn predictions_match_the_training_script() {
             compared += 1;
         }
     }
-    assert_eq!(compared, 3 * events.len());
-    // Fire danger needs weather: absent (not guessed) for the events that have none.
+    assert_eq!(compared, 4 * events.len());
+    // Fire danger needs weather: absent (not guessed) for the events that have none. Version 2
+    // reads the Fire Weather Index codes where the event has them (the first), and is version
+    // 1 where it has weather without them (the second).
     for (event, row) in events.iter().zip(0..) {
-        assert_eq!(
-            by_model(row, "fire-danger").is_some(),
-            event.weather_conditions.is_some()
-        );
+        for version in ["1", "2"] {
+            assert_eq!(
+                by_model(row, "fire-danger", version).is_some(),
+                event.weather_conditions.is_some()
+            );
+        }
     }
+    let coded = |e: &FireEventV2| {
+        e.weather_conditions
+            .as_ref()
+            .is_some_and(|w| w.fire_weather.is_some())
+    };
+    assert!(coded(&events[0]) && !coded(&events[1]) && events[1].weather_conditions.is_some());
+    assert_ne!(
+        by_model(0, "fire-danger", "2"),
+        by_model(0, "fire-danger", "1")
+    );
+    assert_eq!(
+        by_model(1, "fire-danger", "2"),
+        by_model(1, "fire-danger", "1")
+    );
 }
 
 /// A stream consumer restarted after a crash batches the same events differently; each event's
@@ -115,12 +143,14 @@ fn each_prediction_is_the_same_whatever_batch_the_event_is_in() {
         .expect("read");
     let rows: Vec<[f32; FEATURE_COUNT]> = events.iter().map(event_features).collect();
     let predictors = predictors();
-    let bits = |size: usize| -> Vec<Vec<(String, u64)>> {
-        rows.chunks(size)
-            .flat_map(|chunk| predictors.predict(chunk).expect("predicts"))
+    let bits = |size: usize| -> Vec<Vec<(String, String, u64)>> {
+        events
+            .chunks(size)
+            .zip(rows.chunks(size))
+            .flat_map(|(events, rows)| predictors.predict(events, rows).expect("predicts"))
             .map(|row| {
                 row.into_iter()
-                    .map(|p| (p.model, p.value.to_bits()))
+                    .map(|p| (p.model, p.version, p.value.to_bits()))
                     .collect()
             })
             .collect()
@@ -450,4 +480,108 @@ async fn the_binary_finds_the_runtime_setup_installed_and_says_where_it_looked_w
     ] {
         assert!(stderr.contains(needle), "stderr lacks {needle}: {stderr}");
     }
+}
+
+/// On the sample, fire danger v2 reads the codes wherever a spun-up series gives them and is
+/// version 1 elsewhere; the figures the model card reports are printed.
+#[test]
+fn fire_danger_v2_reads_the_codes_where_the_sample_has_them() {
+    let service = &loaded().service;
+    let events: Vec<FireEventV2> = service
+        .store
+        .events_between(i64::MIN, i64::MAX)
+        .expect("events")
+        .collect::<Result<_, _>>()
+        .expect("read");
+    let rows: Vec<[f32; FEATURE_COUNT]> = events.iter().map(event_features).collect();
+    let predicted = predictors().predict(&events, &rows).expect("predicts");
+    let p = |row: &[firesight::event::MlPrediction], version: &str| {
+        row.iter()
+            .find(|p| p.model == "fire-danger" && p.version == version)
+            .map(|p| p.value)
+    };
+    let (mut coded, mut weather_only, mut high) = (0, 0, [0usize; 2]);
+    for (event, row) in events.iter().zip(&predicted) {
+        let Some(weather) = &event.weather_conditions else {
+            assert_eq!((p(row, "1"), p(row, "2")), (None, None));
+            continue;
+        };
+        // Version 1 needs all four weather readings; a day missing one has no value from it.
+        let (v1, v2) = (p(row, "1"), p(row, "2"));
+        let spun_up = weather
+            .fire_weather
+            .as_ref()
+            .is_some_and(|c| c.days_in_series >= firesight::embed::SPUN_UP_DAYS);
+        if spun_up {
+            coded += 1;
+            assert!(v2.is_some(), "{}: codes, so a value", event.event_id);
+        } else {
+            weather_only += 1;
+            assert_eq!(v1, v2, "{}: no codes, so version 1", event.event_id);
+        }
+        high[0] += usize::from(v1.is_some_and(|v| v >= 0.9));
+        high[1] += usize::from(v2.is_some_and(|v| v >= 0.9));
+    }
+    println!(
+        "fire danger on the sample: {coded} events with spun-up codes, {weather_only} with weather only; p_fire >= 0.9: v1 {}, v2 {}",
+        high[0], high[1]
+    );
+    assert!(coded > 5_000, "{coded}");
+}
+
+/// With `fire-danger@2` configured, `POST /v1/predict` reads the Fire Weather Index codes given
+/// with the weather: a dry, windy afternoon after a wet spell (low FFMC and BUI) rates far lower
+/// than the same afternoon after weeks of drought, which version 1 cannot tell apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fire_danger_v2_reads_the_codes_given_to_predict() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let mut settings = super::support::settings(dir.path());
+    settings.embed.predictors = vec!["fire-danger@1".into(), "fire-danger@2".into()];
+    let service = super::support::open_async(settings, Vec::new()).await;
+    let base = serve_all(&service).await;
+    let detection = json!({
+        "latitude": -37.6, "longitude": 149.3, "acquired_at": "2019-09-10T03:40:00Z",
+        "brightness_k": 340.2, "brightness_background_k": 301.5, "frp_mw": 85.0,
+        "scan_km": 1.1, "track_km": 1.0, "satellite": "Aqua", "instrument": "MODIS",
+        "confidence": "high", "confidence_percent": 92.0, "version": "6.3", "daytime": true
+    });
+    let predict = |ffmc: f64, bui: f64| {
+        let body = json!({"detection": detection, "weather": {
+            "max_temp_c": 30.0, "rh_3pm_pct": 20.0, "wind_3pm_kmh": 30.0, "rain_mm": 0.0,
+            "fire_weather": {"ffmc": ffmc, "dmc": bui * 0.8, "dc": bui * 4.0, "isi": 2.0,
+                             "bui": bui, "fwi": 5.0}}});
+        let url = format!("{base}/v1/predict");
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .expect("send");
+            let status = r.status();
+            (status, r.json::<Value>().await.expect("json"))
+        }
+    };
+    let p_fire = |answer: &Value, version: &str| {
+        answer["predictions"]
+            .as_array()
+            .expect("predictions")
+            .iter()
+            .find(|p| p["model"] == "fire-danger" && p["version"] == version)
+            .and_then(|p| p["value"].as_f64())
+            .expect("p_fire")
+    };
+    let (status, after_rain) = predict(60.0, 5.0).await;
+    assert_eq!(status, 200, "{after_rain}");
+    let (_, drought) = predict(94.0, 120.0).await;
+    assert!(
+        p_fire(&after_rain, "2") < 0.5 && p_fire(&drought, "2") > 0.9,
+        "after rain {} vs drought {}",
+        p_fire(&after_rain, "2"),
+        p_fire(&drought, "2")
+    );
+    assert_eq!(p_fire(&after_rain, "1"), p_fire(&drought, "1"));
+    let (status, err) = predict(140.0, 5.0).await;
+    assert_eq!(status, 400);
+    assert_eq!(err["error"]["field"], "weather.fire_weather.ffmc", "{err}");
 }
