@@ -213,7 +213,7 @@ impl Service {
             settings.correlate.sensor_radius_km,
             settings.correlate.sensor_window_minutes,
         );
-        let pipeline = Arc::new(Pipeline::new(
+        let mut pipeline = Pipeline::new(
             Arc::clone(&store),
             correlator,
             space.clone(),
@@ -223,7 +223,9 @@ impl Service {
                 .incidents
                 .enabled
                 .then(|| crate::tracker::Tracker::new(settings.incidents.clone())),
-        ));
+        );
+        pipeline.set_live_batch(settings.ingest.live_batch);
+        let pipeline = Arc::new(pipeline);
         let e = &settings.embed;
         pipeline.set_predictors(
             Predictors::load(

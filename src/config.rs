@@ -583,6 +583,9 @@ impl TryFrom<String> for OutputFormat {
 pub struct IngestSettings {
     /// Records per pipeline batch.
     pub batch_size: usize,
+    /// Detections batches of at most this many records go before bulk work at the writer lock,
+    /// and bulk inputs are written in granule-aligned pieces of about this size.
+    pub live_batch: usize,
 }
 
 impl Settings {
@@ -702,6 +705,9 @@ impl Settings {
                 "weaviate",
                 "batch_size, timeout_ms, max_backoff_ms and max_object_attempts must be positive",
             ));
+        }
+        if self.ingest.live_batch == 0 {
+            return Err(invalid("ingest.live_batch", "must be positive"));
         }
         if self.embed.batch_size == 0 || self.ingest.batch_size == 0 {
             return Err(invalid("ingest.batch_size", "batch sizes must be positive"));

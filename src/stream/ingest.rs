@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::decode::{Decoded, StreamDecoder};
 use super::pipeline::{Pipeline, PipelineError};
+use super::writer::Lane;
 use crate::event::{FieldError, FireDetection, SensorReading, Station, WeatherObservation};
 
 /// Rejections listed in a response; all of them are in the dead-letter store regardless.
@@ -49,10 +50,11 @@ impl IngestOutcome {
 pub trait Ingestible: Sized + Send + 'static {
     /// Label for metrics and dead letters.
     const KIND: &'static str;
-    /// Sends decoded records through the pipeline.
+    /// Sends decoded records through the pipeline, in `lane` where the kind has lanes.
     fn ingest(
         pipeline: &Pipeline,
         source: &str,
+        lane: Lane,
         batch: Vec<(u64, Self)>,
     ) -> Result<IngestOutcome, PipelineError>;
 
@@ -72,9 +74,10 @@ impl Ingestible for FireDetection {
     fn ingest(
         pipeline: &Pipeline,
         _source: &str,
+        lane: Lane,
         batch: Vec<(u64, Self)>,
     ) -> Result<IngestOutcome, PipelineError> {
-        pipeline.ingest_detections(batch)
+        pipeline.ingest_detections_in(lane, batch)
     }
 }
 
@@ -83,6 +86,7 @@ impl Ingestible for WeatherObservation {
     fn ingest(
         pipeline: &Pipeline,
         source: &str,
+        _lane: Lane,
         batch: Vec<(u64, Self)>,
     ) -> Result<IngestOutcome, PipelineError> {
         pipeline.ingest_weather(source, batch)
@@ -94,6 +98,7 @@ impl Ingestible for Station {
     fn ingest(
         pipeline: &Pipeline,
         _source: &str,
+        _lane: Lane,
         batch: Vec<(u64, Self)>,
     ) -> Result<IngestOutcome, PipelineError> {
         pipeline.ingest_stations(batch)
@@ -105,6 +110,7 @@ impl Ingestible for SensorReading {
     fn ingest(
         pipeline: &Pipeline,
         _source: &str,
+        _lane: Lane,
         batch: Vec<(u64, Self)>,
     ) -> Result<IngestOutcome, PipelineError> {
         pipeline.ingest_sensors(batch)
@@ -134,6 +140,8 @@ pub struct IngestSession<D: StreamDecoder> {
     batch_size: usize,
     pending: Vec<Decoded<D::Item>>,
     outcome: IngestOutcome,
+    /// Whether a batch was written before: the input is then bulk, however small its last piece.
+    flushed: bool,
 }
 
 impl<D> IngestSession<D>
@@ -155,6 +163,7 @@ where
             batch_size,
             pending: Vec::new(),
             outcome: IngestOutcome::default(),
+            flushed: false,
         }
     }
 
@@ -220,10 +229,92 @@ where
                 .dead_letter(&self.source, D::Item::KIND, &bad)?;
             bad.into_iter().for_each(|r| self.outcome.reject(r.error));
         }
-        if !good.is_empty() {
-            let done = D::Item::ingest(&self.pipeline, &self.source, good)?;
+        if good.is_empty() {
+            return Ok(());
+        }
+        // A small input said in one go is live; anything longer is bulk, written in pieces of
+        // whole granules (see `Pipeline::bulk_piece`), so a live batch waits for one piece at
+        // most, never for a whole batch of a backfill.
+        let lane = if self.flushed || good.len() > self.pipeline.live_batch() {
+            Lane::Bulk
+        } else {
+            Lane::Live
+        };
+        self.flushed = true;
+        let mut runs = granule_runs(good).into_iter().peekable();
+        while runs.peek().is_some() {
+            // Whole granules up to the piece size (one longer granule alone), the size read
+            // again before each piece: a live writer arriving mid-file shortens the rest.
+            let piece = self.pipeline.bulk_piece();
+            let mut part = runs.next().unwrap_or_default();
+            while let Some(run) = runs.next_if(|run| part.len() + run.len() <= piece) {
+                part.extend(run);
+            }
+            let done = D::Item::ingest(&self.pipeline, &self.source, lane, part)?;
             self.outcome.absorb(done);
         }
         Ok(())
+    }
+}
+
+/// Records in runs of one granule each, in order (kinds without granules: one run).
+fn granule_runs<T: Ingestible>(records: Vec<(u64, T)>) -> Vec<Vec<(u64, T)>> {
+    let mut runs: Vec<Vec<(u64, T)>> = Vec::new();
+    for record in records {
+        match runs.last_mut() {
+            Some(run)
+                if run
+                    .last()
+                    .is_some_and(|(_, last)| last.granule() == record.1.granule()) =>
+            {
+                run.push(record)
+            }
+            _ => runs.push(vec![record]),
+        }
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detection(acquired_at: &str, longitude: f64) -> FireDetection {
+        serde_json::from_value(serde_json::json!({
+            "latitude": -33.0, "longitude": longitude, "acquired_at": acquired_at,
+            "satellite": "Terra", "instrument": "MODIS", "brightness_k": 330.5,
+            "brightness_background_k": 295.1, "scan_km": 1.0, "track_km": 1.0,
+            "confidence_percent": 80.0, "confidence": "high", "frp_mw": 25.3, "daytime": true,
+            "version": "6.3", "detection_type": 0
+        }))
+        .expect("detection")
+    }
+
+    #[test]
+    fn records_group_into_runs_of_one_granule_each_in_order() {
+        let at = ["2019-09-10T01:46:00Z", "2019-09-10T04:35:00Z"];
+        let records: Vec<(u64, FireDetection)> = [at[0], at[0], at[1], at[1], at[1], at[0]]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (i as u64, detection(t, 150.0 + i as f64 * 0.01)))
+            .collect();
+        let lines = |runs: &[Vec<(u64, FireDetection)>]| -> Vec<Vec<u64>> {
+            runs.iter()
+                .map(|run| run.iter().map(|(line, _)| *line).collect())
+                .collect()
+        };
+        assert_eq!(
+            lines(&granule_runs(records)),
+            [vec![0, 1], vec![2, 3, 4], vec![5]]
+        );
+        // A kind without granules is one run.
+        let station: Station = serde_json::from_value(serde_json::json!({
+            "id": 1, "name": "A", "region": "NSW", "latitude": -33.0, "longitude": 151.0
+        }))
+        .expect("station");
+        assert_eq!(
+            granule_runs(vec![(1, station.clone()), (2, station)]).len(),
+            1
+        );
     }
 }

@@ -8,9 +8,11 @@ mod ingest;
 pub mod kafka;
 mod load;
 mod pipeline;
+mod writer;
 pub use firesight_core::windows;
 
 pub use correlate::{Correlation, Correlator};
 pub use ingest::{IngestError, IngestOutcome, IngestSession, Ingestible, MAX_REPORTED_REJECTIONS};
 pub use load::{FileKind, LoadError, load_files, sniff};
 pub use pipeline::{BatchFailure, Pipeline, PipelineError, Space, replace_points};
+pub use writer::Lane;

@@ -4,12 +4,13 @@ use std::collections::{HashMap, HashSet};
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
 use super::correlate::Correlator;
 use super::decode::Rejected;
 use super::ingest::IngestOutcome;
+use super::writer::{Lane, WriterGuard, WriterLock};
 use crate::embed::{EmbedError, Embedder, FEATURE_COUNT, Predictors, event_features};
 use crate::event::{
     FieldError, FireCharacteristics, FireDetection, FireEventV2, HistoricalIncident,
@@ -75,8 +76,10 @@ pub struct Pipeline {
     /// afterwards in one pass (see `Service::open`).
     live: AtomicBool,
     metrics: Metrics,
-    writer: Mutex<()>,
+    writer: WriterLock,
     embed_batch: usize,
+    /// Detections batches of at most this many records go in the live lane (`ingest.live_batch`).
+    live_batch: usize,
     /// Predictors run on every new event (none until `set_predictors`).
     predictors: RwLock<Arc<Predictors>>,
     /// Doorbells rung after every stored batch of events (the search index follows them).
@@ -121,7 +124,8 @@ impl Pipeline {
             space: RwLock::new(Arc::new(space)),
             live: AtomicBool::new(false),
             metrics,
-            writer: Mutex::new(()),
+            writer: WriterLock::default(),
+            live_batch: usize::MAX,
             embed_batch,
             predictors: RwLock::new(Arc::new(Predictors::none())),
             followers: Mutex::new(Vec::new()),
@@ -282,11 +286,44 @@ impl Pipeline {
         Ok(vectors)
     }
 
-    /// The writer lock. A panic inside it (a bug) fails only its own batch (see
-    /// [`Pipeline::guarded`]), so a poisoned lock is taken over, never a reason to stop writing:
-    /// every write it guards is one atomic RocksDB batch, applied whole or not at all.
-    fn writer(&self) -> MutexGuard<'_, ()> {
-        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The writer lock, in the bulk lane. A panic inside it (a bug) fails only its own batch
+    /// (see [`Pipeline::guarded`]) and lets the lock go: every write it guards is one atomic
+    /// RocksDB batch, applied whole or not at all.
+    fn writer(&self) -> WriterGuard<'_> {
+        self.writer.lock(Lane::Bulk)
+    }
+
+    /// Batches of detections with at most `records` records go before bulk work at the writer
+    /// lock (`ingest.live_batch`); files and bodies are written in granule-aligned pieces of
+    /// about that size (see [`IngestSession`](super::IngestSession)).
+    pub fn set_live_batch(&mut self, records: usize) {
+        self.live_batch = records;
+    }
+
+    /// `ingest.live_batch`.
+    pub fn live_batch(&self) -> usize {
+        self.live_batch
+    }
+
+    /// How long a piece of bulk input is written under the lock at a time: `ingest.live_batch`
+    /// records while live writers are about (one asked within [`LIVE_RECENT`]), so each waits
+    /// for one short piece at most; [`QUIET_PIECES`] times that when none is, so a backfill
+    /// alone pays little for the pieces.
+    pub fn bulk_piece(&self) -> usize {
+        if self.writer.live_within(LIVE_RECENT) {
+            self.live_batch
+        } else {
+            self.live_batch.saturating_mul(QUIET_PIECES)
+        }
+    }
+
+    /// The lane a detections batch of `records` records goes in when its caller does not say.
+    pub fn lane_of(&self, records: usize) -> Lane {
+        if records <= self.live_batch {
+            Lane::Live
+        } else {
+            Lane::Bulk
+        }
     }
 
     /// The last batch that failed on a bug, if any did since start.
@@ -334,11 +371,23 @@ impl Pipeline {
     }
 
     /// Decode has happened; this runs correlate → features → embed → store → index for new detections.
+    /// A batch of at most `ingest.live_batch` records goes in the live lane.
     pub fn ingest_detections(
         &self,
         batch: Vec<(u64, FireDetection)>,
     ) -> Result<IngestOutcome, PipelineError> {
-        self.ingest_detections_with(batch, |_, _, _| Ok(Vec::new()))
+        let lane = self.lane_of(batch.len());
+        self.ingest_detections_in(lane, batch)
+    }
+
+    /// [`Pipeline::ingest_detections`] in the given lane: a piece of a bulk input goes in the
+    /// bulk lane however small it is.
+    pub fn ingest_detections_in(
+        &self,
+        lane: Lane,
+        batch: Vec<(u64, FireDetection)>,
+    ) -> Result<IngestOutcome, PipelineError> {
+        self.ingest_detections_with(lane, batch, |_, _, _| Ok(Vec::new()))
     }
 
     /// [`Pipeline::ingest_detections`], letting `extra` see (and amend) the new events after the
@@ -347,6 +396,7 @@ impl Pipeline {
     /// window state and output records (enriched events, incidents, alerts) this way.
     pub fn ingest_detections_with(
         &self,
+        lane: Lane,
         batch: Vec<(u64, FireDetection)>,
         extra: impl FnOnce(
             &IngestOutcome,
@@ -355,7 +405,7 @@ impl Pipeline {
         ) -> Result<Vec<StoreOp>, PipelineError>,
     ) -> Result<IngestOutcome, PipelineError> {
         self.guarded("detections", move || {
-            let _writer = self.writer();
+            let _writer = self.writer.lock(lane);
             let mut outcome = IngestOutcome::default();
             let mut seen = HashSet::with_capacity(batch.len());
             let mut events = Vec::with_capacity(batch.len());
@@ -849,6 +899,11 @@ pub fn replace_points(
         other => other.map(|()| true),
     }
 }
+
+/// How long after a live writer bulk work keeps writing in short pieces.
+const LIVE_RECENT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Bulk pieces are this many times `ingest.live_batch` while no live writer is about.
+const QUIET_PIECES: usize = 16;
 
 /// The rule anomalies the weather decides.
 const UNDER_HIGH_HUMIDITY: &str = "fire_under_high_humidity";

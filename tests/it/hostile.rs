@@ -156,9 +156,11 @@ async fn a_batch_that_panics_fails_alone_and_the_next_batch_is_stored() {
     };
     let pipeline = Arc::clone(&service.pipeline);
     let failed = tokio::task::spawn_blocking(move || {
-        pipeline.ingest_detections_with(vec![(2, detection(18))], |_, _, _| {
-            panic!("a bug in a later stage")
-        })
+        pipeline.ingest_detections_with(
+            firesight::stream::Lane::Live,
+            vec![(2, detection(18))],
+            |_, _, _| panic!("a bug in a later stage"),
+        )
     })
     .await
     .expect("join");

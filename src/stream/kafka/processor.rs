@@ -466,9 +466,10 @@ impl Processor {
                 last.insert((record.topic.clone(), record.partition), now);
             }
         }
-        let outcome = self
-            .pipeline
-            .ingest_detections_with(items, |_, new, tracked| {
+        let outcome = self.pipeline.ingest_detections_with(
+            self.pipeline.lane_of(items.len()),
+            items,
+            |_, new, tracked| {
                 // `ingested_at` is the record's timestamp, not the clock: a record processed
                 // again (after a crash, or by the next owner of its partition) is published
                 // byte for byte as the first time.
@@ -490,7 +491,8 @@ impl Processor {
                 // an output this instance had not yet published.
                 self.checkpoints(run, &mut ops)?;
                 Ok(ops)
-            })?;
+            },
+        )?;
         tracing::debug!(
             accepted = outcome.accepted,
             duplicates = outcome.duplicates,
