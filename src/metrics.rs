@@ -56,6 +56,9 @@ pub const STREAM_OFFSET_GAPS: &str = "firesight_stream_offset_gaps_total";
 pub const STREAM_ASSIGNED: &str = "firesight_stream_assigned_partitions";
 /// Detection records read and held back until every partition has moved past their granule.
 pub const STREAM_GRANULE_HELD: &str = "firesight_stream_granule_held_records";
+/// Time a write waited for the pipeline's writer lock, by lane (`live`, `bulk`): how long a live
+/// detection queued behind other writes.
+pub const WRITER_WAIT_SECONDS: &str = "firesight_writer_wait_seconds";
 /// Time the incident tracker took per batch.
 pub const TRACKER_SECONDS: &str = "firesight_tracker_batch_duration_seconds";
 /// Alerts the tracker raised, all kinds.
@@ -117,6 +120,8 @@ pub struct Metrics {
     pub stream_rebalances: IntCounter,
     /// See [`TRACKER_SECONDS`].
     pub tracker_seconds: Histogram,
+    /// See [`WRITER_WAIT_SECONDS`].
+    pub writer_wait: HistogramVec,
     /// See [`TRACKER_ALERTS`].
     pub tracker_alerts: IntCounter,
     /// See [`TRACKER_LATE`].
@@ -219,6 +224,14 @@ impl Metrics {
                 HistogramOpts::new(TRACKER_SECONDS, "Incident tracking per batch.")
                     .buckets(prometheus::exponential_buckets(0.0001, 4.0, 10)?),
             )?,
+            writer_wait: HistogramVec::new(
+                HistogramOpts::new(
+                    WRITER_WAIT_SECONDS,
+                    "Time a write waited for the pipeline's writer lock, by lane.",
+                )
+                .buckets(prometheus::exponential_buckets(0.0005, 2.5, 12)?),
+                &["lane"],
+            )?,
             tracker_alerts: IntCounter::new(TRACKER_ALERTS, "Alerts raised by the tracker.")?,
             tracker_late: IntCounter::new(
                 TRACKER_LATE,
@@ -303,11 +316,18 @@ impl Metrics {
         for metric in [
             Box::new(metrics.tracker_seconds.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(metrics.tracker_alerts.clone()),
+            Box::new(metrics.writer_wait.clone()),
             Box::new(metrics.tracker_late.clone()),
             Box::new(metrics.webhook_deliveries.clone()),
             Box::new(metrics.webhook_queued.clone()),
         ] {
             metrics.registry.register(metric)?;
+        }
+        for lane in [
+            crate::stream::Lane::Live.as_str(),
+            crate::stream::Lane::Bulk.as_str(),
+        ] {
+            metrics.writer_wait.with_label_values(&[lane]);
         }
         // Every outcome from the start, so coverage by reason reads as a full table.
         for status in crate::event::WeatherStatus::ALL {

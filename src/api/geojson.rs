@@ -92,6 +92,8 @@ pub fn fire_feature(event: &FireEventV2) -> Value {
         "confidence_percent": fire.confidence_percent,
         "daytime": fire.daytime,
         "weather_status": event.weather_status,
+        // 0 for a first version; a late weather re-join counts it up.
+        "revision": event.revision.unwrap_or(0),
     });
     let map = properties.as_object_mut().expect("an object literal");
     if let Some(w) = &event.weather_conditions {

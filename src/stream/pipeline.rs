@@ -290,7 +290,18 @@ impl Pipeline {
     /// (see [`Pipeline::guarded`]) and lets the lock go: every write it guards is one atomic
     /// RocksDB batch, applied whole or not at all.
     fn writer(&self) -> WriterGuard<'_> {
-        self.writer.lock(Lane::Bulk)
+        self.writer_in(Lane::Bulk)
+    }
+
+    /// The writer lock in `lane`, the wait recorded in `firesight_writer_wait_seconds{lane}`.
+    fn writer_in(&self, lane: Lane) -> WriterGuard<'_> {
+        let started = Instant::now();
+        let guard = self.writer.lock(lane);
+        self.metrics
+            .writer_wait
+            .with_label_values(&[lane.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        guard
     }
 
     /// Batches of detections with at most `records` records go before bulk work at the writer
@@ -405,7 +416,7 @@ impl Pipeline {
         ) -> Result<Vec<StoreOp>, PipelineError>,
     ) -> Result<IngestOutcome, PipelineError> {
         self.guarded("detections", move || {
-            let _writer = self.writer.lock(lane);
+            let _writer = self.writer_in(lane);
             let mut outcome = IngestOutcome::default();
             let mut seen = HashSet::with_capacity(batch.len());
             let mut events = Vec::with_capacity(batch.len());

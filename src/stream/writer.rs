@@ -18,6 +18,16 @@ pub enum Lane {
     Bulk,
 }
 
+impl Lane {
+    /// The metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Bulk => "bulk",
+        }
+    }
+}
+
 /// Live batches served in a row while bulk work waits, before one bulk batch goes.
 const LIVE_STREAK: u32 = 16;
 

@@ -469,6 +469,18 @@ async fn weather_that_arrives_a_day_late_rejoins_the_detections_it_reaches() {
     // The others are untouched.
     assert_eq!(after[1], before[1]);
     assert_eq!(after[2], before[2]);
+    // A GIS client sees the revision and the codes as attribute columns.
+    let (_, feature) = get_json(&format!("{base}/v1/fires/{}?f=geojson", ids[0])).await;
+    let properties = &feature["properties"];
+    assert_eq!(
+        (
+            properties["revision"].as_i64(),
+            properties["weather_status"].as_str()
+        ),
+        (Some(1), Some("matched")),
+        "{feature}"
+    );
+    assert!(properties["ffmc"].is_number(), "{feature}");
 
     // The stored vector is the encoder's for the revised record, and the index serves it.
     let pipeline = &service.pipeline;
@@ -500,6 +512,11 @@ async fn weather_that_arrives_a_day_late_rejoins_the_detections_it_reaches() {
     };
     assert!(
         metrics.contains("firesight_correlate_rejoins_total{status=\"matched\"} 1"),
+        "{metrics}"
+    );
+    // The three detections came in one small body: one write in the live lane.
+    assert!(
+        metrics.contains("firesight_writer_wait_seconds_count{lane=\"live\"} 1\n"),
         "{metrics}"
     );
 
