@@ -323,12 +323,6 @@ impl Metrics {
         ] {
             metrics.registry.register(metric)?;
         }
-        for lane in [
-            crate::stream::Lane::Live.as_str(),
-            crate::stream::Lane::Bulk.as_str(),
-        ] {
-            metrics.writer_wait.with_label_values(&[lane]);
-        }
         // Every outcome from the start, so coverage by reason reads as a full table.
         for status in crate::event::WeatherStatus::ALL {
             metrics

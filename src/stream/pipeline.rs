@@ -115,6 +115,10 @@ impl Pipeline {
         tracker: Option<Tracker>,
     ) -> Self {
         let (alerts_seen, _) = tokio::sync::watch::channel(0);
+        // Both lanes from the start, so the wait histograms read as a full table.
+        for lane in [Lane::Live, Lane::Bulk] {
+            metrics.writer_wait.with_label_values(&[lane.as_str()]);
+        }
         Self {
             tracker,
             alerts_seen,
