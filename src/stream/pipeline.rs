@@ -614,9 +614,10 @@ impl Pipeline {
     }
 
     /// The stored detections that join differently now that `versions` (station, valid from,
-    /// whether a daily summary) are stored, correlated again, with their rules, predictions and vector recomputed and
-    /// their revision counted up: a detection processed before its weather arrived (on the
-    /// satellite path, every detection of a day whose summary comes the next morning) gets it.
+    /// whether a daily summary) are stored, correlated again, with their rules, predictions
+    /// and vector recomputed and their revision counted up: a detection processed before its
+    /// weather arrived (on the satellite path, every detection of a day whose summary comes the
+    /// next morning) gets it.
     /// Looks only where a version can change a join (see [`Correlator::reach`]): within the
     /// join radius of its station, from it to the maximum age after it (a daily summary: to
     /// the end of its station's Fire Weather Index series).

@@ -130,18 +130,24 @@ fn predictions_match_the_training_script() {
     );
 }
 
-/// A stream consumer restarted after a crash batches the same events differently; each event's
-/// predictions must not change with it, down to the bit (the crash test compares stores).
-#[test]
-fn each_prediction_is_the_same_whatever_batch_the_event_is_in() {
-    let service = &loaded().service;
-    let events: Vec<FireEventV2> = service
+/// Every event of the shared loaded sample, with its feature row.
+fn stored_events_and_rows() -> (Vec<FireEventV2>, Vec<[f32; FEATURE_COUNT]>) {
+    let events: Vec<FireEventV2> = loaded()
+        .service
         .store
         .events_between(i64::MIN, i64::MAX)
         .expect("events")
         .collect::<Result<_, _>>()
         .expect("read");
-    let rows: Vec<[f32; FEATURE_COUNT]> = events.iter().map(event_features).collect();
+    let rows = events.iter().map(event_features).collect();
+    (events, rows)
+}
+
+/// A stream consumer restarted after a crash batches the same events differently; each event's
+/// predictions must not change with it, down to the bit (the crash test compares stores).
+#[test]
+fn each_prediction_is_the_same_whatever_batch_the_event_is_in() {
+    let (events, rows) = stored_events_and_rows();
     let predictors = predictors();
     let bits = |size: usize| -> Vec<Vec<(String, String, u64)>> {
         events
@@ -486,14 +492,7 @@ async fn the_binary_finds_the_runtime_setup_installed_and_says_where_it_looked_w
 /// version 1 elsewhere; the figures the model card reports are printed.
 #[test]
 fn fire_danger_v2_reads_the_codes_where_the_sample_has_them() {
-    let service = &loaded().service;
-    let events: Vec<FireEventV2> = service
-        .store
-        .events_between(i64::MIN, i64::MAX)
-        .expect("events")
-        .collect::<Result<_, _>>()
-        .expect("read");
-    let rows: Vec<[f32; FEATURE_COUNT]> = events.iter().map(event_features).collect();
+    let (events, rows) = stored_events_and_rows();
     let predicted = predictors().predict(&events, &rows).expect("predicts");
     let p = |row: &[firesight::event::MlPrediction], version: &str| {
         row.iter()

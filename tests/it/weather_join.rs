@@ -501,15 +501,12 @@ async fn weather_that_arrives_a_day_late_rejoins_the_detections_it_reaches() {
     assert_eq!(nearest[0].seq, seq);
     assert!(nearest[0].distance < 1e-9, "{nearest:?}");
 
-    let (_, metrics) = {
-        let text = reqwest::get(format!("{base}/metrics"))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        ((), text)
-    };
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     assert!(
         metrics.contains("firesight_correlate_rejoins_total{status=\"matched\"} 1"),
         "{metrics}"
