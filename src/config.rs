@@ -128,6 +128,24 @@ impl KafkaSettings {
         !self.brokers.trim().is_empty()
     }
 
+    /// Every topic FireSight reads or writes, with the setting that names it: the three inputs,
+    /// the changelog, then the outputs. What a deployment must create (auto-create is off on
+    /// managed clusters); docker-compose.yml's list is held to this one (tests/it/deploy.rs).
+    pub fn topics(&self) -> [(&'static str, String); 10] {
+        [
+            ("kafka.detections_topic", self.detections_topic.clone()),
+            ("kafka.weather_topic", self.weather_topic.clone()),
+            ("kafka.sensors_topic", self.sensors_topic.clone()),
+            ("kafka.changelog_topic", self.changelog()),
+            ("kafka.enriched_topic", self.enriched_topic.clone()),
+            ("kafka.alerts_topic", self.alerts_topic.clone()),
+            ("kafka.incidents_topic", self.incidents_topic.clone()),
+            ("kafka.active_fires_topic", self.active_fires_topic.clone()),
+            ("kafka.late_topic", self.late_topic.clone()),
+            ("kafka.dead_letter_topic", self.dead_letter_topic.clone()),
+        ]
+    }
+
     /// The changelog topic: `changelog_topic`, or one named after the group.
     pub fn changelog(&self) -> String {
         if self.changelog_topic.trim().is_empty() {

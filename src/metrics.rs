@@ -70,6 +70,21 @@ pub const WEBHOOK_DELIVERIES: &str = "firesight_webhook_deliveries_total";
 /// Alerts queued for a webhook target and not yet accepted, by target.
 pub const WEBHOOK_QUEUED: &str = "firesight_webhook_queued";
 
+/// How far this instance's applied position trails the end of each input partition it reads:
+/// the partition's high watermark (last stable offset under `read_committed`) minus the next
+/// offset FireSight's store holds for it, by topic and partition. From librdkafka's statistics
+/// every `statistics.interval.ms`.
+pub const STREAM_CONSUMER_LAG: &str = "firesight_stream_consumer_lag";
+/// Tumbling active-fire windows closed and queued for output.
+pub const STREAM_WINDOWS_CLOSED: &str = "firesight_stream_windows_closed_total";
+/// Entries waiting in an outbox, by outbox (`kafka`: output records not yet acknowledged by the
+/// broker, counted from the oldest to the newest sequence; `mirror`: vectors not yet accepted by
+/// Weaviate, counted exactly up to 100,000 and estimated by RocksDB beyond).
+pub const OUTBOX_DEPTH: &str = "firesight_outbox_depth";
+/// The store's size on disk and in memory, by column family and kind (`sst`: live SST files;
+/// `memtable`: every memtable, flushed or not).
+pub const STORE_SIZE_BYTES: &str = "firesight_store_size_bytes";
+
 /// The service's metrics.
 #[derive(Clone)]
 pub struct Metrics {
@@ -130,6 +145,14 @@ pub struct Metrics {
     pub webhook_deliveries: IntCounterVec,
     /// See [`WEBHOOK_QUEUED`].
     pub webhook_queued: IntGaugeVec,
+    /// See [`STREAM_CONSUMER_LAG`].
+    pub stream_consumer_lag: IntGaugeVec,
+    /// See [`STREAM_WINDOWS_CLOSED`].
+    pub stream_windows_closed: IntCounter,
+    /// See [`OUTBOX_DEPTH`].
+    pub outbox_depth: IntGaugeVec,
+    /// See [`STORE_SIZE_BYTES`].
+    pub store_size: IntGaugeVec,
 }
 
 impl Metrics {
@@ -245,6 +268,25 @@ impl Metrics {
                 Opts::new(WEBHOOK_QUEUED, "Alerts waiting for a webhook receiver."),
                 &["target"],
             )?,
+            stream_consumer_lag: IntGaugeVec::new(
+                Opts::new(
+                    STREAM_CONSUMER_LAG,
+                    "Input records not yet applied, by topic and partition.",
+                ),
+                &["topic", "partition"],
+            )?,
+            stream_windows_closed: IntCounter::new(
+                STREAM_WINDOWS_CLOSED,
+                "Active-fire windows closed and queued for output.",
+            )?,
+            outbox_depth: IntGaugeVec::new(
+                Opts::new(OUTBOX_DEPTH, "Entries waiting in an outbox."),
+                &["outbox"],
+            )?,
+            store_size: IntGaugeVec::new(
+                Opts::new(STORE_SIZE_BYTES, "Store size by column family and kind."),
+                &["family", "kind"],
+            )?,
             registry,
         };
         metrics
@@ -320,6 +362,10 @@ impl Metrics {
             Box::new(metrics.tracker_late.clone()),
             Box::new(metrics.webhook_deliveries.clone()),
             Box::new(metrics.webhook_queued.clone()),
+            Box::new(metrics.stream_consumer_lag.clone()),
+            Box::new(metrics.stream_windows_closed.clone()),
+            Box::new(metrics.outbox_depth.clone()),
+            Box::new(metrics.store_size.clone()),
         ] {
             metrics.registry.register(metric)?;
         }
@@ -328,6 +374,9 @@ impl Metrics {
             metrics
                 .correlate_joins
                 .with_label_values(&[status.as_str()]);
+        }
+        for outbox in ["kafka", "mirror"] {
+            metrics.outbox_depth.with_label_values(&[outbox]);
         }
         Ok(metrics)
     }

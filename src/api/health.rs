@@ -7,6 +7,8 @@ use axum::response::IntoResponse;
 use serde_json::json;
 
 use super::AppState;
+use crate::metrics::Metrics;
+use crate::store::Store;
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
@@ -49,8 +51,43 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         .metrics
         .store_events
         .set(state.store.event_count() as i64);
+    let (store, metrics) = (state.store.clone(), state.metrics.clone());
+    // RocksDB reads (properties, the outboxes' ends): off the async workers.
+    if let Err(error) = tokio::task::spawn_blocking(move || state_gauges(&store, &metrics)).await {
+        tracing::warn!(%error, "Refreshing the store gauges failed.");
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+}
+
+/// Sets the gauges read from the store at scrape time: outbox depths and state size.
+fn state_gauges(store: &Store, metrics: &Metrics) {
+    let depths = [
+        ("kafka", store.kafka_outbox_depth()),
+        ("mirror", store.mirror_outbox_depth(100_000)),
+    ];
+    for (outbox, depth) in depths {
+        match depth {
+            Ok(depth) => metrics
+                .outbox_depth
+                .with_label_values(&[outbox])
+                .set(i64::try_from(depth).unwrap_or(i64::MAX)),
+            Err(error) => tracing::warn!(outbox, %error, "Reading the outbox depth failed."),
+        }
+    }
+    match store.sizes() {
+        Ok(sizes) => {
+            for (family, sst, memtable) in sizes {
+                for (kind, bytes) in [("sst", sst), ("memtable", memtable)] {
+                    metrics
+                        .store_size
+                        .with_label_values(&[family, kind])
+                        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%error, "Reading the store's size failed."),
+    }
 }

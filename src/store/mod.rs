@@ -303,6 +303,38 @@ impl Store {
         Ok(out)
     }
 
+    /// Each column family's live SST bytes and memtable bytes, from RocksDB's properties
+    /// (`rocksdb.total-sst-files-size`, `rocksdb.cur-size-all-mem-tables`): the state's size.
+    pub fn sizes(&self) -> Result<Vec<(&'static str, u64, u64)>, StoreError> {
+        Family::ALL
+            .iter()
+            .map(|family| {
+                let cf = self.cf(*family)?;
+                let sst = self
+                    .db
+                    .property_int_value_cf(cf, "rocksdb.total-sst-files-size")?
+                    .unwrap_or(0);
+                let memtable = self
+                    .db
+                    .property_int_value_cf(cf, "rocksdb.cur-size-all-mem-tables")?
+                    .unwrap_or(0);
+                Ok((family.name(), sst, memtable))
+            })
+            .collect()
+    }
+
+    /// The first key of a column family.
+    fn first_key(&self, family: Family) -> Result<Option<Vec<u8>>, StoreError> {
+        match self
+            .db
+            .iterator_cf(self.cf(family)?, IteratorMode::Start)
+            .next()
+        {
+            Some(item) => Ok(Some(item?.0.to_vec())),
+            None => Ok(None),
+        }
+    }
+
     /// The last key of a column family.
     fn last_key(&self, family: Family) -> Result<Option<Vec<u8>>, StoreError> {
         match self

@@ -68,6 +68,26 @@ impl Store {
         Ok(out)
     }
 
+    /// Vectors queued for the mirror: counted exactly up to `exact_up_to`, and from RocksDB's
+    /// key estimate beyond (a backlog that large is an outage, and counting it on every scrape
+    /// would cost more than the figure is worth).
+    pub fn mirror_outbox_depth(&self, exact_up_to: usize) -> Result<u64, StoreError> {
+        let cf = self.cf(Family::MirrorOutbox)?;
+        let mut counted = 0_usize;
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            item?;
+            counted += 1;
+            if counted > exact_up_to {
+                let estimate = self
+                    .db
+                    .property_int_value_cf(cf, "rocksdb.estimate-num-keys")?
+                    .unwrap_or(0);
+                return Ok(estimate.max(counted as u64));
+            }
+        }
+        Ok(counted as u64)
+    }
+
     /// Removes delivered entries from the outbox.
     pub fn outbox_remove(&self, entries: &[(u64, String)]) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
@@ -85,6 +105,21 @@ impl Store {
         self.last_key(Family::StreamOutbox)?
             .map(|key| decode_u64(Family::StreamOutbox, &key))
             .transpose()
+    }
+
+    /// Kafka outbox records not yet acknowledged, counted from the oldest sequence still queued
+    /// to the newest (records leave in order, so the range holds only the few acknowledged out of
+    /// order across partitions).
+    pub fn kafka_outbox_depth(&self) -> Result<u64, StoreError> {
+        let (Some(first), Some(last)) = (
+            self.first_key(Family::StreamOutbox)?,
+            self.last_key(Family::StreamOutbox)?,
+        ) else {
+            return Ok(0);
+        };
+        let first = decode_u64(Family::StreamOutbox, &first)?;
+        let last = decode_u64(Family::StreamOutbox, &last)?;
+        Ok(last.saturating_sub(first) + 1)
     }
 
     /// Up to `limit` Kafka outbox entries from sequence `from` on, oldest first, as

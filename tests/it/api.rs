@@ -327,8 +327,26 @@ async fn health_readiness_and_metrics() {
         "firesight_embed_batch_duration_seconds_bucket",
         "firesight_index_vectors 36011",
         "route=\"/v1/fires/{id}/similar\"",
+        // No Kafka and no Weaviate here: both outboxes are reported, and empty.
+        "firesight_outbox_depth{outbox=\"kafka\"} 0",
+        "firesight_outbox_depth{outbox=\"mirror\"} 0",
     ] {
         assert!(text.contains(needle), "metrics lack {needle}");
+    }
+    // The state's size, per column family: the sample's events are somewhere, on disk or in a
+    // memtable, and every family is reported.
+    let size = |family: &str, kind: &str| -> f64 {
+        let prefix = format!("firesight_store_size_bytes{{family=\"{family}\",kind=\"{kind}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix}in /metrics"))
+    };
+    let events = size("events", "sst") + size("events", "memtable");
+    assert!(events > 1e6, "the events family holds {events} bytes");
+    for family in firesight::store::Family::ALL {
+        size(family.name(), "sst");
+        size(family.name(), "memtable");
     }
     assert!(!text.contains(&id), "ids never become labels");
 }

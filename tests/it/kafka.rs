@@ -164,6 +164,25 @@ impl FireSight {
         self.value(name, labels) as u64
     }
 
+    /// A sample's value from `/metrics` if the series is there, its labels in any order.
+    fn sample(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let response = http::get(&format!("{}/metrics", self.api)).ok()?;
+        let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        response.lines().find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            let found: Vec<&str> = rest
+                .trim_end_matches('}')
+                .split(',')
+                .filter(|l| !l.is_empty())
+                .collect();
+            (metric == name
+                && found.len() == wanted.len()
+                && wanted.iter().all(|w| found.contains(&w.as_str())))
+            .then(|| value.parse().ok())?
+        })
+    }
+
     /// A sample's value from `/metrics` (0 while the API is not up yet).
     fn value(&self, name: &str, labels: &str) -> f64 {
         let Ok(response) = http::get(&format!("{}/metrics", self.api)) else {
@@ -512,6 +531,38 @@ pub(super) fn replay_archive(
         incidents.len(),
         wanted.len()
     );
+    // The streaming gauges, once everything is through: each detections partition and the
+    // weather table report their lag (from librdkafka's statistics, every 5 s) and it is 0; the
+    // outbox has drained; windows closed over the archive's months; the state has a size.
+    service.wait_for(
+        "lag 0 on every input partition and an empty Kafka outbox",
+        Duration::from_secs(60),
+        |s| {
+            let lag = |topic: &str, partition: &str| {
+                s.sample(
+                    "firesight_stream_consumer_lag",
+                    &[("topic", topic), ("partition", partition)],
+                )
+            };
+            ["0", "1", "2", "3"].iter().all(|p| {
+                lag(&replay.detections, p) == Some(0.0) && lag(&replay.weather, p) == Some(0.0)
+            }) && s.sample("firesight_outbox_depth", &[("outbox", "kafka")]) == Some(0.0)
+        },
+    );
+    let closed = service.counter("firesight_stream_windows_closed_total", "");
+    assert!(closed > 100, "{closed} active-fire windows closed");
+    let state: f64 = ["sst", "memtable"]
+        .iter()
+        .map(|kind| {
+            service
+                .sample(
+                    "firesight_store_size_bytes",
+                    &[("family", "stream_state"), ("kind", kind)],
+                )
+                .expect("the stream state's size is reported")
+        })
+        .sum();
+    assert!(state > 0.0, "the stream state takes {state} bytes");
     service.stop();
     // The tracker's incidents are those of the same archive loaded from its file, ids and
     // members, whatever order the partitions interleaved in; and so are its alerts, since the

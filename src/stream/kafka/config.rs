@@ -5,7 +5,8 @@ use rdkafka::config::ClientConfig;
 use crate::config::KafkaSettings;
 
 /// A consumer's settings: no automatic offsets (FireSight's are in its store), from the start
-/// of a partition it has none for, and fetches sized for `max_record_bytes`.
+/// of a partition it has none for, fetches sized for `max_record_bytes`, and statistics for the
+/// lag gauge. Only consumers whose context records the statistics may use it.
 pub(super) fn consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig {
     let mut config = client_config(settings);
     config
@@ -21,6 +22,10 @@ pub(super) fn consumer_config(settings: &KafkaSettings, group_id: &str) -> Clien
             "max.partition.fetch.bytes",
             (settings.max_record_bytes.max(1 << 20) * 2).to_string(),
         );
+    // Statistics feed the consumer-lag gauge (`lag::record`); a user's own interval wins.
+    if !settings.client.contains_key("statistics.interval.ms") {
+        config.set("statistics.interval.ms", super::lag::STATS_INTERVAL_MS);
+    }
     config
 }
 

@@ -23,6 +23,7 @@ pub mod codec {
 mod config;
 mod drain;
 mod granules;
+mod lag;
 pub mod outbox;
 mod outputs;
 mod processor;
@@ -154,7 +155,7 @@ pub fn start(
     consumer.subscribe(&[settings.detections_topic.as_str()])?;
     let tables = [&settings.weather_topic, &settings.sensors_topic]
         .into_iter()
-        .map(|topic| table_consumer(settings, &store, topic))
+        .map(|topic| table_consumer(settings, &store, pipeline.metrics(), topic))
         .collect::<anyhow::Result<Vec<_>>>()?;
     // Made here once, so a configuration error stops the start; later by the drainer itself.
     let first = std::sync::Mutex::new(Some(drain::producer(

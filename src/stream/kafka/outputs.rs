@@ -140,6 +140,10 @@ impl Processor {
             }));
         }
         let s = &self.settings;
+        self.pipeline
+            .metrics()
+            .stream_windows_closed
+            .inc_by(emitted.active_fires.len() as u64);
         for window in &emitted.active_fires {
             ops.push(self.keyed(
                 &s.active_fires_topic,

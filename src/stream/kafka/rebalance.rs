@@ -132,6 +132,10 @@ impl ClientContext for Rebalancer {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         super::tables::log_client_error(error, reason);
     }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        super::lag::record(&statistics, &self.store, &self.metrics);
+    }
 }
 
 impl ConsumerContext for Rebalancer {

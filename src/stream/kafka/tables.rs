@@ -1,5 +1,6 @@
 //! The global tables: the weather and sensor topics, read whole by every instance.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::config::consumer_config;
 use super::processor::{Polled, Processor, resume_from, rewind};
 use crate::config::KafkaSettings;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// A global table's consumer: every partition of `topic` assigned (no group), each starting at
@@ -18,13 +20,17 @@ use crate::store::Store;
 /// librdkafka's end-of-partition event names the partition but not the topic.
 pub(super) fn table_consumer(
     settings: &KafkaSettings,
-    store: &Store,
+    store: &Arc<Store>,
+    metrics: &Metrics,
     topic: &str,
 ) -> anyhow::Result<(String, BaseConsumer<Tables>)> {
     let consumer: BaseConsumer<Tables> =
         consumer_config(settings, &format!("{}-tables", settings.group_id))
             .set("enable.partition.eof", "true")
-            .create_with_context(Tables)?;
+            .create_with_context(Tables {
+                store: Arc::clone(store),
+                metrics: metrics.clone(),
+            })?;
     let assigned = assign_new_partitions(
         &consumer,
         store,
@@ -82,12 +88,19 @@ fn assign_new_partitions(
 }
 
 /// The table consumers' context: reaching a partition's end is what they ask to be told, not
-/// an error, so librdkafka's copy of that event is not logged as one.
-pub(super) struct Tables;
+/// an error, so librdkafka's copy of that event is not logged as one; statistics set the lag.
+pub(super) struct Tables {
+    store: Arc<Store>,
+    metrics: Metrics,
+}
 
 impl ClientContext for Tables {
     fn error(&self, error: KafkaError, reason: &str) {
         log_client_error(error, reason);
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        super::lag::record(&statistics, &self.store, &self.metrics);
     }
 }
 
