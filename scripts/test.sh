@@ -8,6 +8,9 @@ export ORT_DYLIB_PATH
 FIRESIGHT_TANSU="$(scripts/setup-tansu.sh)"
 export FIRESIGHT_TANSU
 cargo fmt --check
+# The compose file, the Dockerfile and the Kubernetes manifests against their schemas and linter
+# (seconds; no Docker engine or cluster needed).
+scripts/check-deploy.sh
 # --all-features, so the live-service tests (kafka-live, weaviate-live) are linted too.
 # --profile test, so clippy's build scripts are the test build's own and RocksDB's C++ compiles
 # once, not once per profile (Cargo.toml, [profile.dev.build-override]).

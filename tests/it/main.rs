@@ -7,6 +7,7 @@ mod avro;
 mod broker;
 mod calfire;
 mod decode;
+mod deploy;
 mod drills;
 mod geodata;
 mod golden;
