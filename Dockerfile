@@ -3,9 +3,10 @@
 # (scripts/check-deploy.sh). Build: docker build -t firesight:local .
 
 FROM rust:1.95-bookworm AS build
-# bindgen (RocksDB), cmake (librdkafka), python3-venv (the ONNX Runtime and MiniLM wheels).
+# bindgen (RocksDB), cmake and OpenSSL (librdkafka), python3-venv (the ONNX Runtime and MiniLM
+# wheels).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libclang-dev cmake libcurl4-openssl-dev pkg-config python3-venv \
+    && apt-get install -y --no-install-recommends libclang-dev cmake libcurl4-openssl-dev libssl-dev pkg-config python3-venv \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -18,9 +19,9 @@ RUN mkdir -p /out \
     && cp target/release/firesight /out/firesight
 
 FROM debian:bookworm-slim
-# ca-certificates for HTTPS peers, curl for the healthcheck, zlib for librdkafka.
+# ca-certificates for TLS peers, curl for the healthcheck, OpenSSL and zlib for librdkafka.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates curl zlib1g \
+    && apt-get install -y --no-install-recommends ca-certificates curl libssl3 zlib1g \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /var/lib/firesight --create-home firesight
 COPY --from=build /out/firesight /usr/local/bin/firesight

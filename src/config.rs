@@ -53,6 +53,8 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     /// Trace export.
     pub telemetry: TelemetrySettings,
+    /// Trust for HTTPS and gRPC-TLS peers.
+    pub tls: TlsSettings,
     /// Natural-language search.
     pub search: SearchSettings,
     /// Kafka streaming (off while `brokers` is empty).
@@ -194,6 +196,14 @@ impl SearchSettings {
             FusionMethod::Rrf => crate::search::Fusion::Rrf,
         }
     }
+}
+
+/// Trust for HTTPS and gRPC-TLS peers (see `tls`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM file of CA certificates trusted beside the system's roots; empty: system roots only.
+    pub ca_file: String,
 }
 
 /// Where traces go.

@@ -64,7 +64,8 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let settings = firesight::config::Settings::load(cli.config.as_deref())?;
-    let telemetry = firesight::telemetry::init(&settings.telemetry)?;
+    let trust = firesight::tls::Trust::load(&settings.tls)?;
+    let telemetry = firesight::telemetry::init(&settings.telemetry, &trust)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -4,8 +4,10 @@
 //! `telemetry.otlp_endpoint` set, those spans and the ones inside them go to an OpenTelemetry
 //! collector over OTLP/HTTP (protobuf), batched on a background thread.
 
+use std::time::Duration;
+
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
@@ -42,7 +44,7 @@ pub fn traces_url(endpoint: &str) -> String {
 
 /// Installs the global subscriber: human-readable logs on stderr (`RUST_LOG` filters them) and,
 /// when configured, the OTLP layer.
-pub fn init(settings: &TelemetrySettings) -> anyhow::Result<Telemetry> {
+pub fn init(settings: &TelemetrySettings, trust: &crate::tls::Trust) -> anyhow::Result<Telemetry> {
     // FireSight's own crates at info, every dependency at warn (tantivy alone wrote ~240 info
     // lines in the first two minutes); RUST_LOG=info brings them all back.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
@@ -58,8 +60,14 @@ pub fn init(settings: &TelemetrySettings) -> anyhow::Result<Telemetry> {
             .init();
         return Ok(Telemetry { provider: None });
     }
+    // Built here, not by the exporter, so an https:// collector is checked against `trust`.
+    let client = trust
+        .blocking_http()
+        .timeout(Duration::from_secs(10))
+        .build()?;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
+        .with_http_client(client)
         .with_endpoint(traces_url(&settings.otlp_endpoint))
         .build()?;
     let provider = SdkTracerProvider::builder()
@@ -76,7 +84,7 @@ pub fn init(settings: &TelemetrySettings) -> anyhow::Result<Telemetry> {
         .with(logs)
         .with(tracing_opentelemetry::layer().with_tracer(tracer))
         .init();
-    tracing::info!(endpoint = %traces_url(&settings.otlp_endpoint), "Exporting traces over OTLP/HTTP.");
+    tracing::info!(endpoint = %crate::credentials::redacted(&traces_url(&settings.otlp_endpoint)), "Exporting traces over OTLP/HTTP.");
     Ok(Telemetry {
         provider: Some(provider),
     })

@@ -424,6 +424,12 @@ impl Pipeline {
             let mut outcome = IngestOutcome::default();
             let mut seen = HashSet::with_capacity(batch.len());
             let mut events = Vec::with_capacity(batch.len());
+            // One span per stage, each with its record count: a trace shows where a batch's
+            // time went.
+            let stage = |name: &'static str, records: usize| {
+                tracing::info_span!("stage", otel.name = name, records).entered()
+            };
+            let correlating = stage("correlate", batch.len());
             for (_, detection) in &batch {
                 let id = detection.event_id();
                 if !seen.insert(id.clone()) || self.store.contains_event(&id)? {
@@ -440,11 +446,16 @@ impl Pipeline {
                     .inc();
                 events.push(event);
             }
+            drop(correlating);
             let space = self.space();
             // One feature row per event feeds both the predictors and the encoder.
             let rows: Vec<_> = events.iter().map(event_features).collect();
+            let predicting = stage("predict", rows.len());
             self.predict_rows(&mut events, &rows)?;
+            drop(predicting);
+            let embedding = stage("embed", rows.len());
             let vectors = self.embed_rows(space.embedder.as_ref(), &rows)?;
+            drop(embedding);
             let now = chrono::Utc::now().timestamp_millis();
             let mut new: Vec<NewEvent> = events
                 .into_iter()
@@ -455,16 +466,21 @@ impl Pipeline {
                 })
                 .collect();
             outcome.accepted = new.len() as u64;
+            let tracking = stage("track", new.len());
             let tracked = self.track(&mut new)?;
+            drop(tracking);
+            let storing = stage("store", new.len());
             let mut ops = extra(&outcome, &mut new, &tracked)?;
             let alerts = tracked.alerts.len();
             ops.extend(tracked.ops);
             let seqs = self.store.write_events_with(&new, &ops)?;
+            drop(storing);
             if alerts > 0 {
                 self.metrics.tracker_alerts.inc_by(alerts as u64);
                 self.alerts_seen.send_replace(self.store.peek_alert_seq());
             }
             if self.live.load(Ordering::Acquire) {
+                let _indexing = stage("index", seqs.len());
                 let index = &space.index;
                 let points: Vec<IndexPoint<'_>> = seqs
                     .iter()

@@ -99,14 +99,17 @@ pub struct BatchOutcome {
 }
 
 impl WeaviateClient {
-    /// A client for the Weaviate at `url` (e.g. `http://127.0.0.1:8081`).
+    /// A client for the Weaviate at `url` (e.g. `http://127.0.0.1:8081`, or `https://…` checked
+    /// against `trust`).
     pub fn new(
         url: &str,
         class: &str,
         api_key: Option<String>,
         timeout: Duration,
+        trust: &crate::tls::Trust,
     ) -> Result<Self, WeaviateError> {
-        let http = reqwest::Client::builder()
+        let http = trust
+            .http()
             .timeout(timeout)
             .build()
             .map_err(|e| WeaviateError::Unreachable(e.to_string()))?;

@@ -56,11 +56,15 @@ impl WeaviateSearch {
         rest: WeaviateClient,
         api_key: Option<String>,
         timeout: Duration,
+        trust: &crate::tls::Trust,
     ) -> Result<Self, WeaviateError> {
         let endpoint = Endpoint::from_shared(grpc_url.to_owned())
             .map_err(|e| WeaviateError::Unreachable(format!("gRPC url {grpc_url}: {e}")))?
             .timeout(timeout)
             .connect_timeout(timeout);
+        let endpoint = trust
+            .grpc(endpoint)
+            .map_err(|e| WeaviateError::Unreachable(format!("gRPC TLS for {grpc_url}: {e}")))?;
         Ok(Self {
             endpoint,
             channel: Arc::new(tokio::sync::OnceCell::new()),

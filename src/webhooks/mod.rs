@@ -103,6 +103,7 @@ impl Dispatcher {
     /// A dispatcher for `settings.targets`; `None` when there are none.
     pub fn new(
         settings: &WebhookSettings,
+        trust: &crate::tls::Trust,
         store: Arc<Store>,
         metrics: Metrics,
     ) -> anyhow::Result<Option<Self>> {
@@ -110,7 +111,8 @@ impl Dispatcher {
             return Ok(None);
         }
         let targets = targets(settings)?;
-        let client = reqwest::Client::builder()
+        let client = trust
+            .http()
             .timeout(Duration::from_millis(settings.timeout_ms))
             .connect_timeout(Duration::from_millis(settings.timeout_ms))
             // A receiver that moved is a configuration to fix, not a place to follow blindly.
@@ -563,7 +565,7 @@ mod tests {
         let dir = tempfile::TempDir::new().expect("tempdir");
         let store = Arc::new(Store::open(dir.path()).expect("store"));
         let metrics = Metrics::new().expect("metrics");
-        let d = Dispatcher::new(&settings, store, metrics)
+        let d = Dispatcher::new(&settings, &crate::tls::Trust::default(), store, metrics)
             .expect("dispatcher")
             .expect("a target");
         let secs = |attempts, hint: Option<u64>| {

@@ -42,16 +42,26 @@ pub struct Broker {
     child: Option<Child>,
     /// `host:port` for `bootstrap.servers`.
     pub address: String,
+    /// Where tansu itself listens, in plain TCP (its topic CLI connects there).
+    plain: String,
+    /// librdkafka properties every client of this broker needs (TLS, for one behind TLS).
+    client: Vec<(String, String)>,
 }
 
 impl Broker {
     pub fn start() -> Self {
         let port = free_port();
-        let address = format!("127.0.0.1:{port}");
-        let url = format!("tcp://{address}");
+        Self::start_advertising(port, port)
+    }
+
+    /// tansu on `port`, telling clients to connect to `advertised` (another port in front of it).
+    fn start_advertising(port: u16, advertised: u16) -> Self {
+        let plain = format!("127.0.0.1:{port}");
+        let address = format!("127.0.0.1:{advertised}");
         let child = Command::new(tansu())
             .args(["broker", "--storage-engine", "memory://tansu/"])
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--listener-url", &format!("tcp://{plain}")])
+            .args(["--advertised-listener-url", &format!("tcp://{address}")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -59,17 +69,44 @@ impl Broker {
         let broker = Self {
             child: Some(child),
             address,
+            plain,
+            client: Vec::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&broker.address).is_err() {
+        while std::net::TcpStream::connect(&broker.plain).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "tansu did not listen on {}",
-                broker.address
+                broker.plain
             );
             std::thread::sleep(Duration::from_millis(50));
         }
         broker
+    }
+
+    /// A broker reached over TLS only: tansu 0.6.0 does not serve TLS (its `--cert` is ignored),
+    /// so a TLS-terminating proxy with `server`'s certificate stands in front of it and tansu
+    /// advertises the proxy. Clients trust the CA in `ca_file`.
+    pub fn start_behind_tls(server: rustls::ServerConfig, ca_file: &std::path::Path) -> Self {
+        let front = TcpListener::bind("127.0.0.1:0").expect("bind the TLS front");
+        let advertised = front.local_addr().expect("addr").port();
+        let mut broker = Self::start_advertising(free_port(), advertised);
+        tls_front(front, broker.plain.clone(), server);
+        broker.client = vec![
+            ("security.protocol".into(), "ssl".into()),
+            ("ssl.ca.location".into(), ca_file.display().to_string()),
+        ];
+        broker
+    }
+
+    /// A client configuration for this broker: its address and what its clients need.
+    fn config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.address);
+        for (key, value) in &self.client {
+            config.set(key, value);
+        }
+        config
     }
 
     /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the broker process: a broker that hangs without
@@ -95,6 +132,8 @@ impl Broker {
         Self {
             child: None,
             address: address.to_owned(),
+            plain: address.to_owned(),
+            client: Vec::new(),
         }
     }
 
@@ -110,7 +149,7 @@ impl Broker {
                 "--partitions",
                 &partitions.to_string(),
             ])
-            .args(["--broker", &format!("tcp://{}", self.address)])
+            .args(["--broker", &format!("tcp://{}", self.plain)])
             .stdout(Stdio::null())
             .status()
             .expect("tansu topic create runs");
@@ -120,10 +159,8 @@ impl Broker {
     fn create_topic_by_admin(&self, name: &str, partitions: u32) {
         use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
         use rdkafka::client::DefaultClientContext;
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.address)
-            .create()
-            .expect("admin client");
+        let admin: AdminClient<DefaultClientContext> =
+            self.config().create().expect("admin client");
         let topic = NewTopic::new(name, partitions as i32, TopicReplication::Fixed(1));
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
         let results =
@@ -144,17 +181,14 @@ impl Broker {
     pub fn delete_topics(&self, names: &[&str]) {
         use rdkafka::admin::{AdminClient, AdminOptions};
         use rdkafka::client::DefaultClientContext;
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.address)
-            .create()
-            .expect("admin client");
+        let admin: AdminClient<DefaultClientContext> =
+            self.config().create().expect("admin client");
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
         let _ = block_on(admin.delete_topics(names, &options));
     }
 
     pub fn producer(&self) -> BaseProducer<Deliveries> {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.address)
+        self.config()
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
             .set("message.max.bytes", "16000000")
@@ -211,8 +245,8 @@ impl Broker {
         timeout: Duration,
         done: impl Fn(&[OwnedMessage]) -> bool,
     ) -> Vec<OwnedMessage> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.address)
+        let consumer: BaseConsumer = self
+            .config()
             .set("group.id", "firesight-test-reader")
             .set("enable.auto.commit", "false")
             .set("fetch.max.bytes", "52428800")
@@ -295,4 +329,33 @@ impl Drop for Broker {
             let _ = child.wait();
         }
     }
+}
+
+/// Accepts TLS on `front` (with `server`'s certificate) and relays each connection's bytes to
+/// `upstream` in plain TCP, on a thread of its own for the rest of the process.
+fn tls_front(front: TcpListener, upstream: String, server: rustls::ServerConfig) {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            front.set_nonblocking(true).expect("nonblocking");
+            let front = tokio::net::TcpListener::from_std(front).expect("listener");
+            let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+            while let Ok((tcp, _)) = front.accept().await {
+                let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    // A client that refuses the certificate ends here.
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let Ok(mut plain) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                });
+            }
+        });
+    });
 }

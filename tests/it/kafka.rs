@@ -1830,3 +1830,171 @@ fn a_daily_summary_a_day_late_republishes_the_detections_it_joins_as_revision_1(
     );
     service.stop();
 }
+
+/// Kafka over TLS: a broker reached only through TLS with a certificate from a private CA
+/// (`Broker::start_behind_tls`). With the CA in `ssl.ca.location` every detection comes back
+/// enriched; an instance that does not trust it reads nothing and says why in its log.
+#[test]
+fn over_tls_with_the_ca_trusted_every_detection_comes_back_enriched_and_without_it_none() {
+    let pki = super::tls::pki();
+    let dir = TempDir::new().expect("tmp");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).expect("CA file");
+    let broker = Broker::start_behind_tls(pki.server, &ca);
+    create_all(&broker, 2);
+    create_changelog(&broker, "tls", 2);
+    let all = detections(300);
+    broker.produce(DETECTIONS, &detection_records(&all));
+
+    // No CA: librdkafka checks the broker's certificate against the system's roots and refuses.
+    let untrusting = format!("{QUICK_GROUP}\"security.protocol\" = \"ssl\"\n");
+    let refused = FireSight::start_configured(
+        &broker,
+        &dir.path().join("untrusting"),
+        "tls-untrusting",
+        &[],
+        &[],
+        &untrusting,
+    );
+    // Start-up (models, store) comes first; on two busy cores that can take a while.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let log = || std::fs::read_to_string(&refused.log).unwrap_or_default();
+    while !log().contains("certificate verify failed") {
+        assert!(
+            Instant::now() < deadline,
+            "no certificate failure logged: {}",
+            log().lines().rev().take(20).collect::<Vec<_>>().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        refused.accepted(),
+        0,
+        "nothing read from an untrusted broker"
+    );
+    refused.stop();
+
+    let trusting = format!("{untrusting}\"ssl.ca.location\" = \"{}\"\n", ca.display());
+    let service =
+        FireSight::start_configured(&broker, &dir.path().join("db"), "tls", &[], &[], &trusting);
+    let wanted: HashSet<String> = all.iter().map(FireDetection::event_id).collect();
+    let enriched = broker.read_until(ENRICHED, Duration::from_secs(300), |m| {
+        by_key(m).len() >= wanted.len()
+    });
+    let by_id = by_key(&enriched);
+    assert!(
+        wanted.iter().all(|id| by_id.contains_key(id)),
+        "{} of {} detections came back enriched over TLS",
+        wanted.iter().filter(|id| by_id.contains_key(*id)).count(),
+        wanted.len()
+    );
+    service.stop();
+}
+
+/// W3C trace context through the stream, against an OTLP collector stand-in: a detection
+/// produced with a `traceparent` is processed in a span that is its producer span's child, each
+/// stage is a child of that span, and the enriched record carries the trace on.
+#[test]
+fn a_producers_trace_runs_through_every_stage_into_the_enriched_record() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseRecord, Producer as _};
+
+    let (collector, received, _collector_runtime) = super::telemetry::collector();
+    let broker = Broker::start();
+    create_all(&broker, 1);
+    create_changelog(&broker, "traced", 1);
+    let dir = TempDir::new().expect("tmp");
+    let service = FireSight::start_with(
+        &broker,
+        &dir.path().join("db"),
+        "traced",
+        &[],
+        &[("FIRESIGHT__TELEMETRY__OTLP_ENDPOINT", collector.as_str())],
+    );
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let producer_span = "00f067aa0ba902b7";
+    let traceparent = format!("00-{trace_id}-{producer_span}-01");
+    let records = detection_records(&detections(1));
+    let producer = broker.producer();
+    let (key, payload) = &records[0];
+    producer
+        .send(
+            BaseRecord::to(DETECTIONS)
+                .key(key.as_str())
+                .payload(payload.as_slice())
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: "traceparent",
+                    value: Some(traceparent.as_bytes()),
+                })),
+        )
+        .map_err(|(e, _)| e)
+        .expect("queued");
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("acknowledged");
+
+    let enriched = broker.read_until(ENRICHED, Duration::from_secs(120), |m| !m.is_empty());
+    let carried = header(&enriched[0], "traceparent");
+    let parts: Vec<&str> = carried.split('-').collect();
+    assert_eq!(parts.len(), 4, "a W3C traceparent: {carried}");
+    assert_eq!(
+        parts[1], trace_id,
+        "the enriched record continues the producer's trace"
+    );
+    service.stop(); // SIGTERM flushes the batched spans.
+
+    let hex = |s: &str| -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
+    };
+    let spans: Vec<_> = super::telemetry::otlp::spans(&received.lock().expect("collector"))
+        .into_iter()
+        .filter(|s| s.trace_id == hex(trace_id))
+        .collect();
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    let run = spans
+        .iter()
+        .find(|s| s.name == "stream.detections")
+        .unwrap_or_else(|| panic!("no stream.detections span in the trace: {names:?}"));
+    assert_eq!(
+        run.parent_span_id,
+        hex(producer_span),
+        "the run's parent is the producer's span"
+    );
+    assert!(
+        run.links.iter().any(|l| l.span_id == hex(producer_span)),
+        "and it links to it"
+    );
+    for stage in ["correlate", "predict", "embed", "track", "store", "index"] {
+        let span = spans
+            .iter()
+            .find(|s| s.name == stage)
+            .unwrap_or_else(|| panic!("no {stage} span in the trace: {names:?}"));
+        assert_eq!(
+            span.parent_span_id, run.span_id,
+            "{stage} is a stage of the run"
+        );
+        assert!(
+            span.start_time_unix_nano >= run.start_time_unix_nano
+                && span.end_time_unix_nano <= run.end_time_unix_nano,
+            "{stage} runs inside the run"
+        );
+    }
+    assert!(
+        spans.iter().any(|s| s.span_id == hex(parts[2])),
+        "the enriched record names a span of the trace ({carried}; spans {names:?})"
+    );
+    let durations: Vec<String> = spans
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {:.2} ms",
+                s.name,
+                (s.end_time_unix_nano - s.start_time_unix_nano) as f64 / 1e6
+            )
+        })
+        .collect();
+    println!("One detection's trace: {durations:?}");
+}

@@ -84,7 +84,11 @@ fn the_archive_replays_through_a_live_kafka_with_its_schema_registry() {
         FIRE_DETECTION_ID
     } else {
         schemas = schemas
-            .with_registry(&registry, runtime.handle().clone())
+            .with_registry(
+                &registry,
+                &firesight::tls::Trust::default(),
+                runtime.handle().clone(),
+            )
             .expect("registry client");
         let text = std::fs::read_to_string(repo().join("schemas/fire_detection_v1.avsc"))
             .expect("schema file");

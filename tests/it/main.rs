@@ -27,6 +27,7 @@ mod reindex;
 mod search;
 mod support;
 mod telemetry;
+mod tls;
 mod weather_join;
 mod weaviate;
 mod weaviate_grpc;

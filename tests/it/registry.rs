@@ -13,6 +13,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
@@ -30,21 +31,56 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Self {
+        Self::start_with(None, None)
+    }
+
+    /// A registry served over TLS with `tls`'s certificate when given, and answering 401 to a
+    /// request without `basic` (user, password) when given, as Confluent Cloud's does.
+    pub fn start_with(tls: Option<rustls::ServerConfig>, basic: Option<(&str, &str)>) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .expect("runtime");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("a free port");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
         let subjects = Subjects::default();
-        let app = Router::new()
+        let mut app = Router::new()
             .route("/subjects/{subject}/versions", post(register))
             .route("/schemas/ids/{id}", get(schema))
             .with_state(Arc::clone(&subjects));
-        runtime.spawn(async move { axum::serve(listener, app).await });
+        if let Some((user, password)) = basic {
+            use base64::Engine as _;
+            let wanted = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            );
+            app = app.layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    let authorized = request
+                        .headers()
+                        .get("authorization")
+                        .is_some_and(|v| v.as_bytes() == wanted.as_bytes());
+                    async move {
+                        if authorized {
+                            next.run(request).await
+                        } else {
+                            let body = json!({"error_code": 401, "message": "Unauthorized"});
+                            (StatusCode::UNAUTHORIZED, Json(body)).into_response()
+                        }
+                    }
+                },
+            ));
+        }
+        let url = match tls {
+            Some(server) => runtime.block_on(super::tls::serve_tls(app, server)),
+            None => {
+                let listener = runtime
+                    .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                    .expect("a free port");
+                let url = format!("http://{}", listener.local_addr().expect("address"));
+                runtime.spawn(async move { axum::serve(listener, app).await });
+                url
+            }
+        };
         Self {
             url,
             subjects,

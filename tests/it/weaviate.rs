@@ -310,8 +310,13 @@ async fn handle(
     reply(status, answer)
 }
 
+/// The stand-in as a router, for serving it some other way (over TLS: `tls.rs`).
+pub(super) fn router(stand_in: StandIn) -> Router {
+    Router::new().fallback(handle).with_state(stand_in)
+}
+
 pub(super) async fn serve_on(listener: tokio::net::TcpListener, stand_in: StandIn) {
-    let app = Router::new().fallback(handle).with_state(stand_in);
+    let app = router(stand_in);
     tokio::spawn(async move { axum::serve(listener, app).await.expect("stand-in") });
 }
 
@@ -418,9 +423,14 @@ async fn the_client_speaks_the_contract_for_schema_updates_and_deletes() {
         .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     serve_on(listener, stand_in.clone()).await;
-    let client =
-        firesight::weaviate::WeaviateClient::new(&url, "FireEvent", None, Duration::from_secs(5))
-            .expect("client");
+    let client = firesight::weaviate::WeaviateClient::new(
+        &url,
+        "FireEvent",
+        None,
+        Duration::from_secs(5),
+        &firesight::tls::Trust::default(),
+    )
+    .expect("client");
     client
         .ensure_schema(&["event-encoder@1".to_owned()])
         .await

@@ -21,7 +21,14 @@ async fn mirror_objects_round_trip_through_a_real_weaviate() {
         "no Weaviate ready at {url} (set FIRESIGHT_WEAVIATE_URL): {ready:?}"
     );
     let class = format!("FireEventTest{}", std::process::id());
-    let client = WeaviateClient::new(&url, &class, None, Duration::from_secs(10)).expect("client");
+    let client = WeaviateClient::new(
+        &url,
+        &class,
+        None,
+        Duration::from_secs(10),
+        &firesight::tls::Trust::default(),
+    )
+    .expect("client");
     let dir = tempfile::TempDir::new().expect("tempdir");
     let file = shared("firms/MODIS_C6_USA_contiguous_and_Hawaii_24h.2020-10-01.csv");
     let (objects, ids, vectors) = tokio::task::spawn_blocking(move || {
@@ -73,8 +80,14 @@ async fn mirror_objects_round_trip_through_a_real_weaviate() {
     // returns the stored vector.
     let grpc = std::env::var("FIRESIGHT_WEAVIATE_GRPC_URL")
         .unwrap_or_else(|_| "http://127.0.0.1:50051".to_owned());
-    let search = WeaviateSearch::new(&grpc, client.clone(), None, Duration::from_secs(10))
-        .expect("search client");
+    let search = WeaviateSearch::new(
+        &grpc,
+        client.clone(),
+        None,
+        Duration::from_secs(10),
+        &firesight::tls::Trust::default(),
+    )
+    .expect("search client");
     for (id, vector) in ids.iter().zip(&vectors) {
         let hits = search
             .near_vector("event-encoder@1", vector, 3, &SearchFilter::default())

@@ -193,6 +193,7 @@ mod tests {
                 key: None,
                 payload: Vec::new(),
                 timestamp: None,
+                trace: Vec::new(),
             },
         )
     }

@@ -31,6 +31,7 @@ mod rebalance;
 mod registry;
 mod state;
 mod tables;
+mod trace;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -126,7 +127,8 @@ pub fn start(
     let settings = &all.kafka;
     let mut schemas = Schemas::bundled()?;
     if !settings.schema_registry_url.is_empty() {
-        schemas = schemas.with_registry(&settings.schema_registry_url, runtime)?;
+        let trust = crate::tls::Trust::load(&all.tls)?;
+        schemas = schemas.with_registry(&settings.schema_registry_url, &trust, runtime)?;
         if settings.output_format == crate::config::OutputFormat::Avro {
             let subject = format!("{}-value", settings.enriched_topic);
             let id = schemas.register_output(&subject)?;

@@ -180,6 +180,8 @@ impl Processor {
     ) -> Result<(), PipelineError> {
         let space = self.pipeline.space();
         let store = self.pipeline.store();
+        // The span that made these records: a reader of the enriched topic continues its trace.
+        let trace = super::trace::current_headers();
         for event in new.iter() {
             let mut record = event.event.clone();
             if self.settings.similar_k > 0 {
@@ -226,7 +228,7 @@ impl Processor {
                 partition: None,
                 key: Some(record.event_id.into_bytes()),
                 payload,
-                headers: Vec::new(),
+                headers: trace.clone(),
             }));
         }
         Ok(())

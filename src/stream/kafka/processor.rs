@@ -37,6 +37,8 @@ pub(super) struct Polled {
     pub(super) payload: Vec<u8>,
     /// The record's timestamp (producer's create time or the broker's append time), ms.
     pub(super) timestamp: Option<i64>,
+    /// Its W3C trace-context headers, if the producer traced it.
+    pub(super) trace: super::trace::TraceHeaders,
 }
 
 impl Polled {
@@ -48,6 +50,7 @@ impl Polled {
             key: message.key().map(<[u8]>::to_vec),
             payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
             timestamp: message.timestamp().to_millis(),
+            trace: super::trace::headers_of(message),
         }
     }
 }
@@ -310,6 +313,14 @@ impl Processor {
                 .position(|p| self.kind(&p.topic) != kind)
                 .map_or(batch.len(), |n| start + n);
             let run = &batch[start..end];
+            let name = match kind {
+                Some(Kind::Detection) => "stream.detections",
+                Some(Kind::Weather) => "stream.weather",
+                Some(Kind::Sensor) => "stream.sensors",
+                None => "stream.unknown",
+            };
+            let span = super::trace::run_span(name, run.len(), run.iter().map(|p| &p.trace));
+            let _entered = span.enter();
             match kind {
                 Some(Kind::Detection) => self.detections(run)?,
                 Some(Kind::Weather) => self.weather(run)?,
@@ -685,6 +696,7 @@ mod tests {
             key: None,
             payload: Vec::new(),
             timestamp: None,
+            trace: Vec::new(),
         }
     }
 

@@ -11,18 +11,22 @@ use super::codec::{SchemaError, SchemaSource, Schemas};
 
 /// A registry at a base URL, asked from the consumer thread by blocking on the runtime.
 struct Registry {
+    /// The base URL without credentials.
     url: String,
+    /// Basic auth from the configured URL's userinfo (Confluent Cloud's API key and secret).
+    auth: Option<crate::credentials::Basic>,
     client: reqwest::Client,
     runtime: tokio::runtime::Handle,
 }
 
-/// Resolving schema ids through a registry: `schemas.with_registry(url, runtime)`.
+/// Resolving schema ids through a registry: `schemas.with_registry(url, trust, runtime)`.
 pub trait WithRegistry: Sized {
     /// Resolves ids through a schema registry at `url` (`GET /schemas/ids/{id}`), caching each
     /// answer; FireSight's reader schemas stay the bundled ones.
     fn with_registry(
         self,
         url: &str,
+        trust: &crate::tls::Trust,
         runtime: tokio::runtime::Handle,
     ) -> Result<Schemas, SchemaError>;
 }
@@ -31,14 +35,19 @@ impl WithRegistry for Schemas {
     fn with_registry(
         self,
         url: &str,
+        trust: &crate::tls::Trust,
         runtime: tokio::runtime::Handle,
     ) -> Result<Schemas, SchemaError> {
-        let client = reqwest::Client::builder()
+        let (url, auth) = crate::credentials::split(url)
+            .map_err(|e| SchemaError::Unreachable(format!("kafka.schema_registry_url: {e}")))?;
+        let client = trust
+            .http()
             .timeout(std::time::Duration::from_secs(10))
             .build()
             .map_err(|e| SchemaError::Unreachable(e.to_string()))?;
         Ok(self.with_source(Box::new(Registry {
-            url: url.trim_end_matches('/').to_owned(),
+            url,
+            auth,
             client,
             runtime,
         })))
@@ -66,6 +75,13 @@ impl SchemaSource for Registry {
 }
 
 impl Registry {
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.auth {
+            Some(basic) => request.basic_auth(&basic.user, Some(&basic.password)),
+            None => request,
+        }
+    }
+
     async fn register_async(&self, subject: &str, schema: &str) -> Result<u32, SchemaError> {
         #[derive(Deserialize)]
         struct Answer {
@@ -74,8 +90,7 @@ impl Registry {
         let url = format!("{}/subjects/{subject}/versions", self.url);
         let unreachable = |e: reqwest::Error| SchemaError::Unreachable(format!("{url}: {e}"));
         let response = self
-            .client
-            .post(&url)
+            .authorized(self.client.post(&url))
             .header("Content-Type", "application/vnd.schemaregistry.v1+json")
             .json(&serde_json::json!({ "schema": schema }))
             .send()
@@ -99,7 +114,11 @@ impl Registry {
         }
         let url = format!("{}/schemas/ids/{id}", self.url);
         let unreachable = |e: reqwest::Error| SchemaError::Unreachable(format!("{url}: {e}"));
-        let response = self.client.get(&url).send().await.map_err(unreachable)?;
+        let response = self
+            .authorized(self.client.get(&url))
+            .send()
+            .await
+            .map_err(unreachable)?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
