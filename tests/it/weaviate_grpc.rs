@@ -277,6 +277,34 @@ async fn serve_grpc(stand_in: GrpcStandIn) -> String {
     url
 }
 
+/// Serves the gRPC stand-in over TLS (HTTP/2 by ALPN) with `server`'s certificate; its URL.
+async fn serve_grpc_tls(stand_in: GrpcStandIn, mut server: rustls::ServerConfig) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("https://{}", listener.local_addr().expect("addr"));
+    server.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    // One handshake at a time is plenty for a test; a refused one is skipped, not fatal.
+    let incoming =
+        futures_util::stream::unfold((listener, acceptor), |(listener, acceptor)| async move {
+            loop {
+                let (tcp, _) = listener.accept().await.ok()?;
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    return Some((Ok::<_, std::io::Error>(tls), (listener, acceptor)));
+                }
+            }
+        });
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(stand_in)
+            .serve_with_incoming(incoming)
+            .await
+            .expect("gRPC stand-in over TLS");
+    });
+    url
+}
+
 // ---------------------------------------------------------------------------------------------
 // A protobuf wire reader of its own, to hold the messages to the published field numbers.
 
@@ -747,4 +775,48 @@ async fn an_instance_without_the_event_asks_weaviate_for_its_vector_and_an_outag
             .iter()
             .any(|c| c == "GET /objects/{className}/{id}")
     );
+}
+
+/// gRPC-TLS to Weaviate: an instance whose `weaviate.grpc_url` is `https://` answers similarity
+/// queries from the stand-in served over TLS with a private CA's certificate when `tls.ca_file`
+/// names that CA, and answers 502 (the certificate refused) when it does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_reach_weaviate_over_grpc_tls_only_through_the_trusted_ca() {
+    let fleet = mirrored().await;
+    let pki = super::tls::pki();
+    let tls_url = serve_grpc_tls(fleet.grpc.clone(), pki.server).await;
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).expect("CA file");
+    let page = fleet
+        .service
+        .store
+        .list_events(i64::MIN, i64::MAX, None, 1)
+        .expect("page");
+    let id = page.events[0].event_id.clone();
+    let holder = firesight::api::router(fleet.service.api_state());
+    let (_, local) = get_json(&holder, &format!("/v1/fires/{id}/similar?k=5")).await;
+    for trusted in [true, false] {
+        let store = tempfile::TempDir::new().expect("tempdir");
+        let mut s = settings(store.path());
+        s.weaviate = fleet.service.settings.weaviate.clone();
+        s.weaviate.grpc_url = tls_url.clone();
+        s.weaviate.timeout_ms = 3000;
+        s.index.query_backend = firesight::config::QueryBackend::Weaviate;
+        if trusted {
+            s.tls.ca_file = ca.display().to_string();
+        }
+        let other = open_async(s, Vec::new()).await;
+        let app = firesight::api::router(other.api_state());
+        let (status, answer) = get_json(&app, &format!("/v1/fires/{id}/similar?k=5")).await;
+        if trusted {
+            assert_eq!(status, 200, "{answer}");
+            assert_eq!(ids(&answer), ids(&local), "over TLS, the same neighbours");
+        } else {
+            assert_eq!(
+                status, 502,
+                "an untrusted certificate is an unreachable peer: {answer}"
+            );
+        }
+    }
 }
