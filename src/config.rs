@@ -409,19 +409,34 @@ pub struct WeaviateSettings {
 }
 
 impl WeaviateSettings {
-    /// The gRPC endpoint: `grpc_url`, or `url`'s host on Weaviate's default gRPC port.
+    /// The gRPC endpoint: `grpc_url`, or `url`'s host on Weaviate's default gRPC port, with
+    /// `url`'s scheme (an `https://` Weaviate is asked over gRPC-TLS) and without its userinfo.
     pub fn grpc_endpoint(&self) -> String {
         if !self.grpc_url.is_empty() {
             return self.grpc_url.clone();
         }
-        let rest = self.url.trim_end_matches('/');
-        let authority = rest.strip_prefix("http://").unwrap_or(rest);
-        let host = authority.split('/').next().unwrap_or(authority);
+        let rest = self.url.trim().trim_end_matches('/');
+        let (scheme, after) = rest.split_once("://").unwrap_or(("http", rest));
+        let authority = after.split('/').next().unwrap_or(after);
+        let host = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
         let host = match host.rsplit_once(':') {
-            Some((h, port)) if !h.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+            Some((h, port))
+                if !h.is_empty()
+                    && !port.is_empty()
+                    && port.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                h
+            }
             _ => host,
         };
-        format!("http://{host}:50051")
+        let scheme = if scheme.eq_ignore_ascii_case("https") {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{host}:50051")
     }
 }
 
@@ -1055,6 +1070,11 @@ mod tests {
         );
         settings.weaviate.url = "http://10.0.0.5".to_owned();
         assert_eq!(settings.weaviate.grpc_endpoint(), "http://10.0.0.5:50051");
+        // An HTTPS Weaviate is asked over gRPC-TLS, and credentials stay out of the endpoint.
+        settings.weaviate.url = "https://user:secret@w.example".to_owned();
+        assert_eq!(settings.weaviate.grpc_endpoint(), "https://w.example:50051");
+        settings.weaviate.url = "https://w.example:443/".to_owned();
+        assert_eq!(settings.weaviate.grpc_endpoint(), "https://w.example:50051");
         settings.weaviate.grpc_url = "http://10.0.0.6:6000".to_owned();
         assert_eq!(settings.weaviate.grpc_endpoint(), "http://10.0.0.6:6000");
     }

@@ -304,7 +304,7 @@ impl Store {
     }
 
     /// Each column family's live SST bytes and memtable bytes, from RocksDB's properties
-    /// (`rocksdb.total-sst-files-size`, `rocksdb.cur-size-all-mem-tables`): the state's size.
+    /// (`rocksdb.live-sst-files-size`, `rocksdb.cur-size-all-mem-tables`): the state's size.
     pub fn sizes(&self) -> Result<Vec<(&'static str, u64, u64)>, StoreError> {
         Family::ALL
             .iter()
@@ -312,7 +312,7 @@ impl Store {
                 let cf = self.cf(*family)?;
                 let sst = self
                     .db
-                    .property_int_value_cf(cf, "rocksdb.total-sst-files-size")?
+                    .property_int_value_cf(cf, "rocksdb.live-sst-files-size")?
                     .unwrap_or(0);
                 let memtable = self
                     .db

@@ -123,10 +123,16 @@ fn keda_scales_on_the_group_and_topic_the_pods_consume_up_to_its_partitions() {
         yaml_value(&scaled, "topic"),
         settings.kafka.detections_topic
     );
+    let target = scaled
+        .lines()
+        .skip_while(|line| line.trim() != "scaleTargetRef:")
+        .find_map(|line| line.trim().strip_prefix("name:"))
+        .map(|v| v.trim().to_owned())
+        .expect("the ScaledObject names its scaleTargetRef");
     assert_eq!(
-        yaml_value(&scaled, "name"),
+        target,
         yaml_value(&deployment, "name"),
-        "the ScaledObject and the Deployment it scales"
+        "the ScaledObject scales the Deployment"
     );
     let max: u32 = yaml_value(&scaled, "maxReplicaCount")
         .parse()

@@ -23,9 +23,11 @@ pub(super) fn consumer_config(settings: &KafkaSettings, group_id: &str) -> Clien
             (settings.max_record_bytes.max(1 << 20) * 2).to_string(),
         );
     // Statistics feed the consumer-lag gauge (`lag::record`); a user's own interval wins.
-    if !settings.client.contains_key("statistics.interval.ms") {
-        config.set("statistics.interval.ms", super::lag::STATS_INTERVAL_MS);
-    }
+    let interval = settings
+        .client
+        .get("statistics.interval.ms")
+        .map_or(super::lag::STATS_INTERVAL_MS, String::as_str);
+    config.set("statistics.interval.ms", interval);
     config
 }
 
@@ -33,7 +35,11 @@ pub(super) fn client_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &settings.brokers);
     for (key, value) in &settings.client {
-        config.set(key, value);
+        // Statistics are for the consumers whose context records them (`consumer_config`);
+        // the others' contexts would log every report.
+        if key != "statistics.interval.ms" {
+            config.set(key, value);
+        }
     }
     config
 }
