@@ -325,23 +325,21 @@ impl Store {
 
     /// The first key of a column family.
     fn first_key(&self, family: Family) -> Result<Option<Vec<u8>>, StoreError> {
-        match self
-            .db
-            .iterator_cf(self.cf(family)?, IteratorMode::Start)
-            .next()
-        {
-            Some(item) => Ok(Some(item?.0.to_vec())),
-            None => Ok(None),
-        }
+        self.end_key(family, IteratorMode::Start)
     }
 
     /// The last key of a column family.
     fn last_key(&self, family: Family) -> Result<Option<Vec<u8>>, StoreError> {
-        match self
-            .db
-            .iterator_cf(self.cf(family)?, IteratorMode::End)
-            .next()
-        {
+        self.end_key(family, IteratorMode::End)
+    }
+
+    /// The key at one end of a column family (`Start` or `End`).
+    fn end_key(
+        &self,
+        family: Family,
+        end: IteratorMode<'_>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.db.iterator_cf(self.cf(family)?, end).next() {
             Some(item) => Ok(Some(item?.0.to_vec())),
             None => Ok(None),
         }
