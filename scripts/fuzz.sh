@@ -128,6 +128,40 @@ for i in range(4):
     open(os.path.join(corpus, "windows", f"seed-{i}"), "wb").write(bytes([0, 0, 0, 0, i]) + steps)
 PY
 
+# debezium: change events of each kind in each shape (a control byte: the kind in the low two
+# bits, the key's length above them; then the key and the value).
+mkdir -p "$WORK/corpus/debezium"
+python3 - "$WORK/corpus/debezium" <<'PY'
+import json, sys
+out = sys.argv[1]
+key = b'{"id":7}'
+row = {"id": 7, "latitude": 30.943, "longitude": -88.017, "brightness": 303.2, "scan": 1.0,
+       "track": 1.0, "acq_date": 18535, "acq_time": "0405", "satellite": "T", "confidence": "54",
+       "version": "6.0NRT", "bright_t31": 286.7, "frp": 7.7, "daynight": "N"}
+schema = {"type": "struct", "fields": [
+    {"type": "int32", "name": "io.debezium.time.Date", "field": "acq_date"},
+    {"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "parameters": {"scale": "2"}, "field": "brightness"}]}
+decimal_row = dict(row, brightness="dnA=")
+weather = {"id": 3, "station_id": 66037, "station_name": "Sydney Airport", "date": 18208, "max_temp_c": 31.4}
+sensor = {"id": 9, "sensor_id": "s-1", "latitude": -33.9, "longitude": 151.2, "observed_at": 1573182000000000}
+def envelope(op, before, after):
+    return {"before": before, "after": after, "source": {"connector": "postgresql", "table": "t"}, "op": op, "ts_ms": 1}
+seeds = {
+    "insert": (0, key, envelope("c", None, row)),
+    "update-schema": (0, key, {"schema": {"type": "struct", "fields": [dict(schema, field="after")]}, "payload": envelope("u", row, decimal_row)}),
+    "delete": (0, None, envelope("d", {"id": 7}, None)),
+    "unwrapped": (0, None, dict(row, __deleted="false", __op="c")),
+    "unwrapped-schema": (0, key, {"schema": schema, "payload": decimal_row}),
+    "tombstone": (0, key, None),
+    "weather": (1, None, envelope("r", None, weather)),
+    "sensor": (2, key, sensor),
+}
+for name, (kind, k, value) in seeds.items():
+    k = k or b""
+    body = b"" if value is None else json.dumps(value).encode()
+    open(f"{out}/seed-{name}", "wb").write(bytes([(len(k) << 2) | kind]) + k + body)
+PY
+
 # snapshot: a small graph's snapshot without its checksum (fuzz/seeds/, kept loadable by the
 # index crate's test `the_snapshot_fuzz_seed_is_a_snapshot_this_build_reads`); query_params:
 # query strings as the routes take them.
@@ -142,7 +176,7 @@ for query in 'from=2019-12-30&to=2019-12-31T12:00:00Z&bbox=140,-39,154,-28&sourc
   i=$((i + 1))
 done
 
-for target in ${FUZZ_TARGETS:-firms_csv bom_weather bom_stations ndjson calfire kafka_codec outbox_record query windows snapshot query_params}; do
+for target in ${FUZZ_TARGETS:-firms_csv bom_weather bom_stations ndjson calfire kafka_codec debezium outbox_record query windows snapshot query_params}; do
   echo "== $target (${SECONDS_EACH} s)"
   "$CARGO_FUZZ" fuzz run --sanitizer none "$target" "$WORK/corpus/$target" -- \
     -max_total_time="$SECONDS_EACH" -rss_limit_mb=256 -malloc_limit_mb=256 -max_len=16384 \

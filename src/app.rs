@@ -71,7 +71,7 @@ fn start_search(
     // Subscribe before the scan, so nothing stored meanwhile is missed (ids already in are skipped).
     let follow = s
         .index_events
-        .then(|| (pipeline.follow(), store.next_seq()));
+        .then(|| (pipeline.follow(), store.next_seq(), store.next_revision()));
     let store = Arc::clone(store);
     let building = Arc::clone(&state);
     let index_events = s.index_events;
@@ -111,9 +111,9 @@ fn start_search(
                     return;
                 }
             }
-            let (rx, mut next) = match follow {
-                Some((rx, next)) => (Some(rx), next),
-                None => (None, 0),
+            let (rx, mut next, mut revision) = match follow {
+                Some((rx, next, revision)) => (Some(rx), next, revision),
+                None => (None, 0, 0),
             };
             let mut vectors_done_logged = false;
             loop {
@@ -121,8 +121,8 @@ fn start_search(
                 // a live detection is searchable by BM25 within one encoder batch.
                 let rang = rx.as_ref().is_some_and(|rx| rx.try_iter().count() > 0);
                 if rang {
-                    match catch_up(&store, &index, next) {
-                        Ok(done) => next = done,
+                    match catch_up(&store, &index, next, revision) {
+                        Ok(done) => (next, revision) = done,
                         Err(e) => tracing::error!(error = %e, "Events could not be added to the search index; retried at the next batch."),
                     }
                 }
@@ -145,8 +145,8 @@ fn start_search(
                 if rx.recv().is_err() {
                     return;
                 }
-                match catch_up(&store, &index, next) {
-                    Ok(done) => next = done,
+                match catch_up(&store, &index, next, revision) {
+                    Ok(done) => (next, revision) = done,
                     Err(e) => tracing::error!(error = %e, "Events could not be added to the search index; retried at the next batch."),
                 }
             }
@@ -154,9 +154,23 @@ fn start_search(
     Ok(Some(state))
 }
 
-/// Adds the events stored from sequence number `from` on to the search index, in batches;
-/// returns the sequence number to go on from.
-fn catch_up(store: &Store, index: &SearchIndex, from: u64) -> anyhow::Result<u64> {
+/// Adds the events stored from sequence number `from` on to the search index, in batches, and
+/// removes those deleted from revision `revision` on; returns the sequence and revision numbers
+/// to go on from.
+fn catch_up(
+    store: &Store,
+    index: &SearchIndex,
+    from: u64,
+    revision: u64,
+) -> anyhow::Result<(u64, u64)> {
+    let revision_end = store.next_revision();
+    let mut deleted = Vec::new();
+    for seq in store.revised_from(revision)? {
+        if let Some(event_id) = store.deleted_event(seq)? {
+            deleted.push(event_id);
+        }
+    }
+    index.remove(&deleted)?;
     let end = store.next_seq();
     let mut next = from;
     let mut batch = Vec::with_capacity(SEARCH_BUILD_BATCH);
@@ -178,7 +192,7 @@ fn catch_up(store: &Store, index: &SearchIndex, from: u64) -> anyhow::Result<u64
         }
     }
     index.add_text(batch)?;
-    Ok(next)
+    Ok((next, revision_end))
 }
 
 impl Service {

@@ -122,6 +122,29 @@ pub struct KafkaSettings {
     pub granule_grace_ms: u64,
     /// Extra librdkafka properties for both the consumer and the producer (e.g. security).
     pub client: std::collections::BTreeMap<String, String>,
+    /// Input topics that carry Debezium change events of a source database's tables.
+    #[serde(default)]
+    pub debezium: DebeziumSettings,
+}
+
+/// Which input topics carry Debezium change events (a source database's rows as they are
+/// inserted, updated and deleted) instead of FireSight's own records, and how each table's
+/// columns map onto the input it holds.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DebeziumSettings {
+    /// `detections_topic` carries change events of a detections table.
+    pub detections: bool,
+    /// `weather_topic` carries change events of a weather table.
+    pub weather: bool,
+    /// `sensors_topic` carries change events of a sensor readings table.
+    pub sensors: bool,
+    /// The detections table: its key columns and the columns named otherwise than FIRMS does.
+    pub detection_table: firesight_core::debezium::DebeziumMapping,
+    /// The weather table: columns named otherwise than the weather JSON form's fields.
+    pub weather_table: firesight_core::debezium::DebeziumMapping,
+    /// The sensor readings table: columns named otherwise than the sensor JSON form's fields.
+    pub sensor_table: firesight_core::debezium::DebeziumMapping,
 }
 
 impl KafkaSettings {

@@ -314,8 +314,9 @@ pub fn replay(
 }
 
 /// Inserts again the vectors of events revised from `covered.next_revision` on that the index
-/// held before (those after `covered.seq` were just inserted as they are now). An engine that
-/// cannot replace a point keeps the older vector, and says so.
+/// held before (those after `covered.seq` were just inserted as they are now), and deletes
+/// the points of events deleted since. An engine that cannot replace or delete a point keeps
+/// it, and says so.
 fn replay_revisions(
     index: &dyn VectorIndex,
     store: &Store,
@@ -330,8 +331,12 @@ fn replay_revisions(
     seqs.sort_unstable();
     seqs.dedup();
     let mut vectors = Vec::with_capacity(seqs.len());
+    let mut deleted = Vec::new();
     for seq in seqs {
         let Some(stored) = store.vector(seq, model)? else {
+            if store.deleted_event(seq)?.is_some() {
+                deleted.push(seq);
+            }
             continue;
         };
         let Some(event) = store.event(&stored.event_id)? else {
@@ -342,7 +347,9 @@ fn replay_revisions(
     let replaced = in_chunks(&vectors, |points| {
         Ok(crate::stream::replace_points(index, points)?)
     })?;
-    Ok(if replaced { vectors.len() } else { 0 })
+    // Events deleted since the snapshot was written leave it too.
+    let removed = crate::stream::delete_points(index, &deleted)?;
+    Ok(usize::from(replaced) * vectors.len() + usize::from(removed) * deleted.len())
 }
 
 /// Hands `vectors` to `insert` as index points, `REBUILD_BATCH` at a time, while it answers

@@ -13,6 +13,9 @@ pub const CORRELATE_JOINS: &str = "firesight_correlate_joins_total";
 /// Stored detections joined again after weather arrived late and revised in place, by the
 /// status of the new join (coverage now = joins − re-joins from a status + re-joins to it).
 pub const CORRELATE_REJOINS: &str = "firesight_correlate_rejoins_total";
+/// Stored detections changed because their source database row changed (Debezium), by what
+/// happened: `replaced` (updated in place, a new revision) or `deleted`.
+pub const SOURCE_ROW_CHANGES: &str = "firesight_source_row_changes_total";
 /// Encoder calls.
 pub const EMBED_BATCHES: &str = "firesight_embed_batches_total";
 /// Encoder rows.
@@ -95,6 +98,8 @@ pub struct Metrics {
     pub correlate_joins: IntCounterVec,
     /// See [`CORRELATE_REJOINS`].
     pub correlate_rejoins: IntCounterVec,
+    /// See [`SOURCE_ROW_CHANGES`].
+    pub source_row_changes: IntCounterVec,
     /// See [`EMBED_BATCHES`].
     pub embed_batches: IntCounter,
     /// See [`EMBED_ROWS`].
@@ -177,6 +182,13 @@ impl Metrics {
                     "Stored detections joined again after late weather, by the new outcome.",
                 ),
                 &["status"],
+            )?,
+            source_row_changes: IntCounterVec::new(
+                Opts::new(
+                    SOURCE_ROW_CHANGES,
+                    "Stored detections replaced or deleted because their source row changed.",
+                ),
+                &["change"],
             )?,
             embed_batches: IntCounter::new(EMBED_BATCHES, "Encoder calls.")?,
             embed_rows: IntCounter::new(EMBED_ROWS, "Rows embedded.")?,
@@ -298,6 +310,9 @@ impl Metrics {
         metrics
             .registry
             .register(Box::new(metrics.correlate_rejoins.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.source_row_changes.clone()))?;
         metrics
             .registry
             .register(Box::new(metrics.embed_batches.clone()))?;

@@ -291,6 +291,8 @@ struct Docs {
     /// The newest document's time (ms): what "last summer" is counted back from.
     latest_ms: Option<i64>,
     ids: HashSet<String>,
+    /// Documents removed (their event was deleted at its source), by ord.
+    removed: HashSet<usize>,
 }
 
 /// The search index: documents, their text index and their vectors.
@@ -357,6 +359,7 @@ impl SearchIndex {
                 first_pending: 0,
                 latest_ms: None,
                 ids: HashSet::new(),
+                removed: HashSet::new(),
             }),
             fusion,
         })
@@ -425,6 +428,31 @@ impl SearchIndex {
             self.reader.reload()?;
         }
         Ok(added)
+    }
+
+    /// Removes documents by id (events deleted at their source): no ranker returns them again,
+    /// and the same id added later is a new document. Returns how many were removed.
+    pub fn remove(&self, ids: &[String]) -> Result<usize, SearchError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut docs = self.docs.write().map_err(|_| SearchError::Poisoned)?;
+        let mut removed = 0;
+        for id in ids {
+            if !docs.ids.remove(id) {
+                continue;
+            }
+            let ords: Vec<usize> = docs
+                .docs
+                .iter()
+                .enumerate()
+                .filter(|(ord, d)| d.id == *id && !docs.removed.contains(ord))
+                .map(|(ord, _)| ord)
+                .collect();
+            removed += ords.len();
+            docs.removed.extend(ords);
+        }
+        Ok(removed)
     }
 
     /// Documents whose sentence vectors are still to be computed.
@@ -577,8 +605,13 @@ impl SearchIndex {
             ));
         }
         let docs = self.docs.read().map_err(|_| SearchError::Poisoned)?;
-        let allowed: Arc<Vec<bool>> =
-            Arc::new(docs.docs.iter().map(|d| constraints.admits(d)).collect());
+        let allowed: Arc<Vec<bool>> = Arc::new(
+            docs.docs
+                .iter()
+                .enumerate()
+                .map(|(ord, d)| !docs.removed.contains(&ord) && constraints.admits(d))
+                .collect(),
+        );
         let candidates = allowed.iter().filter(|a| **a).count();
         let bm25 = if ranker == Ranker::Vector {
             Vec::new()

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
+use super::deletions::Deletion;
 use super::keys::{decode_time, time_key, vector_key};
 use super::{
     Family, META_EVENT_COUNT, META_NEXT_SEQ, Store, StoreError, StoreOp, decode_json, decode_u64,
@@ -149,7 +150,26 @@ impl Store {
         events: &[NewEvent],
         extra: &[StoreOp],
     ) -> Result<Vec<u64>, StoreError> {
+        self.write_changes(events, (&[], &[]), &[], extra)
+    }
+
+    /// New events, events revised in place (`(seqs, records)`, see
+    /// [`Store::revise_events_with`]) and events deleted (see [`Store::deletion`]), with
+    /// `extra` writes, in one atomic batch: a source row's update or delete and the input
+    /// offsets that carried it commit together.
+    ///
+    /// Callers serialise writers (the pipeline holds one lock), so sequence and revision
+    /// numbers are dense. Returns the sequence numbers given to the new events, in order.
+    pub fn write_changes(
+        &self,
+        events: &[NewEvent],
+        revised: (&[u64], &[NewEvent]),
+        deleted: &[Deletion],
+        extra: &[StoreOp],
+    ) -> Result<Vec<u64>, StoreError> {
         let first = self.next_seq.load(Ordering::Acquire);
+        let first_revision = self.next_revision.load(Ordering::Acquire);
+        let mirror = self.mirror.load(Ordering::Acquire);
         let mut batch = self.batch_of(extra)?;
         let mut seqs = Vec::with_capacity(events.len());
         for (offset, new) in events.iter().enumerate() {
@@ -172,22 +192,32 @@ impl Store {
                 vector_key(seq, model),
                 encode_vector(model, &new.event.event_id, &new.vector),
             );
-            if self.mirror.load(Ordering::Acquire) {
+            if mirror {
                 batch.put_cf(self.cf(Family::MirrorOutbox)?, vector_key(seq, model), []);
             }
             seqs.push(seq);
         }
+        let revisions = self.put_revisions(&mut batch, first_revision, revised)?;
+        self.put_deletions(&mut batch, first_revision + revisions, deleted)?;
         let next = first + events.len() as u64;
-        let count = self.event_count() + events.len() as u64;
-        batch.put_cf(self.cf(Family::Meta)?, META_NEXT_SEQ, next.to_be_bytes());
-        batch.put_cf(
-            self.cf(Family::Meta)?,
-            META_EVENT_COUNT,
-            count.to_be_bytes(),
-        );
+        let count = (self.event_count() + events.len() as u64).saturating_sub(deleted.len() as u64);
+        if !events.is_empty() {
+            batch.put_cf(self.cf(Family::Meta)?, META_NEXT_SEQ, next.to_be_bytes());
+        }
+        if !events.is_empty() || !deleted.is_empty() {
+            batch.put_cf(
+                self.cf(Family::Meta)?,
+                META_EVENT_COUNT,
+                count.to_be_bytes(),
+            );
+        }
         self.commit(batch)?;
         self.next_seq.store(next, Ordering::Release);
         self.event_count.store(count, Ordering::Release);
+        self.next_revision.store(
+            first_revision + revisions + deleted.len() as u64,
+            Ordering::Release,
+        );
         Ok(seqs)
     }
 

@@ -53,13 +53,20 @@ pub enum Family {
     /// revised in place after it was first stored (a late weather re-join), in order, so an
     /// index snapshot re-reads the vectors that changed after it was written.
     Revisions,
+    /// `deleted`: vector sequence number (u64 BE) → the id of the event deleted from it (a row
+    /// deleted at its source), so the index, the search index and the Weaviate mirror that held
+    /// it drop it too.
+    Deleted,
+    /// `source_rows`: `source topic \0 row key` → the id of the event a source database's row
+    /// (Debezium) is stored as, so the row's update replaces it and its delete removes it.
+    SourceRows,
     /// `webhook_queue`: `target name \0 alert sequence (u64 BE)` → the delivery's attempts so far and when to try next (JSON): alerts waiting for a webhook receiver's 2xx.
     WebhookQueue,
 }
 
 impl Family {
     /// Every column family, opened (and created if missing) with the store.
-    pub const ALL: [Family; 23] = [
+    pub const ALL: [Family; 25] = [
         Family::Events,
         Family::EventsByTime,
         Family::IdMap,
@@ -83,6 +90,8 @@ impl Family {
         Family::Alerts,
         Family::WebhookQueue,
         Family::Revisions,
+        Family::Deleted,
+        Family::SourceRows,
     ];
 
     /// The RocksDB name.
@@ -111,6 +120,8 @@ impl Family {
             Self::Alerts => "alerts",
             Self::WebhookQueue => "webhook_queue",
             Self::Revisions => "revisions",
+            Self::Deleted => "deleted",
+            Self::SourceRows => "source_rows",
         }
     }
 }
@@ -155,6 +166,15 @@ pub(super) fn decode_weather_key(key: &[u8]) -> Result<(u32, i64), StoreError> {
 pub(super) fn vector_key(seq: u64, model: &str) -> Vec<u8> {
     let mut key = seq.to_be_bytes().to_vec();
     key.extend_from_slice(model.as_bytes());
+    key
+}
+
+/// `source \0 row key`: a source database row's key within its topic.
+pub(super) fn source_row_key(source: &str, row: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(source.len() + 1 + row.len());
+    key.extend_from_slice(source.as_bytes());
+    key.push(0);
+    key.extend_from_slice(row.as_bytes());
     key
 }
 

@@ -5,6 +5,7 @@
 //! - `weather.rs`: stations and the versioned weather table;
 //! - `sensors.rs`: sensor readings, by sensor and by place;
 //! - `dead_letters.rs`: refused records with their reasons;
+//! - `deletions.rs`: events deleted at their source, and source rows → the events they are;
 //! - `outbox.rs`: the two outboxes (Weaviate mirror, Kafka output);
 //! - `stream_state.rs`: the streaming consumer's offsets and window state;
 //! - `historical.rs`: agency incident records and cached text vectors for search;
@@ -12,6 +13,7 @@
 //! - `webhooks.rs`: the alerts waiting for each webhook receiver, and each one's cursor.
 
 mod dead_letters;
+mod deletions;
 mod events;
 mod historical;
 mod incidents;
@@ -32,6 +34,7 @@ use rocksdb::{
 use serde::Deserialize;
 
 pub use dead_letters::DeadLetter;
+pub use deletions::Deletion;
 pub use events::{EventPage, NewEvent, StoredVector};
 pub use keys::{Family, window_state_key};
 

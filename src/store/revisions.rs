@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
-use rocksdb::{Direction, IteratorMode};
+use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 use super::keys::vector_key;
 use super::{Family, NewEvent, Store, StoreError, StoreOp, decode_json, decode_u64};
@@ -40,8 +40,19 @@ impl Store {
         revised: &[NewEvent],
         extra: &[StoreOp],
     ) -> Result<(), StoreError> {
-        let first = self.next_revision.load(Ordering::Acquire);
-        let mut batch = self.batch_of(extra)?;
+        self.write_changes(&[], (seqs, revised), &[], extra)?;
+        Ok(())
+    }
+
+    /// Puts revised events into `batch`, numbered from `first`; returns how many.
+    pub(super) fn put_revisions(
+        &self,
+        batch: &mut WriteBatch,
+        first: u64,
+        (seqs, revised): (&[u64], &[NewEvent]),
+    ) -> Result<u64, StoreError> {
+        let mirror = self.mirror.load(Ordering::Acquire);
+        let mut count = 0;
         for (offset, (seq, new)) in seqs.iter().zip(revised).enumerate() {
             let model = new.event.model_version.as_deref().unwrap_or_default();
             batch.put_cf(
@@ -54,7 +65,7 @@ impl Store {
                 vector_key(*seq, model),
                 super::events::encode_vector(model, &new.event.event_id, &new.vector),
             );
-            if self.mirror.load(Ordering::Acquire) {
+            if mirror {
                 batch.put_cf(self.cf(Family::MirrorOutbox)?, vector_key(*seq, model), []);
             }
             let revision = first + offset as u64;
@@ -63,13 +74,9 @@ impl Store {
                 revision.to_be_bytes(),
                 seq.to_be_bytes(),
             );
+            count += 1;
         }
-        self.commit(batch)?;
-        self.next_revision.store(
-            first + seqs.len().min(revised.len()) as u64,
-            Ordering::Release,
-        );
-        Ok(())
+        Ok(count)
     }
 
     /// Weather versions whose re-join was recorded and not committed (see

@@ -14,5 +14,8 @@ pub use firesight_core::windows;
 pub use correlate::{Correlation, Correlator};
 pub use ingest::{IngestError, IngestOutcome, IngestSession, Ingestible, MAX_REPORTED_REJECTIONS};
 pub use load::{FileKind, LoadError, load_files, sniff};
-pub use pipeline::{BatchFailure, Pipeline, PipelineError, Space, replace_points};
+pub use pipeline::{
+    BatchFailure, Pipeline, PipelineError, RowChanges, Space, Written, delete_points,
+    replace_points,
+};
 pub use writer::Lane;

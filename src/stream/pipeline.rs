@@ -419,19 +419,63 @@ impl Pipeline {
             &Tracked,
         ) -> Result<Vec<StoreOp>, PipelineError>,
     ) -> Result<IngestOutcome, PipelineError> {
+        self.apply_detection_changes(lane, batch, RowChanges::default(), |outcome, written| {
+            extra(outcome, written.new, written.tracked)
+        })
+    }
+
+    /// Applies a batch of detections that are, besides new detections, changes to a source
+    /// database's rows (`rows`, from Debezium): a row seen before and updated replaces the
+    /// event it was stored as (in place, as its next `revision`, when the update leaves the
+    /// detection's identity alone; by deleting the old event and storing the new one when it
+    /// moves it); a deleted row's event is deleted from the store, the index, the search index
+    /// and the Weaviate mirror. Everything, with `extra`'s writes, commits in one batch.
+    pub fn apply_detection_changes(
+        &self,
+        lane: Lane,
+        batch: Vec<(u64, FireDetection)>,
+        rows: RowChanges,
+        extra: impl FnOnce(&IngestOutcome, &mut Written<'_>) -> Result<Vec<StoreOp>, PipelineError>,
+    ) -> Result<IngestOutcome, PipelineError> {
         self.guarded("detections", move || {
             let _writer = self.writer_in(lane);
             let mut outcome = IngestOutcome::default();
             let mut seen = HashSet::with_capacity(batch.len());
             let mut events = Vec::with_capacity(batch.len());
+            // Source rows: what each changed row was stored as, and what replaces or removes it.
+            let mut row_ops = Vec::new();
+            let mut corrections = Vec::new();
+            let mut gone = Vec::new();
+            let mut doomed: HashSet<String> = HashSet::new();
+            for key in &rows.deletes {
+                if let Some(old) = self.store.source_row(&rows.source, key)? {
+                    doomed.insert(old);
+                }
+                row_ops.push(StoreOp::source_row_gone(&rows.source, key));
+            }
             // One span per stage, each with its record count: a trace shows where a batch's
             // time went.
             let stage = |name: &'static str, records: usize| {
                 tracing::info_span!("stage", otel.name = name, records).entered()
             };
             let correlating = stage("correlate", batch.len());
-            for (_, detection) in &batch {
+            for (line, detection) in &batch {
                 let id = detection.event_id();
+                if let Some(key) = rows.upserts.get(line) {
+                    row_ops.push(StoreOp::source_row(&rows.source, key, &id));
+                    match self.store.source_row(&rows.source, key)? {
+                        Some(old) if old == id && self.store.contains_event(&id)? => {
+                            if seen.insert(id.clone()) {
+                                corrections.push(detection);
+                            }
+                            continue;
+                        }
+                        Some(old) => {
+                            doomed.insert(old);
+                        }
+                        None => {}
+                    }
+                }
                 if !seen.insert(id.clone()) || self.store.contains_event(&id)? {
                     outcome.duplicates += 1;
                     continue;
@@ -446,16 +490,43 @@ impl Pipeline {
                     .inc();
                 events.push(event);
             }
+            // A row updated in place: enriched again, keeping what the tracker and the first
+            // storing gave it.
+            let mut revised_events = Vec::with_capacity(corrections.len());
+            for detection in corrections {
+                let Some(stored) = self.store.event(&detection.event_id())? else {
+                    continue;
+                };
+                let mut event = self.enrich(detection)?;
+                event.correlation_id = stored.correlation_id;
+                event.impact_assessment =
+                    reassess(stored.impact_assessment, event.weather_conditions.as_ref());
+                event.ingested_at = stored.ingested_at;
+                event.revision = Some(stored.revision.unwrap_or(0).saturating_add(1));
+                revised_events.push(event);
+            }
+            for id in &doomed {
+                if seen.contains(id) {
+                    continue;
+                }
+                if let Some(deletion) = self.store.deletion(id)? {
+                    gone.push(deletion);
+                }
+            }
             drop(correlating);
             let space = self.space();
             // One feature row per event feeds both the predictors and the encoder.
-            let rows: Vec<_> = events.iter().map(event_features).collect();
-            let predicting = stage("predict", rows.len());
-            self.predict_rows(&mut events, &rows)?;
+            let fresh = events.len();
+            events.extend(revised_events);
+            let rows_in: Vec<_> = events.iter().map(event_features).collect();
+            let predicting = stage("predict", rows_in.len());
+            self.predict_rows(&mut events, &rows_in)?;
             drop(predicting);
-            let embedding = stage("embed", rows.len());
-            let vectors = self.embed_rows(space.embedder.as_ref(), &rows)?;
+            let embedding = stage("embed", rows_in.len());
+            let mut vectors = self.embed_rows(space.embedder.as_ref(), &rows_in)?;
             drop(embedding);
+            let revised_vectors = vectors.split_off(fresh.min(vectors.len()));
+            let revised_events = events.split_off(fresh);
             let now = chrono::Utc::now().timestamp_millis();
             let mut new: Vec<NewEvent> = events
                 .into_iter()
@@ -465,15 +536,35 @@ impl Pipeline {
                     NewEvent { event, vector }
                 })
                 .collect();
+            let mut revised_seqs = Vec::with_capacity(revised_events.len());
+            let mut revised = Vec::with_capacity(revised_events.len());
+            for (event, vector) in revised_events.into_iter().zip(revised_vectors) {
+                if let Some(seq) = self.store.seq_of(&event.event_id)? {
+                    revised_seqs.push(seq);
+                    revised.push(NewEvent { event, vector });
+                }
+            }
             outcome.accepted = new.len() as u64;
             let tracking = stage("track", new.len());
             let tracked = self.track(&mut new)?;
             drop(tracking);
-            let storing = stage("store", new.len());
-            let mut ops = extra(&outcome, &mut new, &tracked)?;
+            let storing = stage("store", new.len() + revised.len() + gone.len());
+            let deleted: Vec<String> = gone.iter().map(|d| d.event_id.clone()).collect();
+            let mut ops = {
+                let mut written = Written {
+                    new: &mut new,
+                    revised: &mut revised,
+                    deleted: &deleted,
+                    tracked: &tracked,
+                };
+                extra(&outcome, &mut written)?
+            };
             let alerts = tracked.alerts.len();
             ops.extend(tracked.ops);
-            let seqs = self.store.write_events_with(&new, &ops)?;
+            ops.extend(row_ops);
+            let seqs = self
+                .store
+                .write_changes(&new, (&revised_seqs, &revised), &gone, &ops)?;
             drop(storing);
             if alerts > 0 {
                 self.metrics.tracker_alerts.inc_by(alerts as u64);
@@ -492,9 +583,31 @@ impl Pipeline {
                     })
                     .collect();
                 index.insert(&points)?;
+                let points: Vec<IndexPoint<'_>> = revised_seqs
+                    .iter()
+                    .zip(&revised)
+                    .map(|(&seq, n)| IndexPoint {
+                        seq,
+                        vector: &n.vector,
+                        attrs: PointAttrs::of(&n.event),
+                    })
+                    .collect();
+                replace_points(index.as_ref(), &points)?;
+                let seqs: Vec<u64> = gone.iter().map(|d| d.seq).collect();
+                delete_points(index.as_ref(), &seqs)?;
                 self.metrics.index_vectors.set(index.len() as i64);
             }
-            self.notify(&new);
+            if !revised.is_empty() || !gone.is_empty() {
+                self.metrics
+                    .source_row_changes
+                    .with_label_values(&["replaced"])
+                    .inc_by(revised.len() as u64);
+                self.metrics
+                    .source_row_changes
+                    .with_label_values(&["deleted"])
+                    .inc_by(gone.len() as u64);
+            }
+            self.notify(&new, !gone.is_empty());
             self.count("firms", &outcome);
             self.metrics
                 .store_events
@@ -518,9 +631,9 @@ impl Pipeline {
         Ok(tracked)
     }
 
-    fn notify(&self, new: &[NewEvent]) {
+    fn notify(&self, new: &[NewEvent], deleted: bool) {
         let mut followers = self.followers.lock().unwrap_or_else(|p| p.into_inner());
-        if followers.is_empty() || new.is_empty() {
+        if followers.is_empty() || (new.is_empty() && !deleted) {
             return;
         }
         // A full doorbell has a ring waiting already; a follower that has gone away is dropped.
@@ -553,6 +666,20 @@ impl Pipeline {
         extra: impl FnOnce(&IngestOutcome) -> Result<Vec<StoreOp>, PipelineError>,
         publish: impl FnOnce(&mut [NewEvent]) -> Result<Vec<StoreOp>, PipelineError>,
     ) -> Result<IngestOutcome, PipelineError> {
+        self.apply_weather(source, batch, false, extra, publish)
+    }
+
+    /// [`Pipeline::ingest_weather_with`]; with `corrections`, an observation that differs from
+    /// the one stored for its station and time replaces it (a source database's row was
+    /// updated) instead of being refused, and the detections it joins are joined again.
+    pub fn apply_weather(
+        &self,
+        source: &str,
+        batch: Vec<(u64, WeatherObservation)>,
+        corrections: bool,
+        extra: impl FnOnce(&IngestOutcome) -> Result<Vec<StoreOp>, PipelineError>,
+        publish: impl FnOnce(&mut [NewEvent]) -> Result<Vec<StoreOp>, PipelineError>,
+    ) -> Result<IngestOutcome, PipelineError> {
         self.guarded("weather", move || {
             let _writer = self.writer();
             let mut outcome = IngestOutcome::default();
@@ -572,7 +699,7 @@ impl Pipeline {
                     });
                     let verdict = match version {
                         Ok(valid_from) => self
-                            .weather_verdict(line, &obs, valid_from, &fresh)?
+                            .weather_verdict(line, &obs, valid_from, &fresh, corrections)?
                             .map(|verdict| (verdict, valid_from)),
                         Err(error) => Err(error),
                     };
@@ -737,6 +864,7 @@ impl Pipeline {
         obs: &WeatherObservation,
         valid_from: i64,
         fresh: &HashMap<(u32, i64), (u64, WeatherObservation)>,
+        corrections: bool,
     ) -> Result<Result<WeatherVerdict, FieldError>, StoreError> {
         let conflict = |previous: String| {
             let (field, when) = match obs.observed_at {
@@ -762,6 +890,7 @@ impl Pipeline {
         Ok(match self.store.weather_at(obs.station_id, valid_from)? {
             None => Ok(WeatherVerdict::New),
             Some(stored) if &stored == obs => Ok(WeatherVerdict::Duplicate),
+            Some(_) if corrections => Ok(WeatherVerdict::New),
             Some(_) => Err(conflict("stored earlier".into())),
         })
     }
@@ -911,6 +1040,27 @@ fn resolve_station<'a>(
     ))
 }
 
+/// Deletes the points of deleted events from `index`. An engine that cannot delete a point
+/// (hnsw_rs) keeps it until the next re-index, and the log says so; returns whether the
+/// points were deleted.
+pub fn delete_points(index: &dyn VectorIndex, seqs: &[u64]) -> Result<bool, IndexError> {
+    if seqs.is_empty() {
+        return Ok(true);
+    }
+    match index.delete(seqs) {
+        Err(IndexError::Unsupported { engine, operation }) => {
+            tracing::warn!(
+                engine,
+                operation,
+                deleted = seqs.len(),
+                "Deleted events stay in this index engine until a re-index (searches skip them: their records are gone)."
+            );
+            Ok(false)
+        }
+        other => other.map(|_| true),
+    }
+}
+
 /// Replaces the points of revised events in `index`. An engine that cannot replace a point
 /// (hnsw_rs) keeps the older vectors until the next re-index, and the log says so; returns
 /// whether the points were replaced.
@@ -930,6 +1080,30 @@ pub fn replace_points(
         }
         other => other.map(|()| true),
     }
+}
+
+/// Changes to a source database's rows carried by a batch of detections (Debezium).
+#[derive(Debug, Default)]
+pub struct RowChanges {
+    /// The source (its topic): row keys are unique within it.
+    pub source: String,
+    /// The row key of each detection of the batch that is a row's insert or update, by the
+    /// detection's line.
+    pub upserts: HashMap<u64, String>,
+    /// Keys of the rows deleted.
+    pub deletes: Vec<String>,
+}
+
+/// What a batch of detections writes, for a caller's writes in the same commit.
+pub struct Written<'a> {
+    /// New events, after the models and the tracker.
+    pub new: &'a mut [NewEvent],
+    /// Stored events replaced in place by their row's update (their next `revision`).
+    pub revised: &'a mut [NewEvent],
+    /// Ids of stored events deleted (their row was deleted, or its update moved the detection).
+    pub deleted: &'a [String],
+    /// What the tracker did.
+    pub tracked: &'a Tracked,
 }
 
 /// How long after a live writer bulk work keeps writing in short pieces.

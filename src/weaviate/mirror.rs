@@ -11,6 +11,8 @@
 //!   vector that was queued would drop the others: a re-index's vector would erase the
 //!   ingest-time one. Each object therefore carries every vector the store holds for its event,
 //!   and settles every queued entry of that event.
+//! - **A deleted event's object is deleted** (`DELETE /v1/objects/{class}/{id}`; absent
+//!   counts as deleted): its source row was deleted, and the store's `deleted` table names it.
 //! - **Refused objects are retried, then dead-lettered.** Weaviate's per-object errors mix
 //!   transient causes (a replica unreachable, a shard moving, a timeout) with refusals no retry
 //!   mends, and their messages do not tell them apart reliably. So a refused object stays queued
@@ -96,6 +98,12 @@ struct Pending {
     models: Vec<String>,
 }
 
+/// One event deleted from the store (its source row was): its queued entries and its id.
+struct Gone {
+    entries: Vec<(u64, String)>,
+    event_id: String,
+}
+
 impl Mirror {
     /// A mirror of `store` through `client`.
     pub fn new(
@@ -164,11 +172,19 @@ impl Mirror {
         let store = Arc::clone(&self.store);
         let limit = self.batch_size;
         let class = self.client.class.clone();
-        let pending =
+        let (pending, gone) =
             tokio::task::spawn_blocking(move || read_batch(&store, &class, limit, &waiting))
                 .await??;
-        if pending.is_empty() {
+        if pending.is_empty() && gone.is_empty() {
             return Ok(0);
+        }
+        // Deletions first: an event deleted and stored again later (the same detection) has
+        // the same object id, and its upsert comes after. A failed delete fails the batch, so
+        // nothing after it is settled out of order.
+        let mut deleted: Vec<(u64, String)> = Vec::new();
+        for g in &gone {
+            self.client.delete(&g.event_id).await?;
+            deleted.extend(g.entries.iter().cloned());
         }
         let mut models: Vec<String> = pending.iter().flat_map(|p| p.models.clone()).collect();
         models.sort();
@@ -197,7 +213,7 @@ impl Mirror {
                 .collect()
         };
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let mut settle: Vec<(u64, String)> = Vec::new();
+        let mut settle: Vec<(u64, String)> = deleted;
         let mut letters: Vec<DeadLetter> = Vec::new();
         let mut accepted = 0;
         {
@@ -261,7 +277,9 @@ impl Mirror {
             Ok(())
         })
         .await??;
-        self.metrics.mirror_sent.inc_by(accepted as u64);
+        self.metrics
+            .mirror_sent
+            .inc_by(accepted as u64 + gone.len() as u64);
         Ok(settled)
     }
 }
@@ -276,14 +294,15 @@ fn letter(error: FieldError, raw: String, at_ms: i64) -> DeadLetter {
 }
 
 /// Reads up to `limit` events' worth of queued entries (skipping `waiting` ones) and builds
-/// their objects from every vector stored for each event. A read error stops the batch (it is
-/// retried); only a missing event or vector is a dead letter.
+/// their objects from every vector stored for each event; an event deleted since it was queued
+/// is one to delete. A read error stops the batch (it is retried); only a missing event or
+/// vector that was not deleted is a dead letter.
 fn read_batch(
     store: &Store,
     class: &str,
     limit: usize,
     waiting: &[u64],
-) -> anyhow::Result<Vec<Pending>> {
+) -> anyhow::Result<(Vec<Pending>, Vec<Gone>)> {
     let mut by_seq: BTreeMap<u64, Vec<(u64, String)>> = BTreeMap::new();
     for (seq, model) in store.outbox_batch(limit.saturating_add(waiting.len()))? {
         if waiting.contains(&seq) {
@@ -295,8 +314,15 @@ fn read_batch(
         by_seq.entry(seq).or_default().push((seq, model));
     }
     let mut out = Vec::with_capacity(by_seq.len());
+    let mut gone = Vec::new();
     for (seq, entries) in by_seq {
         let vectors: Vec<StoredVector> = store.vectors_of(seq)?;
+        if vectors.is_empty()
+            && let Some(event_id) = store.deleted_event(seq)?
+        {
+            gone.push(Gone { entries, event_id });
+            continue;
+        }
         let event = match vectors.first() {
             Some(v) => store.event(&v.event_id)?,
             None => None,
@@ -324,5 +350,5 @@ fn read_batch(
             models,
         });
     }
-    Ok(out)
+    Ok((out, gone))
 }

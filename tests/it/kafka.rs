@@ -1998,3 +1998,417 @@ fn a_producers_trace_runs_through_every_stage_into_the_enriched_record() {
         .collect();
     println!("One detection's trace: {durations:?}");
 }
+
+/// Debezium change events of a PostgreSQL `fire_detections` table (FIRMS's columns, `id`
+/// the primary key), through tansu: the connector's envelope with its schema (a `date` as
+/// days, a `numeric` as a scaled base64 integer) and without, as Debezium writes them.
+mod debezium {
+    use base64::Engine;
+    use serde_json::{Value as Json, json};
+
+    /// The MODIS 24-hour file's first `n` rows as the table's rows (`id` from 1).
+    pub(super) fn rows(n: usize) -> Vec<Json> {
+        let text = std::fs::read_to_string(super::super::support::shared(
+            "firms/MODIS_C6_USA_contiguous_and_Hawaii_24h.2020-10-01.csv",
+        ))
+        .expect("MODIS file");
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+        lines
+            .take(n)
+            .enumerate()
+            .map(|(i, line)| {
+                let mut row = serde_json::Map::new();
+                row.insert("id".into(), json!(i + 1));
+                for (name, cell) in header.iter().zip(line.split(',')) {
+                    let value = match cell.parse::<f64>() {
+                        Ok(x) if !["acq_time", "confidence", "version"].contains(name) => json!(x),
+                        _ => json!(cell),
+                    };
+                    row.insert((*name).to_owned(), value);
+                }
+                Json::Object(row)
+            })
+            .collect()
+    }
+
+    fn schema_of(side: &str) -> Json {
+        json!({
+            "type": "struct", "optional": true, "name": "pg.public.fire_detections.Value", "field": side,
+            "fields": [
+                {"type": "int32", "optional": false, "field": "id"},
+                {"type": "bytes", "optional": true, "name": "org.apache.kafka.connect.data.Decimal",
+                 "version": 1, "parameters": {"scale": "2", "connect.decimal.precision": "6"}, "field": "brightness"},
+                {"type": "int32", "optional": false, "name": "io.debezium.time.Date", "version": 1, "field": "acq_date"}
+            ]
+        })
+    }
+
+    /// A row as the connector encodes it when schemas are on.
+    fn encoded(row: &Json) -> Json {
+        let mut row = row.clone();
+        let brightness = (row["brightness"].as_f64().expect("brightness") * 100.0).round() as i64;
+        let bytes = brightness.to_be_bytes();
+        let skip = bytes
+            .windows(2)
+            .take_while(|w| (w[0] == 0 && w[1] & 0x80 == 0) || (w[0] == 0xff && w[1] & 0x80 != 0))
+            .count();
+        row["brightness"] = json!(base64::engine::general_purpose::STANDARD.encode(&bytes[skip..]));
+        let day =
+            chrono::NaiveDate::parse_from_str(row["acq_date"].as_str().expect("date"), "%Y-%m-%d")
+                .expect("day");
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
+        row["acq_date"] = json!((day - epoch).num_days());
+        row
+    }
+
+    /// The record key Debezium gives a row (the primary key, with its schema).
+    pub(super) fn key(row: &Json) -> String {
+        json!({
+            "schema": {"type": "struct", "name": "pg.public.fire_detections.Key", "optional": false,
+                       "fields": [{"type": "int32", "optional": false, "field": "id"}]},
+            "payload": {"id": row["id"]}
+        })
+        .to_string()
+    }
+
+    /// A change event: `op` with the rows before and after, with the schema or without.
+    pub(super) fn change(
+        op: &str,
+        before: Option<&Json>,
+        after: Option<&Json>,
+        schema: bool,
+    ) -> Vec<u8> {
+        let side = |row: Option<&Json>| match (row, schema) {
+            (Some(row), true) => encoded(row),
+            (Some(row), false) => row.clone(),
+            (None, _) => Json::Null,
+        };
+        let payload = json!({
+            "before": side(before), "after": side(after),
+            "source": {"version": "2.7.3.Final", "connector": "postgresql", "name": "pg",
+                       "db": "fires", "schema": "public", "table": "fire_detections"},
+            "op": op, "ts_ms": 1_601_510_000_000_i64
+        });
+        let value = if schema {
+            json!({"schema": {"type": "struct", "name": "pg.public.fire_detections.Envelope",
+                              "fields": [schema_of("before"), schema_of("after")]},
+                   "payload": payload})
+        } else {
+            payload
+        };
+        serde_json::to_vec(&value).expect("json")
+    }
+}
+
+/// Debezium: inserts, updates and deletes of a detections table's rows, through the broker.
+/// An update that keeps the detection's identity (satellite, minute, place) replaces it in place
+/// as revision 1, republished under its key; one that moves it deletes the old event (a
+/// tombstone under its key) and stores the new one; a delete removes the event from the store,
+/// the index (also after a crash, from a snapshot written before the delete) and the Weaviate
+/// mirror, and publishes a tombstone.
+#[test]
+fn debezium_inserts_updates_and_deletes_of_detection_rows_reach_the_store_the_index_the_mirror_and_the_topic()
+ {
+    const ROWS: usize = 120;
+    let broker = Broker::start();
+    create_all(&broker, 1);
+    create_changelog(&broker, "cdc", 1);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let stand_in = super::weaviate::StandIn::new(None);
+    let weaviate = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        super::weaviate::serve_on(listener, stand_in.clone()).await;
+        format!("http://{address}")
+    });
+    let env = [
+        ("FIRESIGHT__KAFKA__DEBEZIUM__DETECTIONS", "true"),
+        ("FIRESIGHT__KAFKA__DEBEZIUM__WEATHER", "true"),
+        ("FIRESIGHT__WEAVIATE__URL", weaviate.as_str()),
+    ];
+    let dir = TempDir::new().expect("tmp");
+    let store = dir.path().join("db");
+    let service = FireSight::start_with(&broker, &store, "cdc", &stations_file(), &env);
+    // A weather table too: three rows of the BOM file (their JSON form, an `id` beside it).
+    let weather: Vec<serde_json::Value> =
+        decode_file::<WeatherDecoder>(&sample("australia_bom_daily_weather_2019-05_2020-06.csv"))
+            .into_iter()
+            .filter_map(Result::ok)
+            .take(3)
+            .enumerate()
+            .map(|(i, (_, obs))| {
+                let mut row = serde_json::to_value(&obs).expect("json");
+                row["id"] = serde_json::json!(1000 + i);
+                row
+            })
+            .collect();
+    let weather_changes = |op: &str, rows: &[serde_json::Value]| -> Vec<(String, Vec<u8>)> {
+        rows.iter()
+            .map(|row| {
+                let (before, after) = if op == "d" {
+                    (Some(row), None)
+                } else {
+                    (None, Some(row))
+                };
+                (
+                    debezium::key(row),
+                    debezium::change(op, before, after, false),
+                )
+            })
+            .collect()
+    };
+    broker.produce(WEATHER, &weather_changes("c", &weather));
+    service.wait_for("the weather rows", Duration::from_secs(120), |s| {
+        weather_read(s) >= 3
+    });
+    let rows = debezium::rows(ROWS);
+    let ids: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            let change = debezium::change("c", None, Some(row), true);
+            match firesight::stream::kafka::debezium::decode::<FireDetection>(
+                None,
+                &change,
+                &Default::default(),
+            ) {
+                Ok(firesight::stream::kafka::debezium::Change::Upsert { item, .. }) => {
+                    item.event_id()
+                }
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect();
+    assert_eq!(
+        ids.iter().collect::<HashSet<_>>().len(),
+        ROWS,
+        "distinct detections"
+    );
+    // The snapshot: half with the schema, half without, in one producer batch.
+    let inserts: Vec<(String, Vec<u8>)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            (
+                debezium::key(row),
+                debezium::change("r", None, Some(row), i % 2 == 0),
+            )
+        })
+        .collect();
+    broker.produce(DETECTIONS, &inserts);
+    broker.read_until(ENRICHED, Duration::from_secs(300), |m| m.len() >= ROWS);
+    service.wait_for("every row stored", Duration::from_secs(60), |s| {
+        s.counter("firesight_store_events", "") == ROWS as u64
+    });
+    // A clean stop writes the index snapshot that the crash below falls back on.
+    service.stop();
+    let service = FireSight::start_with(&broker, &store, "cdc", &[], &env);
+
+    // Rows 1-10: FRP corrected. Rows 11-15: moved 0.05° north. Rows 16-20: deleted, each
+    // followed by its tombstone, as Debezium writes a delete.
+    let mut changes = Vec::new();
+    let mut corrected = rows[..10].to_vec();
+    for (before, after) in rows[..10].iter().zip(corrected.iter_mut()) {
+        after["frp"] = serde_json::json!(after["frp"].as_f64().expect("frp") + 100.0);
+        changes.push((
+            debezium::key(before),
+            debezium::change("u", Some(before), Some(after), true),
+        ));
+    }
+    let mut moved = rows[10..15].to_vec();
+    for (before, after) in rows[10..15].iter().zip(moved.iter_mut()) {
+        after["latitude"] = serde_json::json!(after["latitude"].as_f64().expect("lat") + 0.05);
+        changes.push((
+            debezium::key(before),
+            debezium::change("u", Some(before), Some(after), false),
+        ));
+    }
+    for row in &rows[15..20] {
+        // REPLICA IDENTITY DEFAULT: the before image carries the key.
+        let before = serde_json::json!({"id": row["id"]});
+        let change = debezium::change("d", None, None, false);
+        let mut change: serde_json::Value = serde_json::from_slice(&change).expect("json");
+        change["before"] = before;
+        changes.push((
+            debezium::key(row),
+            serde_json::to_vec(&change).expect("json"),
+        ));
+        changes.push((debezium::key(row), Vec::new()));
+    }
+    broker.produce(DETECTIONS, &changes);
+    // The weather table: the first row's maximum corrected (it replaces what was stored), the
+    // third row deleted (a dead letter: the joins it made stay).
+    let mut fixed = weather[0].clone();
+    fixed["max_temp_c"] = serde_json::json!(fixed["max_temp_c"].as_f64().unwrap_or(20.0) + 1.5);
+    let mut weather_updates = weather_changes("u", std::slice::from_ref(&fixed));
+    weather_updates.extend(weather_changes("d", &weather[2..]));
+    broker.produce(WEATHER, &weather_updates);
+    let expected = ROWS + 10 + 2 * 5 + 5;
+    let all = broker.read_until(ENRICHED, Duration::from_secs(300), |m| m.len() >= expected);
+    assert_eq!(all.len(), expected);
+    let schemas = Schemas::bundled().expect("schemas");
+    let copies = by_key_with_tombstones(&all);
+    for (i, id) in ids.iter().enumerate() {
+        let records = &copies[id];
+        match i {
+            0..10 => {
+                assert_eq!(records.len(), 2, "{id}: inserted, then corrected");
+                let first = schemas
+                    .decode_fire_event(records[0].as_deref().expect("record"))
+                    .expect("v0");
+                let fixed = schemas
+                    .decode_fire_event(records[1].as_deref().expect("record"))
+                    .expect("v1");
+                assert_eq!(fixed.revision, Some(1), "{id}");
+                assert!(
+                    (fixed.fire_characteristics.frp_mw - first.fire_characteristics.frp_mw - 100.0)
+                        .abs()
+                        < 1e-9
+                );
+                assert_eq!(fixed.ingested_at, first.ingested_at, "{id}");
+                assert_ne!(
+                    fixed.ml_predictions, first.ml_predictions,
+                    "{id}: predicted again"
+                );
+            }
+            10..20 => {
+                assert_eq!(records.len(), 2, "{id}: inserted, then gone");
+                assert!(records[1].is_none(), "{id}: a tombstone");
+            }
+            _ => assert_eq!(records.len(), 1, "{id}: untouched"),
+        }
+    }
+    let moved_ids: Vec<String> = copies
+        .keys()
+        .filter(|k| !ids.contains(k))
+        .cloned()
+        .collect();
+    assert_eq!(moved_ids.len(), 5, "the moved rows' new events");
+    service.wait_for("the changes counted", Duration::from_secs(30), |s| {
+        s.counter("firesight_source_row_changes_total", r#"change="deleted""#) == 10
+    });
+    assert_eq!(
+        service.counter("firesight_source_row_changes_total", r#"change="replaced""#),
+        10
+    );
+    assert_eq!(
+        service.counter("firesight_store_events", ""),
+        (ROWS - 5) as u64
+    );
+    service.wait_for("the weather changes", Duration::from_secs(60), |s| {
+        !s.dead_letters().is_empty()
+    });
+    assert_eq!(
+        service.counter(
+            "firesight_ingest_records_total",
+            r#"kind="weather",outcome="accepted""#
+        ),
+        1,
+        "this life took the correction as a new version of the row"
+    );
+    let letters = service.dead_letters();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["error"]["field"], "op", "{letters:?}");
+    assert!(
+        letters[0]["error"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("deleted weather row")),
+        "{letters:?}"
+    );
+
+    // The API, the index and the mirror hold the rows as they are now.
+    let check = |service: &FireSight, life: &str| {
+        let status = |id: &str| {
+            let answer = http::get(&format!("{}/v1/fires/{id}", service.api)).expect("get");
+            answer
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        for id in &ids[10..20] {
+            assert_eq!(status(id), "404", "{life}: {id} is gone");
+        }
+        for id in ids[..10].iter().chain(&ids[20..]).chain(&moved_ids) {
+            assert_eq!(status(id), "200", "{life}: {id} is there");
+        }
+        let similar = http::get(&format!(
+            "{}/v1/fires/{}/similar?k=200",
+            service.api, ids[30]
+        ))
+        .expect("similar");
+        assert!(
+            similar.starts_with("HTTP/1.1 200") || similar.starts_with("HTTP/1.0 200"),
+            "{similar}"
+        );
+        for id in &ids[10..20] {
+            assert!(
+                !similar.contains(id.as_str()),
+                "{life}: {id} is out of the index"
+            );
+        }
+        for id in &moved_ids {
+            assert!(
+                similar.contains(id.as_str()),
+                "{life}: {id} is in the index"
+            );
+        }
+        // The API skips a neighbour whose record is gone; the index itself holds no point of
+        // a deleted event.
+        assert_eq!(
+            service.counter("firesight_index_vectors", ""),
+            (ROWS - 5) as u64,
+            "{life}: points in the index"
+        );
+    };
+    check(&service, "live");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = stand_in.seen.lock().expect("seen");
+        let holds = |id: &str| {
+            seen.objects
+                .contains_key(&firesight::weaviate::object_id(id).to_string())
+        };
+        let done = seen.objects.len() == ROWS - 5
+            && ids[10..20].iter().all(|id| !holds(id))
+            && moved_ids.iter().all(|id| holds(id))
+            && ids[..10].iter().zip(&corrected).all(|(id, row)| {
+                seen.objects[&firesight::weaviate::object_id(id).to_string()]["properties"]["frpMw"]
+                    .as_f64()
+                    == row["frp"].as_f64()
+            });
+        if done {
+            assert!(seen.violations.is_empty(), "{:?}", seen.violations);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the mirror did not converge: {} objects, violations {:?}",
+            seen.objects.len(),
+            seen.violations
+        );
+        drop(seen);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A crash: the next life loads the snapshot written before the changes and replays them.
+    service.kill();
+    let service = FireSight::start_with(&broker, &store, "cdc", &[], &env);
+    service.wait_for("the API", Duration::from_secs(120), |s| {
+        http::get(&format!("{}/readyz", s.api)).is_ok_and(|r| r.contains(" 200 "))
+    });
+    check(&service, "after a crash");
+    service.stop();
+}
+
+/// Every record of `messages` by key, in order; a tombstone is `None`.
+fn by_key_with_tombstones(messages: &[OwnedMessage]) -> BTreeMap<String, Vec<Option<Vec<u8>>>> {
+    let mut out: BTreeMap<String, Vec<Option<Vec<u8>>>> = BTreeMap::new();
+    for m in messages {
+        let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+        let value = m.payload().filter(|p| !p.is_empty()).map(<[u8]>::to_vec);
+        out.entry(key).or_default().push(value);
+    }
+    out
+}

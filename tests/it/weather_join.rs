@@ -673,3 +673,55 @@ fn weather_loaded_after_the_detections_gives_every_event_the_join_it_gets_loaded
         coverage(&after)
     );
 }
+
+/// A source database's update of a weather row (`apply_weather` with corrections, as the
+/// Debezium weather topic does): the corrected observation replaces the stored one, and the
+/// detection that joined it is joined again as revision 1; without corrections the same
+/// observation is refused as a contradiction, as every other source's is.
+#[test]
+fn a_corrected_observation_replaces_the_stored_one_and_rejoins_its_detections() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let service = open(dir.path(), &[sample("australia_bom_weather_stations.csv")]);
+    let hill = station_position(OBSERVATORY_HILL);
+    assert_eq!(
+        ingest(
+            &service,
+            vec![observation(OBSERVATORY_HILL, "2019-11-12T03:00:00Z", 26.0)]
+        ),
+        (1, vec![])
+    );
+    let fire = detection(hill, "2019-11-12T04:00:00Z");
+    service
+        .pipeline
+        .ingest_detections(vec![(1, fire.clone())])
+        .expect("stored");
+    let marker = |service: &Service| {
+        let event = service
+            .store
+            .event(&fire.event_id())
+            .expect("read")
+            .expect("stored");
+        let weather = event.weather_conditions.expect("joined");
+        (weather.max_temp_c, event.revision)
+    };
+    assert_eq!(marker(&service), (Some(26.0), None));
+    let fixed = observation(OBSERVATORY_HILL, "2019-11-12T03:00:00Z", 31.0);
+    let (accepted, refused) = ingest(&service, vec![fixed.clone()]);
+    assert_eq!(accepted, 0);
+    assert!(
+        refused[0].contains("already has a different observation"),
+        "{refused:?}"
+    );
+    let outcome = service
+        .pipeline
+        .apply_weather(
+            "cdc",
+            vec![(1, fixed)],
+            true,
+            |_| Ok(Vec::new()),
+            |_| Ok(Vec::new()),
+        )
+        .expect("corrected");
+    assert_eq!((outcome.accepted, outcome.rejected.len()), (1, 0));
+    assert_eq!(marker(&service), (Some(31.0), Some(1)));
+}

@@ -5,6 +5,7 @@
 //! on it alone.
 
 pub mod codec;
+pub mod debezium;
 pub mod decode;
 pub mod event;
 pub mod filter;

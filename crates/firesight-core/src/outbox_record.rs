@@ -11,7 +11,7 @@ pub struct OutRecord {
     pub partition: Option<i32>,
     /// Record key (an event id, or the refused record's own key).
     pub key: Option<Vec<u8>>,
-    /// Record value.
+    /// Record value; empty is sent as null, a tombstone (a deleted event under its key).
     pub payload: Vec<u8>,
     /// Record headers, in order.
     pub headers: Vec<(String, Vec<u8>)>,

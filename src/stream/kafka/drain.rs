@@ -286,9 +286,12 @@ fn send(producer: &BaseProducer<Acks>, seq: u64, record: &OutRecord) -> Sent {
                 value: Some(value.as_slice()),
             });
         }
-        let mut out = BaseRecord::with_opaque_to(&record.topic, seq as usize)
-            .payload(record.payload.as_slice())
+        let mut out = BaseRecord::<[u8], [u8], usize>::with_opaque_to(&record.topic, seq as usize)
             .headers(headers);
+        // An empty value goes out as null: a tombstone (a deleted event's key).
+        if !record.payload.is_empty() {
+            out = out.payload(record.payload.as_slice());
+        }
         if let Some(key) = &record.key {
             out = out.key(key.as_slice());
         }

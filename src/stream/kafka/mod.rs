@@ -20,6 +20,8 @@ pub mod codec {
     pub use super::registry::WithRegistry;
     pub use firesight_core::codec::*;
 }
+/// Debezium change events on the input topics: `firesight_core::debezium`.
+pub use firesight_core::debezium;
 mod config;
 mod drain;
 mod granules;

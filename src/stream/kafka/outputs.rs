@@ -234,6 +234,20 @@ impl Processor {
         Ok(())
     }
 
+    /// A tombstone (a null value) under each deleted event's key on the enriched topic: a
+    /// compacted copy of it forgets the event, and a reader learns it is gone.
+    pub(super) fn publish_tombstones(&self, deleted: &[String], ops: &mut Vec<StoreOp>) {
+        for event_id in deleted {
+            ops.push(self.outbox.push(&OutRecord {
+                topic: self.settings.enriched_topic.clone(),
+                partition: None,
+                key: Some(event_id.clone().into_bytes()),
+                payload: Vec::new(),
+                headers: Vec::new(),
+            }));
+        }
+    }
+
     /// Dead letters for the topic only (the pipeline already stored them as its own).
     pub(super) fn bookkeeping_topic_only(
         &self,

@@ -22,7 +22,8 @@ use crate::config::{KafkaSettings, WindowSettings};
 use crate::event::{FireDetection, SensorReading, WeatherObservation};
 use crate::store::{NewEvent, Store, StoreOp};
 use crate::stream::ingest::Ingestible;
-use crate::stream::pipeline::{Pipeline, PipelineError};
+use crate::stream::pipeline::{Pipeline, PipelineError, RowChanges};
+use firesight_core::debezium::{self, CdcRow, Change, DebeziumMapping};
 
 /// A decoded run: the items with their index in the run, and the refused records.
 type Decoded<T> = (Vec<(u64, T)>, Vec<(usize, Refusal)>);
@@ -240,6 +241,17 @@ impl Processor {
         if record.payload.len() > self.settings.max_record_bytes {
             return None;
         }
+        if self.settings.debezium.detections {
+            let change = debezium::decode::<FireDetection>(
+                record.key.as_deref(),
+                &record.payload,
+                &self.settings.debezium.detection_table,
+            );
+            return match change.ok()? {
+                Change::Upsert { item, .. } => item.granule(),
+                Change::Delete { .. } => None,
+            };
+        }
         let detection: FireDetection = self.schemas.decode(&record.payload).ok()?;
         detection.granule()
     }
@@ -417,6 +429,75 @@ impl Processor {
         Ok((items, refused))
     }
 
+    /// Decodes a run of Debezium change events; a key changed more than once in the run
+    /// keeps its last change (the row as it is after the run), at that record's index.
+    fn decode_changes<T: CdcRow>(
+        &self,
+        run: &[Polled],
+        mapping: &DebeziumMapping,
+    ) -> Decoded<Change<T>> {
+        let mut last: HashMap<String, (u64, Change<T>)> = HashMap::with_capacity(run.len());
+        let mut refused = Vec::new();
+        for (i, record) in run.iter().enumerate() {
+            if record.payload.len() > self.settings.max_record_bytes {
+                refused.push((
+                    i,
+                    Refusal::Format(format!(
+                        "record is {} bytes, over kafka.max_record_bytes = {}",
+                        record.payload.len(),
+                        self.settings.max_record_bytes
+                    )),
+                ));
+                continue;
+            }
+            match debezium::decode::<T>(record.key.as_deref(), &record.payload, mapping) {
+                Ok(change) => {
+                    last.insert(change.key().to_owned(), (i as u64, change));
+                }
+                Err(refusal) => refused.push((i, refusal)),
+            }
+        }
+        let mut changes: Vec<(u64, Change<T>)> = last.into_values().collect();
+        changes.sort_by_key(|(i, _)| *i);
+        (changes, refused)
+    }
+
+    /// A run's changes as upserts (by index) and the row changes they carry; deletes are
+    /// refused for kinds whose deletes are not applied (`deletes` none).
+    fn split_changes<T>(
+        &self,
+        changes: Vec<(u64, Change<T>)>,
+        source: &str,
+        kind: &str,
+        refused: &mut Vec<(usize, Refusal)>,
+    ) -> (Vec<(u64, T)>, RowChanges) {
+        let mut items = Vec::with_capacity(changes.len());
+        let mut rows = RowChanges {
+            source: source.to_owned(),
+            ..RowChanges::default()
+        };
+        for (i, change) in changes {
+            match change {
+                Change::Upsert { key, item } => {
+                    rows.upserts.insert(i, key);
+                    items.push((i, item));
+                }
+                Change::Delete { key } if kind == "detection" => rows.deletes.push(key),
+                Change::Delete { key } => refused.push((
+                    i as usize,
+                    Refusal::Field(crate::event::FieldError::new(
+                        1,
+                        "op",
+                        format!(
+                            "a deleted {kind} row ({key}) is not applied: the joins it made stay, and a {kind} is corrected by an update"
+                        ),
+                    )),
+                )),
+            }
+        }
+        (items, rows)
+    }
+
     fn forget_states(&self) {
         self.states
             .lock()
@@ -465,7 +546,20 @@ impl Processor {
     }
 
     fn detections(&self, run: &[Polled]) -> Result<(), StreamError> {
-        let (items, refused) = self.decode::<FireDetection>(run)?;
+        let (items, refused, rows) = if self.settings.debezium.detections {
+            let (changes, mut refused) =
+                self.decode_changes(run, &self.settings.debezium.detection_table);
+            let (items, rows) = self.split_changes(
+                changes,
+                &self.settings.detections_topic,
+                "detection",
+                &mut refused,
+            );
+            (items, refused, rows)
+        } else {
+            let (items, refused) = self.decode::<FireDetection>(run)?;
+            (items, refused, RowChanges::default())
+        };
         let mut first_of: HashMap<String, usize> = HashMap::with_capacity(items.len());
         for (i, detection) in &items {
             first_of.entry(detection.event_id()).or_insert(*i as usize);
@@ -477,10 +571,12 @@ impl Processor {
                 last.insert((record.topic.clone(), record.partition), now);
             }
         }
-        let outcome = self.pipeline.ingest_detections_with(
+        let outcome = self.pipeline.apply_detection_changes(
             self.pipeline.lane_of(items.len()),
             items,
-            |_, new, tracked| {
+            rows,
+            |_, written| {
+                let (new, tracked) = (&mut *written.new, written.tracked);
                 // `ingested_at` is the record's timestamp, not the clock: a record processed
                 // again (after a crash, or by the next owner of its partition) is published
                 // byte for byte as the first time.
@@ -496,6 +592,10 @@ impl Processor {
                 let mut ops = self.bookkeeping("firms", run, &refused)?;
                 self.windows_over(run, &first_of, new, &mut ops)?;
                 self.publish_events(new, &mut ops)?;
+                // A row updated in place: its corrected record, same key, next revision. A
+                // deleted one: a tombstone under its key.
+                self.publish_events(written.revised, &mut ops)?;
+                self.publish_tombstones(written.deleted, &mut ops);
                 self.publish_tracked(tracked, &mut ops);
                 // Last in the outbox: the drainer sends a checkpoint only once everything
                 // before it is acknowledged, so a successor that resumes from it never skips
@@ -552,11 +652,25 @@ impl Processor {
     }
 
     fn weather(&self, run: &[Polled]) -> Result<(), StreamError> {
-        let (items, refused) = self.decode::<WeatherObservation>(run)?;
+        let (items, refused) = if self.settings.debezium.weather {
+            let (changes, mut refused) =
+                self.decode_changes(run, &self.settings.debezium.weather_table);
+            let (items, _) = self.split_changes(
+                changes,
+                &self.settings.weather_topic,
+                "weather",
+                &mut refused,
+            );
+            (items, refused)
+        } else {
+            self.decode::<WeatherObservation>(run)?
+        };
         let source = format!("kafka:{}", self.settings.weather_topic);
-        self.pipeline.ingest_weather_with(
+        // A source database's update of a row is a correction: it replaces what was stored.
+        self.pipeline.apply_weather(
             &source,
             items,
+            self.settings.debezium.weather,
             |outcome| {
                 let mut ops = self.bookkeeping("weather", run, &refused)?;
                 // The pipeline refuses observations of unknown stations and contradicting ones (and
@@ -582,7 +696,19 @@ impl Processor {
     }
 
     fn sensors(&self, run: &[Polled]) -> Result<(), StreamError> {
-        let (items, refused) = self.decode::<SensorReading>(run)?;
+        let (items, refused) = if self.settings.debezium.sensors {
+            let (changes, mut refused) =
+                self.decode_changes(run, &self.settings.debezium.sensor_table);
+            let (items, _) = self.split_changes(
+                changes,
+                &self.settings.sensors_topic,
+                "sensor",
+                &mut refused,
+            );
+            (items, refused)
+        } else {
+            self.decode::<SensorReading>(run)?
+        };
         self.pipeline
             .ingest_sensors_with(items, |_| self.bookkeeping("sensors", run, &refused))?;
         Ok(())

@@ -1,0 +1,114 @@
+//! Events deleted because their source row was (a Debezium delete, or an update that moved a
+//! detection to another id), and the map from source rows to the events they are stored as.
+//!
+//! A deletion removes the record, its time-index entry, its id and every model's vector in the
+//! same batch as the change that caused it, and leaves two traces: `deleted` (sequence number →
+//! event id), which the Weaviate mirror and the search index read to drop the object, and a
+//! revision entry, so an index snapshot written before the deletion drops the point at load.
+
+use rocksdb::WriteBatch;
+
+use super::keys::{source_row_key, time_key, vector_key};
+use super::{Family, Store, StoreError, StoreOp};
+
+/// A stored event to delete, with what its deletion removes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deletion {
+    /// Its vector sequence number (the index's point).
+    pub seq: u64,
+    /// Its id.
+    pub event_id: String,
+    /// Its detection time (its time-index key).
+    pub detection_time: i64,
+    /// The models it has a vector of.
+    pub models: Vec<String>,
+}
+
+impl StoreOp {
+    /// Records that the row `row` of source `source` is stored as event `event_id`.
+    pub fn source_row(source: &str, row: &str, event_id: &str) -> Self {
+        Self::put(
+            Family::SourceRows,
+            source_row_key(source, row),
+            event_id.as_bytes(),
+        )
+    }
+
+    /// Forgets the row `row` of source `source` (it was deleted).
+    pub fn source_row_gone(source: &str, row: &str) -> Self {
+        Self::delete(Family::SourceRows, source_row_key(source, row))
+    }
+}
+
+impl Store {
+    /// The event the row `row` of source `source` is stored as.
+    pub fn source_row(&self, source: &str, row: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(Family::SourceRows)?, source_row_key(source, row))?
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// What deleting the stored event `event_id` removes; `None` when it is not stored.
+    pub fn deletion(&self, event_id: &str) -> Result<Option<Deletion>, StoreError> {
+        let (Some(seq), Some(event)) = (self.seq_of(event_id)?, self.event(event_id)?) else {
+            return Ok(None);
+        };
+        let models = self
+            .vectors_of(seq)?
+            .into_iter()
+            .map(|v| v.model_version)
+            .collect();
+        Ok(Some(Deletion {
+            seq,
+            event_id: event_id.to_owned(),
+            detection_time: event.detection_time,
+            models,
+        }))
+    }
+
+    /// The id of the event deleted from sequence number `seq`, if one was.
+    pub fn deleted_event(&self, seq: u64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(Family::Deleted)?, seq.to_be_bytes())?
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// Puts the deletions into `batch`, their revision entries numbered from `first_revision`.
+    pub(super) fn put_deletions(
+        &self,
+        batch: &mut WriteBatch,
+        first_revision: u64,
+        deleted: &[Deletion],
+    ) -> Result<(), StoreError> {
+        let mirror = self.mirror.load(std::sync::atomic::Ordering::Acquire);
+        for (offset, gone) in deleted.iter().enumerate() {
+            let id = gone.event_id.as_bytes();
+            batch.delete_cf(self.cf(Family::Events)?, id);
+            batch.delete_cf(
+                self.cf(Family::EventsByTime)?,
+                time_key(gone.detection_time, &gone.event_id),
+            );
+            batch.delete_cf(self.cf(Family::IdMap)?, id);
+            for model in &gone.models {
+                batch.delete_cf(self.cf(Family::Vectors)?, vector_key(gone.seq, model));
+                if mirror {
+                    batch.put_cf(
+                        self.cf(Family::MirrorOutbox)?,
+                        vector_key(gone.seq, model),
+                        [],
+                    );
+                }
+            }
+            batch.put_cf(self.cf(Family::Deleted)?, gone.seq.to_be_bytes(), id);
+            let revision = first_revision + offset as u64;
+            batch.put_cf(
+                self.cf(Family::Revisions)?,
+                revision.to_be_bytes(),
+                gone.seq.to_be_bytes(),
+            );
+        }
+        Ok(())
+    }
+}
