@@ -404,20 +404,24 @@ impl Processor {
         Ok(())
     }
 
+    /// The refusal of a record over `kafka.max_record_bytes`, decoded by no decoder.
+    fn oversize(&self, record: &Polled) -> Option<Refusal> {
+        (record.payload.len() > self.settings.max_record_bytes).then(|| {
+            Refusal::Format(format!(
+                "record is {} bytes, over kafka.max_record_bytes = {}",
+                record.payload.len(),
+                self.settings.max_record_bytes
+            ))
+        })
+    }
+
     /// Decodes a run: the items with their index in the run, and the refused records.
     fn decode<T: Input>(&self, run: &[Polled]) -> Result<Decoded<T>, StreamError> {
         let mut items = Vec::with_capacity(run.len());
         let mut refused = Vec::new();
         for (i, record) in run.iter().enumerate() {
-            if record.payload.len() > self.settings.max_record_bytes {
-                refused.push((
-                    i,
-                    Refusal::Format(format!(
-                        "record is {} bytes, over kafka.max_record_bytes = {}",
-                        record.payload.len(),
-                        self.settings.max_record_bytes
-                    )),
-                ));
+            if let Some(refusal) = self.oversize(record) {
+                refused.push((i, refusal));
                 continue;
             }
             match self.schemas.decode::<T>(&record.payload) {
@@ -439,15 +443,8 @@ impl Processor {
         let mut last: HashMap<String, (u64, Change<T>)> = HashMap::with_capacity(run.len());
         let mut refused = Vec::new();
         for (i, record) in run.iter().enumerate() {
-            if record.payload.len() > self.settings.max_record_bytes {
-                refused.push((
-                    i,
-                    Refusal::Format(format!(
-                        "record is {} bytes, over kafka.max_record_bytes = {}",
-                        record.payload.len(),
-                        self.settings.max_record_bytes
-                    )),
-                ));
+            if let Some(refusal) = self.oversize(record) {
+                refused.push((i, refusal));
                 continue;
             }
             match debezium::decode::<T>(record.key.as_deref(), &record.payload, mapping) {
