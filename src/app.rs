@@ -163,15 +163,19 @@ fn catch_up(
     from: u64,
     revision: u64,
 ) -> anyhow::Result<(u64, u64)> {
+    // The events' end first: a deletion logged after it is seen by the next call.
+    let end = store.next_seq();
     let revision_end = store.next_revision();
     let mut deleted = Vec::new();
     for seq in store.revised_from(revision)? {
-        if let Some(event_id) = store.deleted_event(seq)? {
+        // An event deleted and stored again since keeps its document.
+        if let Some(event_id) = store.deleted_event(seq)?
+            && !store.contains_event(&event_id)?
+        {
             deleted.push(event_id);
         }
     }
     index.remove(&deleted)?;
-    let end = store.next_seq();
     let mut next = from;
     let mut batch = Vec::with_capacity(SEARCH_BUILD_BATCH);
     for stored in store.vectors_from(from)? {

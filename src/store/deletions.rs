@@ -1,5 +1,6 @@
 //! Events deleted because their source row was (a Debezium delete, or an update that moved a
-//! detection to another id), and the map from source rows to the events they are stored as.
+//! detection to another id), and the map from source rows to the events they are stored as
+//! and back.
 //!
 //! A deletion removes the record, its time-index entry, its id and every model's vector in the
 //! same batch as the change that caused it, and leaves two traces: `deleted` (sequence number →
@@ -8,8 +9,12 @@
 
 use rocksdb::WriteBatch;
 
-use super::keys::{source_row_key, time_key, vector_key};
+use super::keys::{event_row_key, event_row_prefix, source_row_key, time_key, vector_key};
 use super::{Family, Store, StoreError, StoreOp};
+
+/// The mirror outbox's entry for a deleted event, in place of a model's name: no model is
+/// named so (they are `name@version`).
+pub const DELETION: &str = "!deleted";
 
 /// A stored event to delete, with what its deletion removes.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,13 +30,22 @@ pub struct Deletion {
 }
 
 impl StoreOp {
-    /// Records that the row `row` of source `source` is stored as event `event_id`.
-    pub fn source_row(source: &str, row: &str, event_id: &str) -> Self {
-        Self::put(
-            Family::SourceRows,
-            source_row_key(source, row),
-            event_id.as_bytes(),
-        )
+    /// Records that the row `row` of source `source` is stored as event `event_id` (both ways).
+    pub fn source_row(source: &str, row: &str, event_id: &str) -> [Self; 2] {
+        [
+            Self::put(
+                Family::SourceRows,
+                source_row_key(source, row),
+                event_id.as_bytes(),
+            ),
+            Self::put(Family::EventRows, event_row_key(event_id, source, row), []),
+        ]
+    }
+
+    /// Records that the row `row` of source `source` no longer holds event `event_id` (it was
+    /// deleted, or now holds another).
+    pub fn source_row_left(source: &str, row: &str, event_id: &str) -> Self {
+        Self::delete(Family::EventRows, event_row_key(event_id, source, row))
     }
 
     /// Forgets the row `row` of source `source` (it was deleted).
@@ -47,6 +61,26 @@ impl Store {
             .db
             .get_pinned_cf(self.cf(Family::SourceRows)?, source_row_key(source, row))?
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// The source rows stored as event `event_id`: `(source, row key)`.
+    pub fn rows_of_event(&self, event_id: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let prefix = event_row_prefix(event_id);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(Family::EventRows)?,
+            rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward),
+        ) {
+            let (key, _) = item?;
+            let Some(rest) = key.strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            let text = String::from_utf8_lossy(rest);
+            if let Some((source, row)) = text.split_once('\0') {
+                out.push((source.to_owned(), row.to_owned()));
+            }
+        }
+        Ok(out)
     }
 
     /// What deleting the stored event `event_id` removes; `None` when it is not stored.
@@ -93,13 +127,15 @@ impl Store {
             batch.delete_cf(self.cf(Family::IdMap)?, id);
             for model in &gone.models {
                 batch.delete_cf(self.cf(Family::Vectors)?, vector_key(gone.seq, model));
-                if mirror {
-                    batch.put_cf(
-                        self.cf(Family::MirrorOutbox)?,
-                        vector_key(gone.seq, model),
-                        [],
-                    );
-                }
+            }
+            // Its own outbox entry, not a model's: an upsert of the event the mirror is sending
+            // meanwhile settles the model's entry, never this one.
+            if mirror {
+                batch.put_cf(
+                    self.cf(Family::MirrorOutbox)?,
+                    vector_key(gone.seq, DELETION),
+                    [],
+                );
             }
             batch.put_cf(self.cf(Family::Deleted)?, gone.seq.to_be_bytes(), id);
             let revision = first_revision + offset as u64;

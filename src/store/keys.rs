@@ -60,13 +60,17 @@ pub enum Family {
     /// `source_rows`: `source topic \0 row key` → the id of the event a source database's row
     /// (Debezium) is stored as, so the row's update replaces it and its delete removes it.
     SourceRows,
+    /// `event_rows`: `event id \0 source topic \0 row key` → nothing: the source rows stored as
+    /// each event (two rows holding the same detection are one event), so an event is deleted
+    /// only when no row holds it any more.
+    EventRows,
     /// `webhook_queue`: `target name \0 alert sequence (u64 BE)` → the delivery's attempts so far and when to try next (JSON): alerts waiting for a webhook receiver's 2xx.
     WebhookQueue,
 }
 
 impl Family {
     /// Every column family, opened (and created if missing) with the store.
-    pub const ALL: [Family; 25] = [
+    pub const ALL: [Family; 26] = [
         Family::Events,
         Family::EventsByTime,
         Family::IdMap,
@@ -92,6 +96,7 @@ impl Family {
         Family::Revisions,
         Family::Deleted,
         Family::SourceRows,
+        Family::EventRows,
     ];
 
     /// The RocksDB name.
@@ -122,6 +127,7 @@ impl Family {
             Self::Revisions => "revisions",
             Self::Deleted => "deleted",
             Self::SourceRows => "source_rows",
+            Self::EventRows => "event_rows",
         }
     }
 }
@@ -175,6 +181,23 @@ pub(super) fn source_row_key(source: &str, row: &str) -> Vec<u8> {
     key.extend_from_slice(source.as_bytes());
     key.push(0);
     key.extend_from_slice(row.as_bytes());
+    key
+}
+
+/// `event id \0 source \0 row key`: a source row under the event it is stored as.
+pub(super) fn event_row_key(event_id: &str, source: &str, row: &str) -> Vec<u8> {
+    let mut key = event_row_prefix(event_id);
+    key.extend_from_slice(source.as_bytes());
+    key.push(0);
+    key.extend_from_slice(row.as_bytes());
+    key
+}
+
+/// `event id \0`: the prefix of an event's source rows.
+pub(super) fn event_row_prefix(event_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(event_id.len() + 1);
+    key.extend_from_slice(event_id.as_bytes());
+    key.push(0);
     key
 }
 

@@ -8,6 +8,7 @@ mod ingest;
 pub mod kafka;
 mod load;
 mod pipeline;
+mod source_rows;
 mod writer;
 pub use firesight_core::windows;
 
@@ -15,7 +16,7 @@ pub use correlate::{Correlation, Correlator};
 pub use ingest::{IngestError, IngestOutcome, IngestSession, Ingestible, MAX_REPORTED_REJECTIONS};
 pub use load::{FileKind, LoadError, load_files, sniff};
 pub use pipeline::{
-    BatchFailure, Pipeline, PipelineError, RowChanges, Space, Written, delete_points,
-    replace_points,
+    BatchFailure, Pipeline, PipelineError, Space, Written, delete_points, replace_points,
 };
+pub use source_rows::RowChanges;
 pub use writer::Lane;

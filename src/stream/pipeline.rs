@@ -10,6 +10,7 @@ use std::time::Instant;
 use super::correlate::Correlator;
 use super::decode::Rejected;
 use super::ingest::IngestOutcome;
+use super::source_rows::RowChanges;
 use super::writer::{Lane, WriterGuard, WriterLock};
 use crate::embed::{EmbedError, Embedder, FEATURE_COUNT, Predictors, event_features};
 use crate::event::{
@@ -442,40 +443,17 @@ impl Pipeline {
             let mut outcome = IngestOutcome::default();
             let mut seen = HashSet::with_capacity(batch.len());
             let mut events = Vec::with_capacity(batch.len());
-            // Source rows: what each changed row was stored as, and what replaces or removes it.
-            let mut row_ops = Vec::new();
-            let mut corrections = Vec::new();
-            let mut gone = Vec::new();
-            let mut doomed: HashSet<String> = HashSet::new();
-            for key in &rows.deletes {
-                if let Some(old) = self.store.source_row(&rows.source, key)? {
-                    doomed.insert(old);
-                }
-                row_ops.push(StoreOp::source_row_gone(&rows.source, key));
-            }
             // One span per stage, each with its record count: a trace shows where a batch's
             // time went.
             let stage = |name: &'static str, records: usize| {
                 tracing::info_span!("stage", otel.name = name, records).entered()
             };
             let correlating = stage("correlate", batch.len());
-            for (line, detection) in &batch {
+            // Source rows: what each changed row was stored as, and what replaces or removes it.
+            let resolved = super::source_rows::resolve(&self.store, &batch, &rows, describes)?;
+            outcome.duplicates += resolved.unchanged;
+            for detection in resolved.fresh {
                 let id = detection.event_id();
-                if let Some(key) = rows.upserts.get(line) {
-                    row_ops.push(StoreOp::source_row(&rows.source, key, &id));
-                    match self.store.source_row(&rows.source, key)? {
-                        Some(old) if old == id && self.store.contains_event(&id)? => {
-                            if seen.insert(id.clone()) {
-                                corrections.push(detection);
-                            }
-                            continue;
-                        }
-                        Some(old) => {
-                            doomed.insert(old);
-                        }
-                        None => {}
-                    }
-                }
                 if !seen.insert(id.clone()) || self.store.contains_event(&id)? {
                     outcome.duplicates += 1;
                     continue;
@@ -492,11 +470,8 @@ impl Pipeline {
             }
             // A row updated in place: enriched again, keeping what the tracker and the first
             // storing gave it.
-            let mut revised_events = Vec::with_capacity(corrections.len());
-            for detection in corrections {
-                let Some(stored) = self.store.event(&detection.event_id())? else {
-                    continue;
-                };
+            let mut revised_events = Vec::with_capacity(resolved.corrections.len());
+            for (detection, stored) in resolved.corrections {
                 let mut event = self.enrich(detection)?;
                 event.correlation_id = stored.correlation_id;
                 event.impact_assessment =
@@ -505,14 +480,8 @@ impl Pipeline {
                 event.revision = Some(stored.revision.unwrap_or(0).saturating_add(1));
                 revised_events.push(event);
             }
-            for id in &doomed {
-                if seen.contains(id) {
-                    continue;
-                }
-                if let Some(deletion) = self.store.deletion(id)? {
-                    gone.push(deletion);
-                }
-            }
+            let gone = resolved.gone;
+            let row_ops = resolved.ops;
             drop(correlating);
             let space = self.space();
             // One feature row per event feeds both the predictors and the encoder.
@@ -1082,18 +1051,6 @@ pub fn replace_points(
     }
 }
 
-/// Changes to a source database's rows carried by a batch of detections (Debezium).
-#[derive(Debug, Default)]
-pub struct RowChanges {
-    /// The source (its topic): row keys are unique within it.
-    pub source: String,
-    /// The row key of each detection of the batch that is a row's insert or update, by the
-    /// detection's line.
-    pub upserts: HashMap<u64, String>,
-    /// Keys of the rows deleted.
-    pub deletes: Vec<String>,
-}
-
 /// What a batch of detections writes, for a caller's writes in the same commit.
 pub struct Written<'a> {
     /// New events, after the models and the tracker.
@@ -1149,6 +1106,16 @@ fn reassess(
         None if kept.is_empty() => None,
         None => Some(ImpactAssessment { anomalies: kept }),
     }
+}
+
+/// Whether a stored event describes `detection` as it is: the same pixel, time, instrument
+/// readings and product version (its joins and models may differ).
+fn describes(stored: &FireEventV2, detection: &FireDetection) -> bool {
+    let fresh = build_event(detection, WeatherStatus::NoStationInRange, None, "");
+    stored.source == fresh.source
+        && stored.location == fresh.location
+        && stored.detection_time == fresh.detection_time
+        && stored.fire_characteristics == fresh.fire_characteristics
 }
 
 /// Assembles the record from a detection and its weather join, applying the seed's rule anomalies.

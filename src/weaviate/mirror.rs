@@ -102,6 +102,8 @@ struct Pending {
 struct Gone {
     entries: Vec<(u64, String)>,
     event_id: String,
+    /// Stored again under a later sequence number: settled without a delete.
+    restored: bool,
 }
 
 impl Mirror {
@@ -183,8 +185,16 @@ impl Mirror {
         // nothing after it is settled out of order.
         let mut deleted: Vec<(u64, String)> = Vec::new();
         for g in &gone {
-            self.client.delete(&g.event_id).await?;
+            if !g.restored {
+                self.client.delete(&g.event_id).await?;
+            }
             deleted.extend(g.entries.iter().cloned());
+        }
+        {
+            let mut refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
+            for g in &gone {
+                refused.remove(&g.entries[0].0);
+            }
         }
         let mut models: Vec<String> = pending.iter().flat_map(|p| p.models.clone()).collect();
         models.sort();
@@ -320,7 +330,14 @@ fn read_batch(
         if vectors.is_empty()
             && let Some(event_id) = store.deleted_event(seq)?
         {
-            gone.push(Gone { entries, event_id });
+            // Stored again since (the same detection, a later sequence number): that entry
+            // sends the object as it is now, and a delete here would remove it.
+            let restored = store.seq_of(&event_id)?.is_some();
+            gone.push(Gone {
+                entries,
+                event_id,
+                restored,
+            });
             continue;
         }
         let event = match vectors.first() {

@@ -2187,7 +2187,7 @@ fn debezium_inserts_updates_and_deletes_of_detection_rows_reach_the_store_the_in
         "distinct detections"
     );
     // The snapshot: half with the schema, half without, in one producer batch.
-    let inserts: Vec<(String, Vec<u8>)> = rows
+    let mut inserts: Vec<(String, Vec<u8>)> = rows
         .iter()
         .enumerate()
         .map(|(i, row)| {
@@ -2197,6 +2197,13 @@ fn debezium_inserts_updates_and_deletes_of_detection_rows_reach_the_store_the_in
             )
         })
         .collect();
+    // A second row holding row 31's detection: one event, held by two rows.
+    let mut twin = rows[30].clone();
+    twin["id"] = serde_json::json!(9_001);
+    inserts.push((
+        debezium::key(&twin),
+        debezium::change("c", None, Some(&twin), true),
+    ));
     broker.produce(DETECTIONS, &inserts);
     broker.read_until(ENRICHED, Duration::from_secs(300), |m| m.len() >= ROWS);
     service.wait_for("every row stored", Duration::from_secs(60), |s| {
@@ -2236,6 +2243,18 @@ fn debezium_inserts_updates_and_deletes_of_detection_rows_reach_the_store_the_in
             serde_json::to_vec(&change).expect("json"),
         ));
         changes.push((debezium::key(row), Vec::new()));
+    }
+    // The twin row deleted: row 31 still holds the event. Rows 21-25 read again unchanged (a
+    // connector's new snapshot): nothing to revise.
+    changes.push((
+        debezium::key(&twin),
+        debezium::change("d", Some(&twin), None, false),
+    ));
+    for row in &rows[20..25] {
+        changes.push((
+            debezium::key(row),
+            debezium::change("r", None, Some(row), true),
+        ));
     }
     broker.produce(DETECTIONS, &changes);
     // The weather table: the first row's maximum corrected (it replaces what was stored), the
@@ -2400,6 +2419,22 @@ fn debezium_inserts_updates_and_deletes_of_detection_rows_reach_the_store_the_in
     });
     check(&service, "after a crash");
     service.stop();
+    // The weather row's correction replaced the stored observation.
+    let store = Store::open(&store).expect("store");
+    let stored: Vec<WeatherObservation> = store
+        .dump(Family::Weather)
+        .expect("weather")
+        .iter()
+        .map(|(_, value)| serde_json::from_slice(value).expect("observation"))
+        .collect();
+    let mut first = fixed;
+    first.as_object_mut().expect("row").remove("id");
+    let first: WeatherObservation = serde_json::from_value(first).expect("row");
+    let kept = stored
+        .iter()
+        .find(|o| (o.station_id, o.date) == (first.station_id, first.date))
+        .expect("the corrected observation");
+    assert_eq!(kept.max_temp_c, first.max_temp_c);
 }
 
 /// Every record of `messages` by key, in order; a tombstone is `None`.

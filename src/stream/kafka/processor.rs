@@ -21,8 +21,9 @@ use super::tables::Tables;
 use crate::config::{KafkaSettings, WindowSettings};
 use crate::event::{FireDetection, SensorReading, WeatherObservation};
 use crate::store::{NewEvent, Store, StoreOp};
+use crate::stream::RowChanges;
 use crate::stream::ingest::Ingestible;
-use crate::stream::pipeline::{Pipeline, PipelineError, RowChanges};
+use crate::stream::pipeline::{Pipeline, PipelineError};
 use firesight_core::debezium::{self, CdcRow, Change, DebeziumMapping};
 
 /// A decoded run: the items with their index in the run, and the refused records.
@@ -449,6 +450,14 @@ impl Processor {
             }
             match debezium::decode::<T>(record.key.as_deref(), &record.payload, mapping) {
                 Ok(change) => {
+                    // The tombstone after a delete adds nothing to it: the delete, which has
+                    // the row's content (and is what a dead letter should show), stays.
+                    let tombstone = record.payload.iter().all(u8::is_ascii_whitespace);
+                    if tombstone
+                        && matches!(last.get(change.key()), Some((_, Change::Delete { .. })))
+                    {
+                        continue;
+                    }
                     last.insert(change.key().to_owned(), (i as u64, change));
                 }
                 Err(refusal) => refused.push((i, refusal)),

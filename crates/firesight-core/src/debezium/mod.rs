@@ -138,7 +138,7 @@ pub fn decode<T: CdcRow>(
         };
         let row_schema = schema.as_ref().and_then(|s| field_schema(s, side));
         let row = match payload.remove(side) {
-            Some(Json::Object(row)) => Some(values::normalise_row(row, row_schema)?),
+            Some(Json::Object(row)) => Some(values::normalise_row(row, row_schema, false)?),
             Some(Json::Null) | None if op == "d" => None,
             _ => return Err(field(side, "is missing or not an object")),
         };
@@ -148,7 +148,7 @@ pub fn decode<T: CdcRow>(
             || matches!(payload.get("__deleted"), Some(Json::Bool(true)))
             || matches!(payload.get("__op"), Some(Json::String(s)) if s == "d");
         payload.retain(|name, _| !name.starts_with("__"));
-        let row = values::normalise_row(payload, schema.as_ref())?;
+        let row = values::normalise_row(payload, schema.as_ref(), false)?;
         (if deleted { Op::Delete } else { Op::Upsert }, Some(row))
     };
     let key = match record_key {
@@ -185,10 +185,14 @@ fn field(name: &str, reason: impl Into<String>) -> Refusal {
     Refusal::Field(FieldError::new(1, name, reason))
 }
 
-/// A full change event has `op` and a `before` or `after`; a row after `ExtractNewRecordState`
-/// has no `op` beside them.
+/// A full change event has a string `op` and a `source` object (a truncate or a message has
+/// neither `before` nor `after`), or, written by hand, `op` beside a `before` or `after`; a row
+/// after `ExtractNewRecordState` has none of these together.
 fn is_envelope(payload: &Map<String, Json>) -> bool {
-    payload.contains_key("op") && (payload.contains_key("after") || payload.contains_key("before"))
+    matches!(payload.get("op"), Some(Json::String(_)))
+        && (matches!(payload.get("source"), Some(Json::Object(_)))
+            || payload.contains_key("after")
+            || payload.contains_key("before"))
 }
 
 /// `{schema, payload}` → (payload, schema); anything else is the payload itself.
@@ -222,7 +226,8 @@ fn parse_key(key: &[u8]) -> Option<String> {
     let Json::Object(map) = payload else {
         return None;
     };
-    let map = values::normalise_row(map, schema.as_ref()).ok()?;
+    // Exact: a numeric key read as a float would let two keys beyond 2^53 collide.
+    let map = values::normalise_row(map, schema.as_ref(), true).ok()?;
     if map.is_empty() {
         return None;
     }

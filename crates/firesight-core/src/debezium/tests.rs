@@ -173,7 +173,9 @@ fn deletes_come_as_an_envelope_a_rewritten_row_or_a_tombstone() {
 #[test]
 fn refusals_name_the_field_and_the_reason() {
     let mapping = DebeziumMapping::default();
-    let truncate = json!({"before": null, "after": null, "source": {}, "op": "t"});
+    // As Debezium writes them: a truncate and a message carry neither `before` nor `after`.
+    let truncate = json!({"source": {"connector": "postgresql", "table": "fire_detections"},
+        "op": "t", "ts_ms": 1});
     let refusal = decode::<FireDetection>(
         None,
         &serde_json::to_vec(&truncate).expect("json"),
@@ -182,6 +184,20 @@ fn refusals_name_the_field_and_the_reason() {
     .expect_err("truncate");
     assert_eq!(refusal.field(), "op");
     assert!(refusal.reason().contains("truncate"));
+    let message = json!({"source": {"connector": "postgresql"}, "op": "m", "ts_ms": 1,
+        "message": {"prefix": "audit", "content": "AQID"}});
+    let refusal = decode::<FireDetection>(
+        Some(&key()),
+        &serde_json::to_vec(&message).expect("json"),
+        &mapping,
+    )
+    .expect_err("message");
+    assert_eq!(refusal.field(), "op");
+    assert!(
+        refusal.reason().contains("not a row change"),
+        "{}",
+        refusal.reason()
+    );
     let mut no_scan = row(1.0);
     no_scan.as_object_mut().expect("row").remove("scan");
     let refusal = decode::<FireDetection>(
@@ -307,4 +323,50 @@ fn the_field_lists_are_the_json_forms_fields() {
     names.sort_unstable();
     listed.sort_unstable();
     assert_eq!(names, listed);
+}
+
+#[test]
+fn decimal_keys_are_exact_and_whole_decimals_are_integers() {
+    let key = |payload: Json| {
+        serde_json::to_vec(&json!({
+            "schema": {"type": "struct", "fields": [{"type": "bytes", "field": "id",
+                "name": "org.apache.kafka.connect.data.Decimal", "parameters": {"scale": "0"}}]},
+            "payload": payload
+        }))
+        .expect("json")
+    };
+    // 2^60 and 2^60 + 1: one float, two keys.
+    let (a, b) = ("EAAAAAAAAAA=", "EAAAAAAAAAE=");
+    let delete = |k: &str| {
+        decode::<FireDetection>(
+            Some(&key(json!({"id": k}))),
+            b"",
+            &DebeziumMapping::default(),
+        )
+        .expect("tombstone")
+    };
+    assert_eq!(
+        delete(a),
+        Change::Delete {
+            key: r#"{"id":"1152921504606846976"}"#.into()
+        }
+    );
+    assert_ne!(delete(a), delete(b));
+    // A numeric(9,0) station number reads as the integer a station id is.
+    let weather = json!({
+        "schema": {"type": "struct", "fields": [{"type": "bytes", "field": "station_id",
+            "name": "org.apache.kafka.connect.data.Decimal", "parameters": {"scale": "0"}}]},
+        "payload": {"id": 1, "station_id": "AQH1", "station_name": "Sydney Airport",
+                    "date": "2019-11-08"}
+    });
+    let change = decode::<WeatherObservation>(
+        None,
+        &serde_json::to_vec(&weather).expect("json"),
+        &DebeziumMapping::default(),
+    )
+    .expect("weather");
+    let Change::Upsert { item, .. } = change else {
+        panic!("upsert")
+    };
+    assert_eq!(item.station_id, 66_037);
 }

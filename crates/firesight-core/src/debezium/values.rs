@@ -4,44 +4,58 @@
 //! a schema a value passes as it is, except a variable-scale decimal (`{scale, value}`), which
 //! describes itself.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde_json::{Map, Number, Value as Json};
 
 use crate::codec::Refusal;
 use crate::event::FieldError;
 
-/// Every column of `row` as plain JSON; `schema` is the row's struct schema, if it came with one.
+/// Every column of `row` as plain JSON; `schema` is the row's struct schema, if it came with
+/// one. `exact` keeps a decimal as its exact text (a key), instead of a number.
 pub(super) fn normalise_row(
     row: Map<String, Json>,
     schema: Option<&Json>,
+    exact: bool,
 ) -> Result<Map<String, Json>, Refusal> {
-    let fields = schema
+    let columns: HashMap<&str, &Json> = schema
         .and_then(|s| s.get("fields"))
-        .and_then(Json::as_array);
-    let mut out = Map::with_capacity(row.len());
-    for (name, value) in row {
-        let column_schema = fields.and_then(|fields| {
+        .and_then(Json::as_array)
+        .map(|fields| {
             fields
                 .iter()
-                .find(|f| f.get("field").and_then(Json::as_str) == Some(name.as_str()))
-        });
-        let value = normalise(&name, value, column_schema).map_err(Refusal::Field)?;
+                .filter_map(|f| f.get("field").and_then(Json::as_str).map(|name| (name, f)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = Map::with_capacity(row.len());
+    for (name, value) in row {
+        let column_schema = columns.get(name.as_str()).copied();
+        let value = normalise(&name, value, column_schema, exact).map_err(Refusal::Field)?;
         out.insert(name, value);
     }
     Ok(out)
 }
 
 /// One column's value as plain JSON.
-fn normalise(name: &str, value: Json, schema: Option<&Json>) -> Result<Json, FieldError> {
+fn normalise(
+    name: &str,
+    value: Json,
+    schema: Option<&Json>,
+    exact: bool,
+) -> Result<Json, FieldError> {
     if value.is_null() {
         return Ok(value);
     }
     let bad = |what: &str| FieldError::new(1, name, format!("{value} is not {what}"));
     let logical = schema.and_then(|s| s.get("name")).and_then(Json::as_str);
     let Some(logical) = logical else {
+        // A variable-scale decimal describes itself; anything else shaped alike (a JSON column
+        // that happens to hold `scale` and `value`) that does not decode stays as it is.
         return Ok(match &value {
             Json::Object(map) if map.len() == 2 && map.contains_key("scale") => {
-                variable_decimal(name, map)?
+                variable_decimal(name, map, exact).unwrap_or(value)
             }
             _ => value,
         });
@@ -82,13 +96,13 @@ fn normalise(name: &str, value: Json, schema: Option<&Json>) -> Result<Json, Fie
                     .ok_or_else(|| {
                         FieldError::new(1, name, "a Decimal column whose schema gives no scale")
                     })?;
-                decimal(name, text, scale)?
+                decimal(name, text, scale, exact)?
             }
             // decimal.handling.mode = double or string: already a number or its text.
             _ => value,
         },
         "io.debezium.data.VariableScaleDecimal" => match &value {
-            Json::Object(map) => variable_decimal(name, map)?,
+            Json::Object(map) => variable_decimal(name, map, exact)?,
             _ => value,
         },
         _ => value,
@@ -123,7 +137,7 @@ fn clock(count: Option<i64>, nanos_per_unit: i64) -> Option<Json> {
 }
 
 /// A variable-scale decimal, `{scale, value}` with the unscaled value in base64.
-fn variable_decimal(name: &str, map: &Map<String, Json>) -> Result<Json, FieldError> {
+fn variable_decimal(name: &str, map: &Map<String, Json>, exact: bool) -> Result<Json, FieldError> {
     let scale = map
         .get("scale")
         .and_then(Json::as_u64)
@@ -136,11 +150,12 @@ fn variable_decimal(name: &str, map: &Map<String, Json>) -> Result<Json, FieldEr
             "a variable-scale decimal without a base64 value",
         ));
     };
-    decimal(name, text, scale)
+    decimal(name, text, scale, exact)
 }
 
-/// A Connect decimal: a two's-complement big-endian integer (base64) scaled by `10^-scale`.
-fn decimal(name: &str, base64: &str, scale: u32) -> Result<Json, FieldError> {
+/// A Connect decimal: a two's-complement big-endian integer (base64) scaled by `10^-scale`: a
+/// JSON integer when the scale is 0 and it fits, else a number, or with `exact` its text.
+fn decimal(name: &str, base64: &str, scale: u32, exact: bool) -> Result<Json, FieldError> {
     let bad = |why: &str| FieldError::new(1, name, format!("decimal `{base64}` {why}"));
     let bytes = decode_base64(base64).ok_or_else(|| bad("is not base64"))?;
     if bytes.is_empty() || bytes.len() > 16 {
@@ -163,6 +178,14 @@ fn decimal(name: &str, base64: &str, scale: u32) -> Result<Json, FieldError> {
         let (whole, fraction) = padded.split_at(padded.len() - scale);
         format!("{}{whole}.{fraction}", if unscaled < 0 { "-" } else { "" })
     };
+    if exact {
+        return Ok(Json::String(text));
+    }
+    if scale == 0
+        && let Ok(whole) = i64::try_from(unscaled)
+    {
+        return Ok(Json::from(whole));
+    }
     let number: f64 = text.parse().map_err(|_| bad("does not make a number"))?;
     Number::from_f64(number)
         .map(Json::Number)
@@ -261,14 +284,24 @@ mod tests {
         ];
         for (name, value, expected) in cases {
             assert_eq!(
-                normalise("c", value, Some(&schema(name))).expect(name),
+                normalise("c", value, Some(&schema(name)), false).expect(name),
                 expected,
                 "{name}"
             );
         }
-        let refused = normalise("c", json!(-5), Some(&schema("io.debezium.time.MicroTime")));
+        let refused = normalise(
+            "c",
+            json!(-5),
+            Some(&schema("io.debezium.time.MicroTime")),
+            false,
+        );
         assert!(refused.is_err());
-        let refused = normalise("c", json!(i64::MAX), Some(&schema("io.debezium.time.Date")));
+        let refused = normalise(
+            "c",
+            json!(i64::MAX),
+            Some(&schema("io.debezium.time.Date")),
+            false,
+        );
         assert_eq!(refused.expect_err("out of range").field, "c");
     }
 
@@ -278,19 +311,22 @@ mod tests {
             "parameters": {"scale": "2", "connect.decimal.precision": "6"}});
         // 31234 = 0x7A02 → 312.34; -5 = 0xFB → -0.05.
         assert_eq!(
-            normalise("frp", json!("egI="), Some(&schema)).expect("ok"),
+            normalise("frp", json!("egI="), Some(&schema), false).expect("ok"),
             json!(312.34)
         );
         assert_eq!(
-            normalise("frp", json!("+w=="), Some(&schema)).expect("ok"),
+            normalise("frp", json!("+w=="), Some(&schema), false).expect("ok"),
             json!(-0.05)
         );
         let variable = json!({"scale": 1, "value": "AQ=="});
-        assert_eq!(normalise("frp", variable, None).expect("ok"), json!(0.1));
-        let error = normalise("frp", json!("not*base64"), Some(&schema)).expect_err("bad");
+        assert_eq!(
+            normalise("frp", variable, None, false).expect("ok"),
+            json!(0.1)
+        );
+        let error = normalise("frp", json!("not*base64"), Some(&schema), false).expect_err("bad");
         assert!(error.reason.contains("not base64"), "{}", error.reason);
         let long = json!("AAAAAAAAAAAAAAAAAAAAAAAA");
-        assert!(normalise("frp", long, Some(&schema)).is_err());
+        assert!(normalise("frp", long, Some(&schema), false).is_err());
     }
 
     #[test]
