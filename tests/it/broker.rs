@@ -99,6 +99,34 @@ impl Broker {
         broker
     }
 
+    /// As [`Broker::start_behind_tls`], asking every client to authenticate with SASL PLAIN as
+    /// `user` with `password`: the shape of a managed cluster (`SASL_SSL`). tansu 0.6.0 offers
+    /// only SCRAM, whose credentials live in its storage (which a test cannot fill while
+    /// authentication is on), so a SASL front written here, between the TLS front and tansu,
+    /// does the exchange and checks the password (see [`sasl_front`]).
+    pub fn start_behind_tls_with_sasl(
+        server: rustls::ServerConfig,
+        ca_file: &std::path::Path,
+        user: &str,
+        password: &str,
+    ) -> Self {
+        let front = TcpListener::bind("127.0.0.1:0").expect("bind the TLS front");
+        let sasl = TcpListener::bind("127.0.0.1:0").expect("bind the SASL front");
+        let advertised = front.local_addr().expect("addr").port();
+        let sasl_address = sasl.local_addr().expect("addr").to_string();
+        let mut broker = Self::start_advertising(free_port(), advertised);
+        sasl_front(sasl, broker.plain.clone(), format!("\0{user}\0{password}"));
+        tls_front(front, sasl_address, server);
+        broker.client = vec![
+            ("security.protocol".into(), "sasl_ssl".into()),
+            ("ssl.ca.location".into(), ca_file.display().to_string()),
+            ("sasl.mechanism".into(), "PLAIN".into()),
+            ("sasl.username".into(), user.into()),
+            ("sasl.password".into(), password.into()),
+        ];
+        broker
+    }
+
     /// A client configuration for this broker: its address and what its clients need.
     fn config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
@@ -355,6 +383,151 @@ fn tls_front(front: TcpListener, upstream: String, server: rustls::ServerConfig)
                     };
                     let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
                 });
+            }
+        });
+    });
+}
+
+/// Kafka's SASL exchange, done here in front of a broker that does not ask for it: on each
+/// connection, `ApiVersions` is relayed to `upstream`, `SaslHandshake` accepts PLAIN only,
+/// `SaslAuthenticate` accepts exactly `credentials` (`authzid \0 user \0 password`, with an
+/// empty authzid) and answers SASL_AUTHENTICATION_FAILED otherwise, and any other request
+/// before that closes the connection, as a broker with SASL listeners does. After it, bytes go
+/// both ways unread.
+fn sasl_front(front: TcpListener, upstream: String, credentials: String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// Kafka's error codes this front answers with.
+    const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+    const SASL_AUTHENTICATION_FAILED: i16 = 58;
+    async fn frame(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+        let length = stream.read_i32().await.ok()?;
+        let mut body = vec![0; usize::try_from(length).ok().filter(|&n| n < 1 << 20)?];
+        stream.read_exact(&mut body).await.ok()?;
+        Some(body)
+    }
+    async fn reply(stream: &mut tokio::net::TcpStream, body: &[u8]) -> Option<()> {
+        let length = i32::try_from(body.len()).ok()?;
+        stream.write_i32(length).await.ok()?;
+        stream.write_all(body).await.ok()
+    }
+    /// The SaslAuthenticate request's bytes at `at` (v0, v1: int32 length; v2: unsigned varint
+    /// length + 1, after the header's tag buffer).
+    fn auth_bytes(request: &[u8], at: usize, flexible: bool) -> Option<&[u8]> {
+        if !flexible {
+            let length = i32::from_be_bytes(request.get(at..at + 4)?.try_into().ok()?);
+            return request.get(at + 4..at + 4 + usize::try_from(length).ok()?);
+        }
+        let at = at + 1; // the request header's empty tag buffer
+        let (mut length, mut shift, mut i) = (0usize, 0, at);
+        loop {
+            let byte = *request.get(i)?;
+            length |= usize::from(byte & 0x7f) << shift;
+            i += 1;
+            if byte & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        request.get(i..i + length.checked_sub(1)?)
+    }
+    async fn serve(
+        mut client: tokio::net::TcpStream,
+        upstream: String,
+        credentials: String,
+    ) -> Option<()> {
+        let mut broker = tokio::net::TcpStream::connect(&upstream).await.ok()?;
+        loop {
+            let request = frame(&mut client).await?;
+            let api_key = i16::from_be_bytes(request.get(0..2)?.try_into().ok()?);
+            let version = i16::from_be_bytes(request.get(2..4)?.try_into().ok()?);
+            let correlation = request.get(4..8)?.to_vec();
+            let client_id = i16::from_be_bytes(request.get(8..10)?.try_into().ok()?);
+            let body_at = 10 + usize::try_from(client_id.max(0)).ok()?;
+            match api_key {
+                18 => {
+                    reply(&mut broker, &request).await?;
+                    let answer = frame(&mut broker).await?;
+                    reply(&mut client, &answer).await?;
+                }
+                17 => {
+                    let length =
+                        i16::from_be_bytes(request.get(body_at..body_at + 2)?.try_into().ok()?);
+                    let mechanism =
+                        request.get(body_at + 2..body_at + 2 + usize::try_from(length).ok()?)?;
+                    let code = if mechanism == b"PLAIN" {
+                        0
+                    } else {
+                        UNSUPPORTED_SASL_MECHANISM
+                    };
+                    let mut answer = correlation;
+                    answer.extend_from_slice(&code.to_be_bytes());
+                    answer.extend_from_slice(&1i32.to_be_bytes());
+                    answer.extend_from_slice(&5i16.to_be_bytes());
+                    answer.extend_from_slice(b"PLAIN");
+                    reply(&mut client, &answer).await?;
+                }
+                36 => {
+                    let flexible = version >= 2;
+                    let given = auth_bytes(&request, body_at, flexible)?;
+                    let passed = given == credentials.as_bytes();
+                    let code = if passed {
+                        0
+                    } else {
+                        SASL_AUTHENTICATION_FAILED
+                    };
+                    let message = (!passed).then_some("Authentication failed: invalid credentials");
+                    let mut answer = correlation;
+                    if flexible {
+                        answer.push(0); // the response header's tag buffer
+                        answer.extend_from_slice(&code.to_be_bytes());
+                        match message {
+                            Some(text) => {
+                                answer.push(u8::try_from(text.len() + 1).ok()?);
+                                answer.extend_from_slice(text.as_bytes());
+                            }
+                            None => answer.push(0),
+                        }
+                        answer.push(1); // empty auth bytes
+                        answer.extend_from_slice(&0i64.to_be_bytes());
+                        answer.push(0);
+                    } else {
+                        answer.extend_from_slice(&code.to_be_bytes());
+                        match message {
+                            Some(text) => {
+                                answer.extend_from_slice(
+                                    &i16::try_from(text.len()).ok()?.to_be_bytes(),
+                                );
+                                answer.extend_from_slice(text.as_bytes());
+                            }
+                            None => answer.extend_from_slice(&(-1i16).to_be_bytes()),
+                        }
+                        answer.extend_from_slice(&0i32.to_be_bytes());
+                        if version >= 1 {
+                            answer.extend_from_slice(&0i64.to_be_bytes());
+                        }
+                    }
+                    reply(&mut client, &answer).await?;
+                    if !passed {
+                        return None;
+                    }
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut broker).await;
+                    return Some(());
+                }
+                // Anything else before authenticating: a SASL listener closes the connection.
+                _ => return None,
+            }
+        }
+    }
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            front.set_nonblocking(true).expect("nonblocking");
+            let front = tokio::net::TcpListener::from_std(front).expect("listener");
+            while let Ok((client, _)) = front.accept().await {
+                tokio::spawn(serve(client, upstream.clone(), credentials.clone()));
             }
         });
     });
