@@ -467,3 +467,44 @@ async fn unreadable_queue_entries_and_log_entries_do_not_stall_a_target() {
         "{refused:?}"
     );
 }
+
+/// A receiver over HTTPS with a certificate from a private CA: with `tls.ca_file` naming the
+/// CA, every alert arrives signed; without it, none does (the certificate is refused) and they
+/// stay queued rather than being dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_reach_an_https_receiver_through_a_private_ca_and_only_through_it() {
+    let pki = super::tls::pki();
+    let got: Arc<Mutex<Vec<Got>>> = Arc::default();
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(Receiver {
+            behaviour: Behaviour::Healthy,
+            got: Arc::clone(&got),
+        });
+    let url = format!("{}/hook", super::tls::serve_tls(app, pki.server).await);
+    for trusted in [false, true] {
+        let dir = TempDir::new().expect("tmp");
+        let mut settings = quick(dir.path(), vec![target("ops", &url, &[])]);
+        if trusted {
+            let ca = dir.path().join("ca.pem");
+            std::fs::write(&ca, &pki.ca_pem).expect("CA file");
+            settings.tls.ca_file = ca.display().to_string();
+        }
+        let file = first_rows(dir.path(), 1_500);
+        let service = open(settings, vec![file]).await;
+        let alerts = logged(&service).len();
+        assert!(alerts > 10, "{alerts} alerts");
+        got.lock().expect("lock").clear();
+        deliver_all(&service, Duration::from_secs(if trusted { 60 } else { 3 })).await;
+        let received = got.lock().expect("lock").clone();
+        let queued = service.store.webhook_queue_len("ops").expect("queue");
+        if trusted {
+            assert_eq!(received.len(), alerts, "every alert over HTTPS");
+            assert!(received.iter().all(|g| g.signed));
+            assert_eq!(queued, 0);
+        } else {
+            assert!(received.is_empty(), "nothing reaches an untrusted receiver");
+            assert_eq!(queued, alerts, "every alert still queued");
+        }
+    }
+}
