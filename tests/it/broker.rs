@@ -99,31 +99,30 @@ impl Broker {
         broker
     }
 
-    /// As [`Broker::start_behind_tls`], asking every client to authenticate with SASL PLAIN as
-    /// `user` with `password`: the shape of a managed cluster (`SASL_SSL`). tansu 0.6.0 offers
-    /// only SCRAM, whose credentials live in its storage (which a test cannot fill while
-    /// authentication is on), so a SASL front written here, between the TLS front and tansu,
-    /// does the exchange and checks the password (see [`sasl_front`]).
+    /// As [`Broker::start_behind_tls`], asking every client to authenticate with SASL as
+    /// `sasl` says: the shape of a managed cluster (`SASL_SSL`). tansu 0.6.0's own SASL keeps
+    /// SCRAM users in its storage, which a test cannot fill while authentication is on, so a
+    /// SASL front written here, between the TLS front and tansu, does the exchange and checks
+    /// the password (see [`sasl_front`]).
     pub fn start_behind_tls_with_sasl(
         server: rustls::ServerConfig,
         ca_file: &std::path::Path,
-        user: &str,
-        password: &str,
+        sasl: Sasl,
     ) -> Self {
         let front = TcpListener::bind("127.0.0.1:0").expect("bind the TLS front");
-        let sasl = TcpListener::bind("127.0.0.1:0").expect("bind the SASL front");
+        let sasl_listener = TcpListener::bind("127.0.0.1:0").expect("bind the SASL front");
         let advertised = front.local_addr().expect("addr").port();
-        let sasl_address = sasl.local_addr().expect("addr").to_string();
+        let sasl_address = sasl_listener.local_addr().expect("addr").to_string();
         let mut broker = Self::start_advertising(free_port(), advertised);
-        sasl_front(sasl, broker.plain.clone(), format!("\0{user}\0{password}"));
-        tls_front(front, sasl_address, server);
         broker.client = vec![
             ("security.protocol".into(), "sasl_ssl".into()),
             ("ssl.ca.location".into(), ca_file.display().to_string()),
-            ("sasl.mechanism".into(), "PLAIN".into()),
-            ("sasl.username".into(), user.into()),
-            ("sasl.password".into(), password.into()),
+            ("sasl.mechanism".into(), sasl.mechanism.into()),
+            ("sasl.username".into(), sasl.user.clone()),
+            ("sasl.password".into(), sasl.password.clone()),
         ];
+        sasl_front(sasl_listener, broker.plain.clone(), sasl);
+        tls_front(front, sasl_address, server);
         broker
     }
 
@@ -388,37 +387,76 @@ fn tls_front(front: TcpListener, upstream: String, server: rustls::ServerConfig)
     });
 }
 
+/// How the SASL front authenticates: the mechanism it accepts and the one user it knows.
+#[derive(Clone)]
+pub struct Sasl {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: &'static str,
+    pub user: String,
+    pub password: String,
+}
+
 /// Kafka's SASL exchange, done here in front of a broker that does not ask for it: on each
-/// connection, `ApiVersions` is relayed to `upstream`, `SaslHandshake` accepts PLAIN only,
-/// `SaslAuthenticate` accepts exactly `credentials` (`authzid \0 user \0 password`, with an
-/// empty authzid) and answers SASL_AUTHENTICATION_FAILED otherwise, and any other request
-/// before that closes the connection, as a broker with SASL listeners does. After it, bytes go
-/// both ways unread.
-fn sasl_front(front: TcpListener, upstream: String, credentials: String) {
+/// connection, `ApiVersions` is relayed to `upstream`; `SaslHandshake` accepts the one
+/// mechanism; `SaslAuthenticate` checks the password (PLAIN: `authzid \0 user \0 password`;
+/// SCRAM, RFC 5802: the client's proof over a salted password, then the server's signature
+/// back) and answers SASL_AUTHENTICATION_FAILED when it is wrong; any other request before that
+/// closes the connection, as a broker with SASL listeners does. After it, bytes go both ways
+/// unread.
+fn sasl_front(front: TcpListener, upstream: String, sasl: Sasl) {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            front.set_nonblocking(true).expect("nonblocking");
+            let front = tokio::net::TcpListener::from_std(front).expect("listener");
+            while let Ok((client, _)) = front.accept().await {
+                tokio::spawn(sasl::serve(client, upstream.clone(), sasl.clone()));
+            }
+        });
+    });
+}
+
+/// The SASL front's protocol (see [`sasl_front`]).
+mod sasl {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use hmac::{Hmac, Mac};
+    use sha2::Digest;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    /// Kafka's error codes this front answers with.
+    use tokio::net::TcpStream;
+
+    use super::Sasl;
+
     const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
     const SASL_AUTHENTICATION_FAILED: i16 = 58;
-    async fn frame(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    const ITERATIONS: u32 = 4096;
+
+    async fn frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
         let length = stream.read_i32().await.ok()?;
         let mut body = vec![0; usize::try_from(length).ok().filter(|&n| n < 1 << 20)?];
         stream.read_exact(&mut body).await.ok()?;
         Some(body)
     }
-    async fn reply(stream: &mut tokio::net::TcpStream, body: &[u8]) -> Option<()> {
-        let length = i32::try_from(body.len()).ok()?;
-        stream.write_i32(length).await.ok()?;
+
+    async fn send(stream: &mut TcpStream, body: &[u8]) -> Option<()> {
+        stream
+            .write_i32(i32::try_from(body.len()).ok()?)
+            .await
+            .ok()?;
         stream.write_all(body).await.ok()
     }
-    /// The SaslAuthenticate request's bytes at `at` (v0, v1: int32 length; v2: unsigned varint
-    /// length + 1, after the header's tag buffer).
+
+    /// A SaslAuthenticate request's bytes, from `at` (v0, v1: int32 length; v2: the header's
+    /// tag buffer, then an unsigned varint of the length + 1).
     fn auth_bytes(request: &[u8], at: usize, flexible: bool) -> Option<&[u8]> {
         if !flexible {
             let length = i32::from_be_bytes(request.get(at..at + 4)?.try_into().ok()?);
             return request.get(at + 4..at + 4 + usize::try_from(length).ok()?);
         }
-        let at = at + 1; // the request header's empty tag buffer
-        let (mut length, mut shift, mut i) = (0usize, 0, at);
+        let (mut length, mut shift, mut i) = (0usize, 0, at + 1);
         loop {
             let byte = *request.get(i)?;
             length |= usize::from(byte & 0x7f) << shift;
@@ -430,12 +468,103 @@ fn sasl_front(front: TcpListener, upstream: String, credentials: String) {
         }
         request.get(i..i + length.checked_sub(1)?)
     }
-    async fn serve(
-        mut client: tokio::net::TcpStream,
-        upstream: String,
-        credentials: String,
-    ) -> Option<()> {
-        let mut broker = tokio::net::TcpStream::connect(&upstream).await.ok()?;
+
+    /// A SaslAuthenticate response of `version`.
+    fn authenticate_reply(
+        correlation: &[u8],
+        version: i16,
+        failure: Option<&str>,
+        bytes: &[u8],
+    ) -> Vec<u8> {
+        let code = if failure.is_some() {
+            SASL_AUTHENTICATION_FAILED
+        } else {
+            0
+        };
+        let mut out = correlation.to_vec();
+        if version >= 2 {
+            out.push(0); // the response header's tag buffer
+            out.extend_from_slice(&code.to_be_bytes());
+            match failure {
+                Some(text) => {
+                    out.push(u8::try_from(text.len() + 1).unwrap_or(u8::MAX));
+                    out.extend_from_slice(text.as_bytes());
+                }
+                None => out.push(0),
+            }
+            out.push(u8::try_from(bytes.len() + 1).unwrap_or(u8::MAX));
+            out.extend_from_slice(bytes);
+            out.extend_from_slice(&0i64.to_be_bytes());
+            out.push(0);
+            return out;
+        }
+        out.extend_from_slice(&code.to_be_bytes());
+        match failure {
+            Some(text) => {
+                out.extend_from_slice(&i16::try_from(text.len()).unwrap_or(0).to_be_bytes());
+                out.extend_from_slice(text.as_bytes());
+            }
+            None => out.extend_from_slice(&(-1i16).to_be_bytes()),
+        }
+        out.extend_from_slice(&i32::try_from(bytes.len()).unwrap_or(0).to_be_bytes());
+        out.extend_from_slice(bytes);
+        if version >= 1 {
+            out.extend_from_slice(&0i64.to_be_bytes());
+        }
+        out
+    }
+
+    fn hmac(wide: bool, key: &[u8], data: &[u8]) -> Vec<u8> {
+        if wide {
+            let mut mac = Hmac::<sha2::Sha512>::new_from_slice(key).expect("any key length");
+            mac.update(data);
+            mac.finalize().into_bytes().to_vec()
+        } else {
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+            mac.update(data);
+            mac.finalize().into_bytes().to_vec()
+        }
+    }
+
+    fn hash(wide: bool, data: &[u8]) -> Vec<u8> {
+        if wide {
+            sha2::Sha512::digest(data).to_vec()
+        } else {
+            sha2::Sha256::digest(data).to_vec()
+        }
+    }
+
+    /// RFC 5802's Hi(): PBKDF2 with HMAC as the PRF, one block.
+    fn salted(wide: bool, password: &str, salt: &[u8]) -> Vec<u8> {
+        let mut block = salt.to_vec();
+        block.extend_from_slice(&1u32.to_be_bytes());
+        let mut u = hmac(wide, password.as_bytes(), &block);
+        let mut out = u.clone();
+        for _ in 1..ITERATIONS {
+            u = hmac(wide, password.as_bytes(), &u);
+            out.iter_mut().zip(&u).for_each(|(o, x)| *o ^= x);
+        }
+        out
+    }
+
+    /// `name=value` attributes of a SCRAM message.
+    fn attribute(message: &str, name: char) -> Option<&str> {
+        message
+            .split(',')
+            .find_map(|part| part.strip_prefix(name)?.strip_prefix('='))
+    }
+
+    /// A SCRAM exchange in progress: what the server sent first.
+    struct Scram {
+        client_first_bare: String,
+        server_first: String,
+        salted: Vec<u8>,
+    }
+
+    pub(super) async fn serve(mut client: TcpStream, upstream: String, sasl: Sasl) -> Option<()> {
+        let mut broker = TcpStream::connect(&upstream).await.ok()?;
+        let wide = sasl.mechanism == "SCRAM-SHA-512";
+        let mut scram: Option<Scram> = None;
         loop {
             let request = frame(&mut client).await?;
             let api_key = i16::from_be_bytes(request.get(0..2)?.try_into().ok()?);
@@ -444,17 +573,19 @@ fn sasl_front(front: TcpListener, upstream: String, credentials: String) {
             let client_id = i16::from_be_bytes(request.get(8..10)?.try_into().ok()?);
             let body_at = 10 + usize::try_from(client_id.max(0)).ok()?;
             match api_key {
+                // ApiVersions: the broker's own answer.
                 18 => {
-                    reply(&mut broker, &request).await?;
+                    send(&mut broker, &request).await?;
                     let answer = frame(&mut broker).await?;
-                    reply(&mut client, &answer).await?;
+                    send(&mut client, &answer).await?;
                 }
+                // SaslHandshake.
                 17 => {
                     let length =
                         i16::from_be_bytes(request.get(body_at..body_at + 2)?.try_into().ok()?);
-                    let mechanism =
+                    let asked =
                         request.get(body_at + 2..body_at + 2 + usize::try_from(length).ok()?)?;
-                    let code = if mechanism == b"PLAIN" {
+                    let code = if asked == sasl.mechanism.as_bytes() {
                         0
                     } else {
                         UNSUPPORTED_SASL_MECHANISM
@@ -462,73 +593,104 @@ fn sasl_front(front: TcpListener, upstream: String, credentials: String) {
                     let mut answer = correlation;
                     answer.extend_from_slice(&code.to_be_bytes());
                     answer.extend_from_slice(&1i32.to_be_bytes());
-                    answer.extend_from_slice(&5i16.to_be_bytes());
-                    answer.extend_from_slice(b"PLAIN");
-                    reply(&mut client, &answer).await?;
+                    answer.extend_from_slice(
+                        &i16::try_from(sasl.mechanism.len()).ok()?.to_be_bytes(),
+                    );
+                    answer.extend_from_slice(sasl.mechanism.as_bytes());
+                    send(&mut client, &answer).await?;
                 }
+                // SaslAuthenticate.
                 36 => {
-                    let flexible = version >= 2;
-                    let given = auth_bytes(&request, body_at, flexible)?;
-                    let passed = given == credentials.as_bytes();
-                    let code = if passed {
-                        0
-                    } else {
-                        SASL_AUTHENTICATION_FAILED
-                    };
-                    let message = (!passed).then_some("Authentication failed: invalid credentials");
-                    let mut answer = correlation;
-                    if flexible {
-                        answer.push(0); // the response header's tag buffer
-                        answer.extend_from_slice(&code.to_be_bytes());
-                        match message {
-                            Some(text) => {
-                                answer.push(u8::try_from(text.len() + 1).ok()?);
-                                answer.extend_from_slice(text.as_bytes());
-                            }
-                            None => answer.push(0),
+                    let given = auth_bytes(&request, body_at, version >= 2)?;
+                    let failed = "Authentication failed: invalid credentials";
+                    if sasl.mechanism == "PLAIN" {
+                        let expected = format!("\0{}\0{}", sasl.user, sasl.password);
+                        let passed = given == expected.as_bytes();
+                        let reply = authenticate_reply(
+                            &correlation,
+                            version,
+                            (!passed).then_some(failed),
+                            &[],
+                        );
+                        send(&mut client, &reply).await?;
+                        if !passed {
+                            return None;
                         }
-                        answer.push(1); // empty auth bytes
-                        answer.extend_from_slice(&0i64.to_be_bytes());
-                        answer.push(0);
-                    } else {
-                        answer.extend_from_slice(&code.to_be_bytes());
-                        match message {
-                            Some(text) => {
-                                answer.extend_from_slice(
-                                    &i16::try_from(text.len()).ok()?.to_be_bytes(),
-                                );
-                                answer.extend_from_slice(text.as_bytes());
-                            }
-                            None => answer.extend_from_slice(&(-1i16).to_be_bytes()),
+                        break;
+                    }
+                    let text = std::str::from_utf8(given).ok()?;
+                    match scram.take() {
+                        None => {
+                            // client-first: `n,,n=user,r=nonce`.
+                            let bare = text.splitn(3, ',').nth(2)?.to_owned();
+                            let nonce = attribute(&bare, 'r')?;
+                            let user_ok = attribute(&bare, 'n') == Some(sasl.user.as_str());
+                            let salt = hash(false, format!("salt:{}", sasl.user).as_bytes());
+                            let server_nonce = format!(
+                                "{nonce}{:x}",
+                                std::time::SystemTime::now()
+                                    .duration_since(std::time::UNIX_EPOCH)
+                                    .ok()?
+                                    .as_nanos()
+                            );
+                            let server_first = format!(
+                                "r={server_nonce},s={},i={ITERATIONS}",
+                                STANDARD.encode(&salt[..16])
+                            );
+                            let reply = authenticate_reply(
+                                &correlation,
+                                version,
+                                None,
+                                server_first.as_bytes(),
+                            );
+                            send(&mut client, &reply).await?;
+                            // An unknown user goes on to fail at the proof, as SCRAM asks.
+                            let password = if user_ok { sasl.password.as_str() } else { "" };
+                            scram = Some(Scram {
+                                client_first_bare: bare,
+                                server_first,
+                                salted: salted(wide, password, &salt[..16]),
+                            });
                         }
-                        answer.extend_from_slice(&0i32.to_be_bytes());
-                        if version >= 1 {
-                            answer.extend_from_slice(&0i64.to_be_bytes());
+                        Some(exchange) => {
+                            // client-final: `c=…,r=…,p=proof`.
+                            let (without_proof, proof) = text.rsplit_once(",p=")?;
+                            let proof = STANDARD.decode(proof).ok()?;
+                            let auth_message = format!(
+                                "{},{},{without_proof}",
+                                exchange.client_first_bare, exchange.server_first
+                            );
+                            let client_key = hmac(wide, &exchange.salted, b"Client Key");
+                            let stored_key = hash(wide, &client_key);
+                            let signature = hmac(wide, &stored_key, auth_message.as_bytes());
+                            let recovered: Vec<u8> =
+                                proof.iter().zip(&signature).map(|(p, s)| p ^ s).collect();
+                            let passed = proof.len() == signature.len()
+                                && hash(wide, &recovered) == stored_key;
+                            let server_key = hmac(wide, &exchange.salted, b"Server Key");
+                            let verifier = format!(
+                                "v={}",
+                                STANDARD.encode(hmac(wide, &server_key, auth_message.as_bytes()))
+                            );
+                            let reply = authenticate_reply(
+                                &correlation,
+                                version,
+                                (!passed).then_some(failed),
+                                if passed { verifier.as_bytes() } else { &[] },
+                            );
+                            send(&mut client, &reply).await?;
+                            if !passed {
+                                return None;
+                            }
+                            break;
                         }
                     }
-                    reply(&mut client, &answer).await?;
-                    if !passed {
-                        return None;
-                    }
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut broker).await;
-                    return Some(());
                 }
                 // Anything else before authenticating: a SASL listener closes the connection.
                 _ => return None,
             }
         }
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut broker).await;
+        Some(())
     }
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            front.set_nonblocking(true).expect("nonblocking");
-            let front = tokio::net::TcpListener::from_std(front).expect("listener");
-            while let Ok((client, _)) = front.accept().await {
-                tokio::spawn(serve(client, upstream.clone(), credentials.clone()));
-            }
-        });
-    });
 }

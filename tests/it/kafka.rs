@@ -1892,80 +1892,91 @@ fn over_tls_with_the_ca_trusted_every_detection_comes_back_enriched_and_without_
 }
 
 /// Kafka over SASL_SSL, as managed clusters serve it: a broker behind TLS that asks every
-/// client to authenticate with SASL PLAIN (`Broker::start_behind_tls_with_sasl`). An instance
-/// with a wrong password is refused, says so in its log and reads nothing; one with the right
-/// `sasl.*` settings under `[kafka.client]` reads every detection and publishes it enriched.
-/// Neither password reaches a log line.
+/// client to authenticate (`Broker::start_behind_tls_with_sasl`), with PLAIN (Confluent Cloud,
+/// Event Hubs) and with SCRAM-SHA-512 (MSK, Aiven). For each, an instance with a wrong password
+/// is refused, says so in its log and reads nothing; one with the right `sasl.*` settings under
+/// `[kafka.client]` reads every detection and publishes it enriched. No password reaches a log.
 #[test]
 fn over_sasl_ssl_the_right_password_reads_and_publishes_and_a_wrong_one_reads_nothing() {
     const PASSWORD: &str = "pa55-w0rd-never-logged";
     const WRONG: &str = "wr0ng-pa55-never-logged";
-    let pki = super::tls::pki();
-    let dir = TempDir::new().expect("tmp");
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, &pki.ca_pem).expect("CA file");
-    let broker = Broker::start_behind_tls_with_sasl(pki.server, &ca, "firesight", PASSWORD);
-    create_all(&broker, 1);
-    create_changelog(&broker, "sasl", 1);
     let all = detections(200);
-    broker.produce(DETECTIONS, &detection_records(&all));
+    for mechanism in ["PLAIN", "SCRAM-SHA-512"] {
+        let pki = super::tls::pki();
+        let dir = TempDir::new().expect("tmp");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, &pki.ca_pem).expect("CA file");
+        let sasl = super::broker::Sasl {
+            mechanism,
+            user: "firesight".into(),
+            password: PASSWORD.into(),
+        };
+        let broker = Broker::start_behind_tls_with_sasl(pki.server, &ca, sasl);
+        create_all(&broker, 1);
+        create_changelog(&broker, "sasl", 1);
+        broker.produce(DETECTIONS, &detection_records(&all));
 
-    let config = |password: &str| {
-        format!(
-            "{QUICK_GROUP}\"security.protocol\" = \"sasl_ssl\"\n\"ssl.ca.location\" = \"{}\"\n\
-             \"sasl.mechanism\" = \"PLAIN\"\n\"sasl.username\" = \"firesight\"\n\
-             \"sasl.password\" = \"{password}\"\n",
-            ca.display()
-        )
-    };
-    let refused = FireSight::start_configured(
-        &broker,
-        &dir.path().join("wrong"),
-        "sasl-wrong",
-        &[],
-        &[],
-        &config(WRONG),
-    );
-    // Start-up (models, store) comes first; on two busy cores that can take a while.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let log = || std::fs::read_to_string(&refused.log).unwrap_or_default();
-    while !log().contains("Authentication failed") {
-        assert!(
-            Instant::now() < deadline,
-            "no authentication failure logged: {}",
-            log().lines().rev().take(20).collect::<Vec<_>>().join("\n")
+        let config = |password: &str| {
+            format!(
+                "{QUICK_GROUP}\"security.protocol\" = \"sasl_ssl\"\n\"ssl.ca.location\" = \"{}\"\n\
+                 \"sasl.mechanism\" = \"{mechanism}\"\n\"sasl.username\" = \"firesight\"\n\
+                 \"sasl.password\" = \"{password}\"\n",
+                ca.display()
+            )
+        };
+        let refused = FireSight::start_configured(
+            &broker,
+            &dir.path().join("wrong"),
+            "sasl-wrong",
+            &[],
+            &[],
+            &config(WRONG),
         );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert_eq!(refused.accepted(), 0, "nothing read with a wrong password");
-    refused.stop();
+        // Start-up (models, store) comes first; on two busy cores that can take a while.
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let log = || std::fs::read_to_string(&refused.log).unwrap_or_default();
+        while !log().contains("Authentication failed") {
+            assert!(
+                Instant::now() < deadline,
+                "{mechanism}: no authentication failure logged: {}",
+                log().lines().rev().take(20).collect::<Vec<_>>().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(
+            refused.accepted(),
+            0,
+            "{mechanism}: nothing read with a wrong password"
+        );
+        refused.stop();
 
-    let service = FireSight::start_configured(
-        &broker,
-        &dir.path().join("db"),
-        "sasl",
-        &[],
-        &[],
-        &config(PASSWORD),
-    );
-    let wanted: HashSet<String> = all.iter().map(FireDetection::event_id).collect();
-    let enriched = broker.read_until(ENRICHED, Duration::from_secs(300), |m| {
-        by_key(m).len() >= wanted.len()
-    });
-    let by_id = by_key(&enriched);
-    assert!(
-        wanted.iter().all(|id| by_id.contains_key(id)),
-        "{} of {} detections came back enriched over SASL_SSL",
-        wanted.iter().filter(|id| by_id.contains_key(*id)).count(),
-        wanted.len()
-    );
-    service.stop();
-    for name in ["wrong.log", "db.log"] {
-        let text = std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
-        assert!(
-            !text.contains(PASSWORD) && !text.contains(WRONG),
-            "{name} shows a password"
+        let service = FireSight::start_configured(
+            &broker,
+            &dir.path().join("db"),
+            "sasl",
+            &[],
+            &[],
+            &config(PASSWORD),
         );
+        let wanted: HashSet<String> = all.iter().map(FireDetection::event_id).collect();
+        let enriched = broker.read_until(ENRICHED, Duration::from_secs(300), |m| {
+            by_key(m).len() >= wanted.len()
+        });
+        let by_id = by_key(&enriched);
+        assert!(
+            wanted.iter().all(|id| by_id.contains_key(id)),
+            "{mechanism}: {} of {} detections came back enriched over SASL_SSL",
+            wanted.iter().filter(|id| by_id.contains_key(*id)).count(),
+            wanted.len()
+        );
+        service.stop();
+        for name in ["wrong.log", "db.log"] {
+            let text = std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+            assert!(
+                !text.contains(PASSWORD) && !text.contains(WRONG),
+                "{mechanism}: {name} shows a password"
+            );
+        }
     }
 }
 
