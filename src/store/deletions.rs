@@ -128,13 +128,13 @@ impl Store {
             for model in &gone.models {
                 batch.delete_cf(self.cf(Family::Vectors)?, vector_key(gone.seq, model));
             }
-            // Its own outbox entry, not a model's: an upsert of the event the mirror is sending
-            // meanwhile settles the model's entry, never this one.
+            // Its own outbox entry, not a model's: the mirror sends it even when the event's
+            // upsert was in flight as it was deleted.
             if mirror {
                 batch.put_cf(
                     self.cf(Family::MirrorOutbox)?,
                     vector_key(gone.seq, DELETION),
-                    [],
+                    super::outbox::queue_mark(),
                 );
             }
             batch.put_cf(self.cf(Family::Deleted)?, gone.seq.to_be_bytes(), id);

@@ -123,7 +123,11 @@ impl Store {
                 encode_vector(model, event_id, vector),
             );
             if mirror {
-                batch.put_cf(self.cf(Family::MirrorOutbox)?, vector_key(*seq, model), []);
+                batch.put_cf(
+                    self.cf(Family::MirrorOutbox)?,
+                    vector_key(*seq, model),
+                    super::outbox::queue_mark(),
+                );
             }
         }
         for (key, value) in meta {
@@ -132,6 +136,7 @@ impl Store {
                 None => batch.delete_cf(self.cf(Family::Meta)?, key),
             }
         }
+        let _queue = mirror.then(|| self.mirror_queue());
         self.commit(batch)?;
         Ok(())
     }
@@ -193,7 +198,11 @@ impl Store {
                 encode_vector(model, &new.event.event_id, &new.vector),
             );
             if mirror {
-                batch.put_cf(self.cf(Family::MirrorOutbox)?, vector_key(seq, model), []);
+                batch.put_cf(
+                    self.cf(Family::MirrorOutbox)?,
+                    vector_key(seq, model),
+                    super::outbox::queue_mark(),
+                );
             }
             seqs.push(seq);
         }
@@ -211,7 +220,10 @@ impl Store {
                 count.to_be_bytes(),
             );
         }
-        self.commit(batch)?;
+        {
+            let _queue = mirror.then(|| self.mirror_queue());
+            self.commit(batch)?;
+        }
         self.next_seq.store(next, Ordering::Release);
         self.event_count.store(count, Ordering::Release);
         self.next_revision.store(

@@ -37,6 +37,7 @@ pub use dead_letters::DeadLetter;
 pub use deletions::Deletion;
 pub use events::{EventPage, NewEvent, StoredVector};
 pub use keys::{Family, window_state_key};
+pub use outbox::Queued;
 
 const META_NEXT_SEQ: &[u8] = b"next_seq";
 const META_EVENT_COUNT: &[u8] = b"event_count";
@@ -121,6 +122,8 @@ pub struct Store {
     next_revision: AtomicU64,
     /// When set, every vector written is also queued in the mirror outbox, in the same batch.
     mirror: std::sync::atomic::AtomicBool,
+    /// Serialises queueing into the mirror outbox and settling it (see `outbox.rs`).
+    mirror_queue: std::sync::Mutex<()>,
     /// See [`Store::identity`].
     identity: String,
     /// Whether a write returns only once RocksDB's log is on disk (`store.sync_writes`).
@@ -192,6 +195,7 @@ impl Store {
             next_alert: AtomicU64::new(next_alert),
             next_revision: AtomicU64::new(next_revision),
             mirror: std::sync::atomic::AtomicBool::new(false),
+            mirror_queue: std::sync::Mutex::new(()),
             identity,
             sync: std::sync::atomic::AtomicBool::new(true),
             write_failure: std::sync::Mutex::new(None),

@@ -1,7 +1,10 @@
 //! The two outboxes, each written in the same atomic batch as the change it publishes and
 //! emptied only after the peer acknowledged:
 //! - the Weaviate mirror's is a *set* of vectors to send, keyed by the vector's own key (a vector
-//!   written twice before it is sent is sent once, as it is now);
+//!   written twice before it is sent is sent once, as it is now). Each entry's value is the mark
+//!   it was queued with (a clock reading), and settling an entry removes it only while it holds
+//!   the mark the mirror read: a vector queued again while its earlier copy was being sent (a
+//!   revision, a deletion) stays queued, so the newer state is sent too;
 //! - the Kafka output's is an ordered *log* of records (`OutRecord`, encoded by `stream::kafka`),
 //!   keyed by a sequence number, since records must leave in the order they were made.
 
@@ -11,6 +14,26 @@ use rocksdb::{IteratorMode, WriteBatch};
 
 use super::keys::vector_key;
 use super::{Family, KeyValue, Store, StoreError, StoreOp, decode_u64};
+
+/// A queued mirror entry: the vector (sequence number and model) and the mark it was queued
+/// with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    /// The event's sequence number.
+    pub seq: u64,
+    /// The vector's model, or [`super::deletions::DELETION`] for a deleted event.
+    pub model: String,
+    mark: Vec<u8>,
+}
+
+/// The mark of an entry queued now: the clock in nanoseconds. Writes are serialised and take
+/// far longer than a nanosecond, so an entry queued again never gets the mark it had.
+pub(super) fn queue_mark() -> [u8; 8] {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    nanos.to_be_bytes()
+}
 
 impl Store {
     /// From now on, queue every vector written for the Weaviate mirror (same write batch).
@@ -33,28 +56,30 @@ impl Store {
                 batch.put_cf(
                     self.cf(Family::MirrorOutbox)?,
                     vector_key(stored.seq, model),
-                    [],
+                    queue_mark(),
                 );
                 queued += 1;
             }
             if batch.len() >= 10_000 {
+                let _queue = self.mirror_queue();
                 self.commit(std::mem::take(&mut batch))?;
             }
         }
         batch.put_cf(self.cf(Family::Meta)?, done, []);
+        let _queue = self.mirror_queue();
         self.commit(batch)?;
         Ok(queued)
     }
 
-    /// Up to `limit` queued mirror entries, oldest sequence number first: `(seq, model)`.
-    pub fn outbox_batch(&self, limit: usize) -> Result<Vec<(u64, String)>, StoreError> {
+    /// Up to `limit` queued mirror entries, oldest sequence number first.
+    pub fn outbox_batch(&self, limit: usize) -> Result<Vec<Queued>, StoreError> {
         let mut out = Vec::with_capacity(limit.min(4096));
         for item in self
             .db
             .iterator_cf(self.cf(Family::MirrorOutbox)?, IteratorMode::Start)
             .take(limit)
         {
-            let (key, _) = item?;
+            let (key, mark) = item?;
             let (seq, model) = key.split_at_checked(8).ok_or_else(|| StoreError::Corrupt {
                 cf: Family::MirrorOutbox.name(),
                 reason: format!("key of {} bytes", key.len()),
@@ -63,7 +88,11 @@ impl Store {
                 cf: Family::MirrorOutbox.name(),
                 reason: "model name is not UTF-8".to_owned(),
             })?;
-            out.push((decode_u64(Family::MirrorOutbox, seq)?, model));
+            out.push(Queued {
+                seq: decode_u64(Family::MirrorOutbox, seq)?,
+                model,
+                mark: mark.to_vec(),
+            });
         }
         Ok(out)
     }
@@ -92,14 +121,30 @@ impl Store {
         Ok(counted as u64)
     }
 
-    /// Removes delivered entries from the outbox.
-    pub fn outbox_remove(&self, entries: &[(u64, String)]) -> Result<(), StoreError> {
+    /// Removes delivered entries from the outbox, each only while it holds the mark it was read
+    /// with (see the module's note); returns how many stay queued because they were queued again.
+    pub fn outbox_remove(&self, entries: &[Queued]) -> Result<usize, StoreError> {
+        let cf = self.cf(Family::MirrorOutbox)?;
+        let _queue = self.mirror_queue();
         let mut batch = WriteBatch::default();
-        for (seq, model) in entries {
-            batch.delete_cf(self.cf(Family::MirrorOutbox)?, vector_key(*seq, model));
+        let mut requeued = 0;
+        for entry in entries {
+            let key = vector_key(entry.seq, &entry.model);
+            match self.db.get_pinned_cf(cf, &key)? {
+                Some(mark) if *mark == *entry.mark => batch.delete_cf(cf, key),
+                Some(_) => requeued += 1,
+                None => {}
+            }
         }
         self.commit(batch)?;
-        Ok(())
+        Ok(requeued)
+    }
+
+    /// Held while entries are queued or settled, so settling compares and removes at once.
+    pub(super) fn mirror_queue(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.mirror_queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

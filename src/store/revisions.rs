@@ -66,7 +66,11 @@ impl Store {
                 super::events::encode_vector(model, &new.event.event_id, &new.vector),
             );
             if mirror {
-                batch.put_cf(self.cf(Family::MirrorOutbox)?, vector_key(*seq, model), []);
+                batch.put_cf(
+                    self.cf(Family::MirrorOutbox)?,
+                    vector_key(*seq, model),
+                    super::outbox::queue_mark(),
+                );
             }
             let revision = first + offset as u64;
             batch.put_cf(

@@ -30,7 +30,7 @@ use super::{WeaviateClient, WeaviateError, object_id, vector_name};
 use crate::config::WeaviateSettings;
 use crate::event::{FieldError, FireEventV2};
 use crate::index::PointAttrs;
-use crate::store::{DeadLetter, Store, StoredVector};
+use crate::store::{DeadLetter, Queued, Store, StoredVector};
 
 /// The Weaviate object of a stored event with its vectors (`(model, vector)`, one per space).
 pub fn event_object(class: &str, event: &FireEventV2, vectors: &[(&str, &[f32])]) -> Value {
@@ -93,14 +93,14 @@ pub struct Mirror {
 
 /// One event to send: its queued entries, and the object (or why there is none).
 struct Pending {
-    entries: Vec<(u64, String)>,
+    entries: Vec<Queued>,
     object: Result<Value, String>,
     models: Vec<String>,
 }
 
 /// One event deleted from the store (its source row was): its queued entries and its id.
 struct Gone {
-    entries: Vec<(u64, String)>,
+    entries: Vec<Queued>,
     event_id: String,
     /// Stored again under a later sequence number: settled without a delete.
     restored: bool,
@@ -183,7 +183,7 @@ impl Mirror {
         // Deletions first: an event deleted and stored again later (the same detection) has
         // the same object id, and its upsert comes after. A failed delete fails the batch, so
         // nothing after it is settled out of order.
-        let mut deleted: Vec<(u64, String)> = Vec::new();
+        let mut deleted: Vec<Queued> = Vec::new();
         for g in &gone {
             if !g.restored {
                 self.client.delete(&g.event_id).await?;
@@ -193,7 +193,7 @@ impl Mirror {
         {
             let mut refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
             for g in &gone {
-                refused.remove(&g.entries[0].0);
+                refused.remove(&g.entries[0].seq);
             }
         }
         let mut models: Vec<String> = pending.iter().flat_map(|p| p.models.clone()).collect();
@@ -223,13 +223,13 @@ impl Mirror {
                 .collect()
         };
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let mut settle: Vec<(u64, String)> = deleted;
+        let mut settle: Vec<Queued> = deleted;
         let mut letters: Vec<DeadLetter> = Vec::new();
         let mut accepted = 0;
         {
             let mut refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
             for p in pending.iter().filter(|p| p.object.is_err()) {
-                let seq = p.entries[0].0;
+                let seq = p.entries[0].seq;
                 let reason = p.object.as_ref().err().cloned().unwrap_or_default();
                 letters.push(letter(
                     FieldError::new(seq, "seq", reason),
@@ -239,7 +239,7 @@ impl Mirror {
                 settle.extend(p.entries.iter().cloned());
             }
             for (i, p) in sent.iter().enumerate() {
-                let seq = p.entries[0].0;
+                let seq = p.entries[0].seq;
                 let Some(reason) = refusals.get(&i) else {
                     refused.remove(&seq);
                     accepted += 1;
@@ -313,15 +313,16 @@ fn read_batch(
     limit: usize,
     waiting: &[u64],
 ) -> anyhow::Result<(Vec<Pending>, Vec<Gone>)> {
-    let mut by_seq: BTreeMap<u64, Vec<(u64, String)>> = BTreeMap::new();
-    for (seq, model) in store.outbox_batch(limit.saturating_add(waiting.len()))? {
+    let mut by_seq: BTreeMap<u64, Vec<Queued>> = BTreeMap::new();
+    for queued in store.outbox_batch(limit.saturating_add(waiting.len()))? {
+        let seq = queued.seq;
         if waiting.contains(&seq) {
             continue;
         }
         if by_seq.len() == limit && !by_seq.contains_key(&seq) {
             break;
         }
-        by_seq.entry(seq).or_default().push((seq, model));
+        by_seq.entry(seq).or_default().push(queued);
     }
     let mut out = Vec::with_capacity(by_seq.len());
     let mut gone = Vec::new();
@@ -354,7 +355,7 @@ fn read_batch(
                 Ok(event_object(class, &event, &named))
             }
             None => {
-                let queued: Vec<&str> = entries.iter().map(|(_, m)| m.as_str()).collect();
+                let queued: Vec<&str> = entries.iter().map(|q| q.model.as_str()).collect();
                 Err(format!(
                     "no stored event or vector to mirror (queued for {})",
                     queued.join(", ")

@@ -621,3 +621,45 @@ async fn faults_and_a_reindex_leave_every_event_with_every_vector_and_only_real_
         service.metrics.mirror_dead_letters.get()
     );
 }
+
+/// An entry the mirror read and then settles stays queued when the same vector was queued
+/// again meanwhile (a revision, as a late weather join or a source row's update writes): the
+/// newer state is sent next, instead of the older one's delivery settling it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_queued_again_while_its_earlier_copy_was_sent_stays_queued() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let mut s = settings(dir.path());
+    s.weaviate.url = "http://127.0.0.1:9".to_owned();
+    let file = shared("firms/MODIS_C6_USA_contiguous_and_Hawaii_24h.2020-10-01.csv");
+    let service = super::support::open_async(s, vec![file]).await;
+    let store = &service.store;
+    let first = store.outbox_batch(1).expect("outbox");
+    let seq = first[0].seq;
+    let stored = store.vectors_of(seq).expect("vectors").remove(0);
+    let mut event = store.event(&stored.event_id).expect("read").expect("event");
+    event.revision = Some(1);
+    store
+        .revise_events_with(
+            &[seq],
+            &[firesight::store::NewEvent {
+                event,
+                vector: stored.vector,
+            }],
+            &[],
+        )
+        .expect("revised");
+    assert_eq!(
+        store.outbox_remove(&first).expect("settle"),
+        1,
+        "queued again"
+    );
+    let again = store.outbox_batch(1).expect("outbox");
+    assert_eq!(again[0].seq, seq, "still first in the queue");
+    assert_ne!(again, first, "with a new mark");
+    assert_eq!(store.outbox_remove(&again).expect("settle"), 0);
+    assert_ne!(
+        store.outbox_batch(1).expect("outbox")[0].seq,
+        seq,
+        "settled"
+    );
+}
