@@ -358,9 +358,13 @@ impl Drop for Broker {
     }
 }
 
-/// Accepts TLS on `front` (with `server`'s certificate) and relays each connection's bytes to
-/// `upstream` in plain TCP, on a thread of its own for the rest of the process.
-fn tls_front(front: TcpListener, upstream: String, server: rustls::ServerConfig) {
+/// Serves each connection `front` accepts with `serve`, on a thread of its own for the rest of
+/// the process.
+fn serve_each<F, S>(front: TcpListener, serve: S)
+where
+    S: Fn(tokio::net::TcpStream) -> F + Send + 'static,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -369,21 +373,29 @@ fn tls_front(front: TcpListener, upstream: String, server: rustls::ServerConfig)
         runtime.block_on(async move {
             front.set_nonblocking(true).expect("nonblocking");
             let front = tokio::net::TcpListener::from_std(front).expect("listener");
-            let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
             while let Ok((tcp, _)) = front.accept().await {
-                let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
-                tokio::spawn(async move {
-                    // A client that refuses the certificate ends here.
-                    let Ok(mut tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let Ok(mut plain) = tokio::net::TcpStream::connect(&upstream).await else {
-                        return;
-                    };
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-                });
+                tokio::spawn(serve(tcp));
             }
         });
+    });
+}
+
+/// Accepts TLS on `front` (with `server`'s certificate) and relays each connection's bytes to
+/// `upstream` in plain TCP.
+fn tls_front(front: TcpListener, upstream: String, server: rustls::ServerConfig) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+    serve_each(front, move |tcp| {
+        let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
+        async move {
+            // A client that refuses the certificate ends here.
+            let Ok(mut tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let Ok(mut plain) = tokio::net::TcpStream::connect(&upstream).await else {
+                return;
+            };
+            let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+        }
     });
 }
 
@@ -404,18 +416,11 @@ pub struct Sasl {
 /// closes the connection, as a broker with SASL listeners does. After it, bytes go both ways
 /// unread.
 fn sasl_front(front: TcpListener, upstream: String, sasl: Sasl) {
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            front.set_nonblocking(true).expect("nonblocking");
-            let front = tokio::net::TcpListener::from_std(front).expect("listener");
-            while let Ok((client, _)) = front.accept().await {
-                tokio::spawn(sasl::serve(client, upstream.clone(), sasl.clone()));
-            }
-        });
+    serve_each(front, move |client| {
+        let served = sasl::serve(client, upstream.clone(), sasl.clone());
+        async move {
+            let _ = served.await;
+        }
     });
 }
 
