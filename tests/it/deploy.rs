@@ -1,8 +1,9 @@
 //! The deployment files agree with the code: the compose stack creates every topic the settings
 //! name (the changelog compacted, with the detections topic's partitions), KEDA scales on the
 //! group and topic the pods consume, up to that partition count, and the Grafana dashboard
-//! charts every metric the service defines and no other. (scripts/check-deploy.sh validates the
-//! files' syntax against Compose's and Kubernetes' schemas.)
+//! charts every metric the service defines and no other, and the Debezium example's connector,
+//! tables and settings agree. (scripts/check-deploy.sh validates the files' syntax against
+//! Compose's and Kubernetes' schemas.)
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -182,4 +183,106 @@ fn the_dashboard_charts_every_metric_the_service_defines() {
     );
     let uncharted: Vec<&String> = defined.difference(&charted).collect();
     assert!(uncharted.is_empty(), "the dashboard lacks {uncharted:?}");
+}
+
+/// The columns of each `CREATE TABLE` in a SQL file, by table.
+fn sql_tables(sql: &str) -> BTreeMap<String, Vec<String>> {
+    let mut tables = BTreeMap::new();
+    let mut current: Option<(String, Vec<String>)> = None;
+    for line in sql.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("CREATE TABLE ") {
+            let name = rest.trim_end_matches('(').trim().to_owned();
+            current = Some((name, Vec::new()));
+        } else if line.starts_with(");") {
+            if let Some((name, columns)) = current.take() {
+                tables.insert(name, columns);
+            }
+        } else if let Some((_, columns)) = current.as_mut()
+            && let Some(column) = line.split_whitespace().next()
+            && !column.starts_with("--")
+        {
+            columns.push(column.to_owned());
+        }
+    }
+    tables
+}
+
+/// The Debezium example (deploy/debezium) holds together: FireSight's settings read the topics
+/// the connector writes (`<topic.prefix>.<table>` for each table it includes) as Debezium
+/// inputs, the tables it creates are the ones the connector includes, and their columns are
+/// what FireSight reads: a row of the real MODIS file in `fire_detections`' columns decodes,
+/// and the weather and sensor tables carry every field of their JSON forms.
+#[test]
+fn the_debezium_example_connector_tables_and_settings_agree() {
+    use firesight::stream::kafka::debezium::{self, Change, SENSOR_FIELDS, WEATHER_FIELDS};
+    let settings = Settings::load(Some(&repo().join("deploy/debezium/firesight.toml")))
+        .expect("the example settings load");
+    let k = &settings.kafka;
+    assert!(k.debezium.detections && k.debezium.weather && k.debezium.sensors);
+    let connector: serde_json::Value =
+        serde_json::from_str(&read("deploy/debezium/postgres-connector.json")).expect("json");
+    let config = &connector["config"];
+    let prefix = config["topic.prefix"].as_str().expect("topic.prefix");
+    let included: Vec<&str> = config["table.include.list"]
+        .as_str()
+        .expect("table.include.list")
+        .split(',')
+        .collect();
+    let topics: Vec<String> = included.iter().map(|t| format!("{prefix}.{t}")).collect();
+    assert_eq!(
+        topics,
+        [
+            k.detections_topic.clone(),
+            k.weather_topic.clone(),
+            k.sensors_topic.clone(),
+        ],
+        "detections, weather and sensors, in that order"
+    );
+    let tables = sql_tables(&read("deploy/debezium/tables.sql"));
+    let names: Vec<String> = included
+        .iter()
+        .map(|t| t.rsplit('.').next().unwrap_or(t).to_owned())
+        .collect();
+    assert_eq!(
+        tables.keys().cloned().collect::<Vec<_>>().len(),
+        names.len()
+    );
+    for name in &names {
+        assert!(tables.contains_key(name), "tables.sql creates {name}");
+    }
+    // A real MODIS row in fire_detections' columns, as the connector sends it without schemas.
+    let file = std::fs::read_to_string(super::support::shared(
+        "firms/MODIS_C6_USA_contiguous_and_Hawaii_24h.2020-10-01.csv",
+    ))
+    .expect("MODIS file");
+    let mut lines = file.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let cells: Vec<&str> = lines.next().expect("a row").split(',').collect();
+    let mut row = serde_json::Map::new();
+    for column in &tables["fire_detections"] {
+        let value = match header.iter().position(|h| h == column) {
+            Some(i) => serde_json::Value::String(cells[i].to_owned()),
+            None if column == "id" => serde_json::json!(1),
+            None => serde_json::Value::Null,
+        };
+        row.insert(column.clone(), value);
+    }
+    let value = serde_json::json!({"before": null, "after": row, "op": "r",
+        "source": {"connector": "postgresql"}});
+    let change = debezium::decode::<firesight::event::FireDetection>(
+        None,
+        &serde_json::to_vec(&value).expect("json"),
+        &k.debezium.detection_table,
+    )
+    .unwrap_or_else(|r| panic!("{}: {}", r.field(), r.reason()));
+    assert!(matches!(change, Change::Upsert { .. }), "{change:?}");
+    for (table, fields) in [
+        ("weather_data", &WEATHER_FIELDS[..]),
+        ("sensor_readings", &SENSOR_FIELDS[..]),
+    ] {
+        let columns: BTreeSet<&str> = tables[table].iter().map(String::as_str).collect();
+        for field in fields {
+            assert!(columns.contains(field), "{table} lacks {field}");
+        }
+    }
 }
