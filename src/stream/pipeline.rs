@@ -542,26 +542,8 @@ impl Pipeline {
             if self.live.load(Ordering::Acquire) {
                 let _indexing = stage("index", seqs.len());
                 let index = &space.index;
-                let points: Vec<IndexPoint<'_>> = seqs
-                    .iter()
-                    .zip(&new)
-                    .map(|(&seq, n)| IndexPoint {
-                        seq,
-                        vector: &n.vector,
-                        attrs: PointAttrs::of(&n.event),
-                    })
-                    .collect();
-                index.insert(&points)?;
-                let points: Vec<IndexPoint<'_>> = revised_seqs
-                    .iter()
-                    .zip(&revised)
-                    .map(|(&seq, n)| IndexPoint {
-                        seq,
-                        vector: &n.vector,
-                        attrs: PointAttrs::of(&n.event),
-                    })
-                    .collect();
-                replace_points(index.as_ref(), &points)?;
+                index.insert(&points(&seqs, &new))?;
+                replace_points(index.as_ref(), &points(&revised_seqs, &revised))?;
                 let seqs: Vec<u64> = gone.iter().map(|d| d.seq).collect();
                 delete_points(index.as_ref(), &seqs)?;
                 self.metrics.index_vectors.set(index.len() as i64);
@@ -814,16 +796,7 @@ impl Pipeline {
             return Ok(());
         }
         let space = self.space();
-        let points: Vec<IndexPoint<'_>> = seqs
-            .iter()
-            .zip(revised)
-            .map(|(seq, n)| IndexPoint {
-                seq: *seq,
-                vector: &n.vector,
-                attrs: PointAttrs::of(&n.event),
-            })
-            .collect();
-        replace_points(space.index.as_ref(), &points)?;
+        replace_points(space.index.as_ref(), &points(seqs, revised))?;
         Ok(())
     }
 
@@ -1007,6 +980,18 @@ fn resolve_station<'a>(
             obs.station_id, obs.station_name
         ),
     ))
+}
+
+/// The index points of stored events, by their sequence numbers.
+fn points<'a>(seqs: &[u64], events: &'a [NewEvent]) -> Vec<IndexPoint<'a>> {
+    seqs.iter()
+        .zip(events)
+        .map(|(&seq, n)| IndexPoint {
+            seq,
+            vector: &n.vector,
+            attrs: PointAttrs::of(&n.event),
+        })
+        .collect()
 }
 
 /// Deletes the points of deleted events from `index`. An engine that cannot delete a point

@@ -208,6 +208,21 @@ impl FireSight {
         }
     }
 
+    /// Waits for `needle` in the log (start-up, models and store, comes first; on two busy
+    /// cores that can take a while), failing with `why` and the log's end.
+    fn wait_for_log(&self, needle: &str, why: &str) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let log = || std::fs::read_to_string(&self.log).unwrap_or_default();
+        while !log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "{why}: {}",
+                log().lines().rev().take(20).collect::<Vec<_>>().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// SIGKILL: no shutdown at all, as in a crash.
     fn kill(mut self) {
         let _ = self.child.kill();
@@ -1856,17 +1871,7 @@ fn over_tls_with_the_ca_trusted_every_detection_comes_back_enriched_and_without_
         &[],
         &untrusting,
     );
-    // Start-up (models, store) comes first; on two busy cores that can take a while.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let log = || std::fs::read_to_string(&refused.log).unwrap_or_default();
-    while !log().contains("certificate verify failed") {
-        assert!(
-            Instant::now() < deadline,
-            "no certificate failure logged: {}",
-            log().lines().rev().take(20).collect::<Vec<_>>().join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    refused.wait_for_log("certificate verify failed", "no certificate failure logged");
     assert_eq!(
         refused.accepted(),
         0,
@@ -1877,17 +1882,7 @@ fn over_tls_with_the_ca_trusted_every_detection_comes_back_enriched_and_without_
     let trusting = format!("{untrusting}\"ssl.ca.location\" = \"{}\"\n", ca.display());
     let service =
         FireSight::start_configured(&broker, &dir.path().join("db"), "tls", &[], &[], &trusting);
-    let wanted: HashSet<String> = all.iter().map(FireDetection::event_id).collect();
-    let enriched = broker.read_until(ENRICHED, Duration::from_secs(300), |m| {
-        by_key(m).len() >= wanted.len()
-    });
-    let by_id = by_key(&enriched);
-    assert!(
-        wanted.iter().all(|id| by_id.contains_key(id)),
-        "{} of {} detections came back enriched over TLS",
-        wanted.iter().filter(|id| by_id.contains_key(*id)).count(),
-        wanted.len()
-    );
+    every_detection_comes_back_enriched(&broker, &all, "over TLS");
     service.stop();
 }
 
@@ -1932,17 +1927,10 @@ fn over_sasl_ssl_the_right_password_reads_and_publishes_and_a_wrong_one_reads_no
             &[],
             &config(WRONG),
         );
-        // Start-up (models, store) comes first; on two busy cores that can take a while.
-        let deadline = Instant::now() + Duration::from_secs(180);
-        let log = || std::fs::read_to_string(&refused.log).unwrap_or_default();
-        while !log().contains("Authentication failed") {
-            assert!(
-                Instant::now() < deadline,
-                "{mechanism}: no authentication failure logged: {}",
-                log().lines().rev().take(20).collect::<Vec<_>>().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        refused.wait_for_log(
+            "Authentication failed",
+            &format!("{mechanism}: no authentication failure logged"),
+        );
         assert_eq!(
             refused.accepted(),
             0,
@@ -1958,16 +1946,10 @@ fn over_sasl_ssl_the_right_password_reads_and_publishes_and_a_wrong_one_reads_no
             &[],
             &config(PASSWORD),
         );
-        let wanted: HashSet<String> = all.iter().map(FireDetection::event_id).collect();
-        let enriched = broker.read_until(ENRICHED, Duration::from_secs(300), |m| {
-            by_key(m).len() >= wanted.len()
-        });
-        let by_id = by_key(&enriched);
-        assert!(
-            wanted.iter().all(|id| by_id.contains_key(id)),
-            "{mechanism}: {} of {} detections came back enriched over SASL_SSL",
-            wanted.iter().filter(|id| by_id.contains_key(*id)).count(),
-            wanted.len()
+        every_detection_comes_back_enriched(
+            &broker,
+            &all,
+            &format!("over SASL_SSL with {mechanism}"),
         );
         service.stop();
         for name in ["wrong.log", "db.log"] {
@@ -2524,6 +2506,21 @@ fn debezium_inserts_updates_and_deletes_of_detection_rows_reach_the_store_the_in
         .find(|o| (o.station_id, o.date) == (first.station_id, first.date))
         .expect("the corrected observation");
     assert_eq!(kept.max_temp_c, first.max_temp_c);
+}
+
+/// Reads the enriched topic until every one of `all` has come back, failing with how many did.
+fn every_detection_comes_back_enriched(broker: &Broker, all: &[FireDetection], how: &str) {
+    let wanted: HashSet<String> = all.iter().map(FireDetection::event_id).collect();
+    let enriched = broker.read_until(ENRICHED, Duration::from_secs(300), |m| {
+        by_key(m).len() >= wanted.len()
+    });
+    let by_id = by_key(&enriched);
+    assert!(
+        wanted.iter().all(|id| by_id.contains_key(id)),
+        "{} of {} detections came back enriched {how}",
+        wanted.iter().filter(|id| by_id.contains_key(*id)).count(),
+        wanted.len()
+    );
 }
 
 /// Every record of `messages` by key, in order; a tombstone is `None`.

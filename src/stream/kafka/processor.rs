@@ -468,13 +468,13 @@ impl Processor {
         (changes, refused)
     }
 
-    /// A run's changes as upserts (by index) and the row changes they carry; deletes are
-    /// refused for kinds whose deletes are not applied (`deletes` none).
+    /// A run's changes as upserts (by index) and the row changes they carry. A kind whose
+    /// deletes are not applied (`refuse_deletes`: its name) refuses each delete with the reason.
     fn split_changes<T>(
         &self,
         changes: Vec<(u64, Change<T>)>,
         source: &str,
-        kind: &str,
+        refuse_deletes: Option<&str>,
         refused: &mut Vec<(usize, Refusal)>,
     ) -> (Vec<(u64, T)>, RowChanges) {
         let mut items = Vec::with_capacity(changes.len());
@@ -483,13 +483,13 @@ impl Processor {
             ..RowChanges::default()
         };
         for (i, change) in changes {
-            match change {
-                Change::Upsert { key, item } => {
+            match (change, refuse_deletes) {
+                (Change::Upsert { key, item }, _) => {
                     rows.upserts.insert(i, key);
                     items.push((i, item));
                 }
-                Change::Delete { key } if kind == "detection" => rows.deletes.push(key),
-                Change::Delete { key } => refused.push((
+                (Change::Delete { key }, None) => rows.deletes.push(key),
+                (Change::Delete { key }, Some(kind)) => refused.push((
                     i as usize,
                     Refusal::Field(crate::event::FieldError::new(
                         1,
@@ -502,6 +502,23 @@ impl Processor {
             }
         }
         (items, rows)
+    }
+
+    /// Decodes a run of a table topic (weather, sensors): Debezium change events when
+    /// `debezium` says so (their deletes refused, as `kind` rows), FireSight's records otherwise.
+    fn decode_table<T: Input + CdcRow>(
+        &self,
+        run: &[Polled],
+        debezium: Option<&DebeziumMapping>,
+        topic: &str,
+        kind: &str,
+    ) -> Result<Decoded<T>, StreamError> {
+        let Some(mapping) = debezium else {
+            return self.decode::<T>(run);
+        };
+        let (changes, mut refused) = self.decode_changes(run, mapping);
+        let (items, _) = self.split_changes(changes, topic, Some(kind), &mut refused);
+        Ok((items, refused))
     }
 
     fn forget_states(&self) {
@@ -555,12 +572,8 @@ impl Processor {
         let (items, refused, rows) = if self.settings.debezium.detections {
             let (changes, mut refused) =
                 self.decode_changes(run, &self.settings.debezium.detection_table);
-            let (items, rows) = self.split_changes(
-                changes,
-                &self.settings.detections_topic,
-                "detection",
-                &mut refused,
-            );
+            let (items, rows) =
+                self.split_changes(changes, &self.settings.detections_topic, None, &mut refused);
             (items, refused, rows)
         } else {
             let (items, refused) = self.decode::<FireDetection>(run)?;
@@ -658,19 +671,13 @@ impl Processor {
     }
 
     fn weather(&self, run: &[Polled]) -> Result<(), StreamError> {
-        let (items, refused) = if self.settings.debezium.weather {
-            let (changes, mut refused) =
-                self.decode_changes(run, &self.settings.debezium.weather_table);
-            let (items, _) = self.split_changes(
-                changes,
-                &self.settings.weather_topic,
-                "weather",
-                &mut refused,
-            );
-            (items, refused)
-        } else {
-            self.decode::<WeatherObservation>(run)?
-        };
+        let d = &self.settings.debezium;
+        let (items, refused) = self.decode_table::<WeatherObservation>(
+            run,
+            d.weather.then_some(&d.weather_table),
+            &self.settings.weather_topic,
+            "weather",
+        )?;
         let source = format!("kafka:{}", self.settings.weather_topic);
         // A source database's update of a row is a correction: it replaces what was stored.
         self.pipeline.apply_weather(
@@ -702,19 +709,13 @@ impl Processor {
     }
 
     fn sensors(&self, run: &[Polled]) -> Result<(), StreamError> {
-        let (items, refused) = if self.settings.debezium.sensors {
-            let (changes, mut refused) =
-                self.decode_changes(run, &self.settings.debezium.sensor_table);
-            let (items, _) = self.split_changes(
-                changes,
-                &self.settings.sensors_topic,
-                "sensor",
-                &mut refused,
-            );
-            (items, refused)
-        } else {
-            self.decode::<SensorReading>(run)?
-        };
+        let d = &self.settings.debezium;
+        let (items, refused) = self.decode_table::<SensorReading>(
+            run,
+            d.sensors.then_some(&d.sensor_table),
+            &self.settings.sensors_topic,
+            "sensor",
+        )?;
         self.pipeline
             .ingest_sensors_with(items, |_| self.bookkeeping("sensors", run, &refused))?;
         Ok(())
