@@ -4,7 +4,7 @@
     python3 -m pip install -r models/requirements-train.txt
     python3 models/train_models.py
 
-Every model takes the same input as the encoder, `features` float32 [batch, 22] in the order of
+Every model but growth-outlook v2 takes the same input as the encoder, `features` float32 [batch, 22] in the order of
 src/embed/features.rs (raw values, NaN for missing weather), so the service computes one feature
 row per event and runs each model on it.
 
@@ -15,6 +15,9 @@ row per event and runs each model on it.
   event has them, else v1's model on its weather. Input: the 22 features followed by the six
   codes (FIRE_WEATHER: FFMC, DMC, DC, ISI, BUI, FWI; NaN when absent), width 28.
 - growth-outlook v1: P(more detections within 3 km in the next 24 h than in the past 24 h).
+- growth-outlook v2: P(an incident adds >= 1 km2 of burned area within 24 h), from the rows
+  `cargo run --locked --profile test --example incident_states` writes (the tracker's own
+  incident states, models/data/incident_states.csv); input width 25 (tracker::outlook).
 - anomaly v1: autoencoder reconstruction error, mapped to its percentile on the training rows.
 
 Seeded, single-threaded BLAS: a rerun writes byte-identical ONNX files. Writes the files, their
@@ -418,7 +421,7 @@ def export_encoder_v2(expander, model, path):
     return save(nodes, inits, "embedding", EMBED_V2, path, "firesight_event_encoder_v2")
 
 
-def export_binary(model, cols, mean, std, path, graph_name, impute):
+def export_binary(model, cols, mean, std, path, graph_name, impute, input_width=len(FEATURES)):
     """Gather `cols` of the feature row, (NaN -> mean when `impute`), z-score, MLP, sigmoid."""
     inits = [numpy_helper.from_array(np.array(cols, np.int64), "cols"),
              numpy_helper.from_array(mean.astype(np.float32), "mean"),
@@ -433,7 +436,7 @@ def export_binary(model, cols, mean, std, path, graph_name, impute):
               helper.make_node("Div", ["centred", "std"], ["z"])]
     nodes += dense_nodes(model, "clf_", "z", inits, "logit")
     nodes.append(helper.make_node("Sigmoid", ["logit"], ["prediction"]))
-    return save(nodes, inits, "prediction", 1, path, graph_name)
+    return save(nodes, inits, "prediction", 1, path, graph_name, input_width)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -621,19 +624,25 @@ def fire_danger():
     return entry, result
 
 
-def growth_outlook(x, events, train_rows):
-    labels, prev = growth_labels(events)
-    known = ~np.isnan(labels)
-    tr, te = train_rows & known, ~train_rows & known
-    mean = np.nanmean(x[tr], axis=0)
-    std = np.nanstd(x[tr], axis=0)
+def imputed_mlp(x_train, y_train, hidden, epochs):
+    """A binary MLP on z-scored columns, a missing value standing at the training mean (as the
+    exported graph imputes it); returns the model, the mean and spread, and the scaling."""
+    mean = np.nanmean(x_train, axis=0)
+    std = np.nanstd(x_train, axis=0)
     std[std < 1e-6] = 1.0
 
     def z(xs):
         return np.where(np.isnan(xs), 0.0, (xs - mean) / std)
 
     rng = np.random.default_rng(SEED)
-    model = train_binary(rng, z(x[tr]), labels[tr], hidden=32, epochs=30, lr=2e-3)
+    return train_binary(rng, z(x_train), y_train, hidden=hidden, epochs=epochs, lr=2e-3), mean, std, z
+
+
+def growth_outlook(x, events, train_rows):
+    labels, prev = growth_labels(events)
+    known = ~np.isnan(labels)
+    tr, te = train_rows & known, ~train_rows & known
+    model, mean, std, z = imputed_mlp(x[tr], labels[tr], hidden=32, epochs=30)
     p = sigmoid(model.forward(z(x[te]))[-1][:, 0])
     y = labels[te]
     result = {
@@ -651,6 +660,80 @@ def growth_outlook(x, events, train_rows):
     entry = {"name": "growth-outlook", "version": "1", "kind": "predictor", "prediction": "p_growth_24h",
              "file": path.name, "input": "features", "input_width": len(FEATURES), "output": "prediction",
              "output_dim": 1, "normalisation": "inside the graph: NaN -> training mean, then z-score"}
+    return entry, result
+
+
+def average_precision(score, label):
+    """Area under the precision-recall curve, as the mean precision at each positive (ties broken
+    against the positives, so a constant score gets the positive rate)."""
+    score, label = np.asarray(score, float), np.asarray(label, float)
+    order = np.lexsort((label, -score))
+    hits = np.cumsum(label[order])
+    precision = hits / np.arange(1, len(order) + 1)
+    return float((precision * label[order]).sum() / max(label.sum(), 1))
+
+
+INCIDENT_ROWS = MODELS / "data" / "incident_states.csv"
+GROWTH_KM2 = 1.0  # tracker::outlook::GROWTH_KM2
+HORIZON_MS = 24 * 3_600_000
+
+
+def load_incident_rows():
+    """The rows `models/incident_states.rs` wrote: features as the tracker saw each incident after
+    a granule, and the area it added in the next 24 h."""
+    if not INCIDENT_ROWS.exists():
+        sys.exit(f"{INCIDENT_ROWS} is missing: cargo run --locked --profile test --example incident_states")
+    with INCIDENT_ROWS.open() as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        rows = list(reader)
+    names = header[2:-1]
+    x = np.array([[float(v) if v else np.nan for v in r[2:-1]] for r in rows], dtype=np.float64)
+    as_of = np.array([int(r[1]) for r in rows], dtype=np.int64)
+    added = np.array([float(r[-1]) for r in rows])
+    return names, x, as_of, added
+
+
+def growth_outlook_v2():
+    names, x, as_of, added = load_incident_rows()
+    y = (added >= GROWTH_KM2).astype(np.float64)
+    boundary = int(dt.datetime.combine(HELD_OUT_FROM, dt.time(), dt.timezone.utc).timestamp() * 1000)
+    # Training rows whose 24 h reach into the held-out days would see their growth: left out.
+    tr = as_of + HORIZON_MS < boundary
+    te = as_of >= boundary
+    model, mean, std, z = imputed_mlp(x[tr], y[tr], hidden=16, epochs=40)
+    p = sigmoid(model.forward(z(x[te]))[-1][:, 0])
+    yt = y[te]
+    col = {n: i for i, n in enumerate(names)}
+    persistence = x[te][:, col["log_new_area_24h"]]
+    size = x[te][:, col["log_area_km2"]]
+    result = {
+        "label": f"the incident adds at least {GROWTH_KM2} km2 of burned area within 24 h",
+        "train_rows": int(tr.sum()), "held_out_rows": int(te.sum()),
+        "held_out_positive_rate": round(float(yt.mean()), 4),
+        "held_out_auc": round(auc(p, yt), 4),
+        "held_out_auc_pr": round(average_precision(p, yt), 4),
+        "baseline_persistence_auc": round(auc(persistence, yt), 4),
+        "baseline_persistence_auc_pr": round(average_precision(persistence, yt), 4),
+        "baseline_size_auc": round(auc(size, yt), 4),
+        "baseline_size_auc_pr": round(average_precision(size, yt), 4),
+        "baseline_prior_auc_pr": round(float(yt.mean()), 4),
+    }
+    path = MODELS / "growth_outlook_v2.onnx"
+    session = export_binary(model, list(range(len(names))), mean, std, path, "firesight_growth_outlook_v2",
+                            impute=True, input_width=len(names))
+    onnx_p = session.run(["prediction"], {"features": x[te].astype(np.float32)})[0][:, 0]
+    assert np.abs(onnx_p - p).max() < 1e-4
+    # A few held-out rows with their outputs: tests/it checks Rust's runtime gives the same.
+    picks = np.flatnonzero(te)[:: max(1, int(te.sum()) // 6)][:6]
+    golden = {"feature_names": names,
+              "rows": [[None if math.isnan(v) else float(v) for v in x[i]] for i in picks],
+              "predictions": [float(v) for v in session.run(["prediction"], {"features": x[picks].astype(np.float32)})[0][:, 0]]}
+    (MODELS / "fixtures" / "outlook_golden.json").write_text(json.dumps(golden, indent=1) + "\n")
+    entry = {"name": "growth-outlook", "version": "2", "kind": "incident-predictor", "prediction": "p_growth_24h",
+             "file": path.name, "input": "features", "input_width": len(names), "output": "prediction",
+             "output_dim": 1,
+             "normalisation": "inside the graph: NaN -> training mean, then z-score; rows from tracker::outlook"}
     return entry, result
 
 
@@ -765,7 +848,7 @@ def write_golden(events, entries):
     picks[0] = dict(picks[0], fire_weather={"ffmc": 86.5, "dmc": 15.5, "dc": 48.6, "isi": 5.5,
                                             "bui": 17.2, "fwi": 8.0, "days_in_series": 38})
     golden = {"events": [{k: v for k, v in e.items() if k != "utc_day"} for e in picks], "models": {}}
-    for entry in entries:
+    for entry in (e for e in entries if e["kind"] != "incident-predictor"):
         session = onnxruntime.InferenceSession(str(MODELS / entry["file"]), providers=["CPUExecutionProvider"])
         row = wide_features if entry["input_width"] == WIDE else features
         x = np.array([row(e) for e in picks], dtype=np.float32)
@@ -788,6 +871,7 @@ def main():
                       ("fire-danger@1", fire_danger),
                       ("fire-danger@2", lambda: fire_danger_v2(fire_danger.parts)),
                       ("growth-outlook@1", lambda: growth_outlook(x, events, train_rows)),
+                      ("growth-outlook@2", growth_outlook_v2),
                       ("anomaly@1", lambda: anomaly(x, train_rows))]:
         entry, result = run()
         entries.append(entry)

@@ -17,6 +17,7 @@ use crate::search::{Doc, SearchIndex, SearchState};
 use crate::store::Store;
 use crate::stream::Pipeline;
 use crate::stream::{Correlator, load_files};
+use crate::tracker::outlook::{OUTLOOK_FEATURES, OutlookModel};
 
 /// The assembled service: every component, ready to ingest and answer.
 pub struct Service {
@@ -237,10 +238,7 @@ impl Service {
             space.clone(),
             metrics.clone(),
             settings.embed.batch_size,
-            settings
-                .incidents
-                .enabled
-                .then(|| crate::tracker::Tracker::new(settings.incidents.clone())),
+            tracker(&settings)?,
         );
         pipeline.set_live_batch(settings.ingest.live_batch);
         let pipeline = Arc::new(pipeline);
@@ -367,6 +365,44 @@ impl Service {
             patterns: self.settings.patterns.clone(),
             search: self.search.clone(),
         }
+    }
+}
+
+/// The incident tracker when `incidents.enabled`, with its outlook model when one is named.
+fn tracker(settings: &Settings) -> anyhow::Result<Option<crate::tracker::Tracker>> {
+    let s = &settings.incidents;
+    if !s.enabled {
+        return Ok(None);
+    }
+    let tracker = crate::tracker::Tracker::new(s.clone());
+    if s.outlook_model.is_empty() {
+        return Ok(Some(tracker));
+    }
+    let e = &settings.embed;
+    let model = crate::embed::IncidentOutlook::load::<OUTLOOK_FEATURES>(
+        &e.manifest,
+        &s.outlook_model,
+        &e.onnxruntime_lib,
+        e.intra_threads,
+    )
+    .context("loading the growth outlook (incidents.outlook_model)")?;
+    Ok(Some(tracker.with_outlook(Arc::new(Outlook(model)))))
+}
+
+/// The registry's incident model behind the tracker's port.
+struct Outlook(crate::embed::IncidentOutlook);
+
+impl OutlookModel for Outlook {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn version(&self) -> &str {
+        self.0.version()
+    }
+
+    fn predict(&self, rows: &[[f32; OUTLOOK_FEATURES]]) -> Result<Vec<f32>, String> {
+        self.0.predict(rows).map_err(|e| e.to_string())
     }
 }
 

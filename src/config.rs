@@ -272,6 +272,9 @@ pub struct TrackerSettings {
     pub high_danger_p_fire: f64,
     /// Alert on static sources (FIRMS type 1–3) and persistent hot spots too.
     pub alert_static_sources: bool,
+    /// The incident model that gives each changed incident its growth outlook (a manifest name of
+    /// kind `incident-predictor`, bare or `name@version`); empty for none.
+    pub outlook_model: String,
 }
 
 impl TrackerSettings {

@@ -57,6 +57,11 @@ pub struct IncidentView {
     pub spread_km_per_h: Option<f64>,
     /// Bearing from the previous snapshot's detections to the latest's, degrees from north.
     pub spread_direction_deg: Option<f64>,
+    /// Probability that it adds at least 1 km² of burned area within 24 h of its latest
+    /// detection (`outlook_model`; absent without one, or for a merged incident).
+    pub p_growth_24h: Option<f64>,
+    /// The model that gave `p_growth_24h`, `name@version`.
+    pub outlook_model: Option<String>,
     /// Detections and FRP per UTC day, oldest first.
     pub daily: Vec<DailyTotals>,
     /// Its detection ids, oldest first (with `members=true`, and on the single-incident route).
@@ -558,6 +563,14 @@ fn view(
         static_source: incident.is_static(),
         snapshots: incident.snapshots.len(),
         growth_rate: latest.as_ref().and_then(|s| s.growth_rate),
+        p_growth_24h: incident
+            .outlook
+            .as_ref()
+            .map(|o| (o.p_growth_24h * 1e4).round() / 1e4),
+        outlook_model: incident
+            .outlook
+            .as_ref()
+            .map(|o| format!("{}@{}", o.model, o.version)),
         spread_km_per_h: latest.as_ref().and_then(|s| s.spread_km_per_h),
         spread_direction_deg: latest.as_ref().and_then(|s| s.spread_direction_deg),
         daily: incident

@@ -87,10 +87,7 @@ pub const FIRE_WEATHER_NAMES: [&str; 6] = ["ffmc", "dmc", "dc", "isi", "bui", "f
 /// Width of a predictor row that reads the codes: the features, then [`FIRE_WEATHER_NAMES`].
 pub const WIDE_FEATURE_COUNT: usize = FEATURE_COUNT + FIRE_WEATHER_NAMES.len();
 
-/// Days a station's Fire Weather Index series must have run before a predictor reads its codes:
-/// the DMC (about a 12-day time lag) has then forgotten its start-up value, and the BUI built on
-/// it is the station's own. Younger codes are treated as absent.
-pub const SPUN_UP_DAYS: i32 = 21;
+pub use crate::fwi::SPUN_UP_DAYS;
 
 /// An event's feature row followed by its station's Fire Weather Index codes for the
 /// observation day (NaN when the event has none, or when its series is younger than

@@ -98,9 +98,23 @@ impl Manifest {
     }
 
     /// Like [`Manifest::model`], and the entry must be of `kind` (a predictor cannot be loaded
-    /// as an encoder by a typo in the configuration).
+    /// as an encoder by a typo in the configuration). A bare name takes the highest
+    /// version of that kind, so a new kind of model under an old name does not displace
+    /// the old one where it is configured by name.
     pub fn model_of_kind(&self, name: &str, kind: &str) -> Result<&ModelEntry, EmbedError> {
-        let entry = self.model(name)?;
+        let entry = if name.contains('@') {
+            self.model(name)?
+        } else {
+            match self
+                .models
+                .iter()
+                .filter(|m| m.name == name && m.kind == kind)
+                .max_by(|a, b| a.version.cmp(&b.version))
+            {
+                Some(entry) => entry,
+                None => self.model(name)?,
+            }
+        };
         if entry.kind != kind {
             return Err(EmbedError::Contract {
                 model: format!("{}@{}", entry.name, entry.version),
@@ -118,7 +132,10 @@ impl Manifest {
                 names.push(&m.name);
             }
         }
-        names.iter().filter_map(|n| self.model(n).ok()).collect()
+        names
+            .iter()
+            .filter_map(|n| self.model_of_kind(n, "predictor").ok())
+            .collect()
     }
 
     /// Reads the entry's file and checks its digest.

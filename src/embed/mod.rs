@@ -3,6 +3,7 @@
 mod features;
 mod manifest;
 mod onnx;
+mod outlook;
 mod predict;
 mod text;
 
@@ -12,6 +13,7 @@ pub use features::{
 };
 pub use manifest::{Manifest, ModelEntry};
 pub use onnx::OnnxEmbedder;
+pub use outlook::{INCIDENT_PREDICTOR, IncidentOutlook};
 pub use predict::Predictors;
 pub use text::{Encoded, SentenceEncoder};
 

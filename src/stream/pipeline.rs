@@ -185,12 +185,19 @@ impl Pipeline {
         if predictors.is_empty() {
             return Ok(());
         }
+        // What other models gave an event (the tracker's growth outlook of its incident) stays
+        // when it is predicted again; the predictors' own outputs are replaced.
+        let ours = predictors.versions();
         let chunks = events
             .chunks_mut(self.embed_batch)
             .zip(rows.chunks(self.embed_batch));
         for (events, rows) in chunks {
             let predicted = predictors.predict(events, rows)?;
-            for (event, predictions) in events.iter_mut().zip(predicted) {
+            for (event, mut predictions) in events.iter_mut().zip(predicted) {
+                let others = event.ml_predictions.take().into_iter().flatten();
+                predictions.extend(
+                    others.filter(|p| !ours.contains(&format!("{}@{}", p.model, p.version))),
+                );
                 event.ml_predictions = Some(predictions);
             }
         }
@@ -474,6 +481,7 @@ impl Pipeline {
             for (detection, stored) in resolved.corrections {
                 let mut event = self.enrich(detection)?;
                 event.correlation_id = stored.correlation_id;
+                event.ml_predictions = stored.ml_predictions;
                 event.impact_assessment =
                     reassess(stored.impact_assessment, event.weather_conditions.as_ref());
                 event.ingested_at = stored.ingested_at;

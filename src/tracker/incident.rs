@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use super::geometry;
+use super::outlook::{GrowthOutlook, IncidentWeather};
 use crate::event::Location;
 
 /// Unburned ground at least this wide between an incident's overpass hulls stays outside its
@@ -127,6 +128,12 @@ pub struct Incident {
     pub best_confidence: u8,
     /// Alerts raised about it (and what it absorbed), by alert key.
     pub alerted: BTreeSet<String>,
+    /// The weather joined to its newest detection that had any.
+    #[serde(default)]
+    pub weather: Option<IncidentWeather>,
+    /// Its growth outlook as of its newest detection (absent without an outlook model).
+    #[serde(default)]
+    pub outlook: Option<GrowthOutlook>,
 }
 
 /// A detection as the tracker keeps it.
@@ -182,6 +189,8 @@ impl Incident {
             daily: Vec::new(),
             best_confidence: 0,
             alerted: BTreeSet::new(),
+            weather: None,
+            outlook: None,
         }
     }
 
@@ -324,6 +333,8 @@ impl Incident {
             }
         }
         self.alerted.append(&mut other.alerted);
+        self.weather = IncidentWeather::newer(self.weather.take(), other.weather.take());
+        other.outlook = None;
         self.absorbed.push(other.id.clone());
         self.absorbed.append(&mut other.absorbed);
         self.absorbed.sort();

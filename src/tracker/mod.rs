@@ -19,6 +19,7 @@
 pub mod alerts;
 pub mod geometry;
 pub mod incident;
+pub mod outlook;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use alerts::{Alert, AlertKind};
 pub use incident::{DailyTotals, Incident, IncidentStatus, Member, Snapshot};
+pub use outlook::{GrowthOutlook, IncidentWeather, OutlookModel, SharedOutlook};
 
 use crate::config::TrackerSettings;
 use crate::event::{FireEventV2, ImpactAssessment};
@@ -56,6 +58,14 @@ struct Point {
     member: Member,
 }
 
+/// The outlook rows of a batch, one per granule and incident, in granule order.
+#[derive(Default)]
+struct Outlooks {
+    rows: Vec<[f32; outlook::OUTLOOK_FEATURES]>,
+    /// Each row's incident, its time, and the detections (indices into the batch) it answers for.
+    of: Vec<(String, i64, Vec<usize>)>,
+}
+
 /// What tracking a batch gave.
 #[derive(Debug, Default)]
 pub struct Tracked {
@@ -69,10 +79,26 @@ pub struct Tracked {
     pub late: u64,
 }
 
-/// The tracker: its settings; its state is in the store.
-#[derive(Debug, Clone)]
+/// The tracker: its settings and growth-outlook model; its state is in the store.
+#[derive(Clone)]
 pub struct Tracker {
     settings: TrackerSettings,
+    outlook: Option<SharedOutlook>,
+}
+
+impl std::fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracker")
+            .field("settings", &self.settings)
+            .field(
+                "outlook",
+                &self
+                    .outlook
+                    .as_ref()
+                    .map(|m| format!("{}@{}", m.name(), m.version())),
+            )
+            .finish()
+    }
 }
 
 /// The incidents of one batch, loaded from the store or new.
@@ -128,7 +154,21 @@ impl Working<'_> {
 impl Tracker {
     /// A tracker with `settings`.
     pub fn new(settings: TrackerSettings) -> Self {
-        Self { settings }
+        Self {
+            settings,
+            outlook: None,
+        }
+    }
+
+    /// This tracker, giving every incident a batch changes its growth outlook from `model`.
+    pub fn with_outlook(mut self, model: SharedOutlook) -> Self {
+        self.outlook = Some(model);
+        self
+    }
+
+    /// The outlook model, if any.
+    pub fn outlook(&self) -> Option<&SharedOutlook> {
+        self.outlook.as_ref()
     }
 
     /// The settings.
@@ -160,6 +200,8 @@ impl Tracker {
         let mut overlay: HashMap<(i32, i32), Vec<Point>> = HashMap::new();
         let mut joined: Vec<String> = vec![String::new(); events.len()];
         let mut touched: Vec<(String, i64)> = Vec::new();
+        let mut outlooks = Outlooks::default();
+        let mut granule_from = 0;
         let mut anomalies: Vec<(String, i64, String, i64)> = Vec::new();
         let mut danger: Vec<(String, i64, f64, i64)> = Vec::new();
 
@@ -271,6 +313,8 @@ impl Tracker {
             let confidence = event.fire_characteristics.confidence.rank();
             if let Some(incident) = work.load(&survivor)? {
                 incident.add(&member, new_area, confidence, !flags.is_empty());
+                incident.weather =
+                    IncidentWeather::newer(incident.weather.take(), IncidentWeather::of(event, t));
             }
             work.dirty.insert(survivor.clone());
 
@@ -318,6 +362,8 @@ impl Tracker {
                 .get(k + 1)
                 .is_none_or(|&next| events[next].detection_time != t);
             if granule_ends {
+                self.outlook_rows(&mut work, &order[granule_from..=k], &joined, &mut outlooks)?;
+                granule_from = k + 1;
                 self.raise(
                     &mut work,
                     std::mem::take(&mut touched),
@@ -328,6 +374,7 @@ impl Tracker {
             }
         }
 
+        self.forecast(&mut work, outlooks, events);
         for (event, id) in events.iter_mut().zip(&joined) {
             event.correlation_id = Some(work.resolve(id)?);
         }
@@ -344,6 +391,84 @@ impl Tracker {
             out.ops.push(StoreOp::tracker_clock(clock));
         }
         Ok(out)
+    }
+
+    /// At a granule's end: the outlook row of each incident its detections joined, as the
+    /// incident stands then, with those detections. Taken per granule, like alerts, so that
+    /// where a batch ends does not change any event's outlook.
+    fn outlook_rows(
+        &self,
+        work: &mut Working<'_>,
+        granule: &[usize],
+        joined: &[String],
+        out: &mut Outlooks,
+    ) -> Result<(), StoreError> {
+        if self.outlook.is_none() {
+            return Ok(());
+        }
+        let mut by_incident: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for &i in granule {
+            by_incident
+                .entry(work.resolve(&joined[i])?)
+                .or_default()
+                .push(i);
+        }
+        for (id, members) in by_incident {
+            if let Some(incident) = work.incidents.get(&id) {
+                out.rows
+                    .push(outlook::outlook_features(incident, incident.last_ms));
+                out.of.push((id, incident.last_ms, members));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the outlook model once over the batch's rows: each row's answer goes into the
+    /// `ml_predictions` of its granule's detections, and an incident keeps its last row's answer
+    /// (merged incidents keep none). A model that fails leaves outlooks as they were, and says so.
+    fn forecast(&self, work: &mut Working<'_>, rows: Outlooks, events: &mut [&mut FireEventV2]) {
+        let Some(model) = &self.outlook else {
+            return;
+        };
+        if rows.rows.is_empty() {
+            return;
+        }
+        let values = match model.predict(&rows.rows) {
+            Ok(values) if values.len() == rows.rows.len() => values,
+            Ok(values) => {
+                tracing::warn!(
+                    rows = rows.rows.len(),
+                    values = values.len(),
+                    "The growth-outlook model answered a different number of rows; outlooks not updated."
+                );
+                return;
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "The growth-outlook model failed; outlooks not updated.");
+                return;
+            }
+        };
+        for ((id, as_of_ms, members), value) in rows.of.into_iter().zip(values) {
+            let outlook = value.is_finite().then(|| GrowthOutlook {
+                model: model.name().to_owned(),
+                version: model.version().to_owned(),
+                p_growth_24h: f64::from(value),
+                as_of_ms,
+            });
+            for i in members {
+                if let Some(o) = &outlook {
+                    events[i]
+                        .ml_predictions
+                        .get_or_insert_with(Vec::new)
+                        .push(o.prediction());
+                }
+            }
+            if let Some(incident) = work.incidents.get_mut(&id)
+                && incident.merged_into.is_none()
+            {
+                incident.outlook = outlook;
+            }
+        }
     }
 
     /// Evaluates the alert rules for every incident the batch touched, oldest id first.

@@ -461,3 +461,62 @@ async fn active_fires_and_growth_alerts_agree_with_the_records() {
         (StatusCode::BAD_REQUEST, Some("minutes"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_live_incident_carries_the_growth_outlook_of_its_stored_state() {
+    use firesight::tracker::outlook::outlook_features;
+    let service = &loaded().service;
+    let tracker = service.pipeline.tracker().expect("tracker");
+    let model = tracker
+        .outlook()
+        .expect("the default names an outlook model");
+    let incidents = tracker.incidents(&service.store).expect("incidents");
+    let live: Vec<_> = incidents
+        .iter()
+        .filter(|i| i.merged_into.is_none())
+        .collect();
+    let rows: Vec<_> = live
+        .iter()
+        .map(|i| outlook_features(i, i.last_ms))
+        .collect();
+    let again = model.predict(&rows).expect("predict");
+    let mut with_weather = 0;
+    for (incident, p) in live.iter().zip(&again) {
+        let outlook = incident
+            .outlook
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} has no outlook", incident.id));
+        assert_eq!(outlook.as_of_ms, incident.last_ms, "{}", incident.id);
+        assert!(
+            (outlook.p_growth_24h - f64::from(*p)).abs() < 1e-6,
+            "{}: stored {} but its state gives {p}",
+            incident.id,
+            outlook.p_growth_24h
+        );
+        with_weather += usize::from(incident.weather.is_some());
+    }
+    assert!(
+        live.len() > 1000 && with_weather > 100,
+        "{} live, {with_weather} with weather",
+        live.len()
+    );
+    // A merged incident keeps no outlook of its own.
+    assert!(
+        incidents
+            .iter()
+            .filter(|i| i.merged_into.is_some())
+            .all(|i| i.outlook.is_none())
+    );
+    // Served beside the incident, rounded.
+    let base = serve().await;
+    let biggest = live
+        .iter()
+        .max_by_key(|i| i.detections)
+        .expect("an incident");
+    let (status, body) = get(&format!("{base}/v1/incidents/{}", biggest.id)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["outlook_model"], "growth-outlook@2");
+    let served = body["p_growth_24h"].as_f64().expect("p_growth_24h");
+    let stored = biggest.outlook.as_ref().expect("outlook").p_growth_24h;
+    assert!((served - stored).abs() <= 5e-5, "{served} vs {stored}");
+}

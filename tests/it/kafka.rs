@@ -1594,6 +1594,10 @@ fn instance_independent(event: firesight::event::FireEventV2) -> serde_json::Val
     let mut json = serde_json::to_value(event).expect("json");
     json["similar_events"] = serde_json::Value::Null;
     json["correlation_id"] = serde_json::Value::Null;
+    // The growth outlook is its incident's, as the tracker's store had it.
+    if let Some(predictions) = json["ml_predictions"].as_array_mut() {
+        predictions.retain(|p| p["name"] != firesight::tracker::outlook::PREDICTION);
+    }
     if let Some(flags) = json["impact_assessment"]["anomalies"].as_array_mut() {
         flags.retain(|f| f != firesight::tracker::PERSISTENT_FLAG);
     }

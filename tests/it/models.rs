@@ -3,9 +3,10 @@
 use std::collections::HashMap;
 
 use firesight::embed::{
-    Embedder, FEATURE_COUNT, Manifest, OnnxEmbedder, Predictors, event_features,
+    Embedder, FEATURE_COUNT, IncidentOutlook, Manifest, OnnxEmbedder, Predictors, event_features,
 };
 use firesight::event::FireEventV2;
+use firesight::tracker::outlook::{OUTLOOK_FEATURE_NAMES, OUTLOOK_FEATURES};
 use serde_json::{Value, json};
 
 use super::golden::event_from;
@@ -304,6 +305,60 @@ fn precision_at_10(vectors: &[Vec<f32>], labels: &[usize]) -> (f64, usize) {
 }
 
 #[test]
+fn the_growth_outlook_matches_the_training_script_and_refuses_a_predictor() {
+    let text = std::fs::read_to_string(repo().join("models/fixtures/outlook_golden.json"))
+        .expect("fixture");
+    let golden: Value = serde_json::from_str(&text).expect("json");
+    let names: Vec<&str> = golden["feature_names"]
+        .as_array()
+        .expect("names")
+        .iter()
+        .map(|v| v.as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names, OUTLOOK_FEATURE_NAMES,
+        "the rows the model was trained on"
+    );
+    let rows: Vec<[f32; OUTLOOK_FEATURES]> = golden["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| {
+            let mut out = [f32::NAN; OUTLOOK_FEATURES];
+            for (slot, v) in out.iter_mut().zip(row.as_array().expect("row")) {
+                if let Some(v) = v.as_f64() {
+                    *slot = v as f32;
+                }
+            }
+            out
+        })
+        .collect();
+    assert!(rows.len() >= 4 && rows.iter().any(|r| r.iter().any(|v| v.is_nan())));
+    let model =
+        IncidentOutlook::load::<OUTLOOK_FEATURES>(&manifest_path(), "growth-outlook", "", 1)
+            .expect("outlook loads");
+    assert_eq!((model.name(), model.version()), ("growth-outlook", "2"));
+    let got = model.predict(&rows).expect("predict");
+    let want = golden["predictions"].as_array().expect("predictions");
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        let w = w.as_f64().expect("number");
+        assert!((f64::from(*g) - w).abs() < 1e-5, "rust {g} python {w}");
+    }
+    // A bare name resolves within its kind: the per-detection predictor stays loadable by name,
+    // and a predictor cannot be loaded as the incident model.
+    let v1 = Predictors::load(&manifest_path(), &["growth-outlook".to_owned()], "", 1)
+        .expect("the per-detection growth-outlook still loads by its bare name");
+    assert_eq!(v1.versions(), ["growth-outlook@1"]);
+    let err =
+        IncidentOutlook::load::<OUTLOOK_FEATURES>(&manifest_path(), "growth-outlook@1", "", 1)
+            .err()
+            .expect("a predictor is not an incident model")
+            .to_string();
+    assert!(err.contains("not a incident-predictor"), "{err}");
+}
+
+#[test]
 fn every_stored_event_carries_the_predictions_of_the_registered_models() {
     let service = &loaded().service;
     let mut seen = 0;
@@ -324,6 +379,16 @@ fn every_stored_event_carries_the_predictions_of_the_registered_models() {
             let v = value(name).unwrap_or_else(|| panic!("{} lacks {name}", event.event_id));
             assert!((0.0..=1.0).contains(&v), "{name} = {v}");
         }
+        // The growth outlook is its incident's, from the incident model.
+        let growth = predictions
+            .iter()
+            .find(|p| p.name == "p_growth_24h")
+            .expect("p_growth_24h");
+        assert_eq!(
+            (growth.model.as_str(), growth.version.as_str()),
+            ("growth-outlook", "2")
+        );
+        assert!(event.correlation_id.is_some());
         assert_eq!(
             value("p_fire").is_some(),
             event.weather_conditions.is_some()
@@ -371,7 +436,8 @@ async fn predict_answers_for_an_ad_hoc_event_and_names_bad_fields() {
         .iter()
         .map(|p| p["name"].as_str().expect("name"))
         .collect();
-    assert_eq!(names, ["p_fire", "p_growth_24h", "anomaly_score"]);
+    // `p_growth_24h` is an incident's (the tracker's outlook); an ad-hoc detection has none.
+    assert_eq!(names, ["p_fire", "anomaly_score"]);
     let (_, cold) = post(json!({"detection": detection, "weather": wet})).await;
     let p_fire = |v: &Value| v["predictions"][0]["value"].as_f64().expect("p_fire");
     assert!(
@@ -386,7 +452,7 @@ async fn predict_answers_for_an_ad_hoc_event_and_names_bad_fields() {
     far["longitude"] = json!(125.0);
     let (status, lone) = post(json!({"detection": far})).await;
     assert_eq!(status, 200, "{lone}");
-    assert_eq!(lone["predictions"].as_array().expect("array").len(), 2);
+    assert_eq!(lone["predictions"].as_array().expect("array").len(), 1);
     assert!(
         lone["not_predicted"][0]
             .as_str()

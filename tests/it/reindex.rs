@@ -49,6 +49,8 @@ pub(super) fn two_model_settings(dir: &Path) -> Settings {
     s.embed.manifest = two_version_manifest(dir);
     s.embed.model = OLD.to_owned();
     s.embed.predictors = Vec::new();
+    // Only the encoder is in this manifest.
+    s.incidents.outlook_model.clear();
     s.search.enabled = false;
     s
 }
@@ -159,7 +161,8 @@ fn a_reindex_killed_mid_way_resumes_and_completes() {
         &config,
         format!(
             "[store]\npath = {:?}\n[embed]\nmanifest = {:?}\nmodel = {OLD:?}\npredictors = []\n\
-             [index]\nbuild_threads = 1\n[search]\nenabled = false\n",
+             [index]\nbuild_threads = 1\n[search]\nenabled = false\n\
+             [incidents]\noutlook_model = \"\"\n",
             settings.store.path, settings.embed.manifest
         ),
     )

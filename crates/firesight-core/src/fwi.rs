@@ -21,6 +21,11 @@ pub const STARTUP: MoistureCodes = MoistureCodes {
 /// longer gap restarts it from [`STARTUP`], since codes that old say nothing about the fuels.
 pub const MAX_GAP_DAYS: i64 = 5;
 
+/// Days a station's series must have run before its codes are read as the station's own (by the
+/// predictors and the growth outlook): the DMC (about a 12-day time lag) has then forgotten its
+/// start-up value, and the BUI built on it too. Younger codes are treated as absent.
+pub const SPUN_UP_DAYS: i32 = 21;
+
 /// One day of a station's series.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SeriesDay {
