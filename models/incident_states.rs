@@ -107,15 +107,31 @@ fn main() -> anyhow::Result<()> {
         service
             .pipeline
             .ingest_detections_with(Lane::Bulk, batch, |_, _, tracked| {
-                // Merges first: the absorbed incident's rows follow it, and its area is not growth.
-                let mut absorbed: HashMap<String, f64> = HashMap::new();
-                for gone in &tracked.incidents {
-                    if let Some(into) = &gone.merged_into {
-                        let area = areas.remove(&gone.id).unwrap_or(0.0);
-                        *absorbed.entry(into.clone()).or_default() += area;
-                        if let Some(moved) = open.remove(&gone.id) {
-                            open.entry(into.clone()).or_default().extend(moved);
+                // Merges first: the absorbed incident's rows follow it to the incident that
+                // survives (through every merge of the granule: A into B, then B into C), and its
+                // area is not growth.
+                let into: HashMap<&str, &str> = tracked
+                    .incidents
+                    .iter()
+                    .filter_map(|i| Some((i.id.as_str(), i.merged_into.as_deref()?)))
+                    .collect();
+                let survivor = |id: &str| {
+                    let mut id = id.to_owned();
+                    for _ in 0..into.len() {
+                        match into.get(id.as_str()) {
+                            Some(next) => id = (*next).to_owned(),
+                            None => break,
                         }
+                    }
+                    id
+                };
+                let mut absorbed: HashMap<String, f64> = HashMap::new();
+                for gone in into.keys() {
+                    let to = survivor(gone);
+                    let area = areas.remove(*gone).unwrap_or(0.0);
+                    *absorbed.entry(to.clone()).or_default() += area;
+                    if let Some(moved) = open.remove(*gone) {
+                        open.entry(to).or_default().extend(moved);
                     }
                 }
                 for incident in tracked.incidents.iter().filter(|i| i.merged_into.is_none()) {

@@ -62,6 +62,9 @@ pub struct IncidentView {
     pub p_growth_24h: Option<f64>,
     /// The model that gave `p_growth_24h`, `name@version`.
     pub outlook_model: Option<String>,
+    /// The detection time `p_growth_24h` looks 24 h ahead from (the incident's latest detection
+    /// when it was given), RFC 3339.
+    pub outlook_as_of: Option<String>,
     /// Detections and FRP per UTC day, oldest first.
     pub daily: Vec<DailyTotals>,
     /// Its detection ids, oldest first (with `members=true`, and on the single-incident route).
@@ -571,6 +574,7 @@ fn view(
             .outlook
             .as_ref()
             .map(|o| format!("{}@{}", o.model, o.version)),
+        outlook_as_of: incident.outlook.as_ref().map(|o| rfc3339(o.as_of_ms)),
         spread_km_per_h: latest.as_ref().and_then(|s| s.spread_km_per_h),
         spread_direction_deg: latest.as_ref().and_then(|s| s.spread_direction_deg),
         daily: incident

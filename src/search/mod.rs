@@ -2,7 +2,9 @@
 //! sentence vectors (all-MiniLM-L6-v2), fused by a weighted sum of normalised scores (or by
 //! reciprocal rank), with filters read from the query.
 
+mod gazetteer;
 mod render;
+mod synonyms;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};
@@ -80,6 +82,8 @@ pub struct Doc {
     pub position: Option<(f64, f64)>,
     /// Region name from the position.
     pub region: &'static str,
+    /// Where it was, in words (incidents' `location`): the places the gazetteer learns.
+    pub location: String,
 }
 
 impl Doc {
@@ -99,6 +103,7 @@ impl Doc {
             acres: i.acres,
             position: i.latitude.zip(i.longitude),
             region,
+            location: i.location.clone(),
         }
     }
 
@@ -116,6 +121,7 @@ impl Doc {
             acres: None,
             position: Some((e.location.latitude, e.location.longitude)),
             region,
+            location: String::new(),
         }
     }
 }
@@ -208,7 +214,11 @@ impl Constraints {
             && u.period
                 .as_ref()
                 .is_none_or(|p| date.is_some_and(|x| p.from <= x && x <= p.to))
-            && (u.counties.is_empty() || u.counties.iter().any(|c| county_ok(c)))
+            && (u.counties.is_empty()
+                || u.counties.iter().any(|c| county_ok(c))
+                // Counties read from a place are an inference: an incident whose county the
+                // data does not give is not ruled out by it.
+                || (!u.places.is_empty() && d.kind == DocKind::Incident && d.counties.is_empty()))
             && self.county.as_deref().is_none_or(county_ok)
             && u.region.as_deref().is_none_or(|r| d.region.contains(r))
             && acres_ok(
@@ -293,6 +303,8 @@ struct Docs {
     ids: HashSet<String>,
     /// Documents removed (their event was deleted at its source), by ord.
     removed: HashSet<usize>,
+    /// The places the documents' locations name.
+    gazetteer: gazetteer::Gazetteer,
 }
 
 /// The search index: documents, their text index and their vectors.
@@ -358,6 +370,7 @@ impl SearchIndex {
                 pending: 0,
                 first_pending: 0,
                 latest_ms: None,
+                gazetteer: gazetteer::Gazetteer::default(),
                 ids: HashSet::new(),
                 removed: HashSet::new(),
             }),
@@ -417,6 +430,7 @@ impl SearchIndex {
             if let Some(t) = d.time_ms {
                 known.latest_ms = Some(known.latest_ms.map_or(t, |l| l.max(t)));
             }
+            known.gazetteer.add(&d.location, &d.counties);
             known.docs.push(d);
             known.vectors.extend(std::iter::repeat_n(0.0, dim));
             known.embedded.push(false);
@@ -573,6 +587,16 @@ impl SearchIndex {
                 .and_then(DateTime::from_timestamp_millis)
                 .map(|t| t.date_naive());
             constraints.understood = understand_at(query, data_end);
+            let u = &mut constraints.understood;
+            if u.counties.is_empty() && constraints.county.is_none() {
+                let docs = self.docs.read().map_err(|_| SearchError::Poisoned)?;
+                u.places = docs.gazetteer.read(query);
+                for county in u.places.iter().flat_map(|p| &p.counties) {
+                    if !u.counties.contains(county) {
+                        u.counties.push(county.clone());
+                    }
+                }
+            }
             if let (Some(p), Some(end)) = (&constraints.understood.period, data_end)
                 && p.relative
             {
@@ -615,6 +639,8 @@ impl SearchIndex {
         let candidates = allowed.iter().filter(|a| **a).count();
         let bm25 = if ranker == Ranker::Vector {
             Vec::new()
+        } else if understand_text {
+            self.bm25(&synonyms::expand(query), &allowed)?
         } else {
             self.bm25(query, &allowed)?
         };
@@ -646,6 +672,16 @@ impl SearchIndex {
                 Fusion::Rrf => rrf(&[&bm25, &vector]),
             },
         };
+        let mut fused = fused;
+        if constraints.understood.largest {
+            // Stable: equal sizes keep the fused order.
+            let acres = |ord: u32| docs.docs.get(ord as usize).and_then(|d| d.acres);
+            fused.sort_by(|a, b| {
+                acres(b.0)
+                    .unwrap_or(f64::NEG_INFINITY)
+                    .total_cmp(&acres(a.0).unwrap_or(f64::NEG_INFINITY))
+            });
+        }
         let rank_in =
             |list: &[(u32, f32)], ord: u32| list.iter().position(|(o, _)| *o == ord).map(|p| p + 1);
         let hits = fused

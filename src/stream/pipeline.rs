@@ -185,19 +185,27 @@ impl Pipeline {
         if predictors.is_empty() {
             return Ok(());
         }
-        // What other models gave an event (the tracker's growth outlook of its incident) stays
-        // when it is predicted again; the predictors' own outputs are replaced.
-        let ours = predictors.versions();
+        // The growth outlook the tracker's model gave an event (its incident's) stays when the
+        // event is predicted again; everything else is the predictors' to give again.
+        let outlook = self
+            .tracker
+            .as_ref()
+            .and_then(|t| t.outlook())
+            .map(|m| (m.name().to_owned(), m.version().to_owned()));
+        let kept = |p: &crate::event::MlPrediction| {
+            p.name == crate::tracker::outlook::PREDICTION
+                && outlook
+                    .as_ref()
+                    .is_some_and(|(name, version)| p.model == *name && p.version == *version)
+        };
         let chunks = events
             .chunks_mut(self.embed_batch)
             .zip(rows.chunks(self.embed_batch));
         for (events, rows) in chunks {
             let predicted = predictors.predict(events, rows)?;
             for (event, mut predictions) in events.iter_mut().zip(predicted) {
-                let others = event.ml_predictions.take().into_iter().flatten();
-                predictions.extend(
-                    others.filter(|p| !ours.contains(&format!("{}@{}", p.model, p.version))),
-                );
+                let before = event.ml_predictions.take().into_iter().flatten();
+                predictions.extend(before.filter(kept));
                 event.ml_predictions = Some(predictions);
             }
         }

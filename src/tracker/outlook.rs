@@ -3,7 +3,9 @@
 //! its growth and FRP over the last two days, how often it was seen, the weather and Fire
 //! Weather Index codes joined to its newest detections, and the local time of day and season),
 //! is the input of the `growth-outlook` incident model; `models/incident_states.rs` writes the
-//! same rows, as the tracker saw them after each granule, with their labels, for training. The answer is kept on the incident and copied into
+//! same rows, as the tracker saw them after each granule, with their labels, for training.
+//! The weather is what the incident's detections were joined to when they were tracked: a
+//! re-join of late weather corrects the detections, not the incident's weather or outlook. The answer is kept on the incident and copied into
 //! the `ml_predictions` of the detections that moved it.
 
 use std::sync::Arc;
@@ -151,9 +153,11 @@ pub trait OutlookModel: Send + Sync {
 /// A shared outlook model.
 pub type SharedOutlook = Arc<dyn OutlookModel>;
 
-/// The outlook row of `incident` as it stood at `as_of_ms`: only its snapshots that had begun by
-/// then count, so the same function reads the live state (as of its newest detection) and a
-/// finished incident's past (for training).
+/// The outlook row of `incident` as of `as_of_ms`, which the service and the training rows
+/// (`models/incident_states.rs`, taken live after each granule) both give as the incident's
+/// newest detection. An earlier `as_of_ms` leaves out snapshots begun after it, but is not the
+/// incident's past: the snapshots begun before keep their later detections, and the weather, the
+/// centre and the incidents absorbed since are today's. Do not build training rows that way.
 pub fn outlook_features(incident: &Incident, as_of_ms: i64) -> [f32; OUTLOOK_FEATURES] {
     let ln = |x: f64| x.max(0.0).ln_1p() as f32;
     let mut area = 0.0;

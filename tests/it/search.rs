@@ -360,8 +360,13 @@ async fn search_evaluation() {
     if std::env::var_os("FIRESIGHT_SEARCH_MISSES").is_some() {
         let index = Arc::clone(&service.search.as_ref().expect("search").index);
         let evaluation = query_set("search_queries.json");
+        let tuning = query_set("search_tuning_queries.json");
         tokio::task::spawn_blocking(move || {
-            for (query, relevant) in &evaluation {
+            let both = evaluation
+                .iter()
+                .map(|q| ("evaluation", q))
+                .chain(tuning.iter().map(|q| ("tuning", q)));
+            for (set, (query, relevant)) in both {
                 let rank = |ranker, fusion| {
                     let answer = index
                         .search_fused(query, 10, ranker, fusion, Constraints::default(), true)
@@ -374,7 +379,14 @@ async fn search_evaluation() {
                 };
                 let (b, h) = (rank(Ranker::Bm25, convex), rank(Ranker::Hybrid, convex));
                 if b != Some(1) || h != Some(1) {
-                    println!("bm25 {b:?} hybrid {h:?}: {query}");
+                    let understood = index
+                        .search_fused(query, 1, Ranker::Bm25, convex, Constraints::default(), true)
+                        .expect("search")
+                        .understood;
+                    println!(
+                        "{set}: bm25 {b:?} hybrid {h:?}: {query}\n    understood {}",
+                        serde_json::to_string(&understood).unwrap_or_default()
+                    );
                 }
             }
         })
@@ -393,7 +405,8 @@ async fn search_evaluation() {
     let (bm25_mrr, bm25_recall) = get("BM25", true);
     let (_, vector_recall) = get("vectors", true);
     let (plain_mrr, _) = get("hybrid (convex)", false);
-    assert!(hybrid_recall >= 0.8, "hybrid recall@10 {hybrid_recall:.3}");
+    assert!(hybrid_recall >= 0.95, "hybrid recall@10 {hybrid_recall:.3}");
+    assert!(hybrid_mrr >= 0.8, "hybrid MRR@10 {hybrid_mrr:.3}");
     assert!(
         hybrid_recall >= bm25_recall.max(vector_recall),
         "fusion finds at least what either ranker finds: {hybrid_recall:.3} vs {bm25_recall:.3} / {vector_recall:.3}"
@@ -402,8 +415,8 @@ async fn search_evaluation() {
         hybrid_mrr > plain_mrr,
         "query understanding helps: {hybrid_mrr:.3} vs {plain_mrr:.3}"
     );
-    // Measured: 0.746 against RRF's 0.718 on the evaluation set; BM25 alone (0.764) is still
-    // ahead there (README, search).
+    // Measured: 0.875 against RRF's 0.840 on the evaluation set; BM25 alone (0.915) is still
+    // ahead there, behind on the tuning set (README, search).
     assert!(
         hybrid_mrr > rrf_mrr,
         "the tuned blend ranks better than RRF on questions it was not tuned on: \

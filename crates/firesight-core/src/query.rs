@@ -145,6 +145,22 @@ pub struct Understood {
     /// starting within it. It replaces the years and months read from the same words.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub period: Option<Period>,
+    /// Places said that the data knows ("near Redding"): their counties are read as the
+    /// counties asked for, when the question names none itself.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub places: Vec<PlaceRead>,
+    /// "The largest", "the biggest": the matching documents ordered by size, largest first.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub largest: bool,
+}
+
+/// A place said in a question, and the counties the data puts it in.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct PlaceRead {
+    /// The words, as the gazetteer holds them (lower case).
+    pub said: String,
+    /// The counties of the incidents whose locations name it, most first.
+    pub counties: Vec<String>,
 }
 
 /// A span of days read from the query, with the words that said it.
@@ -197,6 +213,9 @@ static SEASON_YEAR: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)\b(?:(spring|summer|autumn|fall|winter)(?:\s+of)?\s+((?:19|20)\d\d)(?:\s*[-/–]\s*(\d{2}|\d{4}))?|((?:19|20)\d\d)(?:\s*[-/–]\s*(\d{2}|\d{4}))?\s+(spring|summer|autumn|fall|winter|(?:fire\s+|bushfire\s+)?season))\b",
     )
     .unwrap_or_else(|e| unreachable!("season pattern: {e}"))
+});
+static LARGEST: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(largest|biggest)\b").unwrap_or_else(|e| unreachable!("largest: {e}"))
 });
 static RELATIVE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\b(last|this|past)\s+(spring|summer|autumn|fall|winter|year)\b")
@@ -427,7 +446,10 @@ pub fn understand_at(query: &str, data_end: Option<NaiveDate>) -> Understood {
     for county in COUNTIES {
         let c = county.to_ascii_lowercase();
         let with_suffix = contains_phrase(&lower, &format!("{c} county"));
-        let bare = (plural || !NEEDS_SUFFIX.contains(&county)) && contains_phrase(&lower, &c);
+        // "The Santa Cruz Mountains" are a range across three counties, not Santa Cruz County.
+        let range = contains_phrase(&lower, &format!("{c} mountains"));
+        let bare =
+            (plural || !NEEDS_SUFFIX.contains(&county)) && !range && contains_phrase(&lower, &c);
         if with_suffix || bare {
             u.counties.push(county.to_owned());
         }
@@ -439,6 +461,7 @@ pub fn understand_at(query: &str, data_end: Option<NaiveDate>) -> Understood {
             break;
         }
     }
+    u.largest = LARGEST.is_match(query);
     let southern = u.region.as_deref().is_some_and(|r| SOUTHERN.contains(&r));
     let period = named_period(query, southern)
         .or_else(|| data_end.and_then(|end| relative_period(query, southern, end)));
@@ -471,6 +494,16 @@ mod tests {
 
     #[test]
     fn reads_years_months_counties_and_sizes() {
+        assert!(
+            understand("the ridge above Morgan Hill in the Santa Cruz Mountains")
+                .counties
+                .is_empty()
+        );
+        assert_eq!(
+            understand("Santa Cruz County fire in the Santa Cruz Mountains").counties,
+            ["Santa Cruz"]
+        );
+        assert!(understand("the largest fire of 2020").largest);
         let u = understand("the big November 2018 fire in Butte County");
         assert_eq!(u.years, vec![2018]);
         assert_eq!(u.months, vec![11]);
