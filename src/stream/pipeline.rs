@@ -716,6 +716,10 @@ impl Pipeline {
             if !versions.is_empty() {
                 let (seqs, mut revised) = self.rejoin(&versions)?;
                 let mut ops = publish(&mut revised)?;
+                if let Some(tracker) = &self.tracker {
+                    let events: Vec<&FireEventV2> = revised.iter().map(|n| &n.event).collect();
+                    ops.extend(tracker.reweather(&self.store, &events)?);
+                }
                 ops.push(StoreOp::rejoin_done());
                 self.revise(&seqs, &revised, &ops)?;
             }

@@ -471,6 +471,57 @@ impl Tracker {
         }
     }
 
+    /// Late weather: the incidents of `events` (detections just joined again to weather that
+    /// arrived after them) take the weather of their newest detection that has any, and those
+    /// whose weather changed get their outlook again, as of their newest detection. The
+    /// detections' own outlooks stay as their granules gave them. Returns the writes.
+    pub fn reweather(
+        &self,
+        store: &Store,
+        events: &[&FireEventV2],
+    ) -> Result<Vec<StoreOp>, StoreError> {
+        let mut work = Working {
+            store,
+            incidents: HashMap::new(),
+            dirty: BTreeSet::new(),
+        };
+        for event in events {
+            let Some(id) = &event.correlation_id else {
+                continue;
+            };
+            if work.load(id)?.is_none() {
+                continue;
+            }
+            let id = work.resolve(id)?;
+            let fresh = IncidentWeather::of(event, event.detection_time);
+            if let Some(incident) = work.incidents.get_mut(&id) {
+                let newer = IncidentWeather::newer(incident.weather.clone(), fresh);
+                if newer != incident.weather {
+                    incident.weather = newer;
+                    work.dirty.insert(id);
+                }
+            }
+        }
+        let mut rows = Outlooks::default();
+        if self.outlook.is_some() {
+            for id in &work.dirty {
+                if let Some(incident) = work.incidents.get(id) {
+                    rows.rows
+                        .push(outlook::outlook_features(incident, incident.last_ms));
+                    rows.of.push((id.clone(), incident.last_ms, Vec::new()));
+                }
+            }
+        }
+        self.forecast(&mut work, rows, &mut []);
+        let mut ops = Vec::with_capacity(work.dirty.len());
+        for id in &work.dirty {
+            if let Some(incident) = work.incidents.get(id) {
+                ops.push(StoreOp::incident_record(id, encode(incident)?));
+            }
+        }
+        Ok(ops)
+    }
+
     /// Evaluates the alert rules for every incident the batch touched, oldest id first.
     fn raise(
         &self,

@@ -4,8 +4,9 @@
 //! Weather Index codes joined to its newest detections, and the local time of day and season),
 //! is the input of the `growth-outlook` incident model; `models/incident_states.rs` writes the
 //! same rows, as the tracker saw them after each granule, with their labels, for training.
-//! The weather is what the incident's detections were joined to when they were tracked: a
-//! re-join of late weather corrects the detections, not the incident's weather or outlook. The answer is kept on the incident and copied into
+//! The weather is that of the incident's newest detection with any; when late weather joins its
+//! detections again, the incident takes it and its outlook is given again
+//! ([`super::Tracker::reweather`]), while each detection keeps the outlook of its granule. The answer is kept on the incident and copied into
 //! the `ml_predictions` of the detections that moved it.
 
 use std::sync::Arc;
@@ -106,10 +107,13 @@ impl IncidentWeather {
         })
     }
 
-    /// The newer of two.
+    /// The newer of two; of two from the same time, the lower station id's, so that the order
+    /// detections were tracked or joined again in does not matter; of two from the same time and
+    /// station, the second (a detection joined again gets that day's codes as they are now).
     pub fn newer(a: Option<Self>, b: Option<Self>) -> Option<Self> {
+        let key = |w: &Self| (w.time_ms, std::cmp::Reverse(w.station_id));
         match (a, b) {
-            (Some(a), Some(b)) => Some(if b.time_ms > a.time_ms { b } else { a }),
+            (Some(a), Some(b)) => Some(if key(&b) >= key(&a) { b } else { a }),
             (a, b) => a.or(b),
         }
     }

@@ -617,6 +617,32 @@ fn weather_loaded_after_the_detections_gives_every_event_the_join_it_gets_loaded
         .expect("weather loads");
     let after = statuses(&service);
     let reference = &super::support::loaded().service;
+    // The incidents take the late weather too, and their outlooks follow: the same as with the
+    // weather loaded first.
+    let incidents = |s: &Service| {
+        let tracker = s.pipeline.tracker().expect("tracker");
+        tracker
+            .incidents(&s.store)
+            .expect("incidents")
+            .into_iter()
+            .filter(|i| i.merged_into.is_none())
+            .map(|i| (i.id.clone(), (i.weather, i.outlook)))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let (late, early) = (incidents(&service), incidents(reference));
+    assert_eq!(late.len(), early.len());
+    let with_weather = early.values().filter(|(w, _)| w.is_some()).count();
+    assert!(with_weather > 100, "{with_weather} incidents with weather");
+    for (id, (weather, outlook)) in &early {
+        let (late_weather, late_outlook) = &late[id];
+        assert_eq!(late_weather, weather, "{id}'s weather");
+        let p = |o: &Option<firesight::tracker::GrowthOutlook>| o.as_ref().map(|o| o.p_growth_24h);
+        let (a, b) = (p(late_outlook), p(outlook));
+        assert!(
+            a.zip(b).is_some_and(|(a, b)| (a - b).abs() < 1e-6) || a == b,
+            "{id}'s outlook: {a:?} late, {b:?} early"
+        );
+    }
     assert_eq!(coverage(&after), coverage(&statuses(reference)));
     assert_eq!(coverage(&before).get("matched"), None);
 
