@@ -2362,10 +2362,39 @@ fn debezium_inserts_updates_and_deletes_of_detection_rows_reach_the_store_the_in
                         < 1e-9
                 );
                 assert_eq!(fixed.ingested_at, first.ingested_at, "{id}");
-                assert_ne!(
-                    fixed.ml_predictions, first.ml_predictions,
-                    "{id}: predicted again"
-                );
+                // Predicted again: the configured predictors' outputs are the corrected row's,
+                // and the incident's outlook (as of the first granule) stays.
+                let names = ["fire-danger@1".to_owned(), "anomaly".to_owned()];
+                let predictors = firesight::embed::Predictors::load(
+                    &repo().join("models/manifest.json"),
+                    &names,
+                    "",
+                    1,
+                )
+                .expect("predictors");
+                let again = predictors
+                    .predict(
+                        std::slice::from_ref(&fixed),
+                        &[firesight::embed::event_features(&fixed)],
+                    )
+                    .expect("predict")
+                    .remove(0);
+                let (own, outlook): (Vec<_>, Vec<_>) = fixed
+                    .ml_predictions
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .partition(|p| p.name != firesight::tracker::outlook::PREDICTION);
+                assert_eq!(own, again, "{id}: predicted again");
+                let first_outlook: Vec<_> = first
+                    .ml_predictions
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|p| p.name == firesight::tracker::outlook::PREDICTION)
+                    .collect();
+                assert_eq!(outlook, first_outlook, "{id}: the outlook stays");
+                assert_eq!(outlook.len(), 1, "{id}");
             }
             10..20 => {
                 assert_eq!(records.len(), 2, "{id}: inserted, then gone");
