@@ -5,7 +5,7 @@
 //! from the documents as they are indexed, so it covers whatever incidents were loaded and names
 //! nothing it has not seen; besides, it knows CAL FIRE's unit codes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::query::PlaceRead;
 
@@ -218,16 +218,18 @@ impl Gazetteer {
 /// Country").
 fn place_names(location: &str) -> Vec<String> {
     let mut out = Vec::new();
+    // A location is posted text: de-duplicate through a set, not by scanning `out`.
+    let mut seen = HashSet::new();
     let mut run: Vec<String> = Vec::new();
     let words: Vec<&str> = location
         .split(|c: char| !c.is_alphanumeric() && c != '\'')
         .filter(|w| !w.is_empty())
         .collect();
     let generic = |w: &str| GENERIC.contains(&w) || w.len() < 4;
-    let flush = |run: &mut Vec<String>, out: &mut Vec<String>, road_follows: bool| {
+    let mut flush = |run: &mut Vec<String>, out: &mut Vec<String>, road_follows: bool| {
         if !road_follows && !run.is_empty() {
             let mut keep = |phrase: String| {
-                if !out.contains(&phrase) {
+                if seen.insert(phrase.clone()) {
                     out.push(phrase);
                 }
             };

@@ -108,7 +108,15 @@ struct Working<'a> {
     dirty: BTreeSet<String>,
 }
 
-impl Working<'_> {
+impl<'a> Working<'a> {
+    fn new(store: &'a Store) -> Self {
+        Self {
+            store,
+            incidents: HashMap::new(),
+            dirty: BTreeSet::new(),
+        }
+    }
+
     fn load(&mut self, id: &str) -> Result<Option<&mut Incident>, StoreError> {
         if !self.incidents.contains_key(id) {
             let Some(bytes) = self.store.incident_record(id)? else {
@@ -189,11 +197,7 @@ impl Tracker {
     ) -> Result<Tracked, StoreError> {
         let s = &self.settings;
         let horizon = s.max_inactive_ms();
-        let mut work = Working {
-            store,
-            incidents: HashMap::new(),
-            dirty: BTreeSet::new(),
-        };
+        let mut work = Working::new(store);
         let mut out = Tracked::default();
         let clock_before = store.tracker_clock()?;
         let mut clock = clock_before;
@@ -314,7 +318,7 @@ impl Tracker {
             if let Some(incident) = work.load(&survivor)? {
                 incident.add(&member, new_area, confidence, !flags.is_empty());
                 incident.weather =
-                    IncidentWeather::newer(incident.weather.take(), IncidentWeather::of(event, t));
+                    IncidentWeather::newer(incident.weather.take(), IncidentWeather::of(event));
             }
             work.dirty.insert(survivor.clone());
 
@@ -480,11 +484,7 @@ impl Tracker {
         store: &Store,
         events: &[&FireEventV2],
     ) -> Result<Vec<StoreOp>, StoreError> {
-        let mut work = Working {
-            store,
-            incidents: HashMap::new(),
-            dirty: BTreeSet::new(),
-        };
+        let mut work = Working::new(store);
         for event in events {
             let Some(id) = &event.correlation_id else {
                 continue;
@@ -493,7 +493,7 @@ impl Tracker {
                 continue;
             }
             let id = work.resolve(id)?;
-            let fresh = IncidentWeather::of(event, event.detection_time);
+            let fresh = IncidentWeather::of(event);
             if let Some(incident) = work.incidents.get_mut(&id) {
                 let newer = IncidentWeather::newer(incident.weather.clone(), fresh);
                 if newer != incident.weather {
@@ -616,11 +616,7 @@ impl Tracker {
         id: &str,
         follow: bool,
     ) -> Result<Option<Incident>, StoreError> {
-        let mut work = Working {
-            store,
-            incidents: HashMap::new(),
-            dirty: BTreeSet::new(),
-        };
+        let mut work = Working::new(store);
         let id = if follow {
             match work.load(id)? {
                 None => return Ok(None),

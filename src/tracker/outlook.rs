@@ -15,7 +15,7 @@ use chrono::{Datelike, Timelike};
 use serde::{Deserialize, Serialize};
 
 use super::incident::Incident;
-use crate::event::{FireEventV2, MlPrediction};
+use crate::event::{FireEventV2, MlPrediction, WeatherConditions};
 use crate::fwi::SPUN_UP_DAYS;
 
 /// The question's threshold: new burned area (union of pixel footprints not burning before),
@@ -63,47 +63,21 @@ pub const OUTLOOK_FEATURE_NAMES: [&str; 25] = [
 /// Width of an outlook row.
 pub const OUTLOOK_FEATURES: usize = OUTLOOK_FEATURE_NAMES.len();
 
-/// The weather joined to an incident's newest detection that had any.
+/// The weather joined to an incident's newest detection that had any, as it was joined.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IncidentWeather {
     /// The detection's time, ms.
     pub time_ms: i64,
-    /// Station id.
-    pub station_id: i64,
-    /// Maximum temperature, °C.
-    pub max_temp_c: Option<f64>,
-    /// Relative humidity at 3 pm, %.
-    pub rh_3pm_pct: Option<f64>,
-    /// Wind at 3 pm, km/h.
-    pub wind_3pm_kmh: Option<f64>,
-    /// Rain, mm.
-    pub rain_mm: Option<f64>,
-    /// Fire Weather Index codes of the day, when the station's series has spun up.
-    pub ffmc: Option<f64>,
-    /// Initial Spread Index.
-    pub isi: Option<f64>,
-    /// Buildup Index.
-    pub bui: Option<f64>,
+    /// Its weather.
+    pub conditions: WeatherConditions,
 }
 
 impl IncidentWeather {
     /// What `event` carries, if it carries weather.
-    pub fn of(event: &FireEventV2, time_ms: i64) -> Option<Self> {
-        let w = event.weather_conditions.as_ref()?;
-        let codes = w
-            .fire_weather
-            .as_ref()
-            .filter(|c| c.days_in_series >= SPUN_UP_DAYS);
+    pub fn of(event: &FireEventV2) -> Option<Self> {
         Some(Self {
-            time_ms,
-            station_id: w.station_id,
-            max_temp_c: w.max_temp_c,
-            rh_3pm_pct: w.rh_3pm_pct,
-            wind_3pm_kmh: w.wind_3pm_kmh,
-            rain_mm: w.rain_mm,
-            ffmc: codes.map(|c| c.ffmc),
-            isi: codes.map(|c| c.isi),
-            bui: codes.map(|c| c.bui),
+            time_ms: event.detection_time,
+            conditions: event.weather_conditions.clone()?,
         })
     }
 
@@ -111,7 +85,7 @@ impl IncidentWeather {
     /// detections were tracked or joined again in does not matter; of two from the same time and
     /// station, the second (a detection joined again gets that day's codes as they are now).
     pub fn newer(a: Option<Self>, b: Option<Self>) -> Option<Self> {
-        let key = |w: &Self| (w.time_ms, std::cmp::Reverse(w.station_id));
+        let key = |w: &Self| (w.time_ms, std::cmp::Reverse(w.conditions.station_id));
         match (a, b) {
             (Some(a), Some(b)) => Some(if key(&b) >= key(&a) { b } else { a }),
             (a, b) => a.or(b),
@@ -219,9 +193,11 @@ pub fn outlook_features(incident: &Incident, as_of_ms: i64) -> [f32; OUTLOOK_FEA
         day_of_year
     };
     let turn = |x: f64, period: f64| (x / period) * std::f64::consts::TAU;
-    let weather = incident.weather.as_ref();
+    let weather = incident.weather.as_ref().map(|w| &w.conditions);
     let value = |v: Option<f64>| v.map_or(f32::NAN, |v| v as f32);
-    let codes = weather.filter(|w| w.ffmc.is_some());
+    let codes = weather
+        .and_then(|w| w.fire_weather.as_ref())
+        .filter(|c| c.days_in_series >= SPUN_UP_DAYS);
     [
         ln(area),
         ln(detections as f64),
@@ -243,9 +219,9 @@ pub fn outlook_features(incident: &Incident, as_of_ms: i64) -> [f32; OUTLOOK_FEA
         value(weather.and_then(|w| w.rh_3pm_pct)),
         value(weather.and_then(|w| w.wind_3pm_kmh)),
         weather.and_then(|w| w.rain_mm).map_or(f32::NAN, ln),
-        value(codes.and_then(|w| w.ffmc)),
-        value(codes.and_then(|w| w.isi)),
-        value(codes.and_then(|w| w.bui)),
+        value(codes.map(|c| c.ffmc)),
+        value(codes.map(|c| c.isi)),
+        value(codes.map(|c| c.bui)),
         f32::from(u8::from(weather.is_some())),
         f32::from(u8::from(codes.is_some())),
     ]

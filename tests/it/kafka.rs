@@ -2379,20 +2379,13 @@ fn debezium_inserts_updates_and_deletes_of_detection_rows_reach_the_store_the_in
                     )
                     .expect("predict")
                     .remove(0);
-                let (own, outlook): (Vec<_>, Vec<_>) = fixed
-                    .ml_predictions
-                    .clone()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .partition(|p| p.name != firesight::tracker::outlook::PREDICTION);
-                assert_eq!(own, again, "{id}: predicted again");
-                let first_outlook: Vec<_> = first
-                    .ml_predictions
-                    .clone()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|p| p.name == firesight::tracker::outlook::PREDICTION)
-                    .collect();
+                let (own, outlook) = super::support::split_outlook(&fixed);
+                assert_eq!(
+                    own,
+                    again.iter().collect::<Vec<_>>(),
+                    "{id}: predicted again"
+                );
+                let (_, first_outlook) = super::support::split_outlook(&first);
                 assert_eq!(outlook, first_outlook, "{id}: the outlook stays");
                 assert_eq!(outlook.len(), 1, "{id}");
             }

@@ -166,3 +166,17 @@ pub async fn get_json(url: &str) -> (reqwest::StatusCode, serde_json::Value) {
     let status = response.status();
     (status, response.json().await.expect("json body"))
 }
+
+/// An event's predictions: its own, and its incident's growth outlook.
+pub fn split_outlook(
+    event: &firesight::event::FireEventV2,
+) -> (
+    Vec<&firesight::event::MlPrediction>,
+    Vec<&firesight::event::MlPrediction>,
+) {
+    event
+        .ml_predictions
+        .iter()
+        .flatten()
+        .partition(|p| p.name != firesight::tracker::outlook::PREDICTION)
+}

@@ -663,8 +663,8 @@ fn weather_loaded_after_the_detections_gives_every_event_the_join_it_gets_loaded
         let got = service.store.event(id).expect("read").expect("stored");
         // The growth outlook is its incident's as of its granule, kept through the re-join; the
         // event's own predictions are made again.
-        let (got_own, got_outlook) = split_outlook(&got);
-        let (expected_own, expected_outlook) = split_outlook(&expected);
+        let (got_own, got_outlook) = super::support::split_outlook(&got);
+        let (expected_own, expected_outlook) = super::support::split_outlook(&expected);
         assert_eq!(
             (
                 &got.weather_status,
@@ -759,18 +759,4 @@ fn a_corrected_observation_replaces_the_stored_one_and_rejoins_its_detections() 
         .expect("corrected");
     assert_eq!((outcome.accepted, outcome.rejected.len()), (1, 0));
     assert_eq!(marker(&service), (Some(31.0), Some(1)));
-}
-
-/// An event's predictions: its own, and its incident's growth outlook.
-fn split_outlook(
-    event: &firesight::event::FireEventV2,
-) -> (
-    Vec<&firesight::event::MlPrediction>,
-    Vec<&firesight::event::MlPrediction>,
-) {
-    event
-        .ml_predictions
-        .iter()
-        .flatten()
-        .partition(|p| p.name != firesight::tracker::outlook::PREDICTION)
 }
