@@ -55,21 +55,31 @@ impl Metric {
 
 /// Which instruction set the chosen kernel uses, for logs and benchmark reports.
 pub fn kernel_name() -> &'static str {
-    if avx2_available() {
-        "avx2+fma"
-    } else {
-        "scalar"
-    }
+    kernels(Metric::L2)[0].0
 }
 
 /// The fastest kernel for `metric` on this CPU.
 pub fn kernel(metric: Metric) -> Kernel {
-    match (metric, avx2_available()) {
-        (Metric::L2, true) => l2_avx2_entry,
-        (Metric::L2, false) => l2_scalar,
-        (_, true) => neg_dot_avx2_entry,
-        (_, false) => neg_dot_scalar,
+    kernels(metric)[0].1
+}
+
+/// Every kernel this CPU can run for `metric`, named, fastest first; the scalar one is last
+/// and always present.
+pub fn kernels(metric: Metric) -> Vec<(&'static str, Kernel)> {
+    let l2 = metric == Metric::L2;
+    let mut out: Vec<(&'static str, Kernel)> = Vec::with_capacity(2);
+    if avx2_available() {
+        out.push((
+            "avx2+fma",
+            if l2 {
+                l2_avx2_entry
+            } else {
+                neg_dot_avx2_entry
+            },
+        ));
     }
+    out.push(("scalar", scalar_kernel(metric)));
+    out
 }
 
 /// The scalar kernel for `metric`, for cross-checks.
@@ -165,6 +175,26 @@ pub fn prefetch(v: &[f32]) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = v;
+}
+
+/// Asks the CPU to start loading the first cache lines of a neighbour list: its count and the
+/// first 31 ids, which is all a list of a sparse level holds and the part a dense list's walk
+/// reads first.
+#[inline]
+pub fn prefetch_words(list: &[std::sync::atomic::AtomicU32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let at = list.as_ptr().cast::<i8>();
+        // SAFETY: prefetch is a hint and never faults, whatever the address; SSE is part of
+        // x86-64's baseline.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(at);
+            _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(64));
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = list;
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -272,12 +302,15 @@ mod tests {
                 .map(|i| ((i * 104729) % 19) as f32 * 0.29 - 2.5)
                 .collect();
             for metric in [Metric::L2, Metric::InnerProduct] {
-                let (fast, slow) = (kernel(metric)(&a, &b), scalar_kernel(metric)(&a, &b));
-                let tolerance = 1e-4 * slow.abs().max(1.0);
-                assert!(
-                    (fast - slow).abs() <= tolerance,
-                    "{metric:?} dim {dim}: {fast} vs {slow}"
-                );
+                let slow = scalar_kernel(metric)(&a, &b);
+                for (name, fast) in kernels(metric) {
+                    let fast = fast(&a, &b);
+                    let tolerance = 1e-4 * slow.abs().max(1.0);
+                    assert!(
+                        (fast - slow).abs() <= tolerance,
+                        "{name} {metric:?} dim {dim}: {fast} vs {slow}"
+                    );
+                }
             }
         }
     }

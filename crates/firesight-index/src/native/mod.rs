@@ -17,21 +17,23 @@
 //! where the search ended (`repair_one`).
 
 mod distance;
+mod scratch;
 mod snapshot;
-mod visited;
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
-pub use distance::{Kernel, Metric, kernel, kernel_name, prefetch, scalar_kernel};
+pub use distance::{
+    Kernel, Metric, kernel, kernel_name, kernels, prefetch, prefetch_words, scalar_kernel,
+};
 
 use super::{
     IndexError, IndexPoint, Neighbour, PointAttrs, SearchFilter, VectorIndex, VectorIndexRead,
     check_vector,
 };
-use visited::{Visited, VisitedPool};
+use scratch::{Scored, Scratch, ScratchPool};
 
 /// Stripes of the list locks; a slot's lists share the stripe `slot % LOCK_STRIPES`.
 const LOCK_STRIPES: usize = 4096;
@@ -93,29 +95,6 @@ enum SlotState {
     Free = 2,
 }
 
-/// A distance and a slot, ordered by distance (then slot, so ties are deterministic).
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Scored {
-    dist: f32,
-    slot: u32,
-}
-
-impl Eq for Scored {}
-
-impl PartialOrd for Scored {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Scored {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.dist
-            .total_cmp(&other.dist)
-            .then(self.slot.cmp(&other.slot))
-    }
-}
-
 /// Everything behind the `core` lock.
 struct Core {
     vectors: Vec<f32>,
@@ -174,7 +153,7 @@ pub struct NativeHnsw {
     core: RwLock<Core>,
     stripes: Box<[Mutex<()>]>,
     maintenance: RwLock<()>,
-    visited: VisitedPool,
+    scratch: ScratchPool,
 }
 
 /// A read-locked view of the graph, with the helpers a walk needs.
@@ -208,24 +187,38 @@ impl View<'_> {
         }
     }
 
+    /// The ids a list holds now. A writer may rewrite it meanwhile; every id it ever holds
+    /// names an allocated slot, so a reader that catches it mid-rewrite still walks valid points.
+    #[inline]
+    fn entries(&self, slot: u32, level: u8) -> &[AtomicU32] {
+        let list = self.list(slot, level);
+        let count = (list[0].load(AtomicOrdering::Acquire) as usize).min(list.len() - 1);
+        &list[1..=count]
+    }
+
+    /// Asks the CPU to start loading the start of a list (its count and first ids).
+    #[inline]
+    fn prefetch_list(&self, slot: u32, level: u8) {
+        let list = self.list(slot, level);
+        prefetch_words(list);
+    }
+
     /// Copies a list's ids into `out` (cleared first).
     #[inline]
     fn neighbours(&self, slot: u32, level: u8, out: &mut Vec<u32>) {
         out.clear();
-        let list = self.list(slot, level);
-        let count = (list[0].load(AtomicOrdering::Acquire) as usize).min(list.len() - 1);
         out.extend(
-            list[1..=count]
+            self.entries(slot, level)
                 .iter()
                 .map(|a| a.load(AtomicOrdering::Relaxed)),
         );
     }
 
-    fn write_list(&self, slot: u32, level: u8, ids: &[u32]) {
+    fn write_list(&self, slot: u32, level: u8, ids: impl ExactSizeIterator<Item = u32>) {
         let list = self.list(slot, level);
         let n = ids.len().min(list.len() - 1);
         for (cell, id) in list[1..=n].iter().zip(ids) {
-            cell.store(*id, AtomicOrdering::Relaxed);
+            cell.store(id, AtomicOrdering::Relaxed);
         }
         list[0].store(n as u32, AtomicOrdering::Release);
     }
@@ -235,11 +228,11 @@ impl View<'_> {
     }
 
     /// Greedy descent on one level: follows the nearest neighbour until none is nearer.
-    fn greedy(&self, q: &[f32], mut best: Scored, level: u8, scratch: &mut Vec<u32>) -> Scored {
+    fn greedy(&self, q: &[f32], mut best: Scored, level: u8) -> Scored {
         loop {
             let mut moved = false;
-            self.neighbours(best.slot, level, scratch);
-            for &n in scratch.iter() {
+            for cell in self.entries(best.slot, level) {
+                let n = cell.load(AtomicOrdering::Relaxed);
                 let d = self.dist(q, n);
                 if d < best.dist {
                     best = Scored { dist: d, slot: n };
@@ -254,30 +247,38 @@ impl View<'_> {
 
     /// Greedy descent from `entry` through the levels above `level`: where a search of
     /// `level` starts.
-    fn descend(&self, q: &[f32], entry: u32, level: u8, scratch: &mut Vec<u32>) -> Scored {
+    fn descend(&self, q: &[f32], entry: u32, level: u8) -> Scored {
         let mut best = Scored {
             dist: self.dist(q, entry),
             slot: entry,
         };
         for l in (level + 1..=self.core.max_level).rev() {
-            best = self.greedy(q, best, l, scratch);
+            best = self.greedy(q, best, l);
         }
         best
     }
 
     /// The beam search of one level. Every visited point steers the walk; only points that
-    /// `accept` lets through are kept as results. Returns up to `ef` results, nearest first.
+    /// `accept` lets through are kept as results. Leaves up to `ef` results in `s.found`,
+    /// nearest first. `s.visited` must be cleared beforehand.
     fn search_level(
         &self,
         q: &[f32],
         entry: Scored,
         ef: usize,
         level: u8,
-        visited: &mut Visited,
-        accept: &dyn Fn(u32) -> bool,
-    ) -> Vec<Scored> {
-        let mut candidates: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(ef * 4);
-        let mut results: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef + 1);
+        s: &mut Scratch,
+        accept: impl Fn(u32) -> bool,
+    ) {
+        let Scratch {
+            visited,
+            candidates,
+            results,
+            found,
+            ..
+        } = s;
+        candidates.clear();
+        results.clear();
         visited.test_and_set(entry.slot);
         candidates.push(Reverse(entry));
         if accept(entry.slot) {
@@ -288,18 +289,24 @@ impl View<'_> {
         } else {
             f32::INFINITY
         };
-        let mut scratch = Vec::with_capacity(self.engine.stride0);
         while let Some(Reverse(c)) = candidates.pop() {
             if c.dist > bound {
                 break;
             }
-            self.neighbours(c.slot, level, &mut scratch);
-            for &n in &scratch {
+            // The list to read after this one is most often the next candidate's: start
+            // loading it now, so that its cache misses overlap this list's distances.
+            if let Some(Reverse(next)) = candidates.peek() {
+                self.prefetch_list(next.slot, level);
+            }
+            let entries = self.entries(c.slot, level);
+            for cell in entries {
+                let n = cell.load(AtomicOrdering::Relaxed);
                 if !visited.seen(n) {
                     prefetch(self.vector(n));
                 }
             }
-            for &n in &scratch {
+            for cell in entries {
+                let n = cell.load(AtomicOrdering::Relaxed);
                 if visited.test_and_set(n) {
                     continue;
                 }
@@ -319,15 +326,17 @@ impl View<'_> {
                 }
             }
         }
-        results.into_sorted_vec()
+        found.clear();
+        found.extend(results.drain());
+        found.sort_unstable();
     }
 
     /// The paper's heuristic: walking candidates nearest first, keep one only if it is nearer
     /// to the base point than to every point already kept (with `prune_alpha`'s slack).
-    /// `candidates` must be sorted.
-    fn select(&self, candidates: &[Scored], m: usize) -> Vec<Scored> {
+    /// `candidates` must be sorted; `kept` is cleared first.
+    fn select(&self, candidates: &[Scored], m: usize, kept: &mut Vec<Scored>) {
         let slack = self.engine.slack;
-        let mut kept: Vec<Scored> = Vec::with_capacity(m);
+        kept.clear();
         for c in candidates {
             if kept.len() >= m {
                 break;
@@ -337,26 +346,24 @@ impl View<'_> {
                 kept.push(*c);
             }
         }
-        kept
     }
 
     /// Writes a new point's list on `level`. Another insert may already have linked to it
     /// there (it can start a level's search from this point before the list exists), so links
     /// found in the list are kept beside the chosen ones, re-chosen by the heuristic if they
     /// do not all fit. Overwriting them would leave that other point without an incoming link.
-    fn set_own_links(&self, slot: u32, level: u8, chosen: &[Scored]) {
+    fn set_own_links(&self, slot: u32, level: u8, chosen: &[Scored], s: &mut Scratch) {
         let _stripe = self.engine.stripe(slot);
-        let mut present = Vec::new();
-        self.neighbours(slot, level, &mut present);
-        if present.is_empty() {
-            let ids: Vec<u32> = chosen.iter().map(|s| s.slot).collect();
-            self.write_list(slot, level, &ids);
+        self.neighbours(slot, level, &mut s.ids);
+        if s.ids.is_empty() {
+            self.write_list(slot, level, chosen.iter().map(|c| c.slot));
             return;
         }
         let base = self.vector(slot);
-        let mut pool: Vec<Scored> = chosen.to_vec();
-        pool.extend(
-            present
+        s.pool.clear();
+        s.pool.extend_from_slice(chosen);
+        s.pool.extend(
+            s.ids
                 .iter()
                 .filter(|p| !chosen.iter().any(|c| c.slot == **p))
                 .map(|&p| Scored {
@@ -364,18 +371,18 @@ impl View<'_> {
                     slot: p,
                 }),
         );
-        pool.sort_unstable();
+        s.pool.sort_unstable();
         let cap = self.engine.capacity(level);
-        let ids: Vec<u32> = if pool.len() <= cap {
-            pool.iter().map(|s| s.slot).collect()
+        if s.pool.len() <= cap {
+            self.write_list(slot, level, s.pool.iter().map(|c| c.slot));
         } else {
-            self.select(&pool, cap).iter().map(|s| s.slot).collect()
-        };
-        self.write_list(slot, level, &ids);
+            self.select(&s.pool, cap, &mut s.kept);
+            self.write_list(slot, level, s.kept.iter().map(|c| c.slot));
+        }
     }
 
     /// Links `from` → `to` on `level`; a full list is re-chosen by the heuristic.
-    fn add_link(&self, from: u32, to: u32, dist: f32, level: u8) {
+    fn add_link(&self, from: u32, to: u32, dist: f32, level: u8, s: &mut Scratch) {
         let _stripe = self.engine.stripe(from);
         let cap = self.engine.capacity(level);
         let list = self.list(from, level);
@@ -386,20 +393,18 @@ impl View<'_> {
             return;
         }
         let base = self.vector(from);
-        let mut pool: Vec<Scored> = list[1..=count]
-            .iter()
-            .map(|a| {
-                let slot = a.load(AtomicOrdering::Relaxed);
-                Scored {
-                    dist: self.dist(base, slot),
-                    slot,
-                }
-            })
-            .collect();
-        pool.push(Scored { dist, slot: to });
-        pool.sort_unstable();
-        let kept: Vec<u32> = self.select(&pool, cap).iter().map(|s| s.slot).collect();
-        self.write_list(from, level, &kept);
+        s.pool.clear();
+        s.pool.extend(list[1..=count].iter().map(|a| {
+            let slot = a.load(AtomicOrdering::Relaxed);
+            Scored {
+                dist: self.dist(base, slot),
+                slot,
+            }
+        }));
+        s.pool.push(Scored { dist, slot: to });
+        s.pool.sort_unstable();
+        self.select(&s.pool, cap, &mut s.kept);
+        self.write_list(from, level, s.kept.iter().map(|c| c.slot));
     }
 }
 
@@ -464,7 +469,7 @@ impl NativeHnsw {
             core: RwLock::new(Core::empty()),
             stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             maintenance: RwLock::new(()),
-            visited: VisitedPool,
+            scratch: ScratchPool,
         }
     }
 
@@ -607,30 +612,27 @@ impl NativeHnsw {
             let top = view.core.max_level;
             let level = view.core.levels[slot as usize];
             let q = view.vector(slot);
-            let mut scratch = Vec::with_capacity(self.stride0);
-            let mut best = view.descend(q, entry, level, &mut scratch);
-            let mut visited = self.visited.take(view.core.slots());
-            let accept = |s: u32| s != slot && view.live(s);
+            let mut best = view.descend(q, entry, level);
+            let mut s = self.scratch.take(view.core.slots());
             for l in (0..=level.min(top)).rev() {
-                let found = view.search_level(
-                    q,
-                    best,
-                    self.params.ef_construction,
-                    l,
-                    &mut visited,
-                    &accept,
-                );
-                visited.reset(view.core.slots());
-                if let Some(first) = found.first() {
+                view.search_level(q, best, self.params.ef_construction, l, &mut s, |x| {
+                    x != slot && view.live(x)
+                });
+                s.visited.reset(view.core.slots());
+                if let Some(first) = s.found.first() {
                     best = *first;
                 }
-                let chosen = view.select(&found, self.params.m);
-                view.set_own_links(slot, l, &chosen);
-                for s in &chosen {
-                    view.add_link(s.slot, slot, s.dist, l);
+                // Taken out for the loop below, which lends `s` to each link; put back after,
+                // so the buffer is reused.
+                let mut chosen = std::mem::take(&mut s.chosen);
+                view.select(&s.found, self.params.m, &mut chosen);
+                view.set_own_links(slot, l, &chosen, &mut s);
+                for c in &chosen {
+                    view.add_link(c.slot, slot, c.dist, l, &mut s);
                 }
+                s.chosen = chosen;
             }
-            self.visited.give(visited);
+            self.scratch.give(s);
             (level, top)
         };
         if level > top {
@@ -688,27 +690,19 @@ impl NativeHnsw {
             return Ok(false);
         }
         let q = view.vector(slot);
-        let best = view.descend(q, entry, 0, &mut Vec::new());
-        let mut visited = self.visited.take(view.core.slots());
-        let found = view.search_level(
-            q,
-            best,
-            self.params.ef_search,
-            0,
-            &mut visited,
-            &|s: u32| view.live(s),
-        );
-        self.visited.give(visited);
-        if found
+        let best = view.descend(q, entry, 0);
+        let mut s = self.scratch.take(view.core.slots());
+        view.search_level(q, best, self.params.ef_search, 0, &mut s, |x| view.live(x));
+        let linked = s
+            .found
             .first()
-            .is_none_or(|f| f.slot == slot || f.dist <= 0.0)
-        {
-            return Ok(false);
-        }
-        Ok(found
-            .iter()
-            .filter(|f| f.slot != slot)
-            .any(|f| view.link_if_room(f.slot, slot)))
+            .is_some_and(|f| f.slot != slot && f.dist > 0.0)
+            && s.found
+                .iter()
+                .filter(|f| f.slot != slot)
+                .any(|f| view.link_if_room(f.slot, slot));
+        self.scratch.give(s);
+        Ok(linked)
     }
 
     /// Unlinks deleted points: every list that names one is re-chosen from its live entries and
@@ -729,6 +723,7 @@ impl NativeHnsw {
             }
             let mut list = Vec::new();
             let mut second = Vec::new();
+            let mut kept = Vec::new();
             for slot in 0..view.core.slots() as u32 {
                 if !view.live(slot) {
                     if view.core.states[slot as usize] == SlotState::Deleted {
@@ -764,13 +759,9 @@ impl NativeHnsw {
                         })
                         .collect();
                     scored.sort_unstable();
-                    let kept: Vec<u32> = view
-                        .select(&scored, self.capacity(level))
-                        .iter()
-                        .map(|s| s.slot)
-                        .collect();
+                    view.select(&scored, self.capacity(level), &mut kept);
                     let _stripe = self.stripe(slot);
-                    view.write_list(slot, level, &kept);
+                    view.write_list(slot, level, kept.iter().map(|s| s.slot));
                 }
             }
         }
@@ -867,15 +858,14 @@ impl NativeHnsw {
                 self.exact(&view, q, k, f)
             }
             _ => {
-                let mut scratch = Vec::with_capacity(self.stride0);
-                let best = view.descend(q, entry, 0, &mut scratch);
-                let mut visited = self.visited.take(view.core.slots());
+                let best = view.descend(q, entry, 0);
+                let mut s = self.scratch.take(view.core.slots());
                 let attrs = &view.core.attrs;
-                let accept =
-                    |s: u32| view.live(s) && filter.is_none_or(|f| f.matches(&attrs[s as usize]));
-                let mut found = view.search_level(q, best, ef.max(k), 0, &mut visited, &accept);
-                self.visited.give(visited);
-                found.truncate(k);
+                view.search_level(q, best, ef.max(k), 0, &mut s, |x| {
+                    view.live(x) && filter.is_none_or(|f| f.matches(&attrs[x as usize]))
+                });
+                let found = s.found.iter().take(k).copied().collect();
+                self.scratch.give(s);
                 found
             }
         };
