@@ -831,9 +831,11 @@ def update_manifest(entries):
     manifest = json.loads(path.read_text())
     for e in entries:
         e["sha256"] = hashlib.sha256((MODELS / e["file"]).read_bytes()).hexdigest()
-    # Entries keep their place (other scripts' entries too), so a rerun leaves no diff.
+    # Entries keep their place (other scripts' entries too), so a rerun leaves no diff. Keys this
+    # script does not write stay (an encoder's "index" is measured by the ANN benchmark on its
+    # vectors; after retraining an encoder, measure it again).
     fresh = {(e["name"], e["version"]): e for e in entries}
-    models = [fresh.pop((m["name"], m["version"]), m) for m in manifest["models"]]
+    models = [{**m, **fresh.pop((m["name"], m["version"]), {})} for m in manifest["models"]]
     manifest["models"] = models + list(fresh.values())
     path.write_text(json.dumps(manifest, indent=2) + "\n")
 

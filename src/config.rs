@@ -538,6 +538,23 @@ pub struct EmbedSettings {
     pub predictors: Vec<String>,
 }
 
+/// The build-time candidate list size of a space whose encoder's model card names none.
+pub const DEFAULT_EF_CONSTRUCTION: usize = 200;
+
+impl IndexSettings {
+    /// The build-time candidate list size for a space of `embedder`: the configured one, or
+    /// with 0 configured the one measured for the encoder, else the default; never below `m`.
+    pub fn ef_construction_for(&self, embedder: &dyn crate::embed::Embedder) -> usize {
+        let chosen = match self.ef_construction {
+            0 => embedder
+                .ef_construction()
+                .unwrap_or(DEFAULT_EF_CONSTRUCTION),
+            configured => configured,
+        };
+        chosen.max(self.m)
+    }
+}
+
 /// Vector-index settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -546,7 +563,8 @@ pub struct IndexSettings {
     pub engine: IndexEngine,
     /// Graph degree.
     pub m: usize,
-    /// Build-time candidate list size.
+    /// Build-time candidate list size; 0 takes the one measured for the encoder's space (its
+    /// manifest entry's `index.ef_construction`), else [`DEFAULT_EF_CONSTRUCTION`].
     pub ef_construction: usize,
     /// Query-time candidate list size.
     pub ef_search: usize,
@@ -693,8 +711,11 @@ impl Settings {
         if !(2..=256).contains(&self.index.m) {
             return Err(invalid("index.m", "must be between 2 and 256"));
         }
-        if self.index.ef_construction < self.index.m {
-            return Err(invalid("index.ef_construction", "must be at least index.m"));
+        if self.index.ef_construction != 0 && self.index.ef_construction < self.index.m {
+            return Err(invalid(
+                "index.ef_construction",
+                "must be 0 (the encoder's own) or at least index.m",
+            ));
         }
         if !(0.0..=1.0).contains(&self.search.bm25_weight) {
             return Err(invalid("search.bm25_weight", "must be within [0, 1]"));

@@ -65,6 +65,7 @@ impl IndexLifecycle {
                 through_seq: self.store.next_seq().checked_sub(1),
                 next_revision: Some(self.store.next_revision()),
                 store_id: Some(self.store.identity().to_owned()),
+                ef_construction: Some(native.params().ef_construction),
             };
             native.save(&path, &serde_json::to_vec(&meta)?)?;
             anyhow::Ok(())
@@ -104,6 +105,10 @@ struct SnapshotMeta {
     /// older snapshots, which replay every revision.
     #[serde(default)]
     next_revision: Option<u64>,
+    /// The build-time candidate list size its points were linked with. Absent in older
+    /// snapshots (which were built with 200).
+    #[serde(default)]
+    ef_construction: Option<usize>,
 }
 
 /// What an index holds of the store: every stored vector through sequence number `seq` (none
@@ -156,7 +161,7 @@ pub fn open_space(
         let index = HnswIndex::new(
             embedder.dim(),
             s.m,
-            s.ef_construction,
+            s.ef_construction_for(embedder.as_ref()),
             s.ef_search,
             capacity,
         );
@@ -167,7 +172,7 @@ pub fn open_space(
         };
         return Ok((space, Covered::nothing(store)));
     }
-    let params = native_params(settings, embedder.dim());
+    let params = native_params(settings, embedder.as_ref());
     let path = snapshot_path(settings, &model);
     let (native, covered) = match s
         .snapshot
@@ -185,14 +190,15 @@ pub fn open_space(
     Ok((space, covered))
 }
 
-/// The native engine's settings from the configuration.
-fn native_params(settings: &Settings, dim: usize) -> NativeParams {
+/// The native engine's settings for `embedder`'s space, from the configuration.
+fn native_params(settings: &Settings, embedder: &dyn Embedder) -> NativeParams {
     let s = &settings.index;
+    let dim = embedder.dim();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     NativeParams {
         dim,
         m: s.m,
-        ef_construction: s.ef_construction,
+        ef_construction: s.ef_construction_for(embedder),
         ef_search: s.ef_search,
         metric: Metric::L2,
         flat_search_cutoff: s.flat_search_cutoff,
@@ -245,6 +251,11 @@ fn load_snapshot(
     }
     if meta.through_seq.is_some_and(|t| t >= store.next_seq()) {
         return refuse("it is newer than the store (was the store replaced?)".to_owned());
+    }
+    if meta.ef_construction != Some(params.ef_construction) {
+        // Still a sound graph: its links were chosen from more (or fewer) candidates, and
+        // new points go in with the setting in force.
+        tracing::info!(path = %path.display(), built_with = ?meta.ef_construction, now = params.ef_construction, "Snapshot's points were linked with another index.ef_construction; new ones use the current setting.");
     }
     Some((
         index,

@@ -58,6 +58,21 @@ pub struct ModelEntry {
     pub output_dim: usize,
     /// How inputs are normalised (documentation; the graph does it).
     pub normalisation: String,
+    /// For an event encoder: how the vector index should be built for its space, as measured
+    /// on its vectors.
+    #[serde(default)]
+    pub index: Option<IndexHint>,
+}
+
+/// A vector index setting measured for one encoder's space (its model card says how).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexHint {
+    /// The build-time candidate list size that reaches the recall the card reports at
+    /// `M` = 64; `index.ef_construction = 0` takes it.
+    pub ef_construction: usize,
+    /// Where the figure comes from (documentation).
+    pub measured: String,
 }
 
 fn default_kind() -> String {

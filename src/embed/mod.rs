@@ -81,4 +81,9 @@ pub trait Embedder: Send + Sync {
     fn dim(&self) -> usize;
     /// Embeds rows of `FEATURE_COUNT` features; NaN marks a missing feature.
     fn embed(&self, rows: &[[f32; FEATURE_COUNT]]) -> Result<Vec<Vec<f32>>, EmbedError>;
+    /// The build-time candidate list size measured for this model's space, if its model card
+    /// gives one (`index.ef_construction = 0` follows it).
+    fn ef_construction(&self) -> Option<usize> {
+        None
+    }
 }

@@ -18,6 +18,7 @@ pub struct OnnxEmbedder {
     output: String,
     dim: usize,
     model_version: String,
+    ef_construction: Option<usize>,
 }
 
 impl OnnxEmbedder {
@@ -49,6 +50,7 @@ impl OnnxEmbedder {
             output: entry.output.clone(),
             dim: entry.output_dim,
             model_version: format!("{}@{}", entry.name, entry.version),
+            ef_construction: entry.index.as_ref().map(|i| i.ef_construction),
         };
         embedder.check_contract()?;
         Ok(embedder)
@@ -220,6 +222,10 @@ impl Embedder for OnnxEmbedder {
 
     fn dim(&self) -> usize {
         self.dim
+    }
+
+    fn ef_construction(&self) -> Option<usize> {
+        self.ef_construction
     }
 
     fn embed(&self, rows: &[[f32; FEATURE_COUNT]]) -> Result<Vec<Vec<f32>>, EmbedError> {

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use firesight::event::WeatherStatus;
 use firesight::index::{
-    BBox, FlatIndex, IndexPoint, PointAttrs, SearchFilter, VectorIndex, VectorIndexRead,
+    BBox, FlatIndex, IndexPoint, NativeHnsw, NativeParams, PointAttrs, SearchFilter, VectorIndex,
+    VectorIndexRead,
 };
 use firesight::stream::IngestSession;
 use firesight::stream::decode::{CsvStream, FirmsDecoder};
@@ -462,6 +463,60 @@ fn a_snapshot_left_beside_a_wiped_and_refilled_store_is_not_used() {
         let hit = &service.index().search(&stored.vector, 1).expect("search")[0];
         assert_eq!(hit.distance, 0.0, "{} finds itself", stored.event_id);
     }
+}
+
+/// `index.ef_construction = 0` (the default) takes the value measured for the serving encoder's
+/// space from its manifest entry; a configured value wins; the snapshot records what the graph
+/// was built with.
+#[test]
+fn the_event_space_is_built_with_its_encoders_measured_ef_construction() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(super::support::repo().join("models/manifest.json")).expect("manifest"),
+    )
+    .expect("manifest JSON");
+    let open = |ef_construction: usize| {
+        let mut settings = super::support::settings(dir.path());
+        settings.search.enabled = false;
+        settings.index.ef_construction = ef_construction;
+        firesight::app::Service::open(settings, &[], false).expect("service opens")
+    };
+    let service = open(0);
+    let model = service.embedder().model_version().to_owned();
+    let (name, version) = model.split_once('@').expect("name@version");
+    let measured = manifest["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .find(|m| m["name"] == name && m["version"] == version)
+        .and_then(|m| m["index"]["ef_construction"].as_u64())
+        .expect("the default encoder's manifest entry gives its index setting");
+    let native = service.pipeline.space().native.clone().expect("native");
+    assert_eq!(native.params().ef_construction as u64, measured);
+    assert_ne!(
+        measured,
+        firesight::config::DEFAULT_EF_CONSTRUCTION as u64,
+        "the measured value is not just the default"
+    );
+    assert!(service.save_index().expect("snapshot"));
+    drop((native, service));
+    let snap = firesight::lifecycle::snapshot_path(&super::support::settings(dir.path()), &model);
+    let read_meta = || {
+        let (_, meta) = NativeHnsw::load(&snap, NativeParams::new(16)).expect("snapshot loads");
+        serde_json::from_slice::<serde_json::Value>(&meta).expect("metadata JSON")
+    };
+    assert_eq!(read_meta()["ef_construction"].as_u64(), Some(measured));
+
+    let service = open(150);
+    let native = service.pipeline.space().native.clone().expect("native");
+    assert_eq!(
+        native.params().ef_construction,
+        150,
+        "a configured value wins"
+    );
+    assert!(service.save_index().expect("snapshot"));
+    drop((native, service));
+    assert_eq!(read_meta()["ef_construction"].as_u64(), Some(150));
 }
 
 #[test]
