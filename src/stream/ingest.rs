@@ -1,6 +1,7 @@
 //! An ingest session: bytes in (from a file or an HTTP body), batches through the pipeline, a tally out.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -142,6 +143,8 @@ pub struct IngestSession<D: StreamDecoder> {
     outcome: IngestOutcome,
     /// Whether a batch was written before: the input is then bulk, however small its last piece.
     flushed: bool,
+    /// When the chunk that brought the oldest pending record arrived, for the latency metric.
+    oldest: Option<Instant>,
 }
 
 impl<D> IngestSession<D>
@@ -164,14 +167,19 @@ where
             pending: Vec::new(),
             outcome: IngestOutcome::default(),
             flushed: false,
+            oldest: None,
         }
     }
 
     /// Decodes a chunk and runs full batches.
     pub fn push(&mut self, chunk: &[u8]) -> Result<(), IngestError> {
+        let arrived = Instant::now();
         self.decoder
             .push(chunk, &mut self.pending)
             .map_err(IngestError::Format)?;
+        if !self.pending.is_empty() {
+            self.oldest.get_or_insert(arrived);
+        }
         if self.pending.len() >= self.batch_size {
             // The trailing granule waits for the next chunk, which may hold more of it (unless
             // it is already several batches long).
@@ -181,7 +189,11 @@ where
             } else {
                 Vec::new()
             };
+            let since = self.oldest;
             self.flush()?;
+            if !held.is_empty() {
+                self.oldest = since;
+            }
             self.pending = held;
         }
         Ok(())
@@ -203,9 +215,13 @@ where
 
     /// Runs the last batch and returns the tally.
     pub fn finish(mut self) -> Result<IngestOutcome, IngestError> {
+        let arrived = Instant::now();
         self.decoder
             .finish(&mut self.pending)
             .map_err(IngestError::Format)?;
+        if !self.pending.is_empty() {
+            self.oldest.get_or_insert(arrived);
+        }
         self.flush()?;
         Ok(self.outcome)
     }
@@ -215,7 +231,17 @@ where
         self.decoder.lines_seen()
     }
 
+    /// Where the records come from, for the latency metric's `path` label.
+    fn path(&self) -> &'static str {
+        if self.source.starts_with("http:") {
+            "http"
+        } else {
+            "file"
+        }
+    }
+
     fn flush(&mut self) -> Result<(), IngestError> {
+        let since = self.oldest.take();
         let mut good = Vec::with_capacity(self.pending.len());
         let mut bad = Vec::new();
         for decoded in self.pending.drain(..) {
@@ -250,8 +276,18 @@ where
             while let Some(run) = runs.next_if(|run| part.len() + run.len() <= piece) {
                 part.extend(run);
             }
+            let records = part.len();
             let done = D::Item::ingest(&self.pipeline, &self.source, lane, part)?;
             self.outcome.absorb(done);
+            if let Some(since) = since {
+                let seconds = since.elapsed().as_secs_f64();
+                let latency = self
+                    .pipeline
+                    .metrics()
+                    .ingest_latency
+                    .with_label_values(&[D::Item::KIND, self.path()]);
+                (0..records).for_each(|_| latency.observe(seconds));
+            }
         }
         Ok(())
     }

@@ -540,6 +540,14 @@ fn a_malformed_line_is_rejected_and_the_rest_accepted() {
     }
     let outcome = session.finish().expect("finish");
     assert_eq!((outcome.accepted, outcome.duplicates), (197, 0));
+    // Each stored record is timed once from its chunk's arrival; the refused two are not.
+    let timed = service
+        .pipeline
+        .metrics()
+        .ingest_latency
+        .with_label_values(&["firms", "file"])
+        .get_sample_count();
+    assert_eq!(timed, 197);
     let got: HashSet<_> = outcome
         .rejected
         .iter()

@@ -516,6 +516,17 @@ async fn weather_that_arrives_a_day_late_rejoins_the_detections_it_reaches() {
         metrics.contains("firesight_writer_wait_seconds_count{lane=\"live\"} 1\n"),
         "{metrics}"
     );
+    // Each record POSTed is timed from its body's arrival until stored and indexed, once.
+    assert!(
+        metrics
+            .contains("firesight_ingest_latency_seconds_count{kind=\"firms\",path=\"http\"} 3\n"),
+        "{metrics}"
+    );
+    let weather = format!(
+        "firesight_ingest_latency_seconds_count{{kind=\"weather\",path=\"http\"}} {}\n",
+        days.len() + 1
+    );
+    assert!(metrics.contains(&weather), "{metrics}");
 
     // The same day sent again is a duplicate and revises nothing.
     let posted = post_ndjson(&format!("{base}/v1/events/weather"), &[twelfth]).await;

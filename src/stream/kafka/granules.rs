@@ -194,6 +194,7 @@ mod tests {
                 payload: Vec::new(),
                 timestamp: None,
                 trace: Vec::new(),
+                received: std::time::Instant::now(),
             },
         )
     }

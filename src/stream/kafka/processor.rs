@@ -41,6 +41,8 @@ pub(super) struct Polled {
     pub(super) timestamp: Option<i64>,
     /// Its W3C trace-context headers, if the producer traced it.
     pub(super) trace: super::trace::TraceHeaders,
+    /// When this consumer polled it, for the latency metric.
+    pub(super) received: Instant,
 }
 
 impl Polled {
@@ -53,6 +55,7 @@ impl Polled {
             payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
             timestamp: message.timestamp().to_millis(),
             trace: super::trace::headers_of(message),
+            received: Instant::now(),
         }
     }
 }
@@ -62,6 +65,17 @@ enum Kind {
     Detection,
     Weather,
     Sensor,
+}
+
+impl Kind {
+    /// The kind's name in metrics and dead letters, as the other ingest paths name it.
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Detection => "firms",
+            Kind::Weather => "weather",
+            Kind::Sensor => "sensors",
+        }
+    }
 }
 
 pub(super) struct Processor {
@@ -165,6 +179,7 @@ impl Processor {
             match result {
                 Ok(()) => {
                     self.outbox.release();
+                    self.time_applied(&batch);
                     if !batch.is_empty() {
                         self.commit_group(consumer, &batch);
                     }
@@ -216,14 +231,21 @@ impl Processor {
         Ok(())
     }
 
+    /// Observes each applied record's time from its poll to now: stored, indexed, its alerts
+    /// queued and its outputs publishable.
+    fn time_applied(&self, batch: &[Polled]) {
+        let latency = &self.pipeline.metrics().ingest_latency;
+        for record in batch {
+            let kind = self.kind(&record.topic).map_or("unknown", Kind::label);
+            latency
+                .with_label_values(&[kind, "kafka"])
+                .observe(record.received.elapsed().as_secs_f64());
+        }
+    }
+
     /// Dead-letters one record a stage panicked on, and moves its partition past it.
     fn poison(&self, record: &Polled, stage: &str, message: &str) -> Result<(), StreamError> {
-        let kind = match self.kind(&record.topic) {
-            Some(Kind::Detection) => "firms",
-            Some(Kind::Weather) => "weather",
-            Some(Kind::Sensor) => "sensors",
-            None => "unknown",
-        };
+        let kind = self.kind(&record.topic).map_or("unknown", Kind::label);
         let refusal = Refusal::Format(format!(
             "the {stage} stage failed on this record (a bug; reported, the record was not applied): {message}"
         ));
@@ -830,6 +852,7 @@ mod tests {
             payload: Vec::new(),
             timestamp: None,
             trace: Vec::new(),
+            received: Instant::now(),
         }
     }
 
