@@ -268,6 +268,26 @@ fn run_set(
             }),
         };
         sweep(name, &engine, &many, &many_truth, report);
+        // The same points scanned exactly (recall 1 by definition, no ef): at 16 dimensions a
+        // real competitor to any graph.
+        let scan = Engine {
+            name: "firesight-exact",
+            search: Box::new(|q, _| {
+                index
+                    .search_exact(q, K, None)
+                    .map(|r| r.iter().map(|n| n.seq).collect())
+                    .unwrap_or_default()
+            }),
+        };
+        // A fifth of the repeated queries: a scan of 108k points costs what 100 graph searches do.
+        let some = many.len().div_ceil(5).max(queries.len());
+        for threads in [1usize, 2] {
+            let (recall, qps) = measure(&scan, &many[..some], &many_truth[..some], 0, threads);
+            println!(
+                "{name}: firesight-exact threads {threads}: recall@10 {recall:.4}  {qps:>8.0} QPS"
+            );
+            report.push(serde_json::json!({"set": name, "engine": "firesight-exact", "kind": "query", "threads": threads, "ef": 0, "recall": recall, "qps": qps}));
+        }
     }
     {
         let before = rss();

@@ -98,6 +98,25 @@ def run_faiss(base, queries, truth, reps, report, name):
             print(f"{name}: faiss ef {ef:>3} threads {threads}: recall@10 {r:.4} {qps:>8.0} QPS", flush=True)
 
 
+def run_faiss_flat(base, queries, truth, reps, report, name):
+    """FAISS's exact scan (IndexFlatL2): no build, recall 1 by definition."""
+    import faiss
+
+    index = faiss.IndexFlatL2(base.shape[1])
+    index.add(base)
+    # A fifth of the repeated queries, as on the Rust side: a scan costs ~100 graph searches.
+    many = np.ascontiguousarray(np.tile(queries, (reps, 1)))
+    many = many[: max((len(many) + 4) // 5, len(queries))]
+    for threads in (1, 2):
+        faiss.omp_set_num_threads(threads)
+        start = time.perf_counter()
+        _, labels = index.search(many, K)
+        qps = len(many) / (time.perf_counter() - start)
+        r = recall(labels[: len(queries)], truth)
+        report.append(dict(set=name, engine="faiss-flat", kind="query", threads=threads, ef=0, recall=r, qps=qps))
+        print(f"{name}: faiss-flat threads {threads}: recall@10 {r:.4} {qps:>8.0} QPS", flush=True)
+
+
 def best_qps(rows, target):
     """Highest QPS among the ef settings that reach `target` recall (None when none does)."""
     ok = [r["qps"] for r in rows if r["recall"] >= target]
@@ -105,7 +124,7 @@ def best_qps(rows, target):
 
 
 def table(report):
-    engines = ["firesight-native", "hnswlib", "faiss", "hnsw_rs"]
+    engines = ["firesight-native", "hnswlib", "faiss", "hnsw_rs", "firesight-exact", "faiss-flat"]
     lines = []
     for r in report:
         if r.get("kind") == "snapshot":
@@ -153,6 +172,7 @@ def main():
         reps = max(20000 // len(queries), 1)
         run_hnswlib(base, queries, truth, reps, peers, name)
         run_faiss(base, queries, truth, reps, peers, name)
+        run_faiss_flat(base, queries, truth, reps, peers, name)
     json.dump(peers, open(os.path.join(out, "peers.json"), "w"), indent=1)
     print(table(report + peers))
 

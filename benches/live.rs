@@ -1,6 +1,9 @@
 //! Live detections while a backfill runs: single-detection POSTs to the HTTP API, answered
 //! once stored, indexed and their alerts emitted, timed alone and while a whole FIRMS file is
-//! POSTed beside them; and the file's throughput alone and with the singles beside it.
+//! POSTed beside them; and the file's throughput alone and with the singles beside it. Then an
+//! offered load: detections POSTed at a fixed rate (1,000 and 5,000 a second, in a small body
+//! every 10 ms, each sent on time whether or not the ones before were answered), with each
+//! body's latency, beside the service's own `firesight_ingest_latency_seconds` count.
 //!
 //! Run: `cargo bench --locked --profile test --bench live` (this machine has no release build of
 //! RocksDB; the test profile is optimised). Each phase starts from a fresh store holding the
@@ -27,6 +30,11 @@ fn sample(name: &str) -> PathBuf {
         .join("data/sample")
         .join(name)
 }
+
+/// How long each offered rate runs.
+const OFFERED_FOR: Duration = Duration::from_secs(15);
+/// One body is sent every tick at an offered rate.
+const TICK: Duration = Duration::from_millis(10);
 
 /// `ingest.live_batch` of the baseline: no lanes, no pieces.
 const NO_LANES: usize = 1 << 30;
@@ -83,6 +91,65 @@ async fn singles(base: &str, lines: &[String]) -> anyhow::Result<Vec<Duration>> 
     }
     took.sort();
     Ok(took)
+}
+
+/// Offers `rate` detections a second for `OFFERED_FOR`: `rate / 100` of `pool` (NDJSON lines, each
+/// a new detection) in one body every `TICK`, each body sent at its time in its own task (open
+/// loop: a slow answer does not slow the offer). Returns the sorted latencies and the rate the
+/// service kept up with (detections answered over the time from the first send to the last answer).
+async fn offered(base: &str, pool: &[String], rate: usize) -> anyhow::Result<(Vec<Duration>, f64)> {
+    let per_tick = (rate as u128 * TICK.as_millis() / 1000) as usize;
+    let ticks = (OFFERED_FOR.as_millis() / TICK.as_millis()) as usize;
+    anyhow::ensure!(
+        pool.len() >= per_tick * ticks,
+        "{} detections for {} needed",
+        pool.len(),
+        per_tick * ticks
+    );
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sent = Vec::with_capacity(ticks);
+    for body in pool.chunks(per_tick).take(ticks) {
+        interval.tick().await;
+        let (client, url, body) = (
+            client.clone(),
+            format!("{base}/v1/events/firms"),
+            body.concat(),
+        );
+        sent.push(tokio::spawn(async move {
+            let at = Instant::now();
+            let response = client
+                .post(url)
+                .header("content-type", "application/x-ndjson")
+                .body(body)
+                .send()
+                .await?;
+            anyhow::ensure!(response.status() == 200, "offered: {}", response.status());
+            response.bytes().await?;
+            Ok(at.elapsed())
+        }));
+    }
+    let mut took = Vec::with_capacity(sent.len());
+    for task in sent {
+        took.push(task.await??);
+    }
+    let kept = (per_tick * ticks) as f64 / started.elapsed().as_secs_f64();
+    took.sort();
+    Ok((took, kept))
+}
+
+/// A sample's value from the service's `/metrics`.
+async fn metric(base: &str, series: &str) -> anyhow::Result<f64> {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0))
 }
 
 /// POSTs the whole file; returns rows per second.
@@ -180,6 +247,46 @@ async fn main() -> anyhow::Result<()> {
             percentile(&during, 1.0),
             bulk_alone / base_rate,
             bulk_beside / base_rate
+        );
+    }
+
+    // The offered load: new detections (the archive moved on by whole years, one copy per pass).
+    let pool: Vec<String> = (1..=3)
+        .flat_map(|years| {
+            decoded
+                .iter()
+                .filter_map(|d| d.as_ref().ok())
+                .map(move |(_, d)| {
+                    let mut live: FireDetection = d.clone();
+                    live.acquired_at += chrono::Duration::days(years * 365 + 1);
+                    serde_json::to_string(&live).map(|json| json + "\n")
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    println!(
+        "\n| offered detections/s | bodies | body p50 ms | p95 ms | p99 ms | max ms | kept up with, detections/s | timed by the service |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for rate in [1_000usize, 5_000] {
+        let dir = tempfile::TempDir::new()?;
+        let (_service, base) = serve(
+            dir.path(),
+            firesight::config::Settings::defaults()?.ingest.live_batch,
+        )
+        .await?;
+        let (took, kept) = offered(&base, &pool, rate).await?;
+        let timed = metric(
+            &base,
+            "firesight_ingest_latency_seconds_count{kind=\"firms\",path=\"http\"}",
+        )
+        .await?;
+        println!(
+            "| {rate} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {kept:.0} | {timed:.0} |",
+            took.len(),
+            percentile(&took, 0.5),
+            percentile(&took, 0.95),
+            percentile(&took, 0.99),
+            percentile(&took, 1.0)
         );
     }
     Ok(())

@@ -269,6 +269,43 @@ fn filtered_graph_search_keeps_recall_and_selective_filters_go_exact() {
 }
 
 #[test]
+fn the_native_exact_scan_is_flat_search_with_or_without_a_filter_and_after_deletes() {
+    let data = vectors(1500, 16, 29);
+    let queries = vectors(40, 16, 31);
+    let exact = FlatIndex::new(16);
+    let index = native(16);
+    fill(&exact, &data);
+    fill(&index, &data);
+    let gone: Vec<u64> = (0..1500).step_by(7).collect();
+    exact.delete(&gone).expect("delete");
+    index.delete(&gone).expect("delete");
+    let fifth = SearchFilter {
+        sources: Some(1 << 2),
+        ..SearchFilter::default()
+    };
+    for q in &queries {
+        for filter in [None, Some(&fifth)] {
+            let want = exact.search_filtered(q, 10, filter).expect("flat");
+            let got = index.search_exact(q, 10, filter).expect("scan");
+            assert_eq!(ids(&got), ids(&want), "{filter:?}");
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g.distance - w.distance).abs() < 1e-4, "{g:?} vs {w:?}");
+            }
+        }
+    }
+    assert!(
+        index
+            .search_exact(&queries[0], 0, None)
+            .expect("k 0")
+            .is_empty()
+    );
+    assert!(
+        index.search_exact(&[0.0; 3], 10, None).is_err(),
+        "wrong width"
+    );
+}
+
+#[test]
 fn every_vector_finds_itself_after_a_build_of_tight_clusters() {
     // 60 clusters of 100 near-identical points, like one fire's detections. Handed over
     // cluster by cluster, in time order as they arrive; the engine scrambles each call's order

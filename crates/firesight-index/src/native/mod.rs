@@ -796,10 +796,18 @@ impl NativeHnsw {
     }
 
     /// Exact search over the points a filter lets through.
-    fn exact(&self, view: &View<'_>, q: &[f32], k: usize, filter: &SearchFilter) -> Vec<Scored> {
+    fn exact(
+        &self,
+        view: &View<'_>,
+        q: &[f32],
+        k: usize,
+        filter: Option<&SearchFilter>,
+    ) -> Vec<Scored> {
         let mut best: BinaryHeap<Scored> = BinaryHeap::with_capacity(k + 1);
         for slot in 0..view.core.slots() as u32 {
-            if !view.live(slot) || !filter.matches(&view.core.attrs[slot as usize]) {
+            if !view.live(slot)
+                || filter.is_some_and(|f| !f.matches(&view.core.attrs[slot as usize]))
+            {
                 continue;
             }
             let s = Scored {
@@ -840,22 +848,9 @@ impl NativeHnsw {
         ef: usize,
         filter: Option<&SearchFilter>,
     ) -> Result<Vec<Neighbour>, IndexError> {
-        check_vector(self.params.dim, query)?;
-        let view = self.view()?;
-        let (Some(entry), true) = (view.core.entry, k > 0) else {
-            return Ok(Vec::new());
-        };
-        let prepared;
-        let q = if self.params.metric == Metric::Cosine {
-            prepared = distance::prepare(Metric::Cosine, query);
-            prepared.as_slice()
-        } else {
-            query
-        };
-        let filter = filter.filter(|f| !f.is_empty());
-        let found = match filter {
-            Some(f) if self.estimate_matches(&view, f) <= self.params.flat_search_cutoff => {
-                self.exact(&view, q, k, f)
+        self.answer(query, k, filter, |view, q, entry, filter| match filter {
+            Some(f) if self.estimate_matches(view, f) <= self.params.flat_search_cutoff => {
+                self.exact(view, q, k, Some(f))
             }
             _ => {
                 let best = view.descend(q, entry, 0);
@@ -868,7 +863,45 @@ impl NativeHnsw {
                 self.scratch.give(s);
                 found
             }
+        })
+    }
+
+    /// The exact `k` nearest, by scoring every live point (with the same SIMD kernel) instead of
+    /// walking the graph: what the graph approximates, and on a small index the faster of the
+    /// two (the crossover is measured in `benches/README.md`).
+    pub fn search_exact(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&SearchFilter>,
+    ) -> Result<Vec<Neighbour>, IndexError> {
+        self.answer(query, k, filter, |view, q, _, filter| {
+            self.exact(view, q, k, filter)
+        })
+    }
+
+    /// Checks and prepares the query, runs `find` (given the view, the query, the entry point
+    /// and a non-empty filter) and turns the slots it found into ids and reported distances.
+    fn answer(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&SearchFilter>,
+        find: impl FnOnce(&View<'_>, &[f32], u32, Option<&SearchFilter>) -> Vec<Scored>,
+    ) -> Result<Vec<Neighbour>, IndexError> {
+        check_vector(self.params.dim, query)?;
+        let view = self.view()?;
+        let (Some(entry), true) = (view.core.entry, k > 0) else {
+            return Ok(Vec::new());
         };
+        let prepared;
+        let q = if self.params.metric == Metric::Cosine {
+            prepared = distance::prepare(Metric::Cosine, query);
+            prepared.as_slice()
+        } else {
+            query
+        };
+        let found = find(&view, q, entry, filter.filter(|f| !f.is_empty()));
         Ok(found
             .into_iter()
             .map(|s| Neighbour {
