@@ -63,7 +63,7 @@ def run_hnswlib(base, queries, truth, reps, report, name):
             qps = len(many) / (time.perf_counter() - start)
             r = recall(labels[: len(queries)], truth)
             report.append(dict(set=name, engine="hnswlib", kind="query", threads=threads, ef=ef, recall=r, qps=qps))
-            print(f"{name}: hnswlib ef {ef:>3} threads {threads}: recall@10 {r:.4} {qps:>8.0} QPS", flush=True)
+            print(f"{name}: hnswlib ef {ef:>3} threads {threads}: recall@10 {r:.4} {qps:>8.0f} QPS", flush=True)
 
 
 def run_faiss(base, queries, truth, reps, report, name):
@@ -95,7 +95,7 @@ def run_faiss(base, queries, truth, reps, report, name):
             qps = len(many) / (time.perf_counter() - start)
             r = recall(labels[: len(queries)], truth)
             report.append(dict(set=name, engine="faiss", kind="query", threads=threads, ef=ef, recall=r, qps=qps))
-            print(f"{name}: faiss ef {ef:>3} threads {threads}: recall@10 {r:.4} {qps:>8.0} QPS", flush=True)
+            print(f"{name}: faiss ef {ef:>3} threads {threads}: recall@10 {r:.4} {qps:>8.0f} QPS", flush=True)
 
 
 def run_faiss_flat(base, queries, truth, reps, report, name):
@@ -114,7 +114,7 @@ def run_faiss_flat(base, queries, truth, reps, report, name):
         qps = len(many) / (time.perf_counter() - start)
         r = recall(labels[: len(queries)], truth)
         report.append(dict(set=name, engine="faiss-flat", kind="query", threads=threads, ef=0, recall=r, qps=qps))
-        print(f"{name}: faiss-flat threads {threads}: recall@10 {r:.4} {qps:>8.0} QPS", flush=True)
+        print(f"{name}: faiss-flat threads {threads}: recall@10 {r:.4} {qps:>8.0f} QPS", flush=True)
 
 
 def best_qps(rows, target):
