@@ -2,7 +2,8 @@
 //! checksum and the target appends the right one, so mutations get past the checksum to the
 //! structure behind it: what a damaged file whose sum happens to match, or a broken writer,
 //! would present. Loading answers a graph or a refusal; a graph that loads must then search
-//! (plain, filtered and exact), insert and delete without panicking.
+//! (plain, filtered, and by exact scan, which finds min(k, live) points whatever the links),
+//! insert and delete without panicking.
 #![no_main]
 
 use firesight_index::{
@@ -40,6 +41,11 @@ fuzz_target!(|data: &[u8]| {
         ..SearchFilter::default()
     };
     let _ = engine.search_filtered(&query, 5, Some(&near));
+    let exact = engine
+        .search_exact(&query, 5, None)
+        .expect("a loaded graph scans");
+    // The scan sees every live point, however the graph is linked.
+    assert_eq!(exact.len(), held.min(5));
     let fresh = IndexPoint {
         seq: u64::MAX,
         vector: &query,

@@ -81,6 +81,23 @@ fn build(
     Ok((index, base.len() as f64 / started.elapsed().as_secs_f64()))
 }
 
+/// The ids of each query's exact 10 nearest, by the engine's scan.
+fn exact_truth(
+    index: &NativeHnsw,
+    queries: &[Vec<f32>],
+) -> Result<Vec<Vec<u64>>, firesight_index::IndexError> {
+    queries
+        .iter()
+        .map(|q| {
+            Ok(index
+                .search_exact(q, 10, None)?
+                .iter()
+                .map(|h| h.seq)
+                .collect())
+        })
+        .collect()
+}
+
 /// Repetitions of the query set so the exact scan does about 10^9 distances.
 fn scan_reps(points: usize, queries: usize) -> usize {
     (1_000_000_000 / (points * queries).max(1)).clamp(1, 50)
@@ -120,16 +137,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let n: usize = size.trim().parse()?;
             let part = &base[..n.min(base.len())];
             let (index, _) = build(part, params)?;
-            let truth: Vec<Vec<u64>> = queries
-                .iter()
-                .map(|q| {
-                    Ok(index
-                        .search_exact(q, 10, None)?
-                        .iter()
-                        .map(|h| h.seq)
-                        .collect())
-                })
-                .collect::<Result<_, firesight_index::IndexError>>()?;
+            let truth = exact_truth(&index, &queries)?;
             let (_, scan) = timed(
                 &queries,
                 &truth,
@@ -177,16 +185,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         params.build_threads
     );
     let started = Instant::now();
-    let truth: Vec<Vec<u64>> = queries
-        .iter()
-        .map(|q| {
-            Ok(index
-                .search_exact(q, 10, None)?
-                .iter()
-                .map(|h| h.seq)
-                .collect())
-        })
-        .collect::<Result<_, firesight_index::IndexError>>()?;
+    let truth = exact_truth(&index, &queries)?;
     println!(
         "exact scan: {:.0} QPS (the ground truth)",
         queries.len() as f64 / started.elapsed().as_secs_f64()

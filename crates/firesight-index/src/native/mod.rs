@@ -848,20 +848,25 @@ impl NativeHnsw {
         ef: usize,
         filter: Option<&SearchFilter>,
     ) -> Result<Vec<Neighbour>, IndexError> {
-        self.answer(query, k, filter, |view, q, entry, filter| match filter {
-            Some(f) if self.estimate_matches(view, f) <= self.params.flat_search_cutoff => {
-                self.exact(view, q, k, Some(f))
-            }
-            _ => {
-                let best = view.descend(q, entry, 0);
-                let mut s = self.scratch.take(view.core.slots());
-                let attrs = &view.core.attrs;
-                view.search_level(q, best, ef.max(k), 0, &mut s, |x| {
-                    view.live(x) && filter.is_none_or(|f| f.matches(&attrs[x as usize]))
-                });
-                let found = s.found.iter().take(k).copied().collect();
-                self.scratch.give(s);
-                found
+        self.answer(query, k, filter, |view, q, entry, filter| {
+            match (entry, filter) {
+                (None, _) => Vec::new(),
+                (_, Some(f))
+                    if self.estimate_matches(view, f) <= self.params.flat_search_cutoff =>
+                {
+                    self.exact(view, q, k, Some(f))
+                }
+                (Some(entry), _) => {
+                    let best = view.descend(q, entry, 0);
+                    let mut s = self.scratch.take(view.core.slots());
+                    let attrs = &view.core.attrs;
+                    view.search_level(q, best, ef.max(k), 0, &mut s, |x| {
+                        view.live(x) && filter.is_none_or(|f| f.matches(&attrs[x as usize]))
+                    });
+                    let found = s.found.iter().take(k).copied().collect();
+                    self.scratch.give(s);
+                    found
+                }
             }
         })
     }
@@ -880,20 +885,21 @@ impl NativeHnsw {
         })
     }
 
-    /// Checks and prepares the query, runs `find` (given the view, the query, the entry point
-    /// and a non-empty filter) and turns the slots it found into ids and reported distances.
+    /// Checks and prepares the query, runs `find` (given the view, the query, the entry point if
+    /// the graph has one, and a non-empty filter) and turns the slots it found into ids and
+    /// reported distances.
     fn answer(
         &self,
         query: &[f32],
         k: usize,
         filter: Option<&SearchFilter>,
-        find: impl FnOnce(&View<'_>, &[f32], u32, Option<&SearchFilter>) -> Vec<Scored>,
+        find: impl FnOnce(&View<'_>, &[f32], Option<u32>, Option<&SearchFilter>) -> Vec<Scored>,
     ) -> Result<Vec<Neighbour>, IndexError> {
         check_vector(self.params.dim, query)?;
         let view = self.view()?;
-        let (Some(entry), true) = (view.core.entry, k > 0) else {
+        if k == 0 {
             return Ok(Vec::new());
-        };
+        }
         let prepared;
         let q = if self.params.metric == Metric::Cosine {
             prepared = distance::prepare(Metric::Cosine, query);
@@ -901,7 +907,7 @@ impl NativeHnsw {
         } else {
             query
         };
-        let found = find(&view, q, entry, filter.filter(|f| !f.is_empty()));
+        let found = find(&view, q, view.core.entry, filter.filter(|f| !f.is_empty()));
         Ok(found
             .into_iter()
             .map(|s| Neighbour {
