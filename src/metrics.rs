@@ -68,9 +68,6 @@ pub const WRITER_WAIT_SECONDS: &str = "firesight_writer_wait_seconds";
 /// `--load` file; `kafka`: from the consumer's poll until its outputs may be published, the
 /// granule gate's hold included). One observation per record.
 pub const INGEST_LATENCY_SECONDS: &str = "firesight_ingest_latency_seconds";
-/// Time from an output record becoming publishable (its batch stored and indexed) to the
-/// broker acknowledging it: the broker's part of the Kafka path, beside the part above.
-pub const STREAM_OUTPUT_ACK_SECONDS: &str = "firesight_stream_output_ack_seconds";
 /// Time the incident tracker took per batch.
 pub const TRACKER_SECONDS: &str = "firesight_tracker_batch_duration_seconds";
 /// Alerts the tracker raised, all kinds.
@@ -153,8 +150,6 @@ pub struct Metrics {
     pub writer_wait: HistogramVec,
     /// See [`INGEST_LATENCY_SECONDS`].
     pub ingest_latency: HistogramVec,
-    /// See [`STREAM_OUTPUT_ACK_SECONDS`].
-    pub stream_output_ack: Histogram,
     /// See [`TRACKER_ALERTS`].
     pub tracker_alerts: IntCounter,
     /// See [`TRACKER_LATE`].
@@ -290,13 +285,6 @@ impl Metrics {
                 .buckets(prometheus::exponential_buckets(0.0005, 2.0, 18)?),
                 &["kind", "path"],
             )?,
-            stream_output_ack: Histogram::with_opts(
-                HistogramOpts::new(
-                    STREAM_OUTPUT_ACK_SECONDS,
-                    "An output record publishable to the broker's acknowledgement.",
-                )
-                .buckets(prometheus::exponential_buckets(0.0005, 2.0, 18)?),
-            )?,
             tracker_alerts: IntCounter::new(TRACKER_ALERTS, "Alerts raised by the tracker.")?,
             tracker_late: IntCounter::new(
                 TRACKER_LATE,
@@ -405,7 +393,6 @@ impl Metrics {
             Box::new(metrics.tracker_alerts.clone()),
             Box::new(metrics.writer_wait.clone()),
             Box::new(metrics.ingest_latency.clone()),
-            Box::new(metrics.stream_output_ack.clone()),
             Box::new(metrics.tracker_late.clone()),
             Box::new(metrics.webhook_deliveries.clone()),
             Box::new(metrics.webhook_queued.clone()),

@@ -171,7 +171,6 @@ pub(super) fn drain(
                 std::mem::take(&mut done.failed),
             )
         };
-        outbox.time_acknowledged(&delivered);
         if !delivered.is_empty()
             && let Err(error) = store.apply(&Outbox::acknowledge(&delivered))
         {

@@ -138,10 +138,7 @@ pub fn start(
         }
     }
     let store = Arc::clone(pipeline.store());
-    let outbox = Arc::new(Outbox::open(
-        &store,
-        pipeline.metrics().stream_output_ack.clone(),
-    )?);
+    let outbox = Arc::new(Outbox::open(&store)?);
     let stop = Arc::new(AtomicBool::new(false));
     let states: States = Arc::default();
     let consumer: BaseConsumer<Rebalancer> = consumer_config(settings, &settings.group_id)

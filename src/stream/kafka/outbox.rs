@@ -6,10 +6,7 @@
 //! either loses nothing (the entry is still there and is sent again, byte for byte) or never
 //! happened (the whole batch, offsets included, is absent and the inputs are read again).
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 pub use firesight_core::outbox_record::OutRecord;
 
@@ -22,57 +19,24 @@ pub struct Outbox {
     /// Entries below this sequence may be published: their events are in the index as well as
     /// in the store (the index is written just after the batch commits).
     visible: AtomicU64,
-    /// Each release as (its first sequence, the first it did not release, when), oldest first.
-    releases: Mutex<VecDeque<(u64, u64, Instant)>>,
-    /// Release to broker acknowledgement, per entry.
-    ack_seconds: prometheus::Histogram,
 }
-
-/// Releases remembered for the acknowledgement latency (24 bytes each); beyond this the oldest
-/// are forgotten, and their entries, acknowledged after that, are not timed.
-const MAX_TIMED_RELEASES: usize = 1 << 16;
 
 impl Outbox {
     /// Continues after the newest entry still in the store.
-    /// Continues after the newest entry still in the store; times each entry from its release
-    /// to its acknowledgement into `ack_seconds`.
-    pub fn open(store: &Store, ack_seconds: prometheus::Histogram) -> Result<Self, StoreError> {
+    pub fn open(store: &Store) -> Result<Self, StoreError> {
         let next = store.last_outbox_seq()?.map_or(0, |seq| seq + 1);
         // At open every entry is visible: the index was rebuilt from the store before streaming.
         Ok(Self {
             next: AtomicU64::new(next),
             visible: AtomicU64::new(next),
-            releases: Mutex::default(),
-            ack_seconds,
         })
     }
 
     /// Makes every entry queued so far publishable; called once a run's writes (store and
     /// index) are all done.
     pub fn release(&self) {
-        let next = self.next.load(Ordering::Acquire);
-        let before = self.visible.swap(next, Ordering::AcqRel);
-        if next > before {
-            let mut releases = self.releases.lock().unwrap_or_else(|p| p.into_inner());
-            if releases.len() >= MAX_TIMED_RELEASES {
-                releases.pop_front();
-            }
-            releases.push_back((before, next, Instant::now()));
-        }
-    }
-
-    /// Observes, for each acknowledged sequence, the time since its release (entries queued
-    /// before this process started, or whose release was forgotten, are not timed).
-    pub fn time_acknowledged(&self, seqs: &[u64]) {
-        let releases = self.releases.lock().unwrap_or_else(|p| p.into_inner());
-        for &seq in seqs {
-            let at = releases.partition_point(|(_, end, _)| *end <= seq);
-            if let Some((start, _, released)) = releases.get(at)
-                && *start <= seq
-            {
-                self.ack_seconds.observe(released.elapsed().as_secs_f64());
-            }
-        }
+        self.visible
+            .store(self.next.load(Ordering::Acquire), Ordering::Release);
     }
 
     /// The first sequence not yet publishable.
