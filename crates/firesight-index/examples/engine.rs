@@ -81,21 +81,25 @@ fn build(
     Ok((index, base.len() as f64 / started.elapsed().as_secs_f64()))
 }
 
+/// The ids of the 10 nearest to `q`: by the graph at `ef`, or by the exact scan for `None`.
+fn nearest(
+    index: &NativeHnsw,
+    q: &[f32],
+    ef: Option<usize>,
+) -> Result<Vec<u64>, firesight_index::IndexError> {
+    let found = match ef {
+        Some(ef) => index.search_with_ef(q, 10, ef, None)?,
+        None => index.search_exact(q, 10, None)?,
+    };
+    Ok(found.iter().map(|h| h.seq).collect())
+}
+
 /// The ids of each query's exact 10 nearest, by the engine's scan.
 fn exact_truth(
     index: &NativeHnsw,
     queries: &[Vec<f32>],
 ) -> Result<Vec<Vec<u64>>, firesight_index::IndexError> {
-    queries
-        .iter()
-        .map(|q| {
-            Ok(index
-                .search_exact(q, 10, None)?
-                .iter()
-                .map(|h| h.seq)
-                .collect())
-        })
-        .collect()
+    queries.iter().map(|q| nearest(index, q, None)).collect()
 }
 
 /// Repetitions of the query set so the exact scan does about 10^9 distances.
@@ -142,22 +146,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 &queries,
                 &truth,
                 scan_reps(part.len(), queries.len()),
-                |q| {
-                    Ok(index
-                        .search_exact(q, 10, None)?
-                        .iter()
-                        .map(|h| h.seq)
-                        .collect())
-                },
+                |q| nearest(&index, q, None),
             )?;
             let mut row = None;
             for &ef in &efs {
                 let (recall, qps) = timed(&queries, &truth, graph_reps, |q| {
-                    Ok(index
-                        .search_with_ef(q, 10, ef, None)?
-                        .iter()
-                        .map(|h| h.seq)
-                        .collect())
+                    nearest(&index, q, Some(ef))
                 })?;
                 if recall >= 0.99 {
                     row = Some((ef, recall, qps));
@@ -192,11 +186,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     for ef in efs {
         let (recall, qps) = timed(&queries, &truth, graph_reps, |q| {
-            Ok(index
-                .search_with_ef(q, 10, ef, None)?
-                .iter()
-                .map(|h| h.seq)
-                .collect())
+            nearest(&index, q, Some(ef))
         })?;
         println!("ef {ef:>4}: recall@10 {recall:.4}  {qps:>9.0} QPS");
     }
