@@ -3,7 +3,8 @@
 //! POSTed beside them; and the file's throughput alone and with the singles beside it. Then an
 //! offered load: detections POSTed at a fixed rate (1,000 and 5,000 a second, in a small body
 //! every 10 ms, each sent on time whether or not the ones before were answered), with each
-//! body's latency, beside the service's own `firesight_ingest_latency_seconds` count.
+//! body's latency, beside the service's own `firesight_ingest_latency_seconds` count; at 5,000
+//! a second once with group commit (the default) and once with every body written alone.
 //!
 //! Run: `cargo bench --locked --profile test --bench live` (this machine has no release build of
 //! RocksDB; the test profile is optimised). Each phase starts from a fresh store holding the
@@ -39,9 +40,10 @@ const TICK: Duration = Duration::from_millis(10);
 /// `ingest.live_batch` of the baseline: no lanes, no pieces.
 const NO_LANES: usize = 1 << 30;
 
-fn settings(dir: &Path, live_batch: usize) -> anyhow::Result<Settings> {
+fn settings(dir: &Path, live_batch: usize, group_records: usize) -> anyhow::Result<Settings> {
     let mut settings = Settings::defaults()?;
     settings.ingest.live_batch = live_batch;
+    settings.ingest.live_group_records = group_records;
     settings.store.path = dir.join("db");
     settings.embed.manifest =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/manifest.json");
@@ -56,8 +58,12 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 /// A service with the stations and weather loaded, served on a free port.
-async fn serve(dir: &Path, live_batch: usize) -> anyhow::Result<(Arc<Service>, String)> {
-    let settings = settings(dir, live_batch)?;
+async fn serve(
+    dir: &Path,
+    live_batch: usize,
+    group_records: usize,
+) -> anyhow::Result<(Arc<Service>, String)> {
+    let settings = settings(dir, live_batch, group_records)?;
     let files = vec![
         sample("australia_bom_weather_stations.csv"),
         sample("australia_bom_daily_weather_2019-05_2020-06.csv"),
@@ -178,6 +184,7 @@ async fn main() -> anyhow::Result<()> {
         .finish(&mut decoded)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let rows = decoded.len();
+    let defaults = Settings::defaults()?;
     // The singles: real detections three years later (new ids, no weather to join then), each
     // its own granule, as a live feed's pixels seen one at a time.
     let lines: Vec<String> = decoded
@@ -199,7 +206,7 @@ async fn main() -> anyhow::Result<()> {
 
     let alone = {
         let dir = tempfile::TempDir::new()?;
-        let (_service, base) = serve(dir.path(), NO_LANES).await?;
+        let (_service, base) = serve(dir.path(), NO_LANES, defaults.ingest.live_group_records).await?;
         singles(&base, &lines).await?
     };
     println!(
@@ -217,12 +224,12 @@ async fn main() -> anyhow::Result<()> {
     for live_batch in [NO_LANES, 128, 64, 32] {
         let bulk_alone = {
             let dir = tempfile::TempDir::new()?;
-            let (_service, base) = serve(dir.path(), live_batch).await?;
+            let (_service, base) = serve(dir.path(), live_batch, defaults.ingest.live_group_records).await?;
             bulk(&base, archive.clone(), rows).await?
         };
         let (during, bulk_beside) = {
             let dir = tempfile::TempDir::new()?;
-            let (_service, base) = serve(dir.path(), live_batch).await?;
+            let (_service, base) = serve(dir.path(), live_batch, defaults.ingest.live_group_records).await?;
             let file = tokio::spawn({
                 let base = base.clone();
                 let archive = archive.clone();
@@ -264,29 +271,35 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect::<Result<_, _>>()?;
     println!(
-        "\n| offered detections/s | bodies | body p50 ms | p95 ms | p99 ms | max ms | kept up with, detections/s | timed by the service |"
+        "\n| offered detections/s | `ingest.live_group_records` | bodies | body p50 ms | p95 ms | p99 ms | max ms | kept up with, detections/s | timed by the service | bodies per live write (mean) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for rate in [1_000usize, 5_000] {
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    // Each rate with group commit (the default) and, as the baseline in the same run, without
+    // (every body written alone, as before group commit).
+    let grouped = defaults.ingest.live_group_records;
+    for (rate, group_records) in [
+        (1_000usize, grouped),
+        (5_000, 0),
+        (5_000, grouped),
+    ] {
         let dir = tempfile::TempDir::new()?;
-        let (_service, base) = serve(
-            dir.path(),
-            firesight::config::Settings::defaults()?.ingest.live_batch,
-        )
-        .await?;
+        let (_service, base) = serve(dir.path(), defaults.ingest.live_batch, group_records).await?;
         let (took, kept) = offered(&base, &pool, rate).await?;
         let timed = metric(
             &base,
             "firesight_ingest_latency_seconds_count{kind=\"firms\",path=\"http\"}",
         )
         .await?;
+        let writes = metric(&base, "firesight_writer_live_group_batches_count").await?;
+        let bodies = metric(&base, "firesight_writer_live_group_batches_sum").await?;
         println!(
-            "| {rate} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {kept:.0} | {timed:.0} |",
+            "| {rate} | {group_records} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {kept:.0} | {timed:.0} | {:.2} |",
             took.len(),
             percentile(&took, 0.5),
             percentile(&took, 0.95),
             percentile(&took, 0.99),
-            percentile(&took, 1.0)
+            percentile(&took, 1.0),
+            bodies / writes.max(1.0)
         );
     }
     Ok(())

@@ -241,6 +241,7 @@ impl Service {
             tracker(&settings)?,
         );
         pipeline.set_live_batch(settings.ingest.live_batch);
+        pipeline.set_live_group_records(settings.ingest.live_group_records);
         let pipeline = Arc::new(pipeline);
         let e = &settings.embed;
         pipeline.set_predictors(

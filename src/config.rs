@@ -673,6 +673,9 @@ pub struct IngestSettings {
     /// Detections batches of at most this many records go before bulk work at the writer lock,
     /// and bulk inputs are written in granule-aligned pieces of about this size.
     pub live_batch: usize,
+    /// Live batches queued while the writer lock is busy are written together up to this many
+    /// records a write (group commit); 0 writes each alone.
+    pub live_group_records: usize,
 }
 
 impl Settings {

@@ -62,6 +62,9 @@ pub const STREAM_GRANULE_HELD: &str = "firesight_stream_granule_held_records";
 /// Time a write waited for the pipeline's writer lock, by lane (`live`, `bulk`): how long a live
 /// detection queued behind other writes.
 pub const WRITER_WAIT_SECONDS: &str = "firesight_writer_wait_seconds";
+/// Live detection batches (POSTed bodies, small inputs) written together in one write of the
+/// live lane (group commit): 1 while the writer lock is free, more when live traffic queues.
+pub const WRITER_LIVE_GROUP_BATCHES: &str = "firesight_writer_live_group_batches";
 /// Time from FireSight receiving a record to the record being stored, indexed (so a search
 /// finds it) and its alerts queued, by kind (`firms`, `weather`, `stations`, `sensors`) and path
 /// (`http`: from the request's body chunk that carried it; `file`: from reading its chunk of a
@@ -148,6 +151,8 @@ pub struct Metrics {
     pub tracker_seconds: Histogram,
     /// See [`WRITER_WAIT_SECONDS`].
     pub writer_wait: HistogramVec,
+    /// See [`WRITER_LIVE_GROUP_BATCHES`].
+    pub live_group_batches: Histogram,
     /// See [`INGEST_LATENCY_SECONDS`].
     pub ingest_latency: HistogramVec,
     /// See [`TRACKER_ALERTS`].
@@ -275,6 +280,13 @@ impl Metrics {
                 .buckets(prometheus::exponential_buckets(0.0005, 2.5, 12)?),
                 &["lane"],
             )?,
+            live_group_batches: Histogram::with_opts(
+                HistogramOpts::new(
+                    WRITER_LIVE_GROUP_BATCHES,
+                    "Live detection batches written together per write of the live lane.",
+                )
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
+            )?,
             // 0.5 ms to about 65 s in 18 doublings: a live POST's few ms, a granule gate's
             // seconds, a backfill's queue.
             ingest_latency: HistogramVec::new(
@@ -392,6 +404,7 @@ impl Metrics {
             Box::new(metrics.tracker_seconds.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(metrics.tracker_alerts.clone()),
             Box::new(metrics.writer_wait.clone()),
+            Box::new(metrics.live_group_batches.clone()),
             Box::new(metrics.ingest_latency.clone()),
             Box::new(metrics.tracker_late.clone()),
             Box::new(metrics.webhook_deliveries.clone()),

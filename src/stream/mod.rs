@@ -2,6 +2,7 @@
 
 mod correlate;
 mod drill;
+mod group;
 mod fire_weather;
 pub use firesight_core::decode;
 mod ingest;

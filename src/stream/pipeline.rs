@@ -11,7 +11,8 @@ use super::correlate::Correlator;
 use super::decode::Rejected;
 use super::ingest::IngestOutcome;
 use super::source_rows::RowChanges;
-use super::writer::{Lane, WriterGuard, WriterLock};
+use super::group::LiveGroups;
+use super::writer::{InsertTicket, Lane, WriterGuard, WriterLock};
 use crate::embed::{EmbedError, Embedder, FEATURE_COUNT, Predictors, event_features};
 use crate::event::{
     FieldError, FireCharacteristics, FireDetection, FireEventV2, HistoricalIncident,
@@ -78,6 +79,10 @@ pub struct Pipeline {
     live: AtomicBool,
     metrics: Metrics,
     writer: WriterLock,
+    /// Live detection batches waiting for the writer lock, written together (group commit).
+    groups: LiveGroups,
+    /// At most this many records in one such write (`ingest.live_group_records`).
+    live_group_records: usize,
     embed_batch: usize,
     /// Detections batches of at most this many records go in the live lane (`ingest.live_batch`).
     live_batch: usize,
@@ -130,6 +135,8 @@ impl Pipeline {
             live: AtomicBool::new(false),
             metrics,
             writer: WriterLock::default(),
+            groups: LiveGroups::default(),
+            live_group_records: DEFAULT_LIVE_GROUP_RECORDS,
             live_batch: usize::MAX,
             embed_batch,
             predictors: RwLock::new(Arc::new(Predictors::none())),
@@ -310,7 +317,11 @@ impl Pipeline {
     /// (see [`Pipeline::guarded`]) and lets the lock go: every write it guards is one atomic
     /// RocksDB batch, applied whole or not at all.
     fn writer(&self) -> WriterGuard<'_> {
-        self.writer_in(Lane::Bulk)
+        let guard = self.writer_in(Lane::Bulk);
+        // These writers change points the index holds, snapshot it or switch it: inserts let go
+        // of the lock earlier finish first.
+        guard.settle();
+        guard
     }
 
     /// The writer lock in `lane`, the wait recorded in `firesight_writer_wait_seconds{lane}`.
@@ -329,6 +340,12 @@ impl Pipeline {
     /// about that size (see [`IngestSession`](super::IngestSession)).
     pub fn set_live_batch(&mut self, records: usize) {
         self.live_batch = records;
+    }
+
+    /// Live batches queued behind a busy writer are written together up to `records` records
+    /// a write (`ingest.live_group_records`; 0: each alone).
+    pub fn set_live_group_records(&mut self, records: usize) {
+        self.live_group_records = records;
     }
 
     /// `ingest.live_batch`.
@@ -418,7 +435,55 @@ impl Pipeline {
         lane: Lane,
         batch: Vec<(u64, FireDetection)>,
     ) -> Result<IngestOutcome, PipelineError> {
-        self.ingest_detections_with(lane, batch, |_, _, _| Ok(Vec::new()))
+        match lane {
+            Lane::Live => self.ingest_live(batch),
+            Lane::Bulk => self.ingest_detections_with(lane, batch, |_, _, _| Ok(Vec::new())),
+        }
+    }
+
+    /// Live detection batches waiting for the writer lock to be written (with others queued
+    /// beside them, see [`super::group`]).
+    pub fn live_batches_waiting(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// A live batch, written together with the live batches queued beside it when the lock is
+    /// busy (group commit, see [`super::group`]); the answer is this batch's own tally.
+    fn ingest_live(&self, batch: Vec<(u64, FireDetection)>) -> Result<IngestOutcome, PipelineError> {
+        let member = self.groups.join(batch);
+        let started = Instant::now();
+        let writer = self.writer.lock_unless(Lane::Live, member.served());
+        self.metrics
+            .writer_wait
+            .with_label_values(&[Lane::Live.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        if let Some(writer) = writer {
+            let group = self
+                .groups
+                .take(&member, self.live_group_records);
+            self.metrics.live_group_batches.observe(group.len() as f64);
+            let plain = |_: &IngestOutcome, _: &mut Written<'_>| Ok(Vec::new());
+            super::group::write(
+                &group,
+                |batch| {
+                    self.guarded("detections", || {
+                        let mut stored = HashSet::new();
+                        let outcome =
+                            self.apply_locked(Held::Caller(&writer), batch, RowChanges::default(), |_, written| {
+                                stored.extend(written.new.iter().map(|n| n.event.event_id.clone()));
+                                Ok(Vec::new())
+                            })?;
+                        Ok((outcome, stored))
+                    })
+                },
+                |batch| {
+                    self.guarded("detections", || {
+                        self.apply_locked(Held::Caller(&writer), batch, RowChanges::default(), plain)
+                    })
+                },
+            );
+        }
+        member.answer()
     }
 
     /// [`Pipeline::ingest_detections`], letting `extra` see (and amend) the new events after the
@@ -454,133 +519,152 @@ impl Pipeline {
         extra: impl FnOnce(&IngestOutcome, &mut Written<'_>) -> Result<Vec<StoreOp>, PipelineError>,
     ) -> Result<IngestOutcome, PipelineError> {
         self.guarded("detections", move || {
-            let _writer = self.writer_in(lane);
-            let mut outcome = IngestOutcome::default();
-            let mut seen = HashSet::with_capacity(batch.len());
-            let mut events = Vec::with_capacity(batch.len());
-            // One span per stage, each with its record count: a trace shows where a batch's
-            // time went.
-            let stage = |name: &'static str, records: usize| {
-                tracing::info_span!("stage", otel.name = name, records).entered()
-            };
-            let correlating = stage("correlate", batch.len());
-            // Source rows: what each changed row was stored as, and what replaces or removes it.
-            let resolved = super::source_rows::resolve(&self.store, &batch, &rows, describes)?;
-            outcome.duplicates += resolved.unchanged;
-            for detection in resolved.fresh {
-                let id = detection.event_id();
-                if !seen.insert(id.clone()) || self.store.contains_event(&id)? {
-                    outcome.duplicates += 1;
-                    continue;
-                }
-                super::drill::check(&detection.satellite);
-                let event = self.enrich(detection)?;
-                // Counted here, not in `enrich`: ad-hoc similarity queries also enrich.
-                let status = event.weather_status.map_or("none", WeatherStatus::as_str);
-                self.metrics
-                    .correlate_joins
-                    .with_label_values(&[status])
-                    .inc();
-                events.push(event);
-            }
-            // A row updated in place: enriched again, keeping what the tracker and the first
-            // storing gave it.
-            let mut revised_events = Vec::with_capacity(resolved.corrections.len());
-            for (detection, stored) in resolved.corrections {
-                let mut event = self.enrich(detection)?;
-                event.correlation_id = stored.correlation_id;
-                event.ml_predictions = stored.ml_predictions;
-                event.impact_assessment =
-                    reassess(stored.impact_assessment, event.weather_conditions.as_ref());
-                event.ingested_at = stored.ingested_at;
-                event.revision = Some(stored.revision.unwrap_or(0).saturating_add(1));
-                revised_events.push(event);
-            }
-            let gone = resolved.gone;
-            let row_ops = resolved.ops;
-            drop(correlating);
-            let space = self.space();
-            // One feature row per event feeds both the predictors and the encoder.
-            let fresh = events.len();
-            events.extend(revised_events);
-            let rows_in: Vec<_> = events.iter().map(event_features).collect();
-            let predicting = stage("predict", rows_in.len());
-            self.predict_rows(&mut events, &rows_in)?;
-            drop(predicting);
-            let embedding = stage("embed", rows_in.len());
-            let mut vectors = self.embed_rows(space.embedder.as_ref(), &rows_in)?;
-            drop(embedding);
-            let revised_vectors = vectors.split_off(fresh.min(vectors.len()));
-            let revised_events = events.split_off(fresh);
-            let now = chrono::Utc::now().timestamp_millis();
-            let mut new: Vec<NewEvent> = events
-                .into_iter()
-                .zip(vectors)
-                .map(|(mut event, vector)| {
-                    event.ingested_at = Some(now);
-                    NewEvent { event, vector }
-                })
-                .collect();
-            let mut revised_seqs = Vec::with_capacity(revised_events.len());
-            let mut revised = Vec::with_capacity(revised_events.len());
-            for (event, vector) in revised_events.into_iter().zip(revised_vectors) {
-                if let Some(seq) = self.store.seq_of(&event.event_id)? {
-                    revised_seqs.push(seq);
-                    revised.push(NewEvent { event, vector });
-                }
-            }
-            outcome.accepted = new.len() as u64;
-            let tracking = stage("track", new.len());
-            let tracked = self.track(&mut new)?;
-            drop(tracking);
-            let storing = stage("store", new.len() + revised.len() + gone.len());
-            let deleted: Vec<String> = gone.iter().map(|d| d.event_id.clone()).collect();
-            let mut ops = {
-                let mut written = Written {
-                    new: &mut new,
-                    revised: &mut revised,
-                    deleted: &deleted,
-                    tracked: &tracked,
-                };
-                extra(&outcome, &mut written)?
-            };
-            let alerts = tracked.alerts.len();
-            ops.extend(tracked.ops);
-            ops.extend(row_ops);
-            let seqs = self
-                .store
-                .write_changes(&new, (&revised_seqs, &revised), &gone, &ops)?;
-            drop(storing);
-            if alerts > 0 {
-                self.metrics.tracker_alerts.inc_by(alerts as u64);
-                self.alerts_seen.send_replace(self.store.peek_alert_seq());
-            }
-            if self.live.load(Ordering::Acquire) {
-                let _indexing = stage("index", seqs.len());
-                let index = &space.index;
-                index.insert(&points(&seqs, &new))?;
-                replace_points(index.as_ref(), &points(&revised_seqs, &revised))?;
-                let seqs: Vec<u64> = gone.iter().map(|d| d.seq).collect();
-                delete_points(index.as_ref(), &seqs)?;
-                self.metrics.index_vectors.set(index.len() as i64);
-            }
-            if !revised.is_empty() || !gone.is_empty() {
-                self.metrics
-                    .source_row_changes
-                    .with_label_values(&["replaced"])
-                    .inc_by(revised.len() as u64);
-                self.metrics
-                    .source_row_changes
-                    .with_label_values(&["deleted"])
-                    .inc_by(gone.len() as u64);
-            }
-            self.notify(&new, !gone.is_empty());
-            self.count("firms", &outcome);
-            self.metrics
-                .store_events
-                .set(self.store.event_count() as i64);
-            Ok(outcome)
+            let writer = self.writer_in(lane);
+            self.apply_locked(Held::Mine(Some(writer)), batch, rows, extra)
         })
+    }
+
+    /// [`Pipeline::apply_detection_changes`] under the writer lock.
+    fn apply_locked(
+        &self,
+        mut writer: Held<'_>,
+        batch: Vec<(u64, FireDetection)>,
+        rows: RowChanges,
+        extra: impl FnOnce(&IngestOutcome, &mut Written<'_>) -> Result<Vec<StoreOp>, PipelineError>,
+    ) -> Result<IngestOutcome, PipelineError> {
+        let mut outcome = IngestOutcome::default();
+        let mut seen = HashSet::with_capacity(batch.len());
+        let mut events = Vec::with_capacity(batch.len());
+        // One span per stage, each with its record count: a trace shows where a batch's
+        // time went.
+        let stage = |name: &'static str, records: usize| {
+            tracing::info_span!("stage", otel.name = name, records).entered()
+        };
+        let correlating = stage("correlate", batch.len());
+        // Source rows: what each changed row was stored as, and what replaces or removes it.
+        let resolved = super::source_rows::resolve(&self.store, &batch, &rows, describes)?;
+        outcome.duplicates += resolved.unchanged;
+        for detection in resolved.fresh {
+            let id = detection.event_id();
+            if !seen.insert(id.clone()) || self.store.contains_event(&id)? {
+                outcome.duplicates += 1;
+                continue;
+            }
+            super::drill::check(&detection.satellite);
+            let event = self.enrich(detection)?;
+            // Counted here, not in `enrich`: ad-hoc similarity queries also enrich.
+            let status = event.weather_status.map_or("none", WeatherStatus::as_str);
+            self.metrics
+                .correlate_joins
+                .with_label_values(&[status])
+                .inc();
+            events.push(event);
+        }
+        // A row updated in place: enriched again, keeping what the tracker and the first
+        // storing gave it.
+        let mut revised_events = Vec::with_capacity(resolved.corrections.len());
+        for (detection, stored) in resolved.corrections {
+            let mut event = self.enrich(detection)?;
+            event.correlation_id = stored.correlation_id;
+            event.ml_predictions = stored.ml_predictions;
+            event.impact_assessment =
+                reassess(stored.impact_assessment, event.weather_conditions.as_ref());
+            event.ingested_at = stored.ingested_at;
+            event.revision = Some(stored.revision.unwrap_or(0).saturating_add(1));
+            revised_events.push(event);
+        }
+        let gone = resolved.gone;
+        let row_ops = resolved.ops;
+        drop(correlating);
+        let space = self.space();
+        // One feature row per event feeds both the predictors and the encoder.
+        let fresh = events.len();
+        events.extend(revised_events);
+        let rows_in: Vec<_> = events.iter().map(event_features).collect();
+        let predicting = stage("predict", rows_in.len());
+        self.predict_rows(&mut events, &rows_in)?;
+        drop(predicting);
+        let embedding = stage("embed", rows_in.len());
+        let mut vectors = self.embed_rows(space.embedder.as_ref(), &rows_in)?;
+        drop(embedding);
+        let revised_vectors = vectors.split_off(fresh.min(vectors.len()));
+        let revised_events = events.split_off(fresh);
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut new: Vec<NewEvent> = events
+            .into_iter()
+            .zip(vectors)
+            .map(|(mut event, vector)| {
+                event.ingested_at = Some(now);
+                NewEvent { event, vector }
+            })
+            .collect();
+        let mut revised_seqs = Vec::with_capacity(revised_events.len());
+        let mut revised = Vec::with_capacity(revised_events.len());
+        for (event, vector) in revised_events.into_iter().zip(revised_vectors) {
+            if let Some(seq) = self.store.seq_of(&event.event_id)? {
+                revised_seqs.push(seq);
+                revised.push(NewEvent { event, vector });
+            }
+        }
+        outcome.accepted = new.len() as u64;
+        let tracking = stage("track", new.len());
+        let tracked = self.track(&mut new)?;
+        drop(tracking);
+        let storing = stage("store", new.len() + revised.len() + gone.len());
+        let deleted: Vec<String> = gone.iter().map(|d| d.event_id.clone()).collect();
+        let mut ops = {
+            let mut written = Written {
+                new: &mut new,
+                revised: &mut revised,
+                deleted: &deleted,
+                tracked: &tracked,
+            };
+            extra(&outcome, &mut written)?
+        };
+        let alerts = tracked.alerts.len();
+        ops.extend(tracked.ops);
+        ops.extend(row_ops);
+        let seqs = self
+            .store
+            .write_changes(&new, (&revised_seqs, &revised), &gone, &ops)?;
+        drop(storing);
+        if alerts > 0 {
+            self.metrics.tracker_alerts.inc_by(alerts as u64);
+            self.alerts_seen.send_replace(self.store.peek_alert_seq());
+        }
+        if self.live.load(Ordering::Acquire) {
+            let _indexing = stage("index", seqs.len());
+            let index = &space.index;
+            // A batch that only adds points lets the next writer in while it inserts them; one
+            // that changes points the index holds waits, under the lock, for earlier inserts.
+            let _inserting = if revised.is_empty() && gone.is_empty() {
+                writer.release_for_insert()
+            } else {
+                writer.settle();
+                None
+            };
+            index.insert(&points(&seqs, &new))?;
+            replace_points(index.as_ref(), &points(&revised_seqs, &revised))?;
+            let seqs: Vec<u64> = gone.iter().map(|d| d.seq).collect();
+            delete_points(index.as_ref(), &seqs)?;
+            self.metrics.index_vectors.set(index.len() as i64);
+        }
+        if !revised.is_empty() || !gone.is_empty() {
+            self.metrics
+                .source_row_changes
+                .with_label_values(&["replaced"])
+                .inc_by(revised.len() as u64);
+            self.metrics
+                .source_row_changes
+                .with_label_values(&["deleted"])
+                .inc_by(gone.len() as u64);
+        }
+        self.notify(&new, !gone.is_empty());
+        self.count("firms", &outcome);
+        self.metrics
+            .store_events
+            .set(self.store.event_count() as i64);
+        Ok(outcome)
     }
 
     /// Runs the tracker over the new events (setting their incidents), timing it.
@@ -1068,10 +1152,38 @@ pub struct Written<'a> {
     pub tracked: &'a Tracked,
 }
 
+/// The writer lock as a batch holds it: its own, which it may let go of for its index insert
+/// (`None` once it has), or its caller's (a group's writer), held until the caller is done.
+enum Held<'a> {
+    Mine(Option<WriterGuard<'a>>),
+    Caller(&'a WriterGuard<'a>),
+}
+
+impl<'a> Held<'a> {
+    /// Lets go of the lock for an insert of new points when it is the batch's own.
+    fn release_for_insert(&mut self) -> Option<InsertTicket<'a>> {
+        match self {
+            Self::Mine(guard) => guard.take().map(WriterGuard::release_for_insert),
+            Self::Caller(_) => None,
+        }
+    }
+
+    /// Waits for inserts let go of the lock earlier (see [`WriterGuard::settle`]).
+    fn settle(&self) {
+        match self {
+            Self::Mine(Some(guard)) => guard.settle(),
+            Self::Caller(guard) => guard.settle(),
+            Self::Mine(None) => {}
+        }
+    }
+}
+
 /// How long after a live writer bulk work keeps writing in short pieces.
 const LIVE_RECENT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Bulk pieces are this many times `ingest.live_batch` while no live writer is about.
 const QUIET_PIECES: usize = 16;
+/// `ingest.live_group_records` until set: the default configuration's value.
+const DEFAULT_LIVE_GROUP_RECORDS: usize = 1024;
 
 /// The rule anomalies the weather decides.
 const UNDER_HIGH_HUMIDITY: &str = "fire_under_high_humidity";

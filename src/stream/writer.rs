@@ -5,7 +5,15 @@
 //! single live detection waiting for seconds; here a waiting live batch is served before any
 //! waiting bulk batch, and after [`LIVE_STREAK`] live batches in a row a waiting bulk batch has
 //! its turn, so neither lane can shut the other out.
+//!
+//! A writer whose batch only adds new points to the index may let go of the lock once its batch
+//! is in the store and insert its vectors while the next writer goes in
+//! ([`WriterGuard::release_for_insert`]): a live detection then waits for a backfill piece's
+//! store write, not for its index insert as well. The lock counts those inserts, and a writer
+//! that changes points already in the index (a weather rejoin, a source row's update or
+//! delete), a snapshot or a space switch first waits for them ([`WriterGuard::settle`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -40,6 +48,8 @@ struct Queue {
     live_streak: u32,
     /// When a live writer last asked for the lock.
     last_live: Option<Instant>,
+    /// Index inserts running after their writer let go of the lock.
+    inserting: usize,
 }
 
 /// The lock. Its state is only ever held for a few instructions, never across a writer's work,
@@ -59,6 +69,19 @@ pub struct WriterGuard<'a> {
 impl WriterLock {
     /// Waits for the lock in `lane`.
     pub fn lock(&self, lane: Lane) -> WriterGuard<'_> {
+        let never = AtomicBool::new(false);
+        loop {
+            // `never` is never set, so the first wait ends with the lock.
+            if let Some(guard) = self.lock_unless(lane, &never) {
+                return guard;
+            }
+        }
+    }
+
+    /// Waits for the lock in `lane`, or until `served` is set (another writer did this one's
+    /// work while it waited, see `super::group`): then `None`. A writer that sets another's
+    /// `served` does so while it holds the lock, so the waiter sees it when the lock is let go.
+    pub fn lock_unless(&self, lane: Lane, served: &AtomicBool) -> Option<WriterGuard<'_>> {
         let mut queue = self.queue();
         match lane {
             Lane::Live => {
@@ -67,7 +90,20 @@ impl WriterLock {
             }
             Lane::Bulk => queue.bulk_waiting += 1,
         }
-        while !Self::may_go(&queue, lane) {
+        loop {
+            if served.load(Ordering::Acquire) {
+                match lane {
+                    Lane::Live => queue.live_waiting -= 1,
+                    Lane::Bulk => queue.bulk_waiting -= 1,
+                }
+                // A writer that may go now that this one has left the queue (bulk behind it).
+                drop(queue);
+                self.turn.notify_all();
+                return None;
+            }
+            if Self::may_go(&queue, lane) {
+                break;
+            }
             queue = self
                 .turn
                 .wait(queue)
@@ -86,7 +122,7 @@ impl WriterLock {
                 queue.live_streak = 0;
             }
         }
-        WriterGuard { lock: self }
+        Some(WriterGuard { lock: self })
     }
 
     /// Whether a live writer asked for the lock within `window`: bulk work then writes in
@@ -113,9 +149,54 @@ impl WriterLock {
     }
 }
 
+/// An index insert running after its writer let go of the lock; dropping it (on return or on
+/// unwinding) says the insert is over.
+#[derive(Debug)]
+pub struct InsertTicket<'a> {
+    lock: &'a WriterLock,
+}
+
+impl<'a> WriterGuard<'a> {
+    /// Lets the next writer in while this one inserts its new points into the index; the
+    /// insert counts as running until the ticket is dropped.
+    pub fn release_for_insert(self) -> InsertTicket<'a> {
+        let lock = self.lock;
+        // The guard's own drop would only let go of the lock; here the insert is counted in
+        // the same step, so a writer that settles cannot slip in between.
+        std::mem::forget(self);
+        {
+            let mut queue = lock.queue();
+            queue.held = false;
+            queue.inserting += 1;
+        }
+        lock.turn.notify_all();
+        InsertTicket { lock }
+    }
+
+    /// Waits, holding the lock, until no insert let go of it earlier is still running: the
+    /// index then holds every point of every batch stored so far.
+    pub fn settle(&self) {
+        let mut queue = self.lock.queue();
+        while queue.inserting > 0 {
+            queue = self
+                .lock
+                .turn
+                .wait(queue)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
 impl Drop for WriterGuard<'_> {
     fn drop(&mut self) {
         self.lock.queue().held = false;
+        self.lock.turn.notify_all();
+    }
+}
+
+impl Drop for InsertTicket<'_> {
+    fn drop(&mut self) {
+        self.lock.queue().inserting -= 1;
         self.lock.turn.notify_all();
     }
 }
@@ -190,6 +271,49 @@ mod tests {
         let order = order.lock().expect("order");
         let at = order.iter().position(|w| *w == "bulk").expect("bulk ran");
         assert_eq!(at, LIVE_STREAK as usize, "{order:?}");
+    }
+
+    #[test]
+    fn a_writer_inserting_after_the_lock_lets_the_next_in_and_settling_waits_for_it() {
+        let lock = Arc::new(WriterLock::default());
+        let ticket = lock.lock(Lane::Bulk).release_for_insert();
+        // The next writer gets in at once, while the insert runs...
+        let next = lock.lock(Lane::Live);
+        // ...and a writer that settles waits until the insert is over.
+        let settled = Arc::new(AtomicBool::new(false));
+        let settler = {
+            let (lock, settled) = (Arc::clone(&lock), Arc::clone(&settled));
+            std::thread::spawn(move || {
+                let guard = lock.lock(Lane::Bulk);
+                guard.settle();
+                settled.store(true, Ordering::Release);
+            })
+        };
+        drop(next);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!settled.load(Ordering::Acquire), "settled while an insert ran");
+        drop(ticket);
+        settler.join().expect("settler");
+        assert!(settled.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn a_live_writer_served_by_another_leaves_without_the_lock() {
+        let lock = Arc::new(WriterLock::default());
+        let held = lock.lock(Lane::Bulk);
+        let served = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let (lock, served) = (Arc::clone(&lock), Arc::clone(&served));
+            std::thread::spawn(move || lock.lock_unless(Lane::Live, &served).is_none())
+        };
+        while waiting(&lock) < 1 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        served.store(true, Ordering::Release);
+        drop(held);
+        assert!(waiter.join().expect("waiter"), "it took the lock instead");
+        assert_eq!(waiting(&lock), 0);
+        drop(lock.lock(Lane::Bulk));
     }
 
     #[test]

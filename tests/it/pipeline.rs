@@ -561,3 +561,94 @@ fn a_malformed_line_is_rejected_and_the_rest_accepted() {
             .any(|d| d.raw.contains(",X,") && d.error.reason.contains("neither D nor N"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_batches_queued_behind_a_busy_writer_are_written_together_each_with_its_own_tally() {
+    use firesight::event::{ConfidenceClass, FireDetection, Instrument};
+    use firesight::stream::Lane;
+
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let service = super::support::open_async(super::support::settings(dir.path()), Vec::new()).await;
+    // Batch `b` holds four detections of its own, 20 km apart, in one granule per batch.
+    let detection = |b: u32, i: u32| FireDetection {
+        latitude: -33.0 - f64::from(b) * 0.2,
+        longitude: 150.0 + f64::from(i) * 0.2,
+        acquired_at: chrono::DateTime::parse_from_rfc3339(&format!("2019-11-08T03:{b:02}:00Z"))
+            .expect("time")
+            .to_utc(),
+        satellite: "Terra".into(),
+        instrument: Instrument::Modis,
+        brightness_k: 330.0 + f64::from(i),
+        brightness_background_k: 290.0,
+        scan_km: 1.0,
+        track_km: 1.0,
+        confidence_percent: Some(80.0),
+        confidence: ConfidenceClass::High,
+        frp_mw: 20.0,
+        daytime: true,
+        version: "6.3".into(),
+        detection_type: Some(0),
+    };
+    let mut batches: Vec<Vec<(u64, FireDetection)>> = (0..8)
+        .map(|b| (0..4).map(|i| (u64::from(i) + 2, detection(b, i))).collect())
+        .collect();
+    // Batch 3 repeats one of batch 2's detections and one of its own: two duplicates, as if
+    // the batches had been written one after another.
+    batches[3].push((6, detection(2, 1)));
+    batches[3].push((7, detection(3, 0)));
+    let unique = 8 * 4;
+
+    let pipeline = Arc::clone(&service.pipeline);
+    let tallies = tokio::task::spawn_blocking(move || {
+        // While a bulk writer holds the lock, eight live batches queue behind it.
+        let writers = pipeline
+            .quiesce(|| {
+                // One at a time, each queued before the next starts: the group writes them in
+                // the order they queued, so the tallies below are those of this order.
+                batches
+                    .into_iter()
+                    .enumerate()
+                    .map(|(queued, batch)| {
+                        let writer = {
+                            let pipeline = Arc::clone(&pipeline);
+                            std::thread::spawn(move || {
+                                pipeline.ingest_detections_in(Lane::Live, batch)
+                            })
+                        };
+                        let deadline =
+                            std::time::Instant::now() + std::time::Duration::from_secs(30);
+                        while pipeline.live_batches_waiting() <= queued
+                            && std::time::Instant::now() < deadline
+                        {
+                            std::thread::sleep(std::time::Duration::from_millis(1));
+                        }
+                        writer
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .expect("quiesce");
+        writers
+            .into_iter()
+            .map(|w| {
+                let tally = w.join().expect("writer").expect("ingest");
+                (tally.accepted, tally.duplicates)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .expect("join");
+
+    let mut expected = vec![(4, 0); 8];
+    expected[3] = (4, 2);
+    assert_eq!(tallies, expected);
+    assert_eq!(service.store.event_count(), unique);
+    assert_eq!(service.index().len() as u64, unique);
+    let groups = &service.pipeline.metrics().live_group_batches;
+    assert_eq!(groups.get_sample_sum(), 8.0, "every batch written once");
+    assert_eq!(
+        groups.get_sample_count(),
+        1,
+        "the eight queued batches went in one write"
+    );
+    assert_eq!(service.pipeline.live_batches_waiting(), 0);
+}

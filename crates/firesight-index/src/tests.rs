@@ -415,6 +415,41 @@ fn searches_run_while_other_threads_insert() {
 }
 
 #[test]
+fn two_writers_inserting_at_once_leave_every_point_findable() {
+    // The pipeline lets a writer insert its batch's points after the writer lock, so a
+    // backfill's piece and a live detection's batch can be inserted at the same time, each
+    // call on one thread. 80 clusters of fires' detections, each call holding points of many.
+    let centres = vectors(80, 16, 51);
+    let jitter = vectors(8000, 16, 52);
+    let data: Vec<Vec<f32>> = (0..8000)
+        .map(|i| {
+            centres[i % 80]
+                .iter()
+                .zip(&jitter[i])
+                .map(|(c, x)| c + x * 0.05)
+                .collect()
+        })
+        .collect();
+    let index = native(16);
+    std::thread::scope(|s| {
+        for (w, half) in data.chunks(4000).enumerate() {
+            let index = &index;
+            s.spawn(move || {
+                for (c, chunk) in half.chunks(40).enumerate() {
+                    let first = (w * 4000 + c * 40) as u64;
+                    index.insert(&points(chunk, first)).expect("insert");
+                }
+            });
+        }
+    });
+    assert_eq!(index.len(), 8000);
+    let lost = (0..data.len())
+        .filter(|&i| index.search(&data[i], 1).expect("search")[0].seq != i as u64)
+        .count();
+    assert_eq!(lost, 0, "points no search finds after two writers inserted at once");
+}
+
+#[test]
 fn parallel_build_matches_serial_recall_and_serial_builds_repeat_exactly() {
     let data = vectors(4000, 16, 41);
     let exact = FlatIndex::new(16);
