@@ -6,7 +6,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::decode::{Decoded, StreamDecoder};
-use super::pipeline::{Pipeline, PipelineError};
+use super::pipeline::{PendingInsert, Pipeline, PipelineError};
 use super::writer::Lane;
 use crate::event::{FieldError, FireDetection, SensorReading, Station, WeatherObservation};
 
@@ -59,6 +59,18 @@ pub trait Ingestible: Sized + Send + 'static {
         batch: Vec<(u64, Self)>,
     ) -> Result<IngestOutcome, PipelineError>;
 
+    /// [`Ingestible::ingest`] for a piece of a bulk input, which may hand back its index insert
+    /// to run while the next piece is written (see [`Pipeline::ingest_detections_pipelined`]).
+    /// Kinds without an index insert of their own run [`Ingestible::ingest`].
+    fn ingest_piece<'p>(
+        pipeline: &'p Pipeline,
+        source: &str,
+        lane: Lane,
+        batch: Vec<(u64, Self)>,
+    ) -> Result<(IngestOutcome, Option<PendingInsert<'p>>), PipelineError> {
+        Self::ingest(pipeline, source, lane, batch).map(|outcome| (outcome, None))
+    }
+
     /// The group a record must not be split from across batches: a detection's granule (all
     /// pixels of one overpass minute), so the tracker sees each granule whole and its alerts do
     /// not depend on where an input's chunks happened to end. `None`: any split is fine.
@@ -79,6 +91,20 @@ impl Ingestible for FireDetection {
         batch: Vec<(u64, Self)>,
     ) -> Result<IngestOutcome, PipelineError> {
         pipeline.ingest_detections_in(lane, batch)
+    }
+    fn ingest_piece<'p>(
+        pipeline: &'p Pipeline,
+        _source: &str,
+        lane: Lane,
+        batch: Vec<(u64, Self)>,
+    ) -> Result<(IngestOutcome, Option<PendingInsert<'p>>), PipelineError> {
+        match lane {
+            // A live batch is answered searchable, and may be written in a group.
+            Lane::Live => pipeline
+                .ingest_detections_in(lane, batch)
+                .map(|outcome| (outcome, None)),
+            Lane::Bulk => pipeline.ingest_detections_pipelined(lane, batch),
+        }
     }
 }
 
@@ -268,28 +294,64 @@ where
         };
         self.flushed = true;
         let mut runs = granule_runs(good).into_iter().peekable();
-        while runs.peek().is_some() {
-            // Whole granules up to the piece size (one longer granule alone), the size read
-            // again before each piece: a live writer arriving mid-file shortens the rest.
-            let piece = self.pipeline.bulk_piece();
-            let mut part = runs.next().unwrap_or_default();
-            while let Some(run) = runs.next_if(|run| part.len() + run.len() <= piece) {
-                part.extend(run);
-            }
-            let records = part.len();
-            let done = D::Item::ingest(&self.pipeline, &self.source, lane, part)?;
-            self.outcome.absorb(done);
+        let pipeline = Arc::clone(&self.pipeline);
+        let latency = pipeline
+            .metrics()
+            .ingest_latency
+            .with_label_values(&[D::Item::KIND, self.path()]);
+        let timed = |records: usize| {
             if let Some(since) = since {
                 let seconds = since.elapsed().as_secs_f64();
-                let latency = self
-                    .pipeline
-                    .metrics()
-                    .ingest_latency
-                    .with_label_values(&[D::Item::KIND, self.path()]);
                 (0..records).for_each(|_| latency.observe(seconds));
             }
-        }
-        Ok(())
+        };
+        // Pipelined: while one piece's points go into the index on a second thread, the next
+        // piece is correlated, embedded, tracked and stored on this one. One insert at a time,
+        // in order; the flush returns once every piece is searchable.
+        std::thread::scope(|scope| -> Result<(), IngestError> {
+            type Inserting<'s> =
+                Option<(usize, std::thread::ScopedJoinHandle<'s, Result<(), PipelineError>>)>;
+            let mut inserting: Inserting<'_> = None;
+            let finish = |inserting: Inserting<'_>| {
+                let Some((records, handle)) = inserting else {
+                    return Ok(());
+                };
+                let done: Result<(), PipelineError> = handle.join().unwrap_or_else(|_| {
+                    Err(PipelineError::Panicked {
+                        stage: "detections",
+                        message: "the index insert's thread failed".to_owned(),
+                    })
+                });
+                done?;
+                timed(records);
+                Ok::<(), IngestError>(())
+            };
+            while runs.peek().is_some() {
+                // Whole granules up to the piece size (one longer granule alone), the size read
+                // again before each piece: a live writer arriving mid-file shortens the rest.
+                let piece = pipeline.bulk_piece();
+                let mut part = runs.next().unwrap_or_default();
+                while let Some(run) = runs.next_if(|run| part.len() + run.len() <= piece) {
+                    part.extend(run);
+                }
+                let records = part.len();
+                let stored = D::Item::ingest_piece(&pipeline, &self.source, lane, part);
+                // The piece before is indexed before this one's insert starts (or the session
+                // stops): one at a time, in order.
+                finish(inserting.take())?;
+                let (done, insert) = stored?;
+                self.outcome.absorb(done);
+                match insert {
+                    Some(insert) => {
+                        let pipeline = &pipeline;
+                        inserting =
+                            Some((records, scope.spawn(move || pipeline.finish_insert(insert))));
+                    }
+                    None => timed(records),
+                }
+            }
+            finish(inserting.take())
+        })
     }
 }
 

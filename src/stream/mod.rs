@@ -17,7 +17,8 @@ pub use correlate::{Correlation, Correlator};
 pub use ingest::{IngestError, IngestOutcome, IngestSession, Ingestible, MAX_REPORTED_REJECTIONS};
 pub use load::{FileKind, LoadError, load_files, sniff};
 pub use pipeline::{
-    BatchFailure, Pipeline, PipelineError, Space, Written, delete_points, replace_points,
+    BatchFailure, PendingInsert, Pipeline, PipelineError, Space, Written, delete_points,
+    replace_points,
 };
 pub use source_rows::RowChanges;
 pub use writer::Lane;

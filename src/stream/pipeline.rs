@@ -468,17 +468,25 @@ impl Pipeline {
                 |batch| {
                     self.guarded("detections", || {
                         let mut stored = HashSet::new();
-                        let outcome =
-                            self.apply_locked(Held::Caller(&writer), batch, RowChanges::default(), |_, written| {
+                        let (outcome, insert) = self.apply_locked(
+                            Held::Caller(&writer),
+                            batch,
+                            RowChanges::default(),
+                            |_, written| {
                                 stored.extend(written.new.iter().map(|n| n.event.event_id.clone()));
                                 Ok(Vec::new())
-                            })?;
+                            },
+                        )?;
+                        insert.map_or(Ok(()), PendingInsert::run)?;
                         Ok((outcome, stored))
                     })
                 },
                 |batch| {
                     self.guarded("detections", || {
-                        self.apply_locked(Held::Caller(&writer), batch, RowChanges::default(), plain)
+                        let (outcome, insert) =
+                            self.apply_locked(Held::Caller(&writer), batch, RowChanges::default(), plain)?;
+                        insert.map_or(Ok(()), PendingInsert::run)?;
+                        Ok(outcome)
                     })
                 },
             );
@@ -520,18 +528,45 @@ impl Pipeline {
     ) -> Result<IngestOutcome, PipelineError> {
         self.guarded("detections", move || {
             let writer = self.writer_in(lane);
-            self.apply_locked(Held::Mine(Some(writer)), batch, rows, extra)
+            let (outcome, insert) = self.apply_locked(Held::Mine(Some(writer)), batch, rows, extra)?;
+            insert.map_or(Ok(()), PendingInsert::run)?;
+            Ok(outcome)
         })
     }
 
-    /// [`Pipeline::apply_detection_changes`] under the writer lock.
-    fn apply_locked(
+    /// New detections from a piece of a bulk input: stored under the writer lock, which is let
+    /// go of before their index insert; the insert comes back to be run (with
+    /// [`Pipeline::finish_insert`]) while the input's next piece is written, so storing one
+    /// piece and indexing the one before share the two cores. `None`: nothing left to insert.
+    pub fn ingest_detections_pipelined(
         &self,
-        mut writer: Held<'_>,
+        lane: Lane,
+        batch: Vec<(u64, FireDetection)>,
+    ) -> Result<(IngestOutcome, Option<PendingInsert<'_>>), PipelineError> {
+        self.guarded("detections", move || {
+            let writer = self.writer_in(lane);
+            self.apply_locked(Held::Mine(Some(writer)), batch, RowChanges::default(), |_, _| {
+                Ok(Vec::new())
+            })
+        })
+    }
+
+    /// Runs an insert handed back by [`Pipeline::ingest_detections_pipelined`], a panic in it
+    /// failing only its batch (see [`Pipeline::guarded`]).
+    pub fn finish_insert(&self, insert: PendingInsert<'_>) -> Result<(), PipelineError> {
+        self.guarded("detections", move || insert.run())
+    }
+
+    /// [`Pipeline::apply_detection_changes`] under the writer lock. A batch of new points that
+    /// holds the lock itself lets go of it once stored and hands back its index insert, to be
+    /// run by the caller ([`PendingInsert::run`]) while the next writer goes in.
+    fn apply_locked<'a>(
+        &'a self,
+        mut writer: Held<'a>,
         batch: Vec<(u64, FireDetection)>,
         rows: RowChanges,
         extra: impl FnOnce(&IngestOutcome, &mut Written<'_>) -> Result<Vec<StoreOp>, PipelineError>,
-    ) -> Result<IngestOutcome, PipelineError> {
+    ) -> Result<(IngestOutcome, Option<PendingInsert<'a>>), PipelineError> {
         let mut outcome = IngestOutcome::default();
         let mut seen = HashSet::with_capacity(batch.len());
         let mut events = Vec::with_capacity(batch.len());
@@ -632,23 +667,6 @@ impl Pipeline {
             self.metrics.tracker_alerts.inc_by(alerts as u64);
             self.alerts_seen.send_replace(self.store.peek_alert_seq());
         }
-        if self.live.load(Ordering::Acquire) {
-            let _indexing = stage("index", seqs.len());
-            let index = &space.index;
-            // A batch that only adds points lets the next writer in while it inserts them; one
-            // that changes points the index holds waits, under the lock, for earlier inserts.
-            let _inserting = if revised.is_empty() && gone.is_empty() {
-                writer.release_for_insert()
-            } else {
-                writer.settle();
-                None
-            };
-            index.insert(&points(&seqs, &new))?;
-            replace_points(index.as_ref(), &points(&revised_seqs, &revised))?;
-            let seqs: Vec<u64> = gone.iter().map(|d| d.seq).collect();
-            delete_points(index.as_ref(), &seqs)?;
-            self.metrics.index_vectors.set(index.len() as i64);
-        }
         if !revised.is_empty() || !gone.is_empty() {
             self.metrics
                 .source_row_changes
@@ -659,12 +677,42 @@ impl Pipeline {
                 .with_label_values(&["deleted"])
                 .inc_by(gone.len() as u64);
         }
-        self.notify(&new, !gone.is_empty());
         self.count("firms", &outcome);
         self.metrics
             .store_events
             .set(self.store.event_count() as i64);
-        Ok(outcome)
+        if !self.live.load(Ordering::Acquire) {
+            self.notify(&new, !gone.is_empty());
+            return Ok((outcome, None));
+        }
+        let mut insert = PendingInsert {
+            pipeline: self,
+            space,
+            seqs,
+            new,
+            _ticket: None,
+        };
+        if revised.is_empty() && gone.is_empty() {
+            // A batch that only adds points lets the next writer in while they are inserted
+            // (by its caller, see `PendingInsert`); under a group's lock it inserts them now.
+            insert._ticket = writer.release_for_insert();
+            if insert._ticket.is_some() {
+                return Ok((outcome, Some(insert)));
+            }
+            insert.run()?;
+            return Ok((outcome, None));
+        }
+        // One that changes points the index holds waits, under the lock, for earlier inserts.
+        writer.settle();
+        let _indexing = stage("index", insert.seqs.len());
+        let index = &insert.space.index;
+        index.insert(&points(&insert.seqs, &insert.new))?;
+        replace_points(index.as_ref(), &points(&revised_seqs, &revised))?;
+        let seqs: Vec<u64> = gone.iter().map(|d| d.seq).collect();
+        delete_points(index.as_ref(), &seqs)?;
+        self.metrics.index_vectors.set(index.len() as i64);
+        self.notify(&insert.new, !gone.is_empty());
+        Ok((outcome, None))
     }
 
     /// Runs the tracker over the new events (setting their incidents), timing it.
@@ -1150,6 +1198,39 @@ pub struct Written<'a> {
     pub deleted: &'a [String],
     /// What the tracker did.
     pub tracked: &'a Tracked,
+}
+
+/// A stored batch's new points, to be inserted into the index after its writer let go of the
+/// lock; the lock counts the insert as running until this is run or dropped.
+pub struct PendingInsert<'a> {
+    pipeline: &'a Pipeline,
+    space: Arc<Space>,
+    seqs: Vec<u64>,
+    new: Vec<NewEvent>,
+    _ticket: Option<InsertTicket<'a>>,
+}
+
+impl PendingInsert<'_> {
+    /// Records in the batch.
+    pub fn len(&self) -> usize {
+        self.seqs.len()
+    }
+
+    /// True when the batch stored nothing new.
+    pub fn is_empty(&self) -> bool {
+        self.seqs.is_empty()
+    }
+
+    /// Inserts the points; a search finds them once it returns.
+    pub fn run(self) -> Result<(), PipelineError> {
+        let _indexing =
+            tracing::info_span!("stage", otel.name = "index", records = self.seqs.len()).entered();
+        let index = &self.space.index;
+        index.insert(&points(&self.seqs, &self.new))?;
+        self.pipeline.metrics.index_vectors.set(index.len() as i64);
+        self.pipeline.notify(&self.new, false);
+        Ok(())
+    }
 }
 
 /// The writer lock as a batch holds it: its own, which it may let go of for its index insert
