@@ -206,7 +206,8 @@ async fn main() -> anyhow::Result<()> {
 
     let alone = {
         let dir = tempfile::TempDir::new()?;
-        let (_service, base) = serve(dir.path(), NO_LANES, defaults.ingest.live_group_records).await?;
+        let (_service, base) =
+            serve(dir.path(), NO_LANES, defaults.ingest.live_group_records).await?;
         singles(&base, &lines).await?
     };
     println!(
@@ -224,12 +225,14 @@ async fn main() -> anyhow::Result<()> {
     for live_batch in [NO_LANES, 128, 64, 32] {
         let bulk_alone = {
             let dir = tempfile::TempDir::new()?;
-            let (_service, base) = serve(dir.path(), live_batch, defaults.ingest.live_group_records).await?;
+            let (_service, base) =
+                serve(dir.path(), live_batch, defaults.ingest.live_group_records).await?;
             bulk(&base, archive.clone(), rows).await?
         };
         let (during, bulk_beside) = {
             let dir = tempfile::TempDir::new()?;
-            let (_service, base) = serve(dir.path(), live_batch, defaults.ingest.live_group_records).await?;
+            let (_service, base) =
+                serve(dir.path(), live_batch, defaults.ingest.live_group_records).await?;
             let file = tokio::spawn({
                 let base = base.clone();
                 let archive = archive.clone();
@@ -277,11 +280,7 @@ async fn main() -> anyhow::Result<()> {
     // Each rate with group commit (the default) and, as the baseline in the same run, without
     // (every body written alone, as before group commit).
     let grouped = defaults.ingest.live_group_records;
-    for (rate, group_records) in [
-        (1_000usize, grouped),
-        (5_000, 0),
-        (5_000, grouped),
-    ] {
+    for (rate, group_records) in [(1_000usize, grouped), (5_000, 0), (5_000, grouped)] {
         let dir = tempfile::TempDir::new()?;
         let (_service, base) = serve(dir.path(), defaults.ingest.live_batch, group_records).await?;
         let (took, kept) = offered(&base, &pool, rate).await?;

@@ -225,7 +225,9 @@ mod tests {
             "version": "6.3", "detection_type": 0
         }))
         .expect("detection");
-        (0..records as u64).map(|l| (l, detection.clone())).collect()
+        (0..records as u64)
+            .map(|l| (l, detection.clone()))
+            .collect()
     }
 
     #[test]
@@ -277,9 +279,11 @@ mod tests {
         let b = groups.join(member(1));
         let group = groups.take(&a, 100);
         let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            write(&group, |_| panic!("a bug outside the stages' guard"), |_| {
-                Ok(IngestOutcome::default())
-            })
+            write(
+                &group,
+                |_| panic!("a bug outside the stages' guard"),
+                |_| Ok(IngestOutcome::default()),
+            )
         }));
         assert!(unwound.is_err());
         for m in [&a, &b] {

@@ -309,8 +309,10 @@ where
         // piece is correlated, embedded, tracked and stored on this one. One insert at a time,
         // in order; the flush returns once every piece is searchable.
         std::thread::scope(|scope| -> Result<(), IngestError> {
-            type Inserting<'s> =
-                Option<(usize, std::thread::ScopedJoinHandle<'s, Result<(), PipelineError>>)>;
+            type Inserting<'s> = Option<(
+                usize,
+                std::thread::ScopedJoinHandle<'s, Result<(), PipelineError>>,
+            )>;
             let mut inserting: Inserting<'_> = None;
             let finish = |inserting: Inserting<'_>| {
                 let Some((records, handle)) = inserting else {

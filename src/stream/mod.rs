@@ -2,8 +2,8 @@
 
 mod correlate;
 mod drill;
-mod group;
 mod fire_weather;
+mod group;
 pub use firesight_core::decode;
 mod ingest;
 pub mod kafka;

@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use super::correlate::Correlator;
 use super::decode::Rejected;
+use super::group::LiveGroups;
 use super::ingest::IngestOutcome;
 use super::source_rows::RowChanges;
-use super::group::LiveGroups;
 use super::writer::{InsertTicket, Lane, WriterGuard, WriterLock};
 use crate::embed::{EmbedError, Embedder, FEATURE_COUNT, Predictors, event_features};
 use crate::event::{
@@ -449,7 +449,10 @@ impl Pipeline {
 
     /// A live batch, written together with the live batches queued beside it when the lock is
     /// busy (group commit, see [`super::group`]); the answer is this batch's own tally.
-    fn ingest_live(&self, batch: Vec<(u64, FireDetection)>) -> Result<IngestOutcome, PipelineError> {
+    fn ingest_live(
+        &self,
+        batch: Vec<(u64, FireDetection)>,
+    ) -> Result<IngestOutcome, PipelineError> {
         let member = self.groups.join(batch);
         let started = Instant::now();
         let writer = self.writer.lock_unless(Lane::Live, member.served());
@@ -458,9 +461,7 @@ impl Pipeline {
             .with_label_values(&[Lane::Live.as_str()])
             .observe(started.elapsed().as_secs_f64());
         if let Some(writer) = writer {
-            let group = self
-                .groups
-                .take(&member, self.live_group_records);
+            let group = self.groups.take(&member, self.live_group_records);
             self.metrics.live_group_batches.observe(group.len() as f64);
             let plain = |_: &IngestOutcome, _: &mut Written<'_>| Ok(Vec::new());
             super::group::write(
@@ -483,8 +484,12 @@ impl Pipeline {
                 },
                 |batch| {
                     self.guarded("detections", || {
-                        let (outcome, insert) =
-                            self.apply_locked(Held::Caller(&writer), batch, RowChanges::default(), plain)?;
+                        let (outcome, insert) = self.apply_locked(
+                            Held::Caller(&writer),
+                            batch,
+                            RowChanges::default(),
+                            plain,
+                        )?;
                         insert.map_or(Ok(()), PendingInsert::run)?;
                         Ok(outcome)
                     })
@@ -528,7 +533,8 @@ impl Pipeline {
     ) -> Result<IngestOutcome, PipelineError> {
         self.guarded("detections", move || {
             let writer = self.writer_in(lane);
-            let (outcome, insert) = self.apply_locked(Held::Mine(Some(writer)), batch, rows, extra)?;
+            let (outcome, insert) =
+                self.apply_locked(Held::Mine(Some(writer)), batch, rows, extra)?;
             insert.map_or(Ok(()), PendingInsert::run)?;
             Ok(outcome)
         })
@@ -545,9 +551,12 @@ impl Pipeline {
     ) -> Result<(IngestOutcome, Option<PendingInsert<'_>>), PipelineError> {
         self.guarded("detections", move || {
             let writer = self.writer_in(lane);
-            self.apply_locked(Held::Mine(Some(writer)), batch, RowChanges::default(), |_, _| {
-                Ok(Vec::new())
-            })
+            self.apply_locked(
+                Held::Mine(Some(writer)),
+                batch,
+                RowChanges::default(),
+                |_, _| Ok(Vec::new()),
+            )
         })
     }
 

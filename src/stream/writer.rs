@@ -291,7 +291,10 @@ mod tests {
         };
         drop(next);
         std::thread::sleep(Duration::from_millis(50));
-        assert!(!settled.load(Ordering::Acquire), "settled while an insert ran");
+        assert!(
+            !settled.load(Ordering::Acquire),
+            "settled while an insert ran"
+        );
         drop(ticket);
         settler.join().expect("settler");
         assert!(settled.load(Ordering::Acquire));

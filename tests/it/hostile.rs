@@ -8,12 +8,11 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use firesight::event::{ConfidenceClass, FireDetection, Instrument};
 use firesight::stream::PipelineError;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use super::support::{open_async, settings, shared};
+use super::support::{open_async, settings, shared, terra_detection};
 
 const HEADER: &str = "latitude,longitude,brightness,scan,track,acq_date,acq_time,satellite,instrument,confidence,version,bright_t31,frp,daynight,type";
 
@@ -133,27 +132,8 @@ async fn not_a_number_is_refused_where_a_fractional_parameter_is_bounded() {
 async fn a_batch_that_panics_fails_alone_and_the_next_batch_is_stored() {
     let dir = TempDir::new().expect("tmp");
     let service = open_async(settings(dir.path()), Vec::new()).await;
-    let detection = |minute: u32| FireDetection {
-        latitude: -33.4,
-        longitude: 150.2,
-        acquired_at: chrono::DateTime::parse_from_rfc3339(&format!(
-            "2019-11-08T03:{minute:02}:00Z"
-        ))
-        .expect("time")
-        .to_utc(),
-        satellite: "Terra".into(),
-        instrument: Instrument::Modis,
-        brightness_k: 330.0,
-        brightness_background_k: 290.0,
-        scan_km: 1.0,
-        track_km: 1.0,
-        confidence_percent: Some(80.0),
-        confidence: ConfidenceClass::High,
-        frp_mw: 20.0,
-        daytime: true,
-        version: "6.3".into(),
-        detection_type: Some(0),
-    };
+    let detection =
+        |minute: u32| terra_detection(-33.4, 150.2, &format!("2019-11-08T03:{minute:02}:00Z"));
     let pipeline = Arc::clone(&service.pipeline);
     let failed = tokio::task::spawn_blocking(move || {
         pipeline.ingest_detections_with(

@@ -564,33 +564,27 @@ fn a_malformed_line_is_rejected_and_the_rest_accepted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_batches_queued_behind_a_busy_writer_are_written_together_each_with_its_own_tally() {
-    use firesight::event::{ConfidenceClass, FireDetection, Instrument};
+    use firesight::event::FireDetection;
     use firesight::stream::Lane;
 
     let dir = tempfile::TempDir::new().expect("tempdir");
-    let service = super::support::open_async(super::support::settings(dir.path()), Vec::new()).await;
+    let service =
+        super::support::open_async(super::support::settings(dir.path()), Vec::new()).await;
     // Batch `b` holds four detections of its own, 20 km apart, in one granule per batch.
     let detection = |b: u32, i: u32| FireDetection {
-        latitude: -33.0 - f64::from(b) * 0.2,
-        longitude: 150.0 + f64::from(i) * 0.2,
-        acquired_at: chrono::DateTime::parse_from_rfc3339(&format!("2019-11-08T03:{b:02}:00Z"))
-            .expect("time")
-            .to_utc(),
-        satellite: "Terra".into(),
-        instrument: Instrument::Modis,
         brightness_k: 330.0 + f64::from(i),
-        brightness_background_k: 290.0,
-        scan_km: 1.0,
-        track_km: 1.0,
-        confidence_percent: Some(80.0),
-        confidence: ConfidenceClass::High,
-        frp_mw: 20.0,
-        daytime: true,
-        version: "6.3".into(),
-        detection_type: Some(0),
+        ..super::support::terra_detection(
+            -33.0 - f64::from(b) * 0.2,
+            150.0 + f64::from(i) * 0.2,
+            &format!("2019-11-08T03:{b:02}:00Z"),
+        )
     };
     let mut batches: Vec<Vec<(u64, FireDetection)>> = (0..8)
-        .map(|b| (0..4).map(|i| (u64::from(i) + 2, detection(b, i))).collect())
+        .map(|b| {
+            (0..4)
+                .map(|i| (u64::from(i) + 2, detection(b, i)))
+                .collect()
+        })
         .collect();
     // Batch 3 repeats one of batch 2's detections and one of its own: two duplicates, as if
     // the batches had been written one after another.

@@ -180,3 +180,30 @@ pub fn split_outlook(
         .flatten()
         .partition(|p| p.name != firesight::tracker::outlook::PREDICTION)
 }
+
+/// A Terra MODIS detection at a place and minute (RFC 3339), 80 % confidence, 20 MW.
+pub fn terra_detection(
+    latitude: f64,
+    longitude: f64,
+    acquired_at: &str,
+) -> firesight::event::FireDetection {
+    firesight::event::FireDetection {
+        latitude,
+        longitude,
+        acquired_at: chrono::DateTime::parse_from_rfc3339(acquired_at)
+            .expect("time")
+            .to_utc(),
+        satellite: "Terra".into(),
+        instrument: firesight::event::Instrument::Modis,
+        brightness_k: 330.0,
+        brightness_background_k: 290.0,
+        scan_km: 1.0,
+        track_km: 1.0,
+        confidence_percent: Some(80.0),
+        confidence: firesight::event::ConfidenceClass::High,
+        frp_mw: 20.0,
+        daytime: true,
+        version: "6.3".into(),
+        detection_type: Some(0),
+    }
+}

@@ -446,7 +446,10 @@ fn two_writers_inserting_at_once_leave_every_point_findable() {
     let lost = (0..data.len())
         .filter(|&i| index.search(&data[i], 1).expect("search")[0].seq != i as u64)
         .count();
-    assert_eq!(lost, 0, "points no search finds after two writers inserted at once");
+    assert_eq!(
+        lost, 0,
+        "points no search finds after two writers inserted at once"
+    );
 }
 
 #[test]
