@@ -1,6 +1,6 @@
 //! An ingest session: bytes in (from a file or an HTTP body), batches through the pipeline, a tally out.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -343,13 +343,33 @@ where
                 finish(inserting.take())?;
                 let (done, insert) = stored?;
                 self.outcome.absorb(done);
-                match insert {
-                    Some(insert) => {
-                        let pipeline = &pipeline;
-                        inserting =
-                            Some((records, scope.spawn(move || pipeline.finish_insert(insert))));
+                let Some(insert) = insert else {
+                    timed(records);
+                    continue;
+                };
+                // On a thread named `insert` (profiles tell the two stages apart); when no
+                // thread can be made, the insert runs here instead of being lost.
+                let handed = Arc::new(Mutex::new(Some(insert)));
+                let pipeline = &pipeline;
+                let spawned = std::thread::Builder::new()
+                    .name("insert".to_owned())
+                    .spawn_scoped(scope, {
+                        let handed = Arc::clone(&handed);
+                        move || match handed.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                            Some(insert) => pipeline.finish_insert(insert),
+                            None => Ok(()),
+                        }
+                    });
+                match spawned {
+                    Ok(handle) => inserting = Some((records, handle)),
+                    Err(error) => {
+                        tracing::warn!(%error, "No thread for a piece's index insert; inserting it in line.");
+                        let insert = handed.lock().unwrap_or_else(PoisonError::into_inner).take();
+                        if let Some(insert) = insert {
+                            pipeline.finish_insert(insert)?;
+                        }
+                        timed(records);
                     }
-                    None => timed(records),
                 }
             }
             finish(inserting.take())
