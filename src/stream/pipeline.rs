@@ -1220,16 +1220,6 @@ pub struct PendingInsert<'a> {
 }
 
 impl PendingInsert<'_> {
-    /// Records in the batch.
-    pub fn len(&self) -> usize {
-        self.seqs.len()
-    }
-
-    /// True when the batch stored nothing new.
-    pub fn is_empty(&self) -> bool {
-        self.seqs.is_empty()
-    }
-
     /// Inserts the points; a search finds them once it returns.
     pub fn run(self) -> Result<(), PipelineError> {
         let _indexing =
