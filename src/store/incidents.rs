@@ -4,8 +4,6 @@
 
 use std::sync::atomic::Ordering;
 
-use rocksdb::{Direction, IteratorMode};
-
 use super::keys::{cell_time_key, incident_prefix, member_key};
 use super::{Family, Store, StoreError, StoreOp, decode_u64};
 
@@ -26,23 +24,30 @@ impl Store {
             .collect())
     }
 
-    /// Tracked detections (JSON) in one cell with a time in `[from_ms, to_ms]`.
+    /// Tracked detections (JSON) with a time in `[from_ms, to_ms]`, for each of `cells` in the
+    /// order given: one iterator for them all, seeking from cell to cell (a new iterator per cell
+    /// cost more than the reading).
     pub fn incident_points(
         &self,
-        cell: (i32, i32),
+        cells: &[(i32, i32)],
         from_ms: i64,
         to_ms: i64,
-    ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let start = cell_time_key(cell, from_ms, "");
-        let end = cell_time_key(cell, to_ms.saturating_add(1), "");
-        let mode = IteratorMode::From(&start, Direction::Forward);
-        let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(Family::IncidentPoints)?, mode) {
-            let (key, value) = item?;
-            if key.as_ref() >= end.as_slice() {
-                break;
+    ) -> Result<Vec<Vec<Vec<u8>>>, StoreError> {
+        let mut iter = self.db.raw_iterator_cf(self.cf(Family::IncidentPoints)?);
+        let mut out = Vec::with_capacity(cells.len());
+        for &cell in cells {
+            let end = cell_time_key(cell, to_ms.saturating_add(1), "");
+            iter.seek(cell_time_key(cell, from_ms, ""));
+            let mut points = Vec::new();
+            while let Some((key, value)) = iter.item() {
+                if key >= end.as_slice() {
+                    break;
+                }
+                points.push(value.to_vec());
+                iter.next();
             }
-            out.push(value.to_vec());
+            iter.status()?;
+            out.push(points);
         }
         Ok(out)
     }

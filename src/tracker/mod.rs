@@ -201,7 +201,6 @@ impl Tracker {
         let mut out = Tracked::default();
         let clock_before = store.tracker_clock()?;
         let mut clock = clock_before;
-        let mut overlay: HashMap<(i32, i32), Vec<Point>> = HashMap::new();
         let mut joined: Vec<String> = vec![String::new(); events.len()];
         let mut touched: Vec<(String, i64)> = Vec::new();
         let mut outlooks = Outlooks::default();
@@ -214,7 +213,31 @@ impl Tracker {
             let (x, y) = (&events[a], &events[b]);
             (x.detection_time, &x.event_id).cmp(&(y.detection_time, &y.event_id))
         });
+        let near: Vec<Vec<(i32, i32)>> = events
+            .iter()
+            .map(|e| self.cells_near(e.location.latitude, e.location.longitude))
+            .collect();
+        // Tracked detections of earlier batches, read for a stretch of this batch's detections at
+        // a time (at most one horizon long, so a batch spanning a year does not load a year), and
+        // those of this batch so far.
+        let mut stored: HashMap<(i32, i32), Vec<Point>> = HashMap::new();
+        let mut stored_until = i64::MIN;
+        let mut fresh: HashMap<(i32, i32), Vec<Point>> = HashMap::new();
         for (k, &i) in order.iter().enumerate() {
+            if events[i].detection_time > stored_until {
+                let t = events[i].detection_time;
+                stored_until = t.saturating_add(horizon);
+                let stretch = order[k..]
+                    .iter()
+                    .take_while(|&&j| events[j].detection_time <= stored_until)
+                    .map(|&j| near[j].as_slice());
+                stored = Self::points_near(
+                    store,
+                    stretch,
+                    t.saturating_sub(horizon),
+                    stored_until.saturating_add(horizon),
+                )?;
+            }
             let event = &mut *events[i];
             let member = member_of(event);
             let t = member.time_ms;
@@ -228,19 +251,12 @@ impl Tracker {
             let mut days: BTreeSet<i64> = BTreeSet::new();
             let same_pixel_km = member.scan_km.min(member.track_km) / 2.0;
             let (from, to) = (t.saturating_sub(horizon), t.saturating_add(horizon));
-            for cell in self.cells_near(member.lat, member.lon) {
-                let stored = store.incident_points(cell, from, to)?;
-                let mut points: Vec<Point> =
-                    stored.iter().map(|b| decode(b)).collect::<Result<_, _>>()?;
-                if let Some(fresh) = overlay.get(&cell) {
-                    points.extend(
-                        fresh
-                            .iter()
-                            .filter(|p| p.member.time_ms >= from && p.member.time_ms <= to)
-                            .cloned(),
-                    );
-                }
-                for point in points {
+            for cell in &near[i] {
+                let nearby = [stored.get(cell), fresh.get(cell)]
+                    .into_iter()
+                    .flatten()
+                    .flatten();
+                for point in nearby.filter(|p| p.member.time_ms >= from && p.member.time_ms <= to) {
                     let other = &point.member;
                     let d = crate::geo::distance_km(member.lat, member.lon, other.lat, other.lon);
                     let reach = s.link_km(member.reach_km(), other.reach_km());
@@ -358,7 +374,7 @@ impl Tracker {
                 &point.member.event_id,
                 encode(&point.member)?,
             ));
-            overlay.entry(cell).or_default().push(point);
+            fresh.entry(cell).or_default().push(point);
             joined[i] = survivor;
             // Alerts are evaluated after each granule (the detections of one acquisition
             // minute), not once per batch: where a batch happens to end does not change them.
@@ -395,6 +411,28 @@ impl Tracker {
             out.ops.push(StoreOp::tracker_clock(clock));
         }
         Ok(out)
+    }
+
+    /// Tracked detections stored with a time in `[from_ms, to_ms]` in every cell of `near`, by
+    /// cell: read in one pass and decoded once (each detection then takes its own window).
+    fn points_near<'n>(
+        store: &Store,
+        near: impl Iterator<Item = &'n [(i32, i32)]>,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<HashMap<(i32, i32), Vec<Point>>, StoreError> {
+        let mut cells: Vec<(i32, i32)> = near.flatten().copied().collect();
+        cells.sort_unstable();
+        cells.dedup();
+        let stored = store.incident_points(&cells, from_ms, to_ms)?;
+        cells
+            .into_iter()
+            .zip(stored)
+            .map(|(cell, bytes)| {
+                let points = bytes.iter().map(|b| decode(b)).collect::<Result<_, _>>()?;
+                Ok((cell, points))
+            })
+            .collect()
     }
 
     /// At a granule's end: the outlook row of each incident its detections joined, as the

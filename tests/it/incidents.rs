@@ -312,15 +312,25 @@ fn the_same_detections_in_shuffled_granule_order_give_the_same_incidents() {
     }
     let a = track(&events, &in_order);
     let b = track(&events, &shuffled);
+    // Batches of several granules far apart in time (a batch reads stored detections a stretch
+    // at a time), and the whole fortnight, nearly three horizons long, as one batch.
+    let mixed: Vec<Vec<usize>> = shuffled.chunks(7).map(|c| c.concat()).collect();
+    let c = track(&events, &mixed);
+    let d = track(&events, &[in_order.concat()]);
     println!(
-        "{} detections in {} granules, seed {seed:#x}: {} incidents in time order, {} shuffled",
+        "{} detections in {} granules, seed {seed:#x}: {} incidents in time order, {} shuffled, \
+         {} in shuffled batches of 7 granules, {} in one batch",
         events.len(),
         in_order.len(),
         a.len(),
-        b.len()
+        b.len(),
+        c.len(),
+        d.len()
     );
-    assert_eq!(a.len(), b.len());
+    assert!(a.len() > 10, "the fortnight has many fires");
     assert!(a == b, "the same ids and members whatever the order");
+    assert!(a == c, "the same in batches of granules far apart");
+    assert!(a == d, "the same in one batch");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
