@@ -25,31 +25,14 @@ impl Store {
     }
 
     /// Tracked detections (JSON) with a time in `[from_ms, to_ms]`, for each of `cells` in the
-    /// order given: one iterator for them all, seeking from cell to cell (a new iterator per cell
-    /// cost more than the reading).
+    /// order given.
     pub fn incident_points(
         &self,
         cells: &[(i32, i32)],
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<Vec<Vec<u8>>>, StoreError> {
-        let mut iter = self.db.raw_iterator_cf(self.cf(Family::IncidentPoints)?);
-        let mut out = Vec::with_capacity(cells.len());
-        for &cell in cells {
-            let end = cell_time_key(cell, to_ms.saturating_add(1), "");
-            iter.seek(cell_time_key(cell, from_ms, ""));
-            let mut points = Vec::new();
-            while let Some((key, value)) = iter.item() {
-                if key >= end.as_slice() {
-                    break;
-                }
-                points.push(value.to_vec());
-                iter.next();
-            }
-            iter.status()?;
-            out.push(points);
-        }
-        Ok(out)
+        self.cells_between(Family::IncidentPoints, cells, from_ms, to_ms)
     }
 
     /// The members (JSON) stored under one incident id, oldest first.

@@ -310,6 +310,35 @@ impl Store {
         Ok(out)
     }
 
+    /// Values of a family keyed `cell | time | id` (`keys::cell_time_key`) with a time in
+    /// `[from_ms, to_ms]`, for each of `cells` in the order given: one iterator for them all,
+    /// seeking from cell to cell (creating an iterator costs more than such a short read).
+    fn cells_between(
+        &self,
+        family: Family,
+        cells: &[(i32, i32)],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<Vec<Vec<u8>>>, StoreError> {
+        let mut iter = self.db.raw_iterator_cf(self.cf(family)?);
+        let mut out = Vec::with_capacity(cells.len());
+        for &cell in cells {
+            let end = keys::cell_time_key(cell, to_ms.saturating_add(1), "");
+            iter.seek(keys::cell_time_key(cell, from_ms, ""));
+            let mut values = Vec::new();
+            while let Some((key, value)) = iter.item() {
+                if key >= end.as_slice() {
+                    break;
+                }
+                values.push(value.to_vec());
+                iter.next();
+            }
+            iter.status()?;
+            out.push(values);
+        }
+        Ok(out)
+    }
+
     /// Each column family's live SST bytes and memtable bytes, from RocksDB's properties
     /// (`rocksdb.live-sst-files-size`, `rocksdb.cur-size-all-mem-tables`): the state's size.
     pub fn sizes(&self) -> Result<Vec<(&'static str, u64, u64)>, StoreError> {

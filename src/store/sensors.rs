@@ -1,7 +1,5 @@
 //! Sensor readings, by sensor and time and by 0.1° cell and time (the join with detections).
 
-use rocksdb::{Direction, IteratorMode};
-
 use super::keys::cell_time_key;
 use super::{Family, Store, StoreError, StoreOp, decode_json};
 use crate::event::SensorReading;
@@ -38,24 +36,18 @@ impl Store {
         Ok(self.commit(batch)?)
     }
 
-    /// Sensor readings in one 0.1° cell observed within `[from_ms, to_ms]`.
+    /// Sensor readings observed within `[from_ms, to_ms]` in any of `cells` (0.1° cells), cell
+    /// by cell in the order given.
     pub fn sensor_readings_in(
         &self,
-        cell: (i32, i32),
+        cells: &[(i32, i32)],
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<SensorReading>, StoreError> {
-        let start = cell_time_key(cell, from_ms, "");
-        let end = cell_time_key(cell, to_ms.saturating_add(1), "");
-        let mode = IteratorMode::From(&start, Direction::Forward);
-        let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(Family::SensorCells)?, mode) {
-            let (key, value) = item?;
-            if key.as_ref() >= end.as_slice() {
-                break;
-            }
-            out.push(decode_json(Family::SensorCells, &value)?);
-        }
-        Ok(out)
+        self.cells_between(Family::SensorCells, cells, from_ms, to_ms)?
+            .into_iter()
+            .flatten()
+            .map(|value| decode_json(Family::SensorCells, &value))
+            .collect()
     }
 }

@@ -18,6 +18,9 @@ const OBSERVATION_HOUR: u32 = 15;
 #[derive(Debug, Default)]
 pub struct Correlator {
     stations: HashMap<u32, Station>,
+    /// Station numbers by normalised name (`normalise_name`), for observations whose number is
+    /// not listed.
+    named: HashMap<String, BTreeSet<u32>>,
     /// Per station, the valid-from instants (epoch ms) of its stored observations, ascending.
     versions: HashMap<u32, Vec<i64>>,
     /// Fire Weather Index series, derived from the stored daily observations.
@@ -83,19 +86,17 @@ impl Correlator {
         let lon_span = self.sensor_radius_km / (111.32 * lat.to_radians().cos().max(0.01));
         let (south, west) = geo::sensor_cell(lat - lat_span, lon - lon_span);
         let (north, east) = geo::sensor_cell(lat + lat_span, lon + lon_span);
-        let mut near = Vec::new();
-        for cell_lat in south..=north {
-            for cell_lon in west..=east {
-                let readings = store.sensor_readings_in(
-                    (cell_lat, cell_lon),
-                    at - self.sensor_window_ms,
-                    at + self.sensor_window_ms,
-                )?;
-                near.extend(readings.into_iter().filter(|r| {
-                    geo::distance_km(lat, lon, r.latitude, r.longitude) <= self.sensor_radius_km
-                }));
-            }
-        }
+        let cells: Vec<(i32, i32)> = (south..=north)
+            .flat_map(|y| (west..=east).map(move |x| (y, x)))
+            .collect();
+        let mut near = store.sensor_readings_in(
+            &cells,
+            at - self.sensor_window_ms,
+            at + self.sensor_window_ms,
+        )?;
+        near.retain(|r| {
+            geo::distance_km(lat, lon, r.latitude, r.longitude) <= self.sensor_radius_km
+        });
         if near.is_empty() {
             return Ok(None);
         }
@@ -121,7 +122,17 @@ impl Correlator {
     /// Adds or replaces stations.
     pub fn add_stations(&mut self, stations: impl IntoIterator<Item = Station>) {
         for station in stations {
-            self.stations.insert(station.id, station);
+            let (id, name) = (station.id, normalise_name(&station.name));
+            if let Some(old) = self.stations.insert(id, station) {
+                let old_name = normalise_name(&old.name);
+                if let Some(ids) = self.named.get_mut(&old_name) {
+                    ids.remove(&id);
+                    if ids.is_empty() {
+                        self.named.remove(&old_name);
+                    }
+                }
+            }
+            self.named.entry(name).or_default().insert(id);
         }
     }
 
@@ -184,13 +195,13 @@ impl Correlator {
     /// The one station whose name matches, ignoring case and spacing (BOM files sometimes
     /// carry a wrong number beside the right name).
     pub fn station_named(&self, name: &str) -> Option<&Station> {
-        let wanted = normalise_name(name);
-        let mut matches = self
-            .stations
-            .values()
-            .filter(|s| normalise_name(&s.name) == wanted);
-        let first = matches.next()?;
-        matches.next().is_none().then_some(first)
+        let ids = self.named.get(&normalise_name(name))?;
+        let mut ids = ids.iter();
+        let first = ids.next()?;
+        ids.next()
+            .is_none()
+            .then(|| self.stations.get(first))
+            .flatten()
     }
 
     /// Joins a detection with the nearest station whose latest observation at or before the
@@ -414,6 +425,33 @@ mod tests {
         }
     }
 
+    fn station(id: u32, name: &str) -> Station {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "name": name, "region": "NSW", "latitude": -33.0, "longitude": 151.0
+        }))
+        .expect("station")
+    }
+
+    #[test]
+    fn a_name_finds_its_one_station_whatever_the_case_and_spacing_and_a_shared_name_finds_none() {
+        let mut correlator = Correlator::default();
+        correlator.add_stations([
+            station(1, "Sydney  Airport AMO"),
+            station(2, "Nowra"),
+            station(3, "NOWRA "),
+        ]);
+        let named = |c: &Correlator, name: &str| c.station_named(name).map(|s| s.id);
+        assert_eq!(named(&correlator, "sydney airport amo"), Some(1));
+        assert_eq!(named(&correlator, "Nowra"), None, "two stations share it");
+        assert_eq!(named(&correlator, "Bourke"), None);
+        // Renamed: the new name finds it, the old one no longer does.
+        correlator.add_stations([station(3, "Nowra RAN Air Station")]);
+        assert_eq!(named(&correlator, "nowra"), Some(2));
+        assert_eq!(named(&correlator, "Nowra RAN Air Station"), Some(3));
+        correlator.add_stations([station(1, "Richmond")]);
+        assert_eq!(named(&correlator, "Sydney Airport AMO"), None);
+    }
+
     #[test]
     fn a_version_reaches_to_the_maximum_age_or_the_next_version_and_the_earliest_back_in_time() {
         let mut correlator = Correlator {
@@ -421,11 +459,7 @@ mod tests {
             max_age_ms: 100,
             ..Correlator::default()
         };
-        let station: Station = serde_json::from_value(serde_json::json!({
-            "id": 1, "name": "A", "region": "NSW", "latitude": -33.0, "longitude": 151.0
-        }))
-        .expect("station");
-        correlator.add_stations([station]);
+        correlator.add_stations([station(1, "A")]);
         for v in [1_000, 1_050, 2_000] {
             correlator.add_version(1, v);
         }

@@ -646,3 +646,55 @@ async fn live_batches_queued_behind_a_busy_writer_are_written_together_each_with
     );
     assert_eq!(service.pipeline.live_batches_waiting(), 0);
 }
+
+#[test]
+fn a_detection_summarises_the_sensor_readings_within_its_radius_and_window_across_cells() {
+    use firesight::event::SensorReading;
+
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let service = open(dir.path(), &[]);
+    let settings = &service.settings.correlate;
+    assert_eq!(
+        (settings.sensor_radius_km, settings.sensor_window_minutes),
+        (10.0, 60),
+        "the defaults this test is laid out for"
+    );
+    let at = "2019-11-08T03:30:00Z";
+    let detection = super::support::terra_detection(-33.45, 150.25, at);
+    let time = |minutes: i64| detection.acquired_at + chrono::Duration::minutes(minutes);
+    let reading =
+        |id: &str, lat: f64, lon: f64, minutes: i64, t: f64, rh: f64, pm: f64| SensorReading {
+            sensor_id: id.into(),
+            latitude: lat,
+            longitude: lon,
+            observed_at: time(minutes),
+            temperature_c: Some(t),
+            humidity_pct: Some(rh),
+            pm25_ugm3: Some(pm),
+            wind_kmh: None,
+        };
+    // The detection's 0.1° cell is (-335, 1502); the two that count lie in the cells north of
+    // it (7.8 km) and east of it (7.4 km). Left out: 13.9 km east, and 90 minutes early.
+    let readings = vec![
+        reading("north", -33.38, 150.25, -30, 30.0, 20.0, 50.0),
+        reading("east", -33.45, 150.33, 20, 34.0, 12.0, 80.0),
+        reading("far", -33.45, 150.40, 0, 90.0, 1.0, 900.0),
+        reading("early", -33.45, 150.26, -90, 90.0, 1.0, 900.0),
+    ];
+    let outcome = service
+        .pipeline
+        .ingest_sensors((1..).zip(readings).collect())
+        .expect("sensors");
+    assert_eq!(outcome.accepted, 4);
+    let id = detection.event_id();
+    service
+        .pipeline
+        .ingest_detections(vec![(1, detection)])
+        .expect("detection");
+    let event = service.store.event(&id).expect("read").expect("stored");
+    let summary = event.sensor_summary.expect("a sensor summary");
+    assert_eq!(summary.reading_count, 2, "{summary:?}");
+    assert_eq!(summary.mean_temperature_c, Some(32.0));
+    assert_eq!(summary.min_humidity_pct, Some(12.0));
+    assert_eq!(summary.max_pm25_ugm3, Some(80.0));
+}
