@@ -1038,6 +1038,32 @@ fn a_resume_inside_a_producer_batch_reads_the_rest_of_that_batch() {
     service.stop();
 }
 
+/// A backfill produced after newer detections: on each partition, older granules behind a newer
+/// one, many more of them than a batch. The granule gate used to spend its batch on the older
+/// records, which cannot go before the newer one ahead of them, and so passed nothing, for ever
+/// (a replay of time-shifted archive copies stalled on it). They go on with the newer one now.
+#[test]
+fn a_late_backfill_behind_newer_granules_on_the_same_partitions_is_processed_whole() {
+    let broker = Broker::start();
+    create_all(&broker, 2);
+    create_changelog(&broker, "backfill", 2);
+    let dir = TempDir::new().expect("tmp");
+    let all = detections(600);
+    let (older, newer) = all.split_at(450);
+    // The newest granules first, then the backfill: one batching producer call each.
+    broker.produce(DETECTIONS, &detection_records(newer));
+    broker.produce(DETECTIONS, &detection_records(older));
+    let service = FireSight::start_with(
+        &broker,
+        &dir.path().join("db"),
+        "backfill",
+        &stations_file(),
+        &[("FIRESIGHT__KAFKA__MAX_BATCH", "50")],
+    );
+    every_detection_comes_back_enriched(&broker, &all, "after a late backfill");
+    service.stop();
+}
+
 #[test]
 fn sigkill_at_random_moments_loses_nothing_and_leaves_the_state_of_an_uncrashed_run() {
     let broker = Broker::start();

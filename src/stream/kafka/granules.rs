@@ -10,7 +10,9 @@
 //! a partition is at its end (librdkafka's partition EOF) it may yet receive more of the granule
 //! (a producer may be writing it), so the granule also waits until it was first read
 //! `kafka.granule_grace_ms` ago. Granules go on oldest first, whole, about `kafka.max_batch`
-//! records at a time. When nothing was read for the grace, or more than `HOLD_BATCHES` batches
+//! records at a time. A partition that goes back in time (a late granule written behind newer
+//! ones, a replay) keeps its older records behind its newer one: they go on with it, so such a
+//! batch can be larger than `kafka.max_batch` (never larger than what is held). When nothing was read for the grace, or more than `HOLD_BATCHES` batches
 //! or `HOLD_BYTES` of payload are held, the waiting is waived (the order is kept).
 
 use std::collections::HashMap;
@@ -111,33 +113,43 @@ impl Gate {
                 || (reading.is_none_or(|w| g < w)
                     && (!some_at_end || first_read.get(&g).is_none_or(|at| aged(*at))))
         };
-        // Granules go on oldest first and whole: up to the oldest one that must wait, and about
-        // `max_batch` records at a time.
+        // A record can only go with every record before it on its partition, so it counts as
+        // new as the newest granule up to it there: a partition that went back in time (a late
+        // granule, a replay) holds its older records behind its newer ones, and they go on
+        // together once the newer ones may.
+        let mut newest: HashMap<i32, i64> = HashMap::new();
+        let rank: Vec<Option<i64>> = records
+            .iter()
+            .map(|(granule, record)| match granule {
+                Some(g) => {
+                    let n = newest.entry(record.partition).or_insert(*g);
+                    *n = (*n).max(*g);
+                    Some(*n)
+                }
+                None => newest.get(&record.partition).copied(),
+            })
+            .collect();
+        // Up to the oldest granule that must wait, oldest rank first and whole, about `max_batch`
+        // records at a time (a rank is one granule where partitions go forward in time).
+        let mut cut = records
+            .iter()
+            .filter_map(|(granule, _)| *granule)
+            .filter(|g| !goes_on(*g))
+            .min()
+            .unwrap_or(i64::MAX);
         let mut sizes: std::collections::BTreeMap<i64, usize> = std::collections::BTreeMap::new();
-        for (granule, _) in &records {
-            if let Some(g) = granule {
-                *sizes.entry(*g).or_default() += 1;
-            }
+        for r in rank.iter().flatten() {
+            *sizes.entry(*r).or_default() += 1;
         }
-        let mut cut = i64::MAX;
         let mut taken = 0;
-        for (&g, &n) in &sizes {
-            if !goes_on(g) || taken >= max_batch {
-                cut = g;
+        for (&r, &n) in sizes.range(..cut) {
+            if taken >= max_batch {
+                cut = r;
                 break;
             }
             taken += n;
         }
-        let mut blocked: Vec<i32> = Vec::new();
-        let mut wait = vec![false; records.len()];
-        for (i, (granule, record)) in records.iter().enumerate() {
-            if blocked.contains(&record.partition) {
-                wait[i] = true;
-            } else if granule.is_some_and(|g| g >= cut) {
-                wait[i] = true;
-                blocked.push(record.partition);
-            }
-        }
+        let wait: Vec<bool> = rank.iter().map(|r| r.is_some_and(|r| r >= cut)).collect();
         let mut out = Vec::with_capacity(records.len());
         for ((granule, record), wait) in records.into_iter().zip(wait) {
             if wait {
@@ -203,6 +215,63 @@ mod tests {
 
     fn offsets(records: &[Polled]) -> Vec<(i32, i64)> {
         records.iter().map(|r| (r.partition, r.offset)).collect()
+    }
+
+    #[test]
+    fn a_partition_that_goes_back_in_time_does_not_stall_the_gate() {
+        // A replay or a late granule: granule 10 first, then older ones behind it on the same
+        // partition, more of them than a batch. They cannot go before granule 10 (offset order),
+        // and granule 10 must not be cut off by the batch budget they fill: all go, in order.
+        let t0 = Instant::now();
+        let mut gate = Gate::new(GRACE);
+        gate.assigned(&[0]);
+        let polled = vec![
+            record(0, 0, 10),
+            record(0, 1, 1),
+            record(0, 2, 2),
+            record(0, 3, 3),
+        ];
+        assert!(
+            gate.pass(polled, &[0], 2, t0).is_empty(),
+            "within the grace"
+        );
+        let mut out = Vec::new();
+        for i in 0..4 {
+            out.extend(gate.pass(Vec::new(), &[], 2, t0 + GRACE + Duration::from_millis(i)));
+        }
+        assert_eq!(offsets(&out), vec![(0, 0), (0, 1), (0, 2), (0, 3)]);
+        assert_eq!(gate.held(), 0);
+    }
+
+    #[test]
+    fn older_records_behind_a_newer_one_go_with_it_and_other_partitions_keep_their_batches() {
+        let t0 = Instant::now();
+        let mut gate = Gate::new(GRACE);
+        gate.assigned(&[0, 1]);
+        // Partition 0 went back in time (30, then 5 and 6); partition 1 is in order.
+        let polled = vec![
+            record(0, 0, 30),
+            record(0, 1, 5),
+            record(0, 2, 6),
+            record(1, 0, 4),
+            record(1, 1, 7),
+            record(1, 2, 40),
+        ];
+        // Partition 0 was last seen in granule 6, so only granules under 6 may go: partition
+        // 1's 4 does; partition 0's 5 may too, but it is behind that partition's 30.
+        let first = gate.pass(polled, &[], 1, t0);
+        assert_eq!(offsets(&first), vec![(1, 0)]);
+        // Partition 0 moves on to 50: everything under 40 may go; a budget of one record takes
+        // the oldest rank first, partition 1's 7, then partition 0's 30 with the 5 and 6 behind it.
+        let second = gate.pass(vec![record(0, 3, 50)], &[], 1, t0);
+        assert_eq!(offsets(&second), vec![(1, 1)]);
+        let third = gate.pass(Vec::new(), &[], 1, t0);
+        assert_eq!(offsets(&third), vec![(0, 0), (0, 1), (0, 2)]);
+        assert_eq!(
+            gate.held(),
+            2,
+            "granules 40 and 50 wait for partitions to move past them"
+        );
     }
 
     #[test]
