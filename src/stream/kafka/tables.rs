@@ -17,7 +17,9 @@ use crate::store::Store;
 
 /// A global table's consumer: every partition of `topic` assigned (no group), each starting at
 /// the offset in the store, reporting when it reaches a partition's end. One per topic, because
-/// librdkafka's end-of-partition event names the partition but not the topic.
+/// librdkafka's end-of-partition event names the partition but not the topic. Nothing is asked
+/// of the broker here: [`Processor::bootstrap`] finds the partitions, so a broker that is down or
+/// refuses our credentials at start is logged and tried again, never a reason to exit.
 pub(super) fn table_consumer(
     settings: &KafkaSettings,
     store: &Arc<Store>,
@@ -31,24 +33,13 @@ pub(super) fn table_consumer(
                 store: Arc::clone(store),
                 metrics: metrics.clone(),
             })?;
-    let assigned = assign_new_partitions(
-        &consumer,
-        store,
-        topic,
-        settings.resume_rewind_records,
-        Duration::from_secs(30),
-    )?;
-    if assigned == 0 {
-        tracing::warn!(
-            %topic,
-            every_seconds = settings.table_refresh_seconds,
-            "Table topic has no partitions yet (does it exist?); looking again periodically."
-        );
-    } else {
-        tracing::info!(%topic, partitions = assigned, "Reading the topic as a global table.");
-    }
     Ok((topic.to_owned(), consumer))
 }
+
+/// How long one look at a table topic's metadata waits at start before the consumers are polled
+/// (which is when librdkafka's reports, a refused password among them, reach the log) and the
+/// look is made again.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Assigns the partitions of a table topic that `consumer` does not read yet, each from
 /// `rewind` before the store's offset (what was applied is skipped) or from the beginning;
@@ -116,11 +107,51 @@ pub(super) fn log_client_error(error: KafkaError, reason: &str) {
 impl ConsumerContext for Tables {}
 
 impl Processor {
-    /// Reads the tables up to their ends before any detection is processed, so start-up joins
-    /// against loaded tables; gives up after `table_bootstrap_seconds` (the rest follows).
+    /// Finds the tables' partitions and reads them up to their ends before any detection is
+    /// processed, so start-up joins against loaded tables; gives up after
+    /// `table_bootstrap_seconds` (the periodic look and the run loop do the rest). A broker that
+    /// does not answer, or refuses our credentials, is logged as it happens and asked again.
     pub(super) fn bootstrap(&self, tables: &[(String, BaseConsumer<Tables>)], stop: &AtomicBool) {
         let started = Instant::now();
         let limit = Duration::from_secs(self.settings.table_bootstrap_seconds);
+        let mut found = vec![false; tables.len()];
+        while found.iter().any(|f| !f) && !stop.load(Ordering::Acquire) {
+            for ((topic, consumer), found) in tables.iter().zip(&mut found) {
+                if *found {
+                    continue;
+                }
+                let rewind = self.settings.resume_rewind_records;
+                let store = self.pipeline.store();
+                match assign_new_partitions(consumer, store, topic, rewind, LOOKUP_TIMEOUT) {
+                    Ok(0) => {
+                        *found = true;
+                        tracing::warn!(
+                            %topic,
+                            every_seconds = self.settings.table_refresh_seconds,
+                            "Table topic has no partitions yet (does it exist?); looking again periodically."
+                        );
+                    }
+                    Ok(partitions) => {
+                        *found = true;
+                        tracing::info!(%topic, partitions, "Reading the topic as a global table.");
+                    }
+                    Err(error) => {
+                        // Serves librdkafka's queued reports, so the cause (a refused password,
+                        // an unknown host) is logged now rather than when the consumer closes.
+                        if let Some(Err(reported)) = consumer.poll(Duration::ZERO) {
+                            tracing::warn!(%topic, error = %reported, "The table consumer reported an error.");
+                        }
+                        tracing::warn!(%topic, %error, "The broker did not answer for a table topic; asking again.");
+                    }
+                }
+            }
+            if started.elapsed() > limit {
+                tracing::warn!(
+                    "Table topics not found after table_bootstrap_seconds; processing detections and looking again periodically."
+                );
+                return;
+            }
+        }
         let mut pending: Vec<std::collections::HashSet<i32>> = tables
             .iter()
             .map(|(_, consumer)| {
