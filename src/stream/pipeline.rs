@@ -540,6 +540,24 @@ impl Pipeline {
         })
     }
 
+    /// [`Pipeline::apply_detection_changes`] for a caller that runs the index insert itself
+    /// ([`Pipeline::finish_insert`], on another thread) while it prepares its next batch; the
+    /// streaming consumer does. Before `extra` runs, the index is brought up to date with every
+    /// earlier batch (its inserts waited for), so what `extra` searches (`similar_events`) is the
+    /// same as if each batch had been inserted in line. `None`: nothing left to insert.
+    pub fn apply_detection_changes_pipelined(
+        &self,
+        lane: Lane,
+        batch: Vec<(u64, FireDetection)>,
+        rows: RowChanges,
+        extra: impl FnOnce(&IngestOutcome, &mut Written<'_>) -> Result<Vec<StoreOp>, PipelineError>,
+    ) -> Result<(IngestOutcome, Option<PendingInsert<'_>>), PipelineError> {
+        self.guarded("detections", move || {
+            let writer = Held::Mine(Some(self.writer_in(lane)));
+            self.apply_locked_settled(writer, batch, rows, true, extra)
+        })
+    }
+
     /// New detections from a piece of a bulk input: stored under the writer lock, which is let
     /// go of before their index insert; the insert comes back to be run (with
     /// [`Pipeline::finish_insert`]) while the input's next piece is written, so storing one
@@ -571,9 +589,22 @@ impl Pipeline {
     /// run by the caller ([`PendingInsert::run`]) while the next writer goes in.
     fn apply_locked<'a>(
         &'a self,
+        writer: Held<'a>,
+        batch: Vec<(u64, FireDetection)>,
+        rows: RowChanges,
+        extra: impl FnOnce(&IngestOutcome, &mut Written<'_>) -> Result<Vec<StoreOp>, PipelineError>,
+    ) -> Result<(IngestOutcome, Option<PendingInsert<'a>>), PipelineError> {
+        self.apply_locked_settled(writer, batch, rows, false, extra)
+    }
+
+    /// [`Pipeline::apply_locked`]; with `settle_for_extra`, inserts let go of the lock earlier
+    /// are waited for before `extra` runs (it searches the index).
+    fn apply_locked_settled<'a>(
+        &'a self,
         mut writer: Held<'a>,
         batch: Vec<(u64, FireDetection)>,
         rows: RowChanges,
+        settle_for_extra: bool,
         extra: impl FnOnce(&IngestOutcome, &mut Written<'_>) -> Result<Vec<StoreOp>, PipelineError>,
     ) -> Result<(IngestOutcome, Option<PendingInsert<'a>>), PipelineError> {
         let mut outcome = IngestOutcome::default();
@@ -656,6 +687,9 @@ impl Pipeline {
         drop(tracking);
         let storing = stage("store", new.len() + revised.len() + gone.len());
         let deleted: Vec<String> = gone.iter().map(|d| d.event_id.clone()).collect();
+        if settle_for_extra {
+            writer.settle();
+        }
         let mut ops = {
             let mut written = Written {
                 new: &mut new,
@@ -699,6 +733,7 @@ impl Pipeline {
             space,
             seqs,
             new,
+            parent: tracing::Span::current(),
             _ticket: None,
         };
         if revised.is_empty() && gone.is_empty() {
@@ -1216,12 +1251,16 @@ pub struct PendingInsert<'a> {
     space: Arc<Space>,
     seqs: Vec<u64>,
     new: Vec<NewEvent>,
+    /// The span the batch was stored in (a Kafka run's, a request's): the insert's stage span
+    /// is its child on whichever thread runs it, and it stays open until the insert is over.
+    parent: tracing::Span,
     _ticket: Option<InsertTicket<'a>>,
 }
 
 impl PendingInsert<'_> {
     /// Inserts the points; a search finds them once it returns.
     pub fn run(self) -> Result<(), PipelineError> {
+        let _parent = self.parent.enter();
         let _indexing =
             tracing::info_span!("stage", otel.name = "index", records = self.seqs.len()).entered();
         let index = &self.space.index;

@@ -23,7 +23,7 @@ use crate::event::{FireDetection, SensorReading, WeatherObservation};
 use crate::store::{NewEvent, Store, StoreOp};
 use crate::stream::RowChanges;
 use crate::stream::ingest::Ingestible;
-use crate::stream::pipeline::{Pipeline, PipelineError};
+use crate::stream::pipeline::{PendingInsert, Pipeline, PipelineError};
 use firesight_core::debezium::{self, CdcRow, Change, DebeziumMapping};
 
 /// A decoded run: the items with their index in the run, and the refused records.
@@ -91,6 +91,11 @@ pub(super) struct Processor {
     pub(super) poison_streak: AtomicU32,
 }
 
+/// A batch's index insert running on its own thread (which times its records as applied).
+pub(super) struct Inserting<'s> {
+    handle: std::thread::ScopedJoinHandle<'s, ()>,
+}
+
 /// Records in a row failing alone, with none succeeding between them, after which the stage
 /// is taken to be broken rather than the records: they are no longer dead-lettered, and the
 /// partition waits (rewound and retried) with the failure in `/readyz`.
@@ -103,10 +108,44 @@ impl Processor {
         tables: &[(String, BaseConsumer<Tables>)],
         stop: &AtomicBool,
     ) {
-        let refresh = Duration::from_secs(self.settings.table_refresh_seconds);
-        let mut refreshed = Instant::now();
         let mut gate = Gate::new(Duration::from_millis(self.settings.granule_grace_ms));
         let mut backlog = false;
+        // Pipelined: while one batch's new points go into the index on a second thread, the
+        // next batch is polled, decoded, correlated, embedded and tracked on this one (it waits
+        // for that insert before it searches the index for `similar_events`). One insert at a
+        // time, in order.
+        std::thread::scope(|scope| {
+            let mut inserting: Option<Inserting<'_>> = None;
+            self.consume(
+                consumer,
+                tables,
+                stop,
+                scope,
+                &mut inserting,
+                &mut gate,
+                &mut backlog,
+            );
+            self.finish_insert(inserting.take());
+        });
+    }
+
+    /// The run loop of [`Processor::run`], an insert in flight in `inserting`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the run loop's state, lent for the length of one scope"
+    )]
+    fn consume<'s, 'p: 's>(
+        &'p self,
+        consumer: &BaseConsumer<Rebalancer>,
+        tables: &[(String, BaseConsumer<Tables>)],
+        stop: &AtomicBool,
+        scope: &'s std::thread::Scope<'s, 'p>,
+        inserting: &mut Option<Inserting<'s>>,
+        gate: &mut Gate,
+        backlog: &mut bool,
+    ) {
+        let refresh = Duration::from_secs(self.settings.table_refresh_seconds);
+        let mut refreshed = Instant::now();
         while !stop.load(Ordering::Acquire) {
             if refreshed.elapsed() >= refresh {
                 self.find_table_partitions(tables);
@@ -119,7 +158,7 @@ impl Processor {
             }
             let mut ends = Vec::new();
             // While the gate has a backlog to pass on, polling does not wait.
-            let wait = if backlog {
+            let wait = if *backlog {
                 Duration::ZERO
             } else {
                 Duration::from_millis(100)
@@ -147,7 +186,7 @@ impl Processor {
                 .map(|record| (self.granule(&record), record))
                 .collect();
             let mut batch = gate.pass(polled, &ends, self.settings.max_batch, Instant::now());
-            backlog = batch.len() >= self.settings.max_batch;
+            *backlog = batch.len() >= self.settings.max_batch;
             self.pipeline
                 .metrics()
                 .stream_granule_held
@@ -165,21 +204,26 @@ impl Processor {
                 continue;
             }
             let result = match self.process(&mut batch) {
-                Ok(()) => {
+                Ok(insert) => {
                     // A whole batch went through: the stage works, so a streak ends here.
                     self.poison_streak.store(0, Ordering::Release);
-                    Ok(())
+                    Ok(insert)
                 }
                 Err(StreamError::Pipeline(PipelineError::Panicked { .. })) => {
                     self.forget_states();
-                    self.isolate(&batch)
+                    self.isolate(&batch).map(|()| None)
                 }
-                other => other,
+                Err(other) => Err(other),
             };
             match result {
-                Ok(()) => {
+                Ok(insert) => {
                     self.outbox.release();
-                    self.time_applied(&batch);
+                    // The insert before is over before this one starts: one at a time, in order.
+                    self.finish_insert(inserting.take());
+                    match insert {
+                        Some(insert) => *inserting = self.start_insert(scope, insert, &batch),
+                        None => self.time_applied(batch.iter().map(|r| self.applied(r))),
+                    }
                     if !batch.is_empty() {
                         self.commit_group(consumer, &batch);
                     }
@@ -198,6 +242,77 @@ impl Processor {
         }
     }
 
+    /// Starts `insert` on a thread named `insert` (profiles tell the stages apart), which times
+    /// the batch's records as applied when it is over; when no thread can be made, runs it here
+    /// instead of losing it (then `None`).
+    fn start_insert<'s, 'p: 's>(
+        &'p self,
+        scope: &'s std::thread::Scope<'s, 'p>,
+        insert: PendingInsert<'p>,
+        batch: &[Polled],
+    ) -> Option<Inserting<'s>> {
+        let applied: Vec<_> = batch.iter().map(|r| self.applied(r)).collect();
+        let handed = Arc::new(std::sync::Mutex::new(Some((insert, applied))));
+        let run = move |handed: &std::sync::Mutex<Option<(PendingInsert<'p>, Vec<_>)>>| {
+            let taken = handed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            if let Some((insert, applied)) = taken {
+                let done = self.pipeline.finish_insert(insert);
+                self.applied_or_logged(done, applied);
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("insert".to_owned())
+            .spawn_scoped(scope, {
+                let handed = Arc::clone(&handed);
+                move || run(&handed)
+            });
+        match spawned {
+            Ok(handle) => Some(Inserting { handle }),
+            Err(error) => {
+                tracing::warn!(%error, "No thread for a batch's index insert; inserting it in line.");
+                run(&handed);
+                None
+            }
+        }
+    }
+
+    /// Waits for the insert in flight, if any.
+    fn finish_insert(&self, inserting: Option<Inserting<'_>>) {
+        if let Some(Inserting { handle }) = inserting
+            && handle.join().is_err()
+        {
+            // `finish_insert` turns a panic in the insert into an error; this is the thread.
+            tracing::error!(
+                "The index insert's thread failed; its batch is stored but may be missing from the index until a re-index."
+            );
+        }
+    }
+
+    /// An insert ended with `done`: its records are timed as applied, or its failure logged
+    /// (the batch is stored and committed; its points are missing from the index until a
+    /// re-index).
+    fn applied_or_logged(
+        &self,
+        done: Result<(), PipelineError>,
+        applied: Vec<(&'static str, Instant)>,
+    ) {
+        match done {
+            Ok(()) => self.time_applied(applied),
+            Err(error) => {
+                tracing::error!(%error, records = applied.len(), "A batch's index insert failed; its events are stored but not searchable by vector until a re-index.");
+            }
+        }
+    }
+
+    /// A record's kind and receipt, for [`Processor::time_applied`].
+    fn applied(&self, record: &Polled) -> (&'static str, Instant) {
+        let kind = self.kind(&record.topic).map_or("unknown", Kind::label);
+        (kind, record.received)
+    }
+
     /// After a batch failed on a bug (a stage panicked), runs its records one at a time: the
     /// others are applied, and a record that fails alone is a dead letter naming the stage and
     /// the panic, instead of holding its partition for ever. Records that fail alone
@@ -210,7 +325,7 @@ impl Processor {
         );
         for record in batch {
             let mut one = vec![record.clone()];
-            match self.process(&mut one) {
+            match self.process_in_line(&mut one) {
                 Ok(()) => self.poison_streak.store(0, Ordering::Release),
                 Err(StreamError::Pipeline(PipelineError::Panicked { stage, message })) => {
                     self.forget_states();
@@ -233,13 +348,12 @@ impl Processor {
 
     /// Observes each applied record's time from its poll to now: stored, indexed, its alerts
     /// queued and its outputs publishable.
-    fn time_applied(&self, batch: &[Polled]) {
+    fn time_applied(&self, applied: impl IntoIterator<Item = (&'static str, Instant)>) {
         let latency = &self.pipeline.metrics().ingest_latency;
-        for record in batch {
-            let kind = self.kind(&record.topic).map_or("unknown", Kind::label);
+        for (kind, received) in applied {
             latency
                 .with_label_values(&[kind, "kafka"])
-                .observe(record.received.elapsed().as_secs_f64());
+                .observe(received.elapsed().as_secs_f64());
         }
     }
 
@@ -336,12 +450,23 @@ impl Processor {
 
     /// Drops from `batch` what was already applied, then processes runs of one kind, each
     /// committed with its offsets and outputs.
-    pub(super) fn process(&self, batch: &mut Vec<Polled>) -> Result<(), StreamError> {
+    /// Applies a batch, run by run of one kind. The last run's index insert, when it is a run
+    /// of detections that only adds points, comes back to be run by the caller (see
+    /// [`Pipeline::finish_insert`]); an earlier run's is run before the next run starts, since
+    /// a writer may wait for inserts let go of the lock before it.
+    pub(super) fn process(
+        &self,
+        batch: &mut Vec<Polled>,
+    ) -> Result<Option<PendingInsert<'_>>, StreamError> {
         self.drop_applied(batch)?;
         let batch = &batch[..];
         self.count_gaps(batch)?;
+        let mut pending: Option<PendingInsert<'_>> = None;
         let mut start = 0;
         while start < batch.len() {
+            if let Some(insert) = pending.take() {
+                self.pipeline.finish_insert(insert)?;
+            }
             let kind = self.kind(&batch[start].topic);
             let end = batch[start..]
                 .iter()
@@ -357,7 +482,7 @@ impl Processor {
             let span = super::trace::run_span(name, run.len(), run.iter().map(|p| &p.trace));
             let _entered = span.enter();
             match kind {
-                Some(Kind::Detection) => self.detections(run)?,
+                Some(Kind::Detection) => pending = self.detections(run)?,
                 Some(Kind::Weather) => self.weather(run)?,
                 Some(Kind::Sensor) => self.sensors(run)?,
                 None => {
@@ -366,7 +491,15 @@ impl Processor {
             }
             start = end;
         }
-        Ok(())
+        Ok(pending)
+    }
+
+    /// Applies a batch as [`Processor::process`] does, its index insert run here.
+    pub(super) fn process_in_line(&self, batch: &mut Vec<Polled>) -> Result<(), StreamError> {
+        match self.process(batch)? {
+            Some(insert) => Ok(self.pipeline.finish_insert(insert)?),
+            None => Ok(()),
+        }
     }
 
     /// Drops the records before their partition's stored offset: a resume reads again from
@@ -590,7 +723,7 @@ impl Processor {
         Ok(())
     }
 
-    fn detections(&self, run: &[Polled]) -> Result<(), StreamError> {
+    fn detections(&self, run: &[Polled]) -> Result<Option<PendingInsert<'_>>, StreamError> {
         let (items, refused, rows) = if self.settings.debezium.detections {
             let (changes, mut refused) =
                 self.decode_changes(run, &self.settings.debezium.detection_table);
@@ -612,7 +745,7 @@ impl Processor {
                 last.insert((record.topic.clone(), record.partition), now);
             }
         }
-        let outcome = self.pipeline.apply_detection_changes(
+        let (outcome, insert) = self.pipeline.apply_detection_changes_pipelined(
             self.pipeline.lane_of(items.len()),
             items,
             rows,
@@ -652,7 +785,7 @@ impl Processor {
             spans = ?spans(run),
             "Detections processed."
         );
-        Ok(())
+        Ok(insert)
     }
 
     /// Runs each new event through its partition's windows, in partition order, and queues

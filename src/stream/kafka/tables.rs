@@ -215,7 +215,7 @@ impl Processor {
         if batch.is_empty() {
             return;
         }
-        match self.process(&mut batch) {
+        match self.process_in_line(&mut batch) {
             Ok(()) => self.outbox.release(),
             Err(error) => {
                 tracing::error!(%error, "Processing a table batch failed; rewinding to the stored offsets.");
