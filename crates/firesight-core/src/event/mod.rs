@@ -71,17 +71,7 @@ impl Instrument {
 /// FIRMS confidence class: `low`, `nominal` or `high`. VIIRS reports the class; a MODIS
 /// percentage maps onto it with FIRMS' own thresholds (< 30, 30–79, ≥ 80).
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum ConfidenceClass {
@@ -91,6 +81,14 @@ pub enum ConfidenceClass {
     Nominal,
     /// MODIS ≥ 80 %, VIIRS `h`.
     High,
+}
+
+/// Written as its lower-case name, a plain string: the Avro schemas declare `confidence` a
+/// string, and a string (not an enum variant) is what the schema-driven Avro writer takes for one.
+impl Serialize for ConfidenceClass {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 impl ConfidenceClass {
@@ -116,7 +114,7 @@ impl ConfidenceClass {
         }
     }
 
-    /// Lower-case name.
+    /// Lower-case name, as every format writes it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Low => "low",
