@@ -249,6 +249,37 @@ fn latencies(
     Ok(out)
 }
 
+/// A histogram's buckets: (upper bound in ms, cumulative count).
+fn buckets(histogram: &prometheus::Histogram) -> Vec<(f64, u64)> {
+    let proto = prometheus::core::Metric::metric(histogram);
+    proto
+        .get_histogram()
+        .get_bucket()
+        .iter()
+        .map(|b| (b.upper_bound() * 1e3, b.cumulative_count()))
+        .collect()
+}
+
+/// For each of `qs`, the upper bound (ms) of the bucket the quantile of the observations made
+/// between `before` and `after` falls in (`inf` past the last bucket).
+fn quantiles(before: &[(f64, u64)], after: &[(f64, u64)], qs: &[f64]) -> Vec<String> {
+    let delta: Vec<(f64, u64)> = after
+        .iter()
+        .zip(before)
+        .map(|(&(le, a), &(_, b))| (le, a - b))
+        .collect();
+    let total = delta.last().map_or(0, |&(_, n)| n);
+    qs.iter()
+        .map(|q| {
+            let wanted = (q * total as f64).ceil() as u64;
+            delta
+                .iter()
+                .find(|&&(_, n)| n >= wanted && total > 0)
+                .map_or("inf".to_owned(), |&(le, _)| format!("{le:.1}"))
+        })
+        .collect()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
@@ -372,6 +403,7 @@ fn main() -> anyhow::Result<()> {
     );
     let service_rate = bulk.len() as f64 / service_time.as_secs_f64();
 
+    let owned_before = buckets(&service.metrics.stream_output_latency);
     let service_latency = latencies(
         &broker,
         &s.detections_topic,
@@ -379,6 +411,11 @@ fn main() -> anyhow::Result<()> {
         &fresh,
         true,
     )?;
+    let owned = quantiles(
+        &owned_before,
+        &buckets(&service.metrics.stream_output_latency),
+        &[0.5, 0.95, 0.99],
+    );
     stream.stop();
     drop(service);
     // The broker's own latency: a passthrough with the service's client settings, same rate.
@@ -423,6 +460,10 @@ fn main() -> anyhow::Result<()> {
         percentile(&service_latency, 0.50),
         percentile(&service_latency, 0.95),
         percentile(&service_latency, 0.99)
+    );
+    println!(
+        "| FireSight's own part: poll → outputs acknowledged (`firesight_stream_output_latency_seconds`, bucket upper bounds) | | ≤ {} | ≤ {} | ≤ {} |",
+        owned[0], owned[1], owned[2]
     );
     println!(
         "service / ceiling throughput: {:.3}",

@@ -71,6 +71,11 @@ pub const WRITER_LIVE_GROUP_BATCHES: &str = "firesight_writer_live_group_batches
 /// `--load` file; `kafka`: from the consumer's poll until its outputs may be published, the
 /// granule gate's hold included). One observation per record.
 pub const INGEST_LATENCY_SECONDS: &str = "firesight_ingest_latency_seconds";
+/// Kafka path: time from the consumer's poll of the oldest input record of a batch to the
+/// broker's acknowledgement of each output record that batch wrote (enriched events, alerts,
+/// incidents, dead letters, checkpoints), so the outbox and the producer included; the part of
+/// detection-to-published that FireSight owns. One observation per acknowledged output.
+pub const STREAM_OUTPUT_LATENCY_SECONDS: &str = "firesight_stream_output_latency_seconds";
 /// Time the incident tracker took per batch.
 pub const TRACKER_SECONDS: &str = "firesight_tracker_batch_duration_seconds";
 /// Alerts the tracker raised, all kinds.
@@ -155,6 +160,8 @@ pub struct Metrics {
     pub live_group_batches: Histogram,
     /// See [`INGEST_LATENCY_SECONDS`].
     pub ingest_latency: HistogramVec,
+    /// See [`STREAM_OUTPUT_LATENCY_SECONDS`].
+    pub stream_output_latency: Histogram,
     /// See [`TRACKER_ALERTS`].
     pub tracker_alerts: IntCounter,
     /// See [`TRACKER_LATE`].
@@ -297,6 +304,13 @@ impl Metrics {
                 .buckets(prometheus::exponential_buckets(0.0005, 2.0, 18)?),
                 &["kind", "path"],
             )?,
+            stream_output_latency: Histogram::with_opts(
+                HistogramOpts::new(
+                    STREAM_OUTPUT_LATENCY_SECONDS,
+                    "Kafka: poll of a batch's oldest input to the broker's ack of each output it wrote.",
+                )
+                .buckets(prometheus::exponential_buckets(0.0005, 2.0, 18)?),
+            )?,
             tracker_alerts: IntCounter::new(TRACKER_ALERTS, "Alerts raised by the tracker.")?,
             tracker_late: IntCounter::new(
                 TRACKER_LATE,
@@ -406,6 +420,7 @@ impl Metrics {
             Box::new(metrics.writer_wait.clone()),
             Box::new(metrics.live_group_batches.clone()),
             Box::new(metrics.ingest_latency.clone()),
+            Box::new(metrics.stream_output_latency.clone()),
             Box::new(metrics.tracker_late.clone()),
             Box::new(metrics.webhook_deliveries.clone()),
             Box::new(metrics.webhook_queued.clone()),

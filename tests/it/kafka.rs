@@ -613,6 +613,14 @@ pub(super) fn replay_archive(
         r#"kind="firms",path="kafka""#,
     );
     assert!(timed >= wanted.len() as u64, "{timed} detections timed");
+    // And every enriched record from its input's poll to the broker's acknowledgement (the
+    // alerts, incidents and checkpoints the batches wrote are timed too).
+    let acked = service.counter("firesight_stream_output_latency_seconds_count", "");
+    assert!(
+        acked >= wanted.len() as u64,
+        "{acked} outputs timed to their acknowledgement, for {} detections",
+        wanted.len()
+    );
     service.stop();
     // The tracker's incidents are those of the same archive loaded from its file, ids and
     // members, whatever order the partitions interleaved in; and so are its alerts, since the

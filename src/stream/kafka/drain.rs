@@ -171,10 +171,12 @@ pub(super) fn drain(
                 std::mem::take(&mut done.failed),
             )
         };
-        if !delivered.is_empty()
-            && let Err(error) = store.apply(&Outbox::acknowledge(&delivered))
-        {
-            tracing::error!(%error, "Removing delivered records from the outbox failed.");
+        if !delivered.is_empty() {
+            if let Err(error) = store.apply(&Outbox::acknowledge(&delivered)) {
+                tracing::error!(%error, "Removing delivered records from the outbox failed.");
+            }
+            let settled = (producer.in_flight_count() == 0).then_some(cursor);
+            outbox.time_acknowledged(&delivered, settled);
         }
         let lost_state = failed
             .iter()

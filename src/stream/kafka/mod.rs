@@ -138,7 +138,10 @@ pub fn start(
         }
     }
     let store = Arc::clone(pipeline.store());
-    let outbox = Arc::new(Outbox::open(&store)?);
+    let outbox = Arc::new(Outbox::open(
+        &store,
+        pipeline.metrics().stream_output_latency.clone(),
+    )?);
     let stop = Arc::new(AtomicBool::new(false));
     let states: States = Arc::default();
     let consumer: BaseConsumer<Rebalancer> = consumer_config(settings, &settings.group_id)

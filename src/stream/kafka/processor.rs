@@ -154,6 +154,11 @@ impl Processor {
             // Table records first: they are what the detections after them join against.
             for (_, table) in tables {
                 let updates = self.poll_batch(table, Duration::ZERO, &mut Vec::new());
+                if !updates.is_empty() {
+                    // A table batch releases every entry queued so far: the insert of the
+                    // detections before it is over first.
+                    self.finish_insert(inserting.take());
+                }
                 self.process_table_batch(table, updates);
             }
             let mut ends = Vec::new();
@@ -193,6 +198,7 @@ impl Processor {
                 .set(gate.held() as i64);
             if batch.is_empty() {
                 if idle {
+                    self.finish_insert(inserting.take());
                     match self.close_idle() {
                         Ok(()) => self.outbox.release(),
                         Err(error) => {
@@ -217,12 +223,20 @@ impl Processor {
             };
             match result {
                 Ok(insert) => {
-                    self.outbox.release();
-                    // The insert before is over before this one starts: one at a time, in order.
+                    // The insert before is over before this one starts (one at a time, in
+                    // order), and before anything is released: entries go out once their events
+                    // are searchable, and the insert's thread releases its batch's entries.
                     self.finish_insert(inserting.take());
+                    let queued = self.outbox.queued();
+                    let received = batch.iter().map(|r| r.received).min();
                     match insert {
-                        Some(insert) => *inserting = self.start_insert(scope, insert, &batch),
-                        None => self.time_applied(batch.iter().map(|r| self.applied(r))),
+                        Some(insert) => {
+                            *inserting = self.start_insert(scope, insert, &batch, queued);
+                        }
+                        None => {
+                            self.outbox.release_to(queued, received);
+                            self.time_applied(batch.iter().map(|r| self.applied(r)));
+                        }
                     }
                     if !batch.is_empty() {
                         self.commit_group(consumer, &batch);
@@ -242,16 +256,19 @@ impl Processor {
         }
     }
 
-    /// Starts `insert` on a thread named `insert` (profiles tell the stages apart), which times
-    /// the batch's records as applied when it is over; when no thread can be made, runs it here
-    /// instead of losing it (then `None`).
+    /// Starts `insert` on a thread named `insert` (profiles tell the stages apart), which, when
+    /// it is over, releases the outbox entries below `queued` (the batch's) and times the
+    /// batch's records as applied; when no thread can be made, runs it here instead of losing it
+    /// (then `None`).
     fn start_insert<'s, 'p: 's>(
         &'p self,
         scope: &'s std::thread::Scope<'s, 'p>,
         insert: PendingInsert<'p>,
         batch: &[Polled],
+        queued: u64,
     ) -> Option<Inserting<'s>> {
         let applied: Vec<_> = batch.iter().map(|r| self.applied(r)).collect();
+        let received = batch.iter().map(|r| r.received).min();
         let handed = Arc::new(std::sync::Mutex::new(Some((insert, applied))));
         let run = move |handed: &std::sync::Mutex<Option<(PendingInsert<'p>, Vec<_>)>>| {
             let taken = handed
@@ -260,6 +277,9 @@ impl Processor {
                 .take();
             if let Some((insert, applied)) = taken {
                 let done = self.pipeline.finish_insert(insert);
+                // Released even when the insert failed (logged there): the events are stored
+                // and committed, and holding their outputs back would hold every later one.
+                self.outbox.release_to(queued, received);
                 self.applied_or_logged(done, applied);
             }
         };
