@@ -1261,6 +1261,7 @@ impl PendingInsert<'_> {
     /// Inserts the points; a search finds them once it returns.
     pub fn run(self) -> Result<(), PipelineError> {
         let _parent = self.parent.enter();
+        super::drill::slow_insert();
         let _indexing =
             tracing::info_span!("stage", otel.name = "index", records = self.seqs.len()).entered();
         let index = &self.space.index;

@@ -480,6 +480,52 @@ fn archive_and_weather_replay_through_the_topics_gives_one_enriched_event_per_de
     replay_archive(&broker, &Replay::default(), &schemas, &json);
 }
 
+/// An enriched record reaches the topic only once its event is searchable: with every index
+/// insert slowed by 1.5 s (the drill), each time the reader has a set of records, the service's
+/// index holds at least that many vectors. (A first version of the pipelined insert released
+/// a batch's outputs before its insert ended; this fails on it.)
+#[test]
+fn an_enriched_record_is_published_only_once_its_event_is_searchable() {
+    let broker = Broker::start();
+    create_all(&broker, 1);
+    create_changelog(&broker, "searchable", 1);
+    let dir = TempDir::new().expect("tmp");
+    let service = FireSight::start_with(
+        &broker,
+        &dir.path().join("db"),
+        "searchable",
+        &[],
+        &[("FIRESIGHT_DRILL_SLOW_INSERT_MS", "1500")],
+    );
+    let all = detections(300);
+    broker.produce(DETECTIONS, &detection_records(&all));
+    let early = std::cell::RefCell::new(Vec::new());
+    let checks = std::cell::Cell::new(0);
+    let enriched = broker.read_until(ENRICHED, Duration::from_secs(120), |m| {
+        let published = by_key(m).len();
+        if published > 0 {
+            let indexed = service.value("firesight_index_vectors", "") as usize;
+            checks.set(checks.get() + 1);
+            if indexed < published {
+                early.borrow_mut().push((published, indexed));
+            }
+        }
+        published >= all.len()
+    });
+    assert_eq!(
+        by_key(&enriched).len(),
+        all.len(),
+        "every detection published"
+    );
+    assert!(checks.get() >= 2, "looked {} times", checks.get());
+    assert!(
+        early.borrow().is_empty(),
+        "published before searchable (published, indexed): {:?}",
+        early.borrow()
+    );
+    service.stop();
+}
+
 /// The topics and settings of one archive replay.
 pub(super) struct Replay<'a> {
     pub detections: String,
