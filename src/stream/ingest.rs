@@ -1,11 +1,12 @@
 //! An ingest session: bytes in (from a file or an HTTP body), batches through the pipeline, a tally out.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
 
 use super::decode::{Decoded, StreamDecoder};
+use super::insert_thread::{self, Insert};
 use super::pipeline::{PendingInsert, Pipeline, PipelineError};
 use super::writer::Lane;
 use crate::event::{FieldError, FireDetection, SensorReading, Station, WeatherObservation};
@@ -309,22 +310,17 @@ where
         // piece is correlated, embedded, tracked and stored on this one. One insert at a time,
         // in order; the flush returns once every piece is searchable.
         std::thread::scope(|scope| -> Result<(), IngestError> {
-            type Inserting<'s> = Option<(
-                usize,
-                std::thread::ScopedJoinHandle<'s, Result<(), PipelineError>>,
-            )>;
-            let mut inserting: Inserting<'_> = None;
-            let finish = |inserting: Inserting<'_>| {
-                let Some((records, handle)) = inserting else {
+            let mut inserting: Option<(usize, Insert<'_, Result<(), PipelineError>>)> = None;
+            let finish = |inserting: Option<(usize, Insert<'_, _>)>| {
+                let Some((records, insert)) = inserting else {
                     return Ok(());
                 };
-                let done: Result<(), PipelineError> = handle.join().unwrap_or_else(|_| {
+                insert.join().unwrap_or_else(|| {
                     Err(PipelineError::Panicked {
                         stage: "detections",
                         message: "the index insert's thread failed".to_owned(),
                     })
-                });
-                done?;
+                })?;
                 timed(records);
                 Ok::<(), IngestError>(())
             };
@@ -343,33 +339,14 @@ where
                 finish(inserting.take())?;
                 let (done, insert) = stored?;
                 self.outcome.absorb(done);
-                let Some(insert) = insert else {
-                    timed(records);
-                    continue;
-                };
-                // On a thread named `insert` (profiles tell the two stages apart); when no
-                // thread can be made, the insert runs here instead of being lost.
-                let handed = Arc::new(Mutex::new(Some(insert)));
-                let pipeline = &pipeline;
-                let spawned = std::thread::Builder::new()
-                    .name("insert".to_owned())
-                    .spawn_scoped(scope, {
-                        let handed = Arc::clone(&handed);
-                        move || match handed.lock().unwrap_or_else(PoisonError::into_inner).take() {
-                            Some(insert) => pipeline.finish_insert(insert),
-                            None => Ok(()),
-                        }
-                    });
-                match spawned {
-                    Ok(handle) => inserting = Some((records, handle)),
-                    Err(error) => {
-                        tracing::warn!(%error, "No thread for a piece's index insert; inserting it in line.");
-                        let insert = handed.lock().unwrap_or_else(PoisonError::into_inner).take();
-                        if let Some(insert) = insert {
-                            pipeline.finish_insert(insert)?;
-                        }
-                        timed(records);
+                match insert {
+                    Some(insert) => {
+                        let pipeline = &pipeline;
+                        let started =
+                            insert_thread::start(scope, move || pipeline.finish_insert(insert));
+                        inserting = Some((records, started));
                     }
+                    None => timed(records),
                 }
             }
             finish(inserting.take())

@@ -6,6 +6,7 @@ mod fire_weather;
 mod group;
 pub use firesight_core::decode;
 mod ingest;
+mod insert_thread;
 pub mod kafka;
 mod load;
 mod pipeline;

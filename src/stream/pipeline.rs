@@ -473,6 +473,7 @@ impl Pipeline {
                             Held::Caller(&writer),
                             batch,
                             RowChanges::default(),
+                            ExtraReads::Store,
                             |_, written| {
                                 stored.extend(written.new.iter().map(|n| n.event.event_id.clone()));
                                 Ok(Vec::new())
@@ -488,6 +489,7 @@ impl Pipeline {
                             Held::Caller(&writer),
                             batch,
                             RowChanges::default(),
+                            ExtraReads::Store,
                             plain,
                         )?;
                         insert.map_or(Ok(()), PendingInsert::run)?;
@@ -533,8 +535,13 @@ impl Pipeline {
     ) -> Result<IngestOutcome, PipelineError> {
         self.guarded("detections", move || {
             let writer = self.writer_in(lane);
-            let (outcome, insert) =
-                self.apply_locked(Held::Mine(Some(writer)), batch, rows, extra)?;
+            let (outcome, insert) = self.apply_locked(
+                Held::Mine(Some(writer)),
+                batch,
+                rows,
+                ExtraReads::Store,
+                extra,
+            )?;
             insert.map_or(Ok(()), PendingInsert::run)?;
             Ok(outcome)
         })
@@ -554,7 +561,7 @@ impl Pipeline {
     ) -> Result<(IngestOutcome, Option<PendingInsert<'_>>), PipelineError> {
         self.guarded("detections", move || {
             let writer = Held::Mine(Some(self.writer_in(lane)));
-            self.apply_locked_settled(writer, batch, rows, true, extra)
+            self.apply_locked(writer, batch, rows, ExtraReads::Index, extra)
         })
     }
 
@@ -573,6 +580,7 @@ impl Pipeline {
                 Held::Mine(Some(writer)),
                 batch,
                 RowChanges::default(),
+                ExtraReads::Store,
                 |_, _| Ok(Vec::new()),
             )
         })
@@ -586,25 +594,14 @@ impl Pipeline {
 
     /// [`Pipeline::apply_detection_changes`] under the writer lock. A batch of new points that
     /// holds the lock itself lets go of it once stored and hands back its index insert, to be
-    /// run by the caller ([`PendingInsert::run`]) while the next writer goes in.
+    /// run by the caller ([`PendingInsert::run`]) while the next writer goes in. When `extra`
+    /// searches the index, the inserts that let go of the lock earlier are waited for first.
     fn apply_locked<'a>(
-        &'a self,
-        writer: Held<'a>,
-        batch: Vec<(u64, FireDetection)>,
-        rows: RowChanges,
-        extra: impl FnOnce(&IngestOutcome, &mut Written<'_>) -> Result<Vec<StoreOp>, PipelineError>,
-    ) -> Result<(IngestOutcome, Option<PendingInsert<'a>>), PipelineError> {
-        self.apply_locked_settled(writer, batch, rows, false, extra)
-    }
-
-    /// [`Pipeline::apply_locked`]; with `settle_for_extra`, inserts let go of the lock earlier
-    /// are waited for before `extra` runs (it searches the index).
-    fn apply_locked_settled<'a>(
         &'a self,
         mut writer: Held<'a>,
         batch: Vec<(u64, FireDetection)>,
         rows: RowChanges,
-        settle_for_extra: bool,
+        reads: ExtraReads,
         extra: impl FnOnce(&IngestOutcome, &mut Written<'_>) -> Result<Vec<StoreOp>, PipelineError>,
     ) -> Result<(IngestOutcome, Option<PendingInsert<'a>>), PipelineError> {
         let mut outcome = IngestOutcome::default();
@@ -687,7 +684,7 @@ impl Pipeline {
         drop(tracking);
         let storing = stage("store", new.len() + revised.len() + gone.len());
         let deleted: Vec<String> = gone.iter().map(|d| d.event_id.clone()).collect();
-        if settle_for_extra {
+        if reads == ExtraReads::Index {
             writer.settle();
         }
         let mut ops = {
@@ -1270,6 +1267,14 @@ impl PendingInsert<'_> {
         self.pipeline.notify(&self.new, false);
         Ok(())
     }
+}
+
+/// What a batch's `extra` reads besides the store: the index too means every earlier batch's
+/// insert must be in it first.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ExtraReads {
+    Store,
+    Index,
 }
 
 /// The writer lock as a batch holds it: its own, which it may let go of for its index insert

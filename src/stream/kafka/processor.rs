@@ -23,6 +23,7 @@ use crate::event::{FireDetection, SensorReading, WeatherObservation};
 use crate::store::{NewEvent, Store, StoreOp};
 use crate::stream::RowChanges;
 use crate::stream::ingest::Ingestible;
+use crate::stream::insert_thread::{self, Insert};
 use crate::stream::pipeline::{PendingInsert, Pipeline, PipelineError};
 use firesight_core::debezium::{self, CdcRow, Change, DebeziumMapping};
 
@@ -91,11 +92,6 @@ pub(super) struct Processor {
     pub(super) poison_streak: AtomicU32,
 }
 
-/// A batch's index insert running on its own thread (which times its records as applied).
-pub(super) struct Inserting<'s> {
-    handle: std::thread::ScopedJoinHandle<'s, ()>,
-}
-
 /// Records in a row failing alone, with none succeeding between them, after which the stage
 /// is taken to be broken rather than the records: they are no longer dead-lettered, and the
 /// partition waits (rewound and retried) with the failure in `/readyz`.
@@ -108,42 +104,25 @@ impl Processor {
         tables: &[(String, BaseConsumer<Tables>)],
         stop: &AtomicBool,
     ) {
-        let mut gate = Gate::new(Duration::from_millis(self.settings.granule_grace_ms));
-        let mut backlog = false;
         // Pipelined: while one batch's new points go into the index on a second thread, the
         // next batch is polled, decoded, correlated, embedded and tracked on this one (it waits
         // for that insert before it searches the index for `similar_events`). One insert at a
         // time, in order.
-        std::thread::scope(|scope| {
-            let mut inserting: Option<Inserting<'_>> = None;
-            self.consume(
-                consumer,
-                tables,
-                stop,
-                scope,
-                &mut inserting,
-                &mut gate,
-                &mut backlog,
-            );
-            self.finish_insert(inserting.take());
-        });
+        std::thread::scope(|scope| self.consume(consumer, tables, stop, scope));
     }
 
-    /// The run loop of [`Processor::run`], an insert in flight in `inserting`.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the run loop's state, lent for the length of one scope"
-    )]
+    /// The run loop of [`Processor::run`], its inserts on threads of `scope`.
     fn consume<'s, 'p: 's>(
         &'p self,
         consumer: &BaseConsumer<Rebalancer>,
         tables: &[(String, BaseConsumer<Tables>)],
         stop: &AtomicBool,
         scope: &'s std::thread::Scope<'s, 'p>,
-        inserting: &mut Option<Inserting<'s>>,
-        gate: &mut Gate,
-        backlog: &mut bool,
     ) {
+        let mut gate = Gate::new(Duration::from_millis(self.settings.granule_grace_ms));
+        let mut backlog = false;
+        // The insert in flight, which releases its batch's outputs and times its records.
+        let mut inserting: Option<Insert<'s, ()>> = None;
         let refresh = Duration::from_secs(self.settings.table_refresh_seconds);
         let mut refreshed = Instant::now();
         while !stop.load(Ordering::Acquire) {
@@ -163,7 +142,7 @@ impl Processor {
             }
             let mut ends = Vec::new();
             // While the gate has a backlog to pass on, polling does not wait.
-            let wait = if *backlog {
+            let wait = if backlog {
                 Duration::ZERO
             } else {
                 Duration::from_millis(100)
@@ -191,7 +170,7 @@ impl Processor {
                 .map(|record| (self.granule(&record), record))
                 .collect();
             let mut batch = gate.pass(polled, &ends, self.settings.max_batch, Instant::now());
-            *backlog = batch.len() >= self.settings.max_batch;
+            backlog = batch.len() >= self.settings.max_batch;
             self.pipeline
                 .metrics()
                 .stream_granule_held
@@ -231,7 +210,7 @@ impl Processor {
                     let received = batch.iter().map(|r| r.received).min();
                     match insert {
                         Some(insert) => {
-                            *inserting = self.start_insert(scope, insert, &batch, queued);
+                            inserting = Some(self.start_insert(scope, insert, &batch, queued));
                         }
                         None => {
                             self.outbox.release_to(queued, received);
@@ -254,55 +233,34 @@ impl Processor {
                 }
             }
         }
+        self.finish_insert(inserting.take());
     }
 
-    /// Starts `insert` on a thread named `insert` (profiles tell the stages apart), which, when
-    /// it is over, releases the outbox entries below `queued` (the batch's) and times the
-    /// batch's records as applied; when no thread can be made, runs it here instead of losing it
-    /// (then `None`).
+    /// Starts `insert` on its own thread ([`insert_thread::start`]), which, when it is over,
+    /// releases the outbox entries below `queued` (the batch's) and times the batch's records as
+    /// applied.
     fn start_insert<'s, 'p: 's>(
         &'p self,
         scope: &'s std::thread::Scope<'s, 'p>,
         insert: PendingInsert<'p>,
         batch: &[Polled],
         queued: u64,
-    ) -> Option<Inserting<'s>> {
+    ) -> Insert<'s, ()> {
         let applied: Vec<_> = batch.iter().map(|r| self.applied(r)).collect();
         let received = batch.iter().map(|r| r.received).min();
-        let handed = Arc::new(std::sync::Mutex::new(Some((insert, applied))));
-        let run = move |handed: &std::sync::Mutex<Option<(PendingInsert<'p>, Vec<_>)>>| {
-            let taken = handed
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take();
-            if let Some((insert, applied)) = taken {
-                let done = self.pipeline.finish_insert(insert);
-                // Released even when the insert failed (logged there): the events are stored
-                // and committed, and holding their outputs back would hold every later one.
-                self.outbox.release_to(queued, received);
-                self.applied_or_logged(done, applied);
-            }
-        };
-        let spawned = std::thread::Builder::new()
-            .name("insert".to_owned())
-            .spawn_scoped(scope, {
-                let handed = Arc::clone(&handed);
-                move || run(&handed)
-            });
-        match spawned {
-            Ok(handle) => Some(Inserting { handle }),
-            Err(error) => {
-                tracing::warn!(%error, "No thread for a batch's index insert; inserting it in line.");
-                run(&handed);
-                None
-            }
-        }
+        insert_thread::start(scope, move || {
+            let done = self.pipeline.finish_insert(insert);
+            // Released even when the insert failed (logged there): the events are stored
+            // and committed, and holding their outputs back would hold every later one.
+            self.outbox.release_to(queued, received);
+            self.applied_or_logged(done, applied);
+        })
     }
 
     /// Waits for the insert in flight, if any.
-    fn finish_insert(&self, inserting: Option<Inserting<'_>>) {
-        if let Some(Inserting { handle }) = inserting
-            && handle.join().is_err()
+    fn finish_insert(&self, inserting: Option<Insert<'_, ()>>) {
+        if let Some(insert) = inserting
+            && insert.join().is_none()
         {
             // `finish_insert` turns a panic in the insert into an error; this is the thread.
             tracing::error!(
