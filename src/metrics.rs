@@ -65,6 +65,10 @@ pub const WRITER_WAIT_SECONDS: &str = "firesight_writer_wait_seconds";
 /// Live detection batches (POSTed bodies, small inputs) written together in one write of the
 /// live lane (group commit): 1 while the writer lock is free, more when live traffic queues.
 pub const WRITER_LIVE_GROUP_BATCHES: &str = "firesight_writer_live_group_batches";
+/// Kafka path: time each detection record waited at the granule gate, from the consumer's poll
+/// until its granule went on to the pipeline (every partition past it, or the grace over). The
+/// part of `firesight_ingest_latency_seconds` that is waiting for a whole overpass, not work.
+pub const STREAM_GRANULE_WAIT_SECONDS: &str = "firesight_stream_granule_wait_seconds";
 /// Time from FireSight receiving a record to the record being stored, indexed (so a search
 /// finds it) and its alerts queued, by kind (`firms`, `weather`, `stations`, `sensors`) and path
 /// (`http`: from the request's body chunk that carried it; `file`: from reading its chunk of a
@@ -162,6 +166,8 @@ pub struct Metrics {
     pub ingest_latency: HistogramVec,
     /// See [`STREAM_OUTPUT_LATENCY_SECONDS`].
     pub stream_output_latency: Histogram,
+    /// See [`STREAM_GRANULE_WAIT_SECONDS`].
+    pub stream_granule_wait: Histogram,
     /// See [`TRACKER_ALERTS`].
     pub tracker_alerts: IntCounter,
     /// See [`TRACKER_LATE`].
@@ -311,6 +317,13 @@ impl Metrics {
                 )
                 .buckets(prometheus::exponential_buckets(0.0005, 2.0, 18)?),
             )?,
+            stream_granule_wait: Histogram::with_opts(
+                HistogramOpts::new(
+                    STREAM_GRANULE_WAIT_SECONDS,
+                    "Kafka: poll of a detection to its granule going on past the granule gate.",
+                )
+                .buckets(prometheus::exponential_buckets(0.0005, 2.0, 18)?),
+            )?,
             tracker_alerts: IntCounter::new(TRACKER_ALERTS, "Alerts raised by the tracker.")?,
             tracker_late: IntCounter::new(
                 TRACKER_LATE,
@@ -421,6 +434,7 @@ impl Metrics {
             Box::new(metrics.live_group_batches.clone()),
             Box::new(metrics.ingest_latency.clone()),
             Box::new(metrics.stream_output_latency.clone()),
+            Box::new(metrics.stream_granule_wait.clone()),
             Box::new(metrics.tracker_late.clone()),
             Box::new(metrics.webhook_deliveries.clone()),
             Box::new(metrics.webhook_queued.clone()),

@@ -659,6 +659,21 @@ pub(super) fn replay_archive(
         r#"kind="firms",path="kafka""#,
     );
     assert!(timed >= wanted.len() as u64, "{timed} detections timed");
+    // Each detection's wait at the granule gate was timed too, and is a part of that latency:
+    // the waits add up to no more than the latencies they are in.
+    let waited = service.counter("firesight_stream_granule_wait_seconds_count", "");
+    assert!(waited >= wanted.len() as u64, "{waited} gate waits timed");
+    let (wait, latency) = (
+        service.value("firesight_stream_granule_wait_seconds_sum", ""),
+        service.value(
+            "firesight_ingest_latency_seconds_sum",
+            r#"kind="firms",path="kafka""#,
+        ),
+    );
+    assert!(
+        wait > 0.0 && wait <= latency,
+        "the gate's waits ({wait} s in all) are inside the detections' latencies ({latency} s)"
+    );
     // And every enriched record from its input's poll to the broker's acknowledgement (the
     // alerts, incidents and checkpoints the batches wrote are timed too).
     let acked = service.counter("firesight_stream_output_latency_seconds_count", "");

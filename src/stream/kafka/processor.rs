@@ -171,10 +171,13 @@ impl Processor {
                 .collect();
             let mut batch = gate.pass(polled, &ends, self.settings.max_batch, Instant::now());
             backlog = batch.len() >= self.settings.max_batch;
-            self.pipeline
-                .metrics()
-                .stream_granule_held
-                .set(gate.held() as i64);
+            let metrics = self.pipeline.metrics();
+            metrics.stream_granule_held.set(gate.held() as i64);
+            for record in &batch {
+                metrics
+                    .stream_granule_wait
+                    .observe(record.received.elapsed().as_secs_f64());
+            }
             if batch.is_empty() {
                 if idle {
                     self.finish_insert(inserting.take());
