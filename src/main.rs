@@ -23,7 +23,7 @@ enum Command {
         #[arg(long, num_args = 1..)]
         load: Vec<PathBuf>,
     },
-    /// Load files through the pipeline and exit.
+    /// Load files through the pipeline, write the index snapshot, and exit.
     Load {
         /// Files to load.
         #[arg(required = true)]
@@ -104,7 +104,10 @@ fn run(
         Command::Load { files } => runtime.block_on(async move {
             tokio::task::spawn_blocking(move || {
                 let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-                firesight::app::Service::open(settings, &files, progress).map(drop)
+                // The index it built from the store is written out, so the next start loads
+                // it instead of building it again.
+                firesight::app::Service::open(settings, &files, progress)?.save_index()?;
+                anyhow::Ok(())
             })
             .await?
         }),

@@ -465,6 +465,55 @@ fn a_snapshot_left_beside_a_wiped_and_refilled_store_is_not_used() {
     }
 }
 
+/// `firesight load` builds the index from the store before it exits; it writes that index's
+/// snapshot, so the next start loads the graph instead of building it all again (at a million
+/// detections, minutes).
+#[test]
+fn the_load_command_leaves_its_index_snapshot_for_the_next_start() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let text = std::fs::read_to_string(sample("fire_archive_M6_96619.csv")).expect("archive");
+    let part = dir.path().join("part.csv");
+    std::fs::write(&part, text.lines().take(301).collect::<Vec<_>>().join("\n")).expect("part");
+    let mut settings = super::support::settings(dir.path());
+    settings.search.enabled = false;
+    let config = dir.path().join("firesight.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\npath = {:?}\n[embed]\nmanifest = {:?}\n[index]\nbuild_threads = 1\n[search]\nenabled = false\n",
+            settings.store.path, settings.embed.manifest
+        ),
+    )
+    .expect("config");
+    let loaded = std::process::Command::new(env!("CARGO_BIN_EXE_firesight"))
+        .args(["--config", config.to_str().expect("utf-8"), "load"])
+        .arg(&part)
+        .output()
+        .expect("run firesight load");
+    assert!(
+        loaded.status.success(),
+        "firesight load failed: {}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    let service = firesight::app::Service::open(settings.clone(), &[], false).expect("opens");
+    let model = service.embedder().model_version().to_owned();
+    let snap = firesight::lifecycle::snapshot_path(&settings, &model);
+    assert!(
+        snap.is_file(),
+        "no snapshot at {} after the load",
+        snap.display()
+    );
+    assert_eq!(
+        (service.store.event_count(), service.index().len()),
+        (300, 300)
+    );
+    for stored in service.store.vectors().expect("vectors") {
+        let stored = stored.expect("vector");
+        let hit = &service.index().search(&stored.vector, 1).expect("search")[0];
+        assert_eq!(hit.distance, 0.0, "{} finds itself", stored.event_id);
+    }
+}
+
 /// `index.ef_construction = 0` (the default) takes the value measured for the serving encoder's
 /// space from its manifest entry; a configured value wins; the snapshot records what the graph
 /// was built with.
