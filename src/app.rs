@@ -202,8 +202,8 @@ fn catch_up(
 
 impl Service {
     /// Opens RocksDB, the active encoder and its index (from a snapshot when one matches),
-    /// bulk-loads `files` into the store, then indexes every stored vector the index lacks:
-    /// a fresh start, a restart and a load after a crash all take this one path.
+    /// indexes every stored vector the index lacks (a fresh start, a restart and a load after a
+    /// crash all take this one path), then loads `files` through the live pipeline.
     pub fn open(settings: Settings, files: &[PathBuf], progress: bool) -> anyhow::Result<Self> {
         let path = &settings.store.path;
         let store = Arc::new(
@@ -253,14 +253,6 @@ impl Service {
             )
             .context("loading the predictors (embed.predictors)")?,
         );
-        if !files.is_empty() {
-            report(load_files(
-                &pipeline,
-                files,
-                settings.ingest.batch_size,
-                progress,
-            )?);
-        }
         let started = Instant::now();
         let loaded = space.index.len();
         let model = space.embedder.model_version();
@@ -275,6 +267,17 @@ impl Service {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "Index ready."
         );
+        // Files go in live, as an HTTP body does: one piece's points are indexed on a second
+        // thread while the next piece is stored, instead of storing everything and then
+        // building the index from the store with one core idle.
+        if !files.is_empty() {
+            report(load_files(
+                &pipeline,
+                files,
+                settings.ingest.batch_size,
+                progress,
+            )?);
+        }
         metrics.index_vectors.set(space.index.len() as i64);
         metrics.store_events.set(store.event_count() as i64);
         let remote = query_backend(&settings)?;
