@@ -257,7 +257,6 @@ impl Service {
         let loaded = space.index.len();
         let model = space.embedder.model_version();
         let replayed = replay(space.index.as_ref(), &store, model, covered, progress)?;
-        pipeline.go_live();
         tracing::info!(
             engine = space.index.engine(),
             model,
@@ -267,9 +266,9 @@ impl Service {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "Index ready."
         );
-        // Files go in live, as an HTTP body does: one piece's points are indexed on a second
-        // thread while the next piece is stored, instead of storing everything and then
-        // building the index from the store with one core idle.
+        // Files go in as an HTTP body does, with the index up to the store: one piece's points
+        // are indexed on a second thread while the next piece is stored, instead of storing
+        // everything and then building the index from the store with one core idle.
         if !files.is_empty() {
             report(load_files(
                 &pipeline,

@@ -104,8 +104,8 @@ fn run(
         Command::Load { files } => runtime.block_on(async move {
             tokio::task::spawn_blocking(move || {
                 let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-                // The index it built from the store is written out, so the next start loads
-                // it instead of building it again.
+                // The index built while loading is written out, so the next start loads it
+                // instead of building it again from the store.
                 firesight::app::Service::open(settings, &files, progress)?.save_index()?;
                 anyhow::Ok(())
             })

@@ -45,7 +45,9 @@ where
         Ok(handle) => Insert::Thread(handle),
         Err(error) => {
             tracing::warn!(%error, "No thread for an index insert; inserting in line.");
-            Insert::Ran(run(&handed))
+            // A panic here too is a missing result, as on the thread.
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&handed)));
+            Insert::Ran(ran.ok().flatten())
         }
     }
 }

@@ -1,9 +1,7 @@
 //! The pipeline stages as plain functions over a batch; one lock serialises writers.
 
 use std::collections::{HashMap, HashSet};
-
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
@@ -74,9 +72,6 @@ pub struct Pipeline {
     correlator: RwLock<Correlator>,
     /// The active space; the re-index job replaces it whole.
     space: RwLock<Arc<Space>>,
-    /// False while bulk-loading: vectors go to the store only, and the caller indexes them
-    /// afterwards in one pass (see `Service::open`).
-    live: AtomicBool,
     metrics: Metrics,
     writer: WriterLock,
     /// Live detection batches waiting for the writer lock, written together (group commit).
@@ -110,8 +105,8 @@ pub struct BatchFailure {
 }
 
 impl Pipeline {
-    /// Wires the stages in bulk mode: detections are stored with their vectors but not
-    /// indexed until [`Pipeline::go_live`].
+    /// Wires the stages: every stored batch of detections is also inserted into `space`'s
+    /// index. The caller brings the index up to the store first (`lifecycle::replay`).
     pub fn new(
         store: Arc<Store>,
         correlator: Correlator,
@@ -132,7 +127,6 @@ impl Pipeline {
             store,
             correlator: RwLock::new(correlator),
             space: RwLock::new(Arc::new(space)),
-            live: AtomicBool::new(false),
             metrics,
             writer: WriterLock::default(),
             groups: LiveGroups::default(),
@@ -217,11 +211,6 @@ impl Pipeline {
             }
         }
         Ok(())
-    }
-
-    /// From now on every stored batch is also inserted into the index.
-    pub fn go_live(&self) {
-        self.live.store(true, Ordering::Release);
     }
 
     /// The active space. A reader holds its own `Arc`, so a switch never pulls it away mid-query.
@@ -721,10 +710,6 @@ impl Pipeline {
         self.metrics
             .store_events
             .set(self.store.event_count() as i64);
-        if !self.live.load(Ordering::Acquire) {
-            self.notify(&new, !gone.is_empty());
-            return Ok((outcome, None));
-        }
         let mut insert = PendingInsert {
             pipeline: self,
             space,
@@ -985,7 +970,7 @@ impl Pipeline {
         ops: &[StoreOp],
     ) -> Result<(), PipelineError> {
         self.store.revise_events_with(seqs, revised, ops)?;
-        if revised.is_empty() || !self.live.load(Ordering::Acquire) {
+        if revised.is_empty() {
             return Ok(());
         }
         let space = self.space();

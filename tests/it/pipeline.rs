@@ -465,9 +465,9 @@ fn a_snapshot_left_beside_a_wiped_and_refilled_store_is_not_used() {
     }
 }
 
-/// `firesight load` builds the index from the store before it exits; it writes that index's
-/// snapshot, so the next start loads the graph instead of building it all again (at a million
-/// detections, minutes).
+/// `firesight load` writes the snapshot of the index it built while loading, so the next start
+/// loads the graph instead of building it all again from the store (at a million detections,
+/// minutes).
 #[test]
 fn the_load_command_leaves_its_index_snapshot_for_the_next_start() {
     let dir = tempfile::TempDir::new().expect("tempdir");
@@ -507,6 +507,13 @@ fn the_load_command_leaves_its_index_snapshot_for_the_next_start() {
         (service.store.event_count(), service.index().len()),
         (300, 300)
     );
+    // The snapshot is accepted and covers every stored event: nothing to replay. (A refused one
+    // is only logged and the index rebuilt, which would also give 300 points.)
+    let (_, covered) =
+        firesight::lifecycle::open_space(&settings, &service.store, service.embedder())
+            .expect("space");
+    assert_eq!(covered.seq, service.store.next_seq().checked_sub(1));
+    assert!(covered.seq.is_some(), "the snapshot covers the load");
     for stored in service.store.vectors().expect("vectors") {
         let stored = stored.expect("vector");
         let hit = &service.index().search(&stored.vector, 1).expect("search")[0];

@@ -169,15 +169,13 @@ impl Processor {
                 .into_iter()
                 .map(|record| (self.granule(&record), record))
                 .collect();
-            let mut batch = gate.pass(polled, &ends, self.settings.max_batch, Instant::now());
+            let passed = Instant::now();
+            let mut batch = gate.pass(polled, &ends, self.settings.max_batch, passed);
             backlog = batch.len() >= self.settings.max_batch;
-            let metrics = self.pipeline.metrics();
-            metrics.stream_granule_held.set(gate.held() as i64);
-            for record in &batch {
-                metrics
-                    .stream_granule_wait
-                    .observe(record.received.elapsed().as_secs_f64());
-            }
+            self.pipeline
+                .metrics()
+                .stream_granule_held
+                .set(gate.held() as i64);
             if batch.is_empty() {
                 if idle {
                     self.finish_insert(inserting.take());
@@ -209,6 +207,16 @@ impl Processor {
                     // order), and before anything is released: entries go out once their events
                     // are searchable, and the insert's thread releases its batch's entries.
                     self.finish_insert(inserting.take());
+                    // Timed once applied (a batch that fails is read and timed again; records
+                    // a resume had applied before are dropped from it by now).
+                    let wait = &self.pipeline.metrics().stream_granule_wait;
+                    for record in &batch {
+                        wait.observe(
+                            passed
+                                .saturating_duration_since(record.received)
+                                .as_secs_f64(),
+                        );
+                    }
                     let queued = self.outbox.queued();
                     let received = batch.iter().map(|r| r.received).min();
                     match insert {
