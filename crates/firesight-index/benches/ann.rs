@@ -1,23 +1,22 @@
 //! Vector-index benchmark: FireSight's native HNSW and `hnsw_rs`, on siftsmall and on 108K
-//! event-encoder vectors. Writes the data sets and results to `target/ann/` so that
+//! event-encoder vectors (written beforehand by the main crate's `ann_event_vectors` example).
+//! Writes the ground truth and results to `$CARGO_TARGET_DIR/ann/` so that
 //! `benches/ann_peers.py` runs hnswlib and FAISS on the very same files; `scripts/bench-ann.sh`
-//! runs both and prints one table.
+//! runs all three and prints one table. Nothing here needs the store or the models, so the
+//! release build compiles this crate and `hnsw_rs` only.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use firesight::app::Service;
-use firesight::config::Settings;
-use firesight::index::{
+use firesight_index::{
     FlatIndex, HnswIndex, IndexPoint, NativeHnsw, NativeParams, PointAttrs, VectorIndex,
     VectorIndexRead, native,
 };
 
 const K: usize = 10;
 const EFS: [usize; 12] = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512];
-const EVENT_QUERIES: usize = 1000;
 
 fn read_vecs(path: &Path) -> anyhow::Result<Vec<Vec<f32>>> {
     let mut bytes = Vec::new();
@@ -45,17 +44,6 @@ fn read_ivecs(path: &Path) -> anyhow::Result<Vec<Vec<u64>>> {
         .collect())
 }
 
-fn write_vecs(path: &Path, rows: &[Vec<f32>]) -> anyhow::Result<()> {
-    let mut w = BufWriter::new(File::create(path)?);
-    for row in rows {
-        w.write_all(&(row.len() as i32).to_le_bytes())?;
-        for x in row {
-            w.write_all(&x.to_le_bytes())?;
-        }
-    }
-    Ok(())
-}
-
 fn write_ivecs(path: &Path, rows: &[Vec<u64>]) -> anyhow::Result<()> {
     let mut w = BufWriter::new(File::create(path)?);
     for row in rows {
@@ -75,83 +63,26 @@ fn rss() -> usize {
         .map_or(0, |pages| pages * 4096)
 }
 
-/// The Australian archive through the real pipeline; its vectors, plus two noisy copies of
-/// each (σ = 5 % of each dimension's spread) to pass 100K: repeated passes over the same fires.
 /// A base set and its queries.
 type VectorSet = (Vec<Vec<f32>>, Vec<Vec<f32>>);
 
 /// A search over one engine: query and ef in, ids nearest first out.
 type SearchFn<'a> = Box<dyn Fn(&[f32], usize) -> Vec<u64> + Sync + 'a>;
 
+/// The event set `ann_event_vectors` (the main crate's example) wrote to `out`.
 fn event_vectors(out: &Path) -> anyhow::Result<VectorSet> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::TempDir::new()?;
-    let mut settings = Settings::defaults()?;
-    settings.store.path = dir.path().join("db");
-    settings.index.snapshot = false;
-    settings.embed.manifest = root.join("models/manifest.json");
-    // Search indexing runs on its own thread; it would share the cores with what is measured.
-    settings.search.enabled = false;
-    let files: Vec<PathBuf> = [
-        "australia_bom_weather_stations.csv",
-        "australia_bom_daily_weather_2019-05_2020-06.csv",
-        "fire_archive_M6_96619.csv",
-    ]
-    .iter()
-    .map(|f| root.join("data/sample").join(f))
-    .collect();
-    let service = Service::open(settings, &files, false)?;
-    let real: Vec<Vec<f32>> = service
-        .store
-        .vectors()?
-        .map(|v| v.map(|v| v.vector))
-        .collect::<Result<_, _>>()?;
-    let dim = real[0].len();
-    let n = real.len() as f32;
-    let spread: Vec<f32> = (0..dim)
-        .map(|d| {
-            let mean = real.iter().map(|v| v[d]).sum::<f32>() / n;
-            (real.iter().map(|v| (v[d] - mean).powi(2)).sum::<f32>() / n).sqrt()
-        })
-        .collect();
-    let mut state = 0x0005_DEEC_E66D_u64;
-    let mut gauss = move || {
-        // Box–Muller over a xorshift stream: reproducible without an RNG crate.
-        let mut uniform = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-        };
-        let (u, v) = (uniform(), uniform());
-        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-    };
-    let mut all = real.clone();
-    for _ in 0..2 {
-        for v in &real {
-            all.push(
-                v.iter()
-                    .zip(&spread)
-                    .map(|(x, s)| x + 0.05 * s * gauss())
-                    .collect(),
-            );
-        }
+    let base = out.join("events_base.fvecs");
+    if !base.exists() {
+        anyhow::bail!(
+            "{} is missing: `cargo run --locked --profile test --example ann_event_vectors -- {}` writes it (scripts/bench-ann.sh runs both)",
+            base.display(),
+            out.display()
+        );
     }
-    // Queries: real vectors with fresh noise, held out of the base.
-    let queries: Vec<Vec<f32>> = real
-        .iter()
-        .step_by(real.len() / EVENT_QUERIES)
-        .take(EVENT_QUERIES)
-        .map(|v| {
-            v.iter()
-                .zip(&spread)
-                .map(|(x, s)| x + 0.05 * s * gauss())
-                .collect()
-        })
-        .collect();
-    write_vecs(&out.join("events_base.fvecs"), &all)?;
-    write_vecs(&out.join("events_query.fvecs"), &queries)?;
-    Ok((all, queries))
+    Ok((
+        read_vecs(&base)?,
+        read_vecs(&out.join("events_query.fvecs"))?,
+    ))
 }
 
 /// The vectors as index points numbered from 0, with no attributes.
@@ -394,7 +325,8 @@ fn snapshot_stage(
 }
 
 fn main() -> anyhow::Result<()> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // The workspace root: this crate sits in crates/firesight-index.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| root.join("target"), PathBuf::from)
         .join("ann");
