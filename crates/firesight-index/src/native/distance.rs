@@ -55,20 +55,34 @@ impl Metric {
 
 /// Which instruction set the chosen kernel uses, for logs and benchmark reports.
 pub fn kernel_name() -> &'static str {
-    kernels(Metric::L2)[0].0
+    kernels(Metric::L2, 0)[0].0
 }
 
-/// The fastest kernel for `metric` on this CPU.
-pub fn kernel(metric: Metric) -> Kernel {
-    kernels(metric)[0].1
+/// The fastest kernel for `metric` on vectors of `dim` on this CPU.
+pub fn kernel(metric: Metric, dim: usize) -> Kernel {
+    kernels(metric, dim)[0].1
 }
 
-/// Every kernel this CPU can run for `metric`, named, fastest first; the scalar one is last
-/// and always present.
-pub fn kernels(metric: Metric) -> Vec<(&'static str, Kernel)> {
+/// Every kernel this CPU can run for `metric` on vectors of `dim`, named, fastest first; the
+/// scalar one is last and always present. The widths FireSight's encoders produce (16 for the
+/// event encoder, 384 for MiniLM) and SIFT's 128 get a kernel compiled for that width: no loop
+/// bounds or tail to test, and for 16 no loop at all. Any width gets the general one.
+pub fn kernels(metric: Metric, dim: usize) -> Vec<(&'static str, Kernel)> {
     let l2 = metric == Metric::L2;
-    let mut out: Vec<(&'static str, Kernel)> = Vec::with_capacity(2);
+    let mut out: Vec<(&'static str, Kernel)> = Vec::with_capacity(3);
     if avx2_available() {
+        let fixed: Option<Kernel> = match (l2, dim) {
+            (true, 16) => Some(l2_avx2_fixed::<16>),
+            (true, 128) => Some(l2_avx2_fixed::<128>),
+            (true, 384) => Some(l2_avx2_fixed::<384>),
+            (false, 16) => Some(neg_dot_avx2_fixed::<16>),
+            (false, 128) => Some(neg_dot_avx2_fixed::<128>),
+            (false, 384) => Some(neg_dot_avx2_fixed::<384>),
+            _ => None,
+        };
+        if let Some(fixed) = fixed {
+            out.push(("avx2+fma", fixed));
+        }
         out.push((
             "avx2+fma",
             if l2 {
@@ -152,6 +166,36 @@ fn l2_avx2_entry(a: &[f32], b: &[f32]) -> f32 {
 fn neg_dot_avx2_entry(a: &[f32], b: &[f32]) -> f32 {
     // SAFETY: as above.
     unsafe { -x86::dot(a, b) }
+}
+
+/// [`x86::l2_fixed`] for vectors of exactly `N`; any other length takes the general kernel.
+#[cfg(target_arch = "x86_64")]
+fn l2_avx2_fixed<const N: usize>(a: &[f32], b: &[f32]) -> f32 {
+    match (<&[f32; N]>::try_from(a), <&[f32; N]>::try_from(b)) {
+        // SAFETY: handed out by `kernels` only after `avx2_available` said yes.
+        (Ok(a), Ok(b)) => unsafe { x86::l2_fixed(a, b) },
+        _ => l2_avx2_entry(a, b),
+    }
+}
+
+/// [`x86::dot_fixed`], negated, for vectors of exactly `N`.
+#[cfg(target_arch = "x86_64")]
+fn neg_dot_avx2_fixed<const N: usize>(a: &[f32], b: &[f32]) -> f32 {
+    match (<&[f32; N]>::try_from(a), <&[f32; N]>::try_from(b)) {
+        // SAFETY: as above.
+        (Ok(a), Ok(b)) => unsafe { -x86::dot_fixed(a, b) },
+        _ => neg_dot_avx2_entry(a, b),
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn l2_avx2_fixed<const N: usize>(a: &[f32], b: &[f32]) -> f32 {
+    l2_scalar(a, b)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn neg_dot_avx2_fixed<const N: usize>(a: &[f32], b: &[f32]) -> f32 {
+    neg_dot_scalar(a, b)
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -251,6 +295,69 @@ mod x86 {
         sum
     }
 
+    /// Squared L2 over exactly `N` lanes, `N` a multiple of 8: the loop's bounds are constants,
+    /// so it unrolls, and there is no tail.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn l2_fixed<const N: usize>(a: &[f32; N], b: &[f32; N]) -> f32 {
+        const { assert!(N.is_multiple_of(8) && N > 0) };
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        // SAFETY (all loads below): i + 8 <= N, within both arrays.
+        while i + 16 <= N {
+            let d0 =
+                unsafe { _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
+            let d1 = unsafe {
+                _mm256_sub_ps(
+                    _mm256_loadu_ps(pa.add(i + 8)),
+                    _mm256_loadu_ps(pb.add(i + 8)),
+                )
+            };
+            s0 = _mm256_fmadd_ps(d0, d0, s0);
+            s1 = _mm256_fmadd_ps(d1, d1, s1);
+            i += 16;
+        }
+        if i < N {
+            let d0 =
+                unsafe { _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
+            s0 = _mm256_fmadd_ps(d0, d0, s0);
+        }
+        hsum(_mm256_add_ps(s0, s1))
+    }
+
+    /// Dot product over exactly `N` lanes, as [`l2_fixed`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_fixed<const N: usize>(a: &[f32; N], b: &[f32; N]) -> f32 {
+        const { assert!(N.is_multiple_of(8) && N > 0) };
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        // SAFETY (all loads below): i + 8 <= N, within both arrays.
+        while i + 16 <= N {
+            unsafe {
+                s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
+                s1 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(pa.add(i + 8)),
+                    _mm256_loadu_ps(pb.add(i + 8)),
+                    s1,
+                );
+            }
+            i += 16;
+        }
+        if i < N {
+            unsafe {
+                s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
+            }
+        }
+        hsum(_mm256_add_ps(s0, s1))
+    }
+
     /// Dot product, same shape as [`l2`].
     ///
     /// # Safety
@@ -303,7 +410,7 @@ mod tests {
                 .collect();
             for metric in [Metric::L2, Metric::InnerProduct] {
                 let slow = scalar_kernel(metric)(&a, &b);
-                for (name, fast) in kernels(metric) {
+                for (name, fast) in kernels(metric, dim) {
                     let fast = fast(&a, &b);
                     let tolerance = 1e-4 * slow.abs().max(1.0);
                     assert!(
@@ -313,6 +420,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_encoders_widths_get_their_own_kernel_and_it_falls_back_on_any_other_length() {
+        if avx2_available() {
+            for dim in [16, 128, 384] {
+                assert_eq!(kernels(Metric::L2, dim).len(), 3, "width {dim}");
+            }
+            assert_eq!(kernels(Metric::L2, 17).len(), 2);
+        }
+        // A fixed kernel handed vectors of another length answers as the general one.
+        let a: Vec<f32> = (0..17).map(|i| i as f32 * 0.5).collect();
+        let b: Vec<f32> = (0..17).map(|i| 3.0 - i as f32).collect();
+        assert!((l2_avx2_fixed::<16>(&a, &b) - l2_scalar(&a, &b)).abs() < 1e-3);
+        assert!((neg_dot_avx2_fixed::<16>(&a, &b) - neg_dot_scalar(&a, &b)).abs() < 1e-3);
     }
 
     #[test]
