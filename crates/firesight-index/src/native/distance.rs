@@ -96,6 +96,64 @@ pub fn kernels(metric: Metric, dim: usize) -> Vec<(&'static str, Kernel)> {
     out
 }
 
+/// Scores each vector of `vectors` (consecutive, `q.len()` wide) that `wanted` lets through
+/// (by its index) against `q`, handing its index and distance to `found`. One call for a whole
+/// scan, so that on the encoders' widths the loop is compiled for AVX2 with the kernel inlined,
+/// instead of calling the kernel through a pointer once per vector.
+pub fn scan(
+    metric: Metric,
+    q: &[f32],
+    vectors: &[f32],
+    wanted: impl FnMut(usize) -> bool,
+    found: impl FnMut(usize, f32),
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2_available() {
+        let l2 = metric == Metric::L2;
+        // SAFETY (each arm): the CPU was just checked to have AVX2 and FMA.
+        match (l2, q.len()) {
+            (true, 16) => {
+                return unsafe { x86::scan_fixed::<16, true>(q, vectors, wanted, found) };
+            }
+            (true, 128) => {
+                return unsafe { x86::scan_fixed::<128, true>(q, vectors, wanted, found) };
+            }
+            (true, 384) => {
+                return unsafe { x86::scan_fixed::<384, true>(q, vectors, wanted, found) };
+            }
+            (false, 16) => {
+                return unsafe { x86::scan_fixed::<16, false>(q, vectors, wanted, found) };
+            }
+            (false, 128) => {
+                return unsafe { x86::scan_fixed::<128, false>(q, vectors, wanted, found) };
+            }
+            (false, 384) => {
+                return unsafe { x86::scan_fixed::<384, false>(q, vectors, wanted, found) };
+            }
+            _ => {}
+        }
+    }
+    scan_with(kernel(metric, q.len()), q, vectors, wanted, found);
+}
+
+/// [`scan`] through a kernel pointer: any width, any CPU.
+fn scan_with(
+    kernel: Kernel,
+    q: &[f32],
+    vectors: &[f32],
+    mut wanted: impl FnMut(usize) -> bool,
+    mut found: impl FnMut(usize, f32),
+) {
+    if q.is_empty() {
+        return;
+    }
+    for (i, v) in vectors.chunks_exact(q.len()).enumerate() {
+        if wanted(i) {
+            found(i, kernel(q, v));
+        }
+    }
+}
+
 /// The scalar kernel for `metric`, for cross-checks.
 pub fn scalar_kernel(metric: Metric) -> Kernel {
     match metric {
@@ -328,6 +386,31 @@ mod x86 {
         hsum(_mm256_add_ps(s0, s1))
     }
 
+    /// [`super::scan`] on vectors of exactly `N`: squared L2 when `L2`, else the negated dot
+    /// product. A `q` of another length scores nothing; the caller matched it to `N`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn scan_fixed<const N: usize, const L2: bool>(
+        q: &[f32],
+        vectors: &[f32],
+        mut wanted: impl FnMut(usize) -> bool,
+        mut found: impl FnMut(usize, f32),
+    ) {
+        let Ok(q) = <&[f32; N]>::try_from(q) else {
+            return;
+        };
+        let (rows, _) = vectors.as_chunks::<N>();
+        for (i, v) in rows.iter().enumerate() {
+            if wanted(i) {
+                // SAFETY: this function's own features are the ones the kernels need.
+                let d = unsafe { if L2 { l2_fixed(q, v) } else { -dot_fixed(q, v) } };
+                found(i, d);
+            }
+        }
+    }
+
     /// Dot product over exactly `N` lanes, as [`l2_fixed`].
     ///
     /// # Safety
@@ -435,6 +518,40 @@ mod tests {
         let b: Vec<f32> = (0..17).map(|i| 3.0 - i as f32).collect();
         assert!((l2_avx2_fixed::<16>(&a, &b) - l2_scalar(&a, &b)).abs() < 1e-3);
         assert!((neg_dot_avx2_fixed::<16>(&a, &b) - neg_dot_scalar(&a, &b)).abs() < 1e-3);
+    }
+
+    #[test]
+    fn a_scan_scores_what_its_filter_lets_through_as_the_kernel_does() {
+        for dim in [3, 16, 17, 128, 384] {
+            let vectors: Vec<f32> = (0..dim * 50)
+                .map(|i| ((i * 7919) % 31) as f32 * 0.21 - 3.0)
+                .collect();
+            let q: Vec<f32> = (0..dim).map(|i| (i % 5) as f32 * 0.4 - 1.0).collect();
+            for metric in [Metric::L2, Metric::InnerProduct] {
+                let mut got = Vec::new();
+                scan(
+                    metric,
+                    &q,
+                    &vectors,
+                    |i| i % 3 != 1,
+                    |i, d| got.push((i, d)),
+                );
+                let want: Vec<(usize, f32)> = vectors
+                    .chunks_exact(dim)
+                    .enumerate()
+                    .filter(|(i, _)| i % 3 != 1)
+                    .map(|(i, v)| (i, scalar_kernel(metric)(&q, v)))
+                    .collect();
+                assert_eq!(got.len(), want.len(), "{metric:?} dim {dim}");
+                for ((gi, gd), (wi, wd)) in got.iter().zip(&want) {
+                    assert_eq!(gi, wi);
+                    assert!(
+                        (gd - wd).abs() <= 1e-4 * wd.abs().max(1.0),
+                        "{metric:?} dim {dim} vector {gi}: {gd} vs {wd}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -813,23 +813,23 @@ impl NativeHnsw {
         filter: Option<&SearchFilter>,
     ) -> Vec<Scored> {
         let mut best: BinaryHeap<Scored> = BinaryHeap::with_capacity(k + 1);
-        for slot in 0..view.core.slots() as u32 {
-            if !view.live(slot)
-                || filter.is_some_and(|f| !f.matches(&view.core.attrs[slot as usize]))
-            {
-                continue;
-            }
+        let (states, attrs) = (&view.core.states, &view.core.attrs);
+        let vectors = &view.core.vectors[..view.core.slots() * self.params.dim];
+        let wanted =
+            |i: usize| states[i] == SlotState::Live && filter.is_none_or(|f| f.matches(&attrs[i]));
+        distance::scan(self.params.metric, q, vectors, wanted, |i, dist| {
             let s = Scored {
-                dist: view.dist(q, slot),
-                slot,
+                dist,
+                slot: i as u32,
             };
             if best.len() < k {
                 best.push(s);
-            } else if best.peek().is_some_and(|w| s < *w) {
-                best.pop();
-                best.push(s);
+            } else if let Some(mut farthest) = best.peek_mut()
+                && s < *farthest
+            {
+                *farthest = s;
             }
-        }
+        });
         best.into_sorted_vec()
     }
 
