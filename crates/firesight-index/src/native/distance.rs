@@ -314,76 +314,95 @@ mod x86 {
         _mm_cvtss_f32(s)
     }
 
-    /// Squared L2 over 16 lanes a step (two accumulators), then 8, then a scalar tail.
+    /// The first `lanes` (a multiple of 8) of two vectors, 16 a step on two accumulators, then
+    /// 8: their squared differences summed when `L2`, else their products, in eight lanes.
+    /// Inlined into each kernel, so for a fixed width the loop's bounds are constants.
     ///
     /// # Safety
-    /// The CPU must support AVX2 and FMA. `a` and `b` must have the same length.
+    /// The CPU must support AVX2 and FMA; `pa` and `pb` must each point at `lanes` floats.
+    #[inline]
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn l2(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    unsafe fn lanes<const L2: bool>(pa: *const f32, pb: *const f32, lanes: usize) -> __m256 {
         let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let mut i = 0;
-        // SAFETY (all loads below): i + 8 or i + 16 <= n, within both slices.
-        while i + 16 <= n {
-            let d0 =
-                unsafe { _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
-            let d1 = unsafe {
-                _mm256_sub_ps(
-                    _mm256_loadu_ps(pa.add(i + 8)),
-                    _mm256_loadu_ps(pb.add(i + 8)),
-                )
-            };
-            s0 = _mm256_fmadd_ps(d0, d0, s0);
-            s1 = _mm256_fmadd_ps(d1, d1, s1);
+        // SAFETY (all loads below): i + 8 or i + 16 <= lanes, within both vectors.
+        let load = |p: *const f32, at: usize| unsafe { _mm256_loadu_ps(p.add(at)) };
+        let step = |acc: __m256, x: __m256, y: __m256| {
+            if L2 {
+                let d = _mm256_sub_ps(x, y);
+                _mm256_fmadd_ps(d, d, acc)
+            } else {
+                _mm256_fmadd_ps(x, y, acc)
+            }
+        };
+        while i + 16 <= lanes {
+            s0 = step(s0, load(pa, i), load(pb, i));
+            s1 = step(s1, load(pa, i + 8), load(pb, i + 8));
             i += 16;
         }
-        if i + 8 <= n {
-            let d0 =
-                unsafe { _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
-            s0 = _mm256_fmadd_ps(d0, d0, s0);
-            i += 8;
+        if i + 8 <= lanes {
+            s0 = step(s0, load(pa, i), load(pb, i));
         }
-        let mut sum = hsum(_mm256_add_ps(s0, s1));
-        while i < n {
-            let d = a[i] - b[i];
-            sum += d * d;
-            i += 1;
+        _mm256_add_ps(s0, s1)
+    }
+
+    /// Squared L2 (`L2`) or dot product of two vectors of any equal length: eight lanes at a
+    /// time, then a scalar tail.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn any_width<const L2: bool>(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let body = n & !7;
+        // SAFETY: both slices hold at least `n >= body` floats.
+        let mut sum = hsum(unsafe { lanes::<L2>(a.as_ptr(), b.as_ptr(), body) });
+        for (x, y) in a[body..n].iter().zip(&b[body..n]) {
+            sum += if L2 { (x - y) * (x - y) } else { x * y };
         }
         sum
     }
 
-    /// Squared L2 over exactly `N` lanes, `N` a multiple of 8: the loop's bounds are constants,
-    /// so it unrolls, and there is no tail.
+    /// Squared L2 of two vectors of any equal length.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn l2(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: the caller vouches for the features, which this function has too.
+        unsafe { any_width::<true>(a, b) }
+    }
+
+    /// Dot product of two vectors of any equal length.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: as above.
+        unsafe { any_width::<false>(a, b) }
+    }
+
+    /// Squared L2 over exactly `N` lanes, `N` a multiple of 8: no tail, constant bounds.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn l2_fixed<const N: usize>(a: &[f32; N], b: &[f32; N]) -> f32 {
         const { assert!(N.is_multiple_of(8) && N > 0) };
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let mut i = 0;
-        // SAFETY (all loads below): i + 8 <= N, within both arrays.
-        while i + 16 <= N {
-            let d0 =
-                unsafe { _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
-            let d1 = unsafe {
-                _mm256_sub_ps(
-                    _mm256_loadu_ps(pa.add(i + 8)),
-                    _mm256_loadu_ps(pb.add(i + 8)),
-                )
-            };
-            s0 = _mm256_fmadd_ps(d0, d0, s0);
-            s1 = _mm256_fmadd_ps(d1, d1, s1);
-            i += 16;
-        }
-        if i < N {
-            let d0 =
-                unsafe { _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
-            s0 = _mm256_fmadd_ps(d0, d0, s0);
-        }
-        hsum(_mm256_add_ps(s0, s1))
+        // SAFETY: both arrays hold N floats.
+        hsum(unsafe { lanes::<true>(a.as_ptr(), b.as_ptr(), N) })
+    }
+
+    /// Dot product over exactly `N` lanes, as [`l2_fixed`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_fixed<const N: usize>(a: &[f32; N], b: &[f32; N]) -> f32 {
+        const { assert!(N.is_multiple_of(8) && N > 0) };
+        // SAFETY: both arrays hold N floats.
+        hsum(unsafe { lanes::<false>(a.as_ptr(), b.as_ptr(), N) })
     }
 
     /// [`super::scan`] on vectors of exactly `N`: squared L2 when `L2`, else the negated dot
@@ -409,72 +428,6 @@ mod x86 {
                 found(i, d);
             }
         }
-    }
-
-    /// Dot product over exactly `N` lanes, as [`l2_fixed`].
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_fixed<const N: usize>(a: &[f32; N], b: &[f32; N]) -> f32 {
-        const { assert!(N.is_multiple_of(8) && N > 0) };
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let mut i = 0;
-        // SAFETY (all loads below): i + 8 <= N, within both arrays.
-        while i + 16 <= N {
-            unsafe {
-                s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
-                s1 = _mm256_fmadd_ps(
-                    _mm256_loadu_ps(pa.add(i + 8)),
-                    _mm256_loadu_ps(pb.add(i + 8)),
-                    s1,
-                );
-            }
-            i += 16;
-        }
-        if i < N {
-            unsafe {
-                s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
-            }
-        }
-        hsum(_mm256_add_ps(s0, s1))
-    }
-
-    /// Dot product, same shape as [`l2`].
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA. `a` and `b` must have the same length.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let mut i = 0;
-        // SAFETY (all loads below): i + 8 or i + 16 <= n, within both slices.
-        while i + 16 <= n {
-            unsafe {
-                s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
-                s1 = _mm256_fmadd_ps(
-                    _mm256_loadu_ps(pa.add(i + 8)),
-                    _mm256_loadu_ps(pb.add(i + 8)),
-                    s1,
-                );
-            }
-            i += 16;
-        }
-        if i + 8 <= n {
-            unsafe {
-                s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
-            }
-            i += 8;
-        }
-        let mut sum = hsum(_mm256_add_ps(s0, s1));
-        while i < n {
-            sum += a[i] * b[i];
-            i += 1;
-        }
-        sum
     }
 }
 
