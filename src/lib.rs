@@ -20,3 +20,11 @@ pub mod tls;
 pub mod tracker;
 pub mod weaviate;
 pub mod webhooks;
+
+/// mimalloc instead of glibc malloc, for every program built on this library (the binary, and
+/// the benches and tests that run the service in process, so they measure what runs): ingest
+/// allocates and frees many small buffers per record (decoded rows, JSON and Avro records,
+/// RocksDB batches), often on one thread and freed on another, and glibc's bins cost a sixth of
+/// the storing thread's time on a bulk load (benches/README.md, "A million detections").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -2,12 +2,6 @@
 
 use std::path::PathBuf;
 
-/// mimalloc instead of glibc malloc: ingest allocates and frees many small buffers per record
-/// (decoded rows, JSON and Avro records, RocksDB batches), and glibc's bins cost a sixth of the
-/// storing thread's time on a bulk load (benches/README.md, "A million detections").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::{Parser, Subcommand};
 
 /// Wildfire intelligence: correlate, embed, index and query fire detections.
