@@ -327,8 +327,10 @@ fn snapshot_stage(
 fn main() -> anyhow::Result<()> {
     // The workspace root: this crate sits in crates/firesight-index.
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // Cargo runs a bench from its own package's folder: a relative CARGO_TARGET_DIR (as
+    // scripts/bench-ann.sh, run from the root, means it) is taken from the root.
     let out = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), PathBuf::from)
+        .map_or_else(|| root.join("target"), |dir| root.join(dir))
         .join("ann");
     std::fs::create_dir_all(&out)?;
     let sift = root.join("../shared/data/ann/siftsmall");

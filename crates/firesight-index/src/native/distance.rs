@@ -1,6 +1,8 @@
 //! Distance kernels: a scalar version everywhere, AVX2+FMA on x86-64 when the CPU has it.
 //!
-//! The kernel is chosen once, when an index is created, and called through a function pointer.
+//! The kernel is chosen once, when an index is created (for its metric and width), and called
+//! through a function pointer; an exact scan instead runs its whole loop in one call ([`scan`]),
+//! compiled for AVX2 with the width's kernel inlined.
 //! This is the only module of the crate that uses `unsafe`: the intrinsics themselves, and the
 //! calls into functions compiled for a CPU feature the running CPU was checked to have.
 #![expect(
@@ -325,8 +327,6 @@ mod x86 {
     unsafe fn lanes<const L2: bool>(pa: *const f32, pb: *const f32, lanes: usize) -> __m256 {
         let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let mut i = 0;
-        // SAFETY (all loads below): i + 8 or i + 16 <= lanes, within both vectors.
-        let load = |p: *const f32, at: usize| unsafe { _mm256_loadu_ps(p.add(at)) };
         let step = |acc: __m256, x: __m256, y: __m256| {
             if L2 {
                 let d = _mm256_sub_ps(x, y);
@@ -336,12 +336,23 @@ mod x86 {
             }
         };
         while i + 16 <= lanes {
-            s0 = step(s0, load(pa, i), load(pb, i));
-            s1 = step(s1, load(pa, i + 8), load(pb, i + 8));
+            // SAFETY: i + 16 <= lanes, so all sixteen floats from i are within both vectors.
+            let (a0, b0, a1, b1) = unsafe {
+                (
+                    _mm256_loadu_ps(pa.add(i)),
+                    _mm256_loadu_ps(pb.add(i)),
+                    _mm256_loadu_ps(pa.add(i + 8)),
+                    _mm256_loadu_ps(pb.add(i + 8)),
+                )
+            };
+            s0 = step(s0, a0, b0);
+            s1 = step(s1, a1, b1);
             i += 16;
         }
         if i + 8 <= lanes {
-            s0 = step(s0, load(pa, i), load(pb, i));
+            // SAFETY: i + 8 <= lanes, so the eight floats from i are within both vectors.
+            let (a0, b0) = unsafe { (_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
+            s0 = step(s0, a0, b0);
         }
         _mm256_add_ps(s0, s1)
     }
@@ -465,12 +476,13 @@ mod tests {
                 assert_eq!(kernels(Metric::L2, dim).len(), 3, "width {dim}");
             }
             assert_eq!(kernels(Metric::L2, 17).len(), 2);
+            // A fixed kernel handed vectors of another length answers as the general one (AVX2
+            // code too: only called on a CPU that has it, as `kernels` only hands it out then).
+            let a: Vec<f32> = (0..17).map(|i| i as f32 * 0.5).collect();
+            let b: Vec<f32> = (0..17).map(|i| 3.0 - i as f32).collect();
+            assert!((l2_avx2_fixed::<16>(&a, &b) - l2_scalar(&a, &b)).abs() < 1e-3);
+            assert!((neg_dot_avx2_fixed::<16>(&a, &b) - neg_dot_scalar(&a, &b)).abs() < 1e-3);
         }
-        // A fixed kernel handed vectors of another length answers as the general one.
-        let a: Vec<f32> = (0..17).map(|i| i as f32 * 0.5).collect();
-        let b: Vec<f32> = (0..17).map(|i| 3.0 - i as f32).collect();
-        assert!((l2_avx2_fixed::<16>(&a, &b) - l2_scalar(&a, &b)).abs() < 1e-3);
-        assert!((neg_dot_avx2_fixed::<16>(&a, &b) - neg_dot_scalar(&a, &b)).abs() < 1e-3);
     }
 
     #[test]

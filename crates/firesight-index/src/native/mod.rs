@@ -320,6 +320,7 @@ impl View<'_> {
                         } else if let Some(mut farthest) = results.peek_mut() {
                             // Full, and `s` is nearer than the farthest kept (`d < bound`):
                             // it takes that place, one sift instead of a push and a pop.
+                            debug_assert!(s < *farthest, "a full beam only admits nearer points");
                             *farthest = s;
                         }
                         if results.len() >= ef {
