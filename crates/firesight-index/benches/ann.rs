@@ -5,10 +5,15 @@
 //! runs all three and prints one table. Nothing here needs the store or the models, so the
 //! release build compiles this crate and `hnsw_rs` only.
 
+#[path = "support/fvecs.rs"]
+mod fvecs;
+
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+use fvecs::read_fvecs;
 
 use firesight_index::{
     FlatIndex, HnswIndex, IndexPoint, NativeHnsw, NativeParams, PointAttrs, VectorIndex,
@@ -18,27 +23,9 @@ use firesight_index::{
 const K: usize = 10;
 const EFS: [usize; 12] = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512];
 
-fn read_vecs(path: &Path) -> anyhow::Result<Vec<Vec<f32>>> {
-    let mut bytes = Vec::new();
-    BufReader::new(File::open(path)?).read_to_end(&mut bytes)?;
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at + 4 <= bytes.len() {
-        let dim = i32::from_le_bytes(bytes[at..at + 4].try_into()?) as usize;
-        at += 4;
-        let row = bytes[at..at + dim * 4]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        out.push(row);
-        at += dim * 4;
-    }
-    Ok(out)
-}
-
 /// `.ivecs` holds i32s in the same framing; read them as f32 bit patterns, then convert.
 fn read_ivecs(path: &Path) -> anyhow::Result<Vec<Vec<u64>>> {
-    Ok(read_vecs(path)?
+    Ok(read_fvecs(path)?
         .into_iter()
         .map(|row| row.iter().map(|x| x.to_bits() as u64).collect())
         .collect())
@@ -80,8 +67,8 @@ fn event_vectors(out: &Path) -> anyhow::Result<VectorSet> {
         );
     }
     Ok((
-        read_vecs(&base)?,
-        read_vecs(&out.join("events_query.fvecs"))?,
+        read_fvecs(&base)?,
+        read_fvecs(&out.join("events_query.fvecs"))?,
     ))
 }
 
@@ -340,8 +327,8 @@ fn main() -> anyhow::Result<()> {
     let wanted = |set: &str| only.is_empty() || only.split(',').any(|s| s == set);
 
     if wanted("siftsmall") {
-        let base = read_vecs(&sift.join("siftsmall_base.fvecs"))?;
-        let queries = read_vecs(&sift.join("siftsmall_query.fvecs"))?;
+        let base = read_fvecs(&sift.join("siftsmall_base.fvecs"))?;
+        let queries = read_fvecs(&sift.join("siftsmall_query.fvecs"))?;
         let truth = read_ivecs(&sift.join("siftsmall_groundtruth.ivecs"))?;
         run_set("siftsmall", &base, &queries, &truth, &mut report)?;
     }

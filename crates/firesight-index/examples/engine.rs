@@ -12,28 +12,14 @@
 //! the exact scan against the graph at the smallest `ef` reaching recall@10 0.99: where the graph
 //! starts to win.
 
+use std::path::Path;
 use std::time::Instant;
 
-use firesight_index::{IndexPoint, NativeHnsw, NativeParams, PointAttrs, VectorIndex};
+#[path = "../benches/support/fvecs.rs"]
+mod fvecs;
+use fvecs::read_fvecs;
 
-fn read_fvecs(path: &str) -> Result<Vec<Vec<f32>>, Box<dyn std::error::Error>> {
-    let bytes = std::fs::read(path)?;
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at + 4 <= bytes.len() {
-        let dim = u32::from_le_bytes(bytes[at..at + 4].try_into()?) as usize;
-        at += 4;
-        let row = bytes
-            .get(at..at + dim * 4)
-            .ok_or("truncated .fvecs row")?
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        out.push(row);
-        at += dim * 4;
-    }
-    Ok(out)
-}
+use firesight_index::{IndexPoint, NativeHnsw, NativeParams, PointAttrs, VectorIndex};
 
 fn setting<T: std::str::FromStr>(name: &str) -> Option<T> {
     std::env::var(name).ok()?.parse().ok()
@@ -112,11 +98,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let [base_path, query_path, efs @ ..] = args.as_slice() else {
         return Err("usage: engine BASE.fvecs QUERY.fvecs [ef ...]".into());
     };
-    let mut base = read_fvecs(base_path)?;
+    let mut base = read_fvecs(Path::new(base_path))?;
     if let Some(limit) = setting::<usize>("FIRESIGHT_ANN_BASE_LIMIT") {
         base.truncate(limit);
     }
-    let queries = read_fvecs(query_path)?;
+    let queries = read_fvecs(Path::new(query_path))?;
     let efs: Vec<usize> = if efs.is_empty() {
         vec![10, 16, 32, 64, 128]
     } else {
