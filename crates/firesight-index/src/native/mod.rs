@@ -227,6 +227,13 @@ impl View<'_> {
         self.core.states[slot as usize] == SlotState::Live
     }
 
+    /// True when no point is deleted: every slot a list names is then live, so a walk can skip
+    /// reading its state (a cache miss per candidate in a large graph). Steady while the view
+    /// is held: deletions take the write lock.
+    fn nothing_deleted(&self) -> bool {
+        self.core.deleted == 0
+    }
+
     /// Greedy descent on one level: follows the nearest neighbour until none is nearer.
     fn greedy(&self, q: &[f32], mut best: Scored, level: u8) -> Scored {
         loop {
@@ -618,9 +625,8 @@ impl NativeHnsw {
             let q = view.vector(slot);
             let mut best = view.descend(q, entry, level);
             let mut s = self.scratch.take(view.core.slots());
-            // With nothing deleted every slot a list names is live: the walk skips that read
-            // (a cache miss per candidate in a large graph), in its own copy of the loop.
-            let all_live = view.core.deleted == 0;
+            // Each case in its own copy of the loop, so the common one tests nothing more.
+            let all_live = view.nothing_deleted();
             let efc = self.params.ef_construction;
             for l in (0..=level.min(top)).rev() {
                 if all_live {
@@ -728,7 +734,7 @@ impl NativeHnsw {
         let mut orphans = Vec::new();
         {
             let view = self.view()?;
-            if view.core.deleted == 0 {
+            if view.nothing_deleted() {
                 return Ok(0);
             }
             let mut list = Vec::new();
@@ -870,7 +876,7 @@ impl NativeHnsw {
                     let best = view.descend(q, entry, 0);
                     let mut s = self.scratch.take(view.core.slots());
                     let attrs = &view.core.attrs;
-                    if filter.is_none() && view.core.deleted == 0 {
+                    if filter.is_none() && view.nothing_deleted() {
                         // Every point is an answer: the loop's own copy checks nothing.
                         view.search_level(q, best, ef.max(k), 0, &mut s, |_| true);
                     } else {
