@@ -306,6 +306,59 @@ fn the_native_exact_scan_is_flat_search_with_or_without_a_filter_and_after_delet
 }
 
 #[test]
+fn a_full_list_chosen_again_keeps_room_for_the_next_links() {
+    // One point at the origin, then unit vectors along different axes, one insert at a time:
+    // each newcomer is nearer to the origin (1) than to any other newcomer (sqrt 2), so it
+    // links to the origin alone, and the origin's level-0 list (room for 2M = 8) takes one
+    // more link per newcomer. No newcomer covers another as seen from the origin, so the
+    // heuristic keeps every one it is asked to; what a re-chosen list holds is its cap.
+    let dim = 32;
+    let index = NativeHnsw::new(NativeParams {
+        m: 4,
+        ..NativeParams::new(dim)
+    });
+    let axis = |i: usize| -> Vec<f32> {
+        let mut v = vec![0.0; dim];
+        v[i] = 1.0;
+        v
+    };
+    let put = |seq: u64, v: &[f32]| {
+        index
+            .insert(&[IndexPoint {
+                seq,
+                vector: v,
+                attrs: attrs(seq),
+            }])
+            .expect("insert")
+    };
+    put(0, &[0.0; 32]);
+    let links = || {
+        index
+            .neighbour_ids(0)
+            .expect("read")
+            .expect("present")
+            .len()
+    };
+    for i in 1..=8 {
+        put(i as u64, &axis(i));
+    }
+    assert_eq!(links(), 8, "eight links fit a list with room for eight");
+    put(9, &axis(9));
+    assert_eq!(
+        links(),
+        6,
+        "the ninth link re-chooses the full list down to three quarters of its room"
+    );
+    put(10, &axis(10));
+    put(11, &axis(11));
+    assert_eq!(
+        links(),
+        8,
+        "the next two links go in without choosing again"
+    );
+}
+
+#[test]
 fn every_vector_finds_itself_after_a_build_of_tight_clusters() {
     // 60 clusters of 100 near-identical points, like one fire's detections. Handed over
     // cluster by cluster, in time order as they arrive; the engine scrambles each call's order

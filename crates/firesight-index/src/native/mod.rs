@@ -12,7 +12,10 @@
 //! rewrites the lists that point at deleted points.
 //!
 //! Neighbours are chosen with the heuristic of Malkov & Yashunin (2018, algorithm 4), both for a
-//! new point and when a full list of an existing point has to drop a link. A parallel insert
+//! new point and when a full list of an existing point has to drop a link; such a list is
+//! chosen down to three quarters of its room, so re-choosing (the build's dearest step when
+//! `prune_alpha` keeps most candidates) happens once per quarter of new links, not at each
+//! one, as DiskANN leaves slack in its lists. A parallel insert
 //! links first, then searches for each new point and gives the ones it cannot find a link from
 //! where the search ended (`repair_one`).
 
@@ -387,7 +390,7 @@ impl View<'_> {
         if s.pool.len() <= cap {
             self.write_list(slot, level, s.pool.iter().map(|c| c.slot));
         } else {
-            self.select(&s.pool, cap, &mut s.kept);
+            self.select(&s.pool, self.engine.refill(level), &mut s.kept);
             self.write_list(slot, level, s.kept.iter().map(|c| c.slot));
         }
     }
@@ -414,7 +417,7 @@ impl View<'_> {
         }));
         s.pool.push(Scored { dist, slot: to });
         s.pool.sort_unstable();
-        self.select(&s.pool, cap, &mut s.kept);
+        self.select(&s.pool, self.engine.refill(level), &mut s.kept);
         self.write_list(from, level, s.kept.iter().map(|c| c.slot));
     }
 }
@@ -507,6 +510,13 @@ impl NativeHnsw {
         } else {
             self.params.m
         }
+    }
+
+    /// How many links a full list keeps when it is re-chosen: a quarter of its room is left
+    /// free, so the next links it is given go in without choosing again.
+    fn refill(&self, level: u8) -> usize {
+        let cap = self.capacity(level);
+        cap - cap / 4
     }
 
     /// A point's level, drawn from its id: the same id gets the same level in any insert
