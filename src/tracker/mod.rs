@@ -23,6 +23,11 @@ pub mod outlook;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+/// The maps read for every detection (cells, incidents): foldhash instead of std's SipHash,
+/// which was about 5 % of the storing thread; seeded at random per process like std's, so
+/// crafted coordinates or ids cannot aim at one bucket.
+type FastMap<K, V> = foldhash::HashMap<K, V>;
+
 use serde::{Deserialize, Serialize};
 
 pub use alerts::{Alert, AlertKind};
@@ -104,7 +109,7 @@ impl std::fmt::Debug for Tracker {
 /// The incidents of one batch, loaded from the store or new.
 struct Working<'a> {
     store: &'a Store,
-    incidents: HashMap<String, Incident>,
+    incidents: FastMap<String, Incident>,
     dirty: BTreeSet<String>,
 }
 
@@ -112,7 +117,7 @@ impl<'a> Working<'a> {
     fn new(store: &'a Store) -> Self {
         Self {
             store,
-            incidents: HashMap::new(),
+            incidents: FastMap::default(),
             dirty: BTreeSet::new(),
         }
     }
@@ -220,9 +225,9 @@ impl Tracker {
         // Tracked detections of earlier batches, read for a stretch of this batch's detections at
         // a time (at most one horizon long, so a batch spanning a year does not load a year), and
         // those of this batch so far.
-        let mut stored: HashMap<(i32, i32), Vec<Point>> = HashMap::new();
+        let mut stored: FastMap<(i32, i32), Vec<Point>> = FastMap::default();
         let mut stored_until = i64::MIN;
-        let mut fresh: HashMap<(i32, i32), Vec<Point>> = HashMap::new();
+        let mut fresh: FastMap<(i32, i32), Vec<Point>> = FastMap::default();
         for (k, &i) in order.iter().enumerate() {
             if events[i].detection_time > stored_until {
                 let t = events[i].detection_time;
@@ -246,7 +251,9 @@ impl Tracker {
             }
             clock = Some(clock.map_or(t, |c| c.max(t)));
 
-            let mut linked: BTreeSet<String> = BTreeSet::new();
+            // The incidents the detection reaches, as its neighbours recorded them: a fire's
+            // detections mostly name one or two, so each is resolved once, not once a neighbour.
+            let mut reached: Vec<&str> = Vec::new();
             let mut same_pixel = false;
             let mut days: BTreeSet<i64> = BTreeSet::new();
             let same_pixel_km = member.scan_km.min(member.track_km) / 2.0;
@@ -263,12 +270,19 @@ impl Tracker {
                     if d > reach {
                         continue;
                     }
-                    linked.insert(work.resolve(&point.incident)?);
+                    reached.push(&point.incident);
                     if d <= same_pixel_km {
                         same_pixel = true;
                         days.insert(point.day);
                     }
                 }
+            }
+
+            reached.sort_unstable();
+            reached.dedup();
+            let mut linked: BTreeSet<String> = BTreeSet::new();
+            for id in reached {
+                linked.insert(work.resolve(id)?);
             }
 
             let day = t.div_euclid(86_400_000);
@@ -420,7 +434,7 @@ impl Tracker {
         near: impl Iterator<Item = &'n [(i32, i32)]>,
         from_ms: i64,
         to_ms: i64,
-    ) -> Result<HashMap<(i32, i32), Vec<Point>>, StoreError> {
+    ) -> Result<FastMap<(i32, i32), Vec<Point>>, StoreError> {
         let mut cells: Vec<(i32, i32)> = near.flatten().copied().collect();
         cells.sort_unstable();
         cells.dedup();
