@@ -16,7 +16,11 @@ FIRESIGHT__STORE__PATH="$work/db" FIRESIGHT__API__LISTEN="127.0.0.1:$port" \
   data/sample/australia_bom_weather_stations.csv \
   data/sample/australia_bom_daily_weather_2019-05_2020-06.csv >"$work/serve.log" 2>&1 &
 pid=$!
-until curl -sf "localhost:$port/readyz" >/dev/null; do sleep 0.5; done
+until curl -sf "localhost:$port/readyz" >/dev/null; do
+  # A service that failed to start (say, run from outside the repository) ends the script.
+  kill -0 "$pid" 2>/dev/null || { tail -20 "$work/serve.log"; exit 1; }
+  sleep 0.5
+done
 perf record -F 499 -p "$pid" -o "$work/perf.data" >/dev/null 2>&1 &
 perf_pid=$!
 sleep 1
