@@ -2,7 +2,8 @@
 //!
 //! The kernel is chosen once, when an index is created (for its metric and width), and called
 //! through a function pointer; an exact scan instead runs its whole loop in one call ([`scan`]),
-//! compiled for AVX2 with the width's kernel inlined.
+//! and a graph walk in one call of [`with_score`], each compiled for AVX2 with the width's
+//! kernel inlined.
 //! This is the only module of the crate that uses `unsafe`: the intrinsics themselves, and the
 //! calls into functions compiled for a CPU feature the running CPU was checked to have.
 #![expect(
@@ -136,6 +137,49 @@ pub fn scan(
         }
     }
     scan_with(kernel(metric, q.len()), q, vectors, wanted, found);
+}
+
+/// How a walk scores a stored vector against its query.
+pub trait Score {
+    /// The distance between `q` and `v`, as the index's kernel gives it.
+    fn score(&self, q: &[f32], v: &[f32]) -> f32;
+}
+
+impl Score for Kernel {
+    #[inline(always)]
+    fn score(&self, q: &[f32], v: &[f32]) -> f32 {
+        self(q, v)
+    }
+}
+
+/// Work that scores vectors: a graph walk, handed a [`Score`] by [`with_score`].
+pub trait Walk {
+    /// What the work gives back.
+    type Out;
+    /// Does the work, scoring with `score`.
+    fn run<S: Score>(self, score: S) -> Self::Out;
+}
+
+/// Runs `work` with the index's kernel. On the encoders' widths (and SIFT's) on a CPU with AVX2,
+/// the work runs inside one function compiled for AVX2 with the width's kernel inlined into its
+/// loop, instead of a call through `kernel` per distance; elsewhere it calls `kernel`.
+pub fn with_score<W: Walk>(metric: Metric, dim: usize, kernel: Kernel, work: W) -> W::Out {
+    #[cfg(target_arch = "x86_64")]
+    if avx2_available() {
+        let l2 = metric == Metric::L2;
+        // SAFETY (each arm): the CPU was just checked to have AVX2 and FMA.
+        match (l2, dim) {
+            (true, 16) => return unsafe { x86::with_fixed::<16, true, W>(work) },
+            (true, 128) => return unsafe { x86::with_fixed::<128, true, W>(work) },
+            (true, 384) => return unsafe { x86::with_fixed::<384, true, W>(work) },
+            (false, 16) => return unsafe { x86::with_fixed::<16, false, W>(work) },
+            (false, 128) => return unsafe { x86::with_fixed::<128, false, W>(work) },
+            (false, 384) => return unsafe { x86::with_fixed::<384, false, W>(work) },
+            _ => {}
+        }
+    }
+    let _ = (metric, dim);
+    work.run(kernel)
 }
 
 /// [`scan`] through a kernel pointer: any width, any CPU.
@@ -440,6 +484,32 @@ mod x86 {
             }
         }
     }
+
+    /// The width's kernel as a [`super::Score`]: squared L2 when `L2`, else the negated dot
+    /// product. Made only by [`with_fixed`], so only on a CPU with AVX2 and FMA.
+    pub struct Fixed<const N: usize, const L2: bool>(());
+
+    impl<const N: usize, const L2: bool> super::Score for Fixed<N, L2> {
+        #[inline(always)]
+        fn score(&self, q: &[f32], v: &[f32]) -> f32 {
+            // SAFETY (both): a `Fixed` exists only inside `with_fixed`, which is called only
+            // after the CPU was checked to have AVX2 and FMA.
+            match (<&[f32; N]>::try_from(q), <&[f32; N]>::try_from(v)) {
+                (Ok(q), Ok(v)) => unsafe { if L2 { l2_fixed(q, v) } else { -dot_fixed(q, v) } },
+                _ => unsafe { if L2 { l2(q, v) } else { -dot(q, v) } },
+            }
+        }
+    }
+
+    /// Runs `work` with [`Fixed`], in a function compiled for AVX2 and FMA: the work's walk
+    /// (inlined here) gets the kernel inlined into its loop.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn with_fixed<const N: usize, const L2: bool, W: super::Walk>(work: W) -> W::Out {
+        work.run(Fixed::<N, L2>(()))
+    }
 }
 
 #[cfg(test)]
@@ -482,6 +552,50 @@ mod tests {
             let b: Vec<f32> = (0..17).map(|i| 3.0 - i as f32).collect();
             assert!((l2_avx2_fixed::<16>(&a, &b) - l2_scalar(&a, &b)).abs() < 1e-3);
             assert!((neg_dot_avx2_fixed::<16>(&a, &b) - neg_dot_scalar(&a, &b)).abs() < 1e-3);
+        }
+    }
+
+    /// Scores every vector of a set against one query with whatever [`with_score`] hands it.
+    struct ScoreAll<'a> {
+        q: &'a [f32],
+        vectors: &'a [f32],
+    }
+
+    impl Walk for ScoreAll<'_> {
+        type Out = Vec<f32>;
+        fn run<S: Score>(self, score: S) -> Vec<f32> {
+            self.vectors
+                .chunks_exact(self.q.len())
+                .map(|v| score.score(self.q, v))
+                .collect()
+        }
+    }
+
+    #[test]
+    fn a_walk_scores_with_the_width_s_kernel_as_the_scalar_kernel_does() {
+        for dim in [3, 16, 17, 128, 384] {
+            let vectors: Vec<f32> = (0..dim * 20)
+                .map(|i| ((i * 7919) % 31) as f32 * 0.21 - 3.0)
+                .collect();
+            let q: Vec<f32> = (0..dim).map(|i| (i % 5) as f32 * 0.4 - 1.0).collect();
+            for metric in [Metric::L2, Metric::InnerProduct] {
+                let work = ScoreAll {
+                    q: &q,
+                    vectors: &vectors,
+                };
+                let got = with_score(metric, dim, kernel(metric, dim), work);
+                let want: Vec<f32> = vectors
+                    .chunks_exact(dim)
+                    .map(|v| scalar_kernel(metric)(&q, v))
+                    .collect();
+                assert_eq!(got.len(), want.len(), "{metric:?} dim {dim}");
+                for (n, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                        "{metric:?} dim {dim} vector {n}: {g} vs {w}"
+                    );
+                }
+            }
         }
     }
 

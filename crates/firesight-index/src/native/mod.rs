@@ -280,6 +280,67 @@ impl View<'_> {
         s: &mut Scratch,
         accept: impl Fn(u32) -> bool,
     ) {
+        /// The walk's arguments, handed to [`distance::with_score`] with the walk itself.
+        struct Beam<'v, 'a, 's, F> {
+            view: &'v View<'a>,
+            q: &'v [f32],
+            entry: Scored,
+            ef: usize,
+            level: u8,
+            s: &'s mut Scratch,
+            accept: F,
+        }
+        impl<F: Fn(u32) -> bool> distance::Walk for Beam<'_, '_, '_, F> {
+            type Out = ();
+            #[inline(always)]
+            fn run<S: distance::Score>(self, score: S) {
+                let Beam {
+                    view,
+                    q,
+                    entry,
+                    ef,
+                    level,
+                    s,
+                    accept,
+                } = self;
+                view.beam(&score, q, entry, ef, level, s, accept);
+            }
+        }
+        let params = &self.engine.params;
+        distance::with_score(
+            params.metric,
+            params.dim,
+            self.engine.kernel,
+            Beam {
+                view: self,
+                q,
+                entry,
+                ef,
+                level,
+                s,
+                accept,
+            },
+        );
+    }
+
+    /// [`Self::search_level`] with `score` for the distances: inlined into the function
+    /// [`distance::with_score`] picked, so that on the encoders' widths the kernel is inlined
+    /// into this loop.
+    #[inline(always)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "search_level's arguments and the kernel"
+    )]
+    fn beam<S: distance::Score>(
+        &self,
+        score: &S,
+        q: &[f32],
+        entry: Scored,
+        ef: usize,
+        level: u8,
+        s: &mut Scratch,
+        accept: impl Fn(u32) -> bool,
+    ) {
         let Scratch {
             visited,
             candidates,
@@ -320,7 +381,7 @@ impl View<'_> {
                 if visited.test_and_set(n) {
                     continue;
                 }
-                let d = self.dist(q, n);
+                let d = score.score(q, self.vector(n));
                 if d < bound || results.len() < ef {
                     let s = Scored { dist: d, slot: n };
                     candidates.push(Reverse(s));
