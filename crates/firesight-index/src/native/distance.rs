@@ -555,6 +555,15 @@ mod tests {
         }
     }
 
+    /// A query and `n` vectors of `dim`, spread over a few units, for comparing kernels.
+    fn query_and_vectors(dim: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
+        let q = (0..dim).map(|i| (i % 5) as f32 * 0.4 - 1.0).collect();
+        let vectors = (0..dim * n)
+            .map(|i| ((i * 7919) % 31) as f32 * 0.21 - 3.0)
+            .collect();
+        (q, vectors)
+    }
+
     /// Scores every vector of a set against one query with whatever [`with_score`] hands it.
     struct ScoreAll<'a> {
         q: &'a [f32],
@@ -574,10 +583,7 @@ mod tests {
     #[test]
     fn a_walk_scores_with_the_width_s_kernel_as_the_scalar_kernel_does() {
         for dim in [3, 16, 17, 128, 384] {
-            let vectors: Vec<f32> = (0..dim * 20)
-                .map(|i| ((i * 7919) % 31) as f32 * 0.21 - 3.0)
-                .collect();
-            let q: Vec<f32> = (0..dim).map(|i| (i % 5) as f32 * 0.4 - 1.0).collect();
+            let (q, vectors) = query_and_vectors(dim, 20);
             for metric in [Metric::L2, Metric::InnerProduct] {
                 let work = ScoreAll {
                     q: &q,
@@ -602,10 +608,7 @@ mod tests {
     #[test]
     fn a_scan_scores_what_its_filter_lets_through_as_the_kernel_does() {
         for dim in [3, 16, 17, 128, 384] {
-            let vectors: Vec<f32> = (0..dim * 50)
-                .map(|i| ((i * 7919) % 31) as f32 * 0.21 - 3.0)
-                .collect();
-            let q: Vec<f32> = (0..dim).map(|i| (i % 5) as f32 * 0.4 - 1.0).collect();
+            let (q, vectors) = query_and_vectors(dim, 50);
             for metric in [Metric::L2, Metric::InnerProduct] {
                 let mut got = Vec::new();
                 scan(
