@@ -24,8 +24,8 @@ pub mod outlook;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// The maps read for every detection (cells, incidents): foldhash instead of std's SipHash,
-/// which was about 5 % of the storing thread; seeded at random per process like std's, so
-/// crafted coordinates or ids cannot aim at one bucket.
+/// which was about 5 % of the storing thread. Seeded at random per process, so harder to aim
+/// at one bucket than a fixed hash, though less resistant to that than SipHash.
 type FastMap<K, V> = foldhash::HashMap<K, V>;
 
 use serde::{Deserialize, Serialize};

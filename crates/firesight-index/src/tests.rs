@@ -311,7 +311,8 @@ fn a_full_list_chosen_again_keeps_room_for_the_next_links() {
     // each newcomer is nearer to the origin (1) than to any other newcomer (sqrt 2), so it
     // links to the origin alone, and the origin's level-0 list (room for 2M = 8) takes one
     // more link per newcomer. No newcomer covers another as seen from the origin, so the
-    // heuristic keeps every one it is asked to; what a re-chosen list holds is its cap.
+    // heuristic keeps every one it is asked to, up to the cap it is given: a re-chosen list
+    // holds three quarters of its room.
     let dim = 32;
     let index = NativeHnsw::new(NativeParams {
         m: 4,
