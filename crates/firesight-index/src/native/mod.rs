@@ -280,32 +280,6 @@ impl View<'_> {
         s: &mut Scratch,
         accept: impl Fn(u32) -> bool,
     ) {
-        /// The walk's arguments, handed to [`distance::with_score`] with the walk itself.
-        struct Beam<'v, 'a, 's, F> {
-            view: &'v View<'a>,
-            q: &'v [f32],
-            entry: Scored,
-            ef: usize,
-            level: u8,
-            s: &'s mut Scratch,
-            accept: F,
-        }
-        impl<F: Fn(u32) -> bool> distance::Walk for Beam<'_, '_, '_, F> {
-            type Out = ();
-            #[inline(always)]
-            fn run<S: distance::Score>(self, score: S) {
-                let Beam {
-                    view,
-                    q,
-                    entry,
-                    ef,
-                    level,
-                    s,
-                    accept,
-                } = self;
-                view.beam(&score, q, entry, ef, level, s, accept);
-            }
-        }
         let params = &self.engine.params;
         distance::with_score(
             params.metric,
@@ -321,89 +295,6 @@ impl View<'_> {
                 accept,
             },
         );
-    }
-
-    /// [`Self::search_level`] with `score` for the distances: inlined into the function
-    /// [`distance::with_score`] picked, so that on the encoders' widths the kernel is inlined
-    /// into this loop.
-    #[inline(always)]
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "search_level's arguments and the kernel"
-    )]
-    fn beam<S: distance::Score>(
-        &self,
-        score: &S,
-        q: &[f32],
-        entry: Scored,
-        ef: usize,
-        level: u8,
-        s: &mut Scratch,
-        accept: impl Fn(u32) -> bool,
-    ) {
-        let Scratch {
-            visited,
-            candidates,
-            results,
-            found,
-            ..
-        } = s;
-        candidates.clear();
-        results.clear();
-        visited.test_and_set(entry.slot);
-        candidates.push(Reverse(entry));
-        if accept(entry.slot) {
-            results.push(entry);
-        }
-        let mut bound = if results.len() >= ef {
-            entry.dist
-        } else {
-            f32::INFINITY
-        };
-        while let Some(Reverse(c)) = candidates.pop() {
-            if c.dist > bound {
-                break;
-            }
-            // The list to read after this one is most often the next candidate's: start
-            // loading it now, so that its cache misses overlap this list's distances.
-            if let Some(Reverse(next)) = candidates.peek() {
-                self.prefetch_list(next.slot, level);
-            }
-            let entries = self.entries(c.slot, level);
-            for cell in entries {
-                let n = cell.load(AtomicOrdering::Relaxed);
-                if !visited.seen(n) {
-                    prefetch(self.vector(n));
-                }
-            }
-            for cell in entries {
-                let n = cell.load(AtomicOrdering::Relaxed);
-                if visited.test_and_set(n) {
-                    continue;
-                }
-                let d = score.score(q, self.vector(n));
-                if d < bound || results.len() < ef {
-                    let s = Scored { dist: d, slot: n };
-                    candidates.push(Reverse(s));
-                    if accept(n) {
-                        if results.len() < ef {
-                            results.push(s);
-                        } else if let Some(mut farthest) = results.peek_mut() {
-                            // Full, and `s` is nearer than the farthest kept (`d < bound`):
-                            // it takes that place, one sift instead of a push and a pop.
-                            debug_assert!(s < *farthest, "a full beam only admits nearer points");
-                            *farthest = s;
-                        }
-                        if results.len() >= ef {
-                            bound = results.peek().map_or(f32::INFINITY, |w| w.dist);
-                        }
-                    }
-                }
-            }
-        }
-        found.clear();
-        found.extend(results.drain());
-        found.sort_unstable();
     }
 
     /// The paper's heuristic: walking candidates nearest first, keep one only if it is nearer
@@ -480,6 +371,99 @@ impl View<'_> {
         s.pool.sort_unstable();
         self.select(&s.pool, self.engine.refill(level), &mut s.kept);
         self.write_list(from, level, s.kept.iter().map(|c| c.slot));
+    }
+}
+
+/// One level's beam search ([`View::search_level`]) with its arguments, handed to
+/// [`distance::with_score`], which runs it with the score it picked: inlined there, so that on
+/// the encoders' widths the kernel is inlined into this loop.
+struct Beam<'v, 'a, 's, F> {
+    view: &'v View<'a>,
+    q: &'v [f32],
+    entry: Scored,
+    ef: usize,
+    level: u8,
+    s: &'s mut Scratch,
+    accept: F,
+}
+
+impl<F: Fn(u32) -> bool> distance::Walk for Beam<'_, '_, '_, F> {
+    type Out = ();
+
+    #[inline(always)]
+    fn run<S: distance::Score>(self, score: S) {
+        let Beam {
+            view,
+            q,
+            entry,
+            ef,
+            level,
+            s,
+            accept,
+        } = self;
+        let Scratch {
+            visited,
+            candidates,
+            results,
+            found,
+            ..
+        } = s;
+        candidates.clear();
+        results.clear();
+        visited.test_and_set(entry.slot);
+        candidates.push(Reverse(entry));
+        if accept(entry.slot) {
+            results.push(entry);
+        }
+        let mut bound = if results.len() >= ef {
+            entry.dist
+        } else {
+            f32::INFINITY
+        };
+        while let Some(Reverse(c)) = candidates.pop() {
+            if c.dist > bound {
+                break;
+            }
+            // The list to read after this one is most often the next candidate's: start
+            // loading it now, so that its cache misses overlap this list's distances.
+            if let Some(Reverse(next)) = candidates.peek() {
+                view.prefetch_list(next.slot, level);
+            }
+            let entries = view.entries(c.slot, level);
+            for cell in entries {
+                let n = cell.load(AtomicOrdering::Relaxed);
+                if !visited.seen(n) {
+                    prefetch(view.vector(n));
+                }
+            }
+            for cell in entries {
+                let n = cell.load(AtomicOrdering::Relaxed);
+                if visited.test_and_set(n) {
+                    continue;
+                }
+                let d = score.score(q, view.vector(n));
+                if d < bound || results.len() < ef {
+                    let s = Scored { dist: d, slot: n };
+                    candidates.push(Reverse(s));
+                    if accept(n) {
+                        if results.len() < ef {
+                            results.push(s);
+                        } else if let Some(mut farthest) = results.peek_mut() {
+                            // Full, and `s` is nearer than the farthest kept (`d < bound`):
+                            // it takes that place, one sift instead of a push and a pop.
+                            debug_assert!(s < *farthest, "a full beam only admits nearer points");
+                            *farthest = s;
+                        }
+                        if results.len() >= ef {
+                            bound = results.peek().map_or(f32::INFINITY, |w| w.dist);
+                        }
+                    }
+                }
+            }
+        }
+        found.clear();
+        found.extend(results.drain());
+        found.sort_unstable();
     }
 }
 
